@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine:
+#   make reproduce   train (or load the committed weights of) B-LeNet on MNIST and print its Table I rows
+#   make test        run the test suite
+# Both create or reuse the virtual environment .venv/ and install into it; nothing goes system-wide.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: reproduce test venv clean-venv
+
+venv: $(STAMP)
+
+# Chainer 7.8.1 ships only an sdist whose setup.py imports pkg_resources, which setuptools 82 removed:
+# build it without isolation against a setuptools that still has it (see branchynet/_compat.py).
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "setuptools>=70.1,<82" wheel
+	$(PY) -m pip install --quiet --no-build-isolation "chainer==7.8.1"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) experiments/lenet_mnist.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,80 @@
+"""Parameter-free layers with their arguments bound, for network lists.
+
+A network list may hold any callable (``F.relu`` as it is); these classes exist for the layers that
+take arguments, so that the list reads like the original's layer tables, the fast CPU kernels are
+used where they apply (``branchynet.ops``), and the lean inference path (``branchynet.lean``) can
+run them without Chainer through ``numpy_forward``.
+"""
+import numpy
+
+import chainer.functions as F
+
+from branchynet import ops
+
+
+class _Layer:
+    def __repr__(self):
+        args = ", ".join("%s=%r" % kv for kv in vars(self).items())
+        return "%s(%s)" % (type(self).__name__, args)
+
+
+class MaxPool(_Layer):
+    """Max pooling; ``cover_all=True`` (ceil-mode sizes) as Chainer's default, on which the
+    original layer sizes (FC inputs 640, 720, 512, 128, 1024) depend."""
+
+    def __init__(self, ksize, stride=None, pad=0, cover_all=True):
+        self.ksize, self.stride, self.pad, self.cover_all = ksize, stride, pad, cover_all
+
+    def __call__(self, x):
+        return ops.max_pooling_2d(x, self.ksize, self.stride, self.pad, self.cover_all)
+
+    def numpy_forward(self, x):
+        from branchynet import fast
+        return fast.max_pool_numpy(x, self.ksize, self.stride, self.pad, self.cover_all)
+
+
+class AvgPool(_Layer):
+    """Average pooling, floor mode, padding counted in the divisor (Chainer's semantics)."""
+
+    def __init__(self, ksize, stride=None, pad=0):
+        self.ksize, self.stride, self.pad = ksize, stride, pad
+
+    def __call__(self, x):
+        return ops.average_pooling_2d(x, self.ksize, self.stride, self.pad)
+
+    def numpy_forward(self, x):
+        from branchynet import fast
+        return fast.avg_pool_numpy(x, self.ksize, self.stride, self.pad)
+
+
+class LRN(_Layer):
+    """Local response normalisation across channels: y = x / (k + alpha * sum_window x^2)^beta.
+
+    Chainer does not divide alpha by n (PyTorch does): the original's alpha=5e-5 is Chainer's."""
+
+    def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
+        self.n, self.k, self.alpha, self.beta = n, k, alpha, beta
+
+    def __call__(self, x):
+        return ops.local_response_normalization(x, self.n, self.k, self.alpha, self.beta)
+
+    def numpy_forward(self, x):
+        half = self.n // 2
+        sq = numpy.square(x)
+        padded = numpy.zeros((x.shape[0], x.shape[1] + 2 * half) + x.shape[2:], dtype=x.dtype)
+        padded[:, half:half + x.shape[1]] = sq
+        window = sum(padded[:, i:i + x.shape[1]] for i in range(self.n))
+        return x * (self.k + self.alpha * window) ** -self.beta
+
+
+class Dropout(_Layer):
+    """Dropout; active only while ``chainer.config.train`` is True."""
+
+    def __init__(self, ratio=0.5):
+        self.ratio = ratio
+
+    def __call__(self, x):
+        return F.dropout(x, self.ratio)
+
+    def numpy_forward(self, x):
+        return x

@@ -1,0 +1,3 @@
+"""Network definitions (branch lists) of the paper's three networks, and their registry."""
+import branchynet  # noqa: F401  (compatibility shims before chainer)
+from networks.registry import build, loss_weights, names, register  # noqa: F401
