@@ -49,9 +49,11 @@ def _add_numpy_distutils_stub():
     if "numpy.distutils.system_info" in sys.modules:
         return
     try:
-        import numpy.distutils.system_info  # noqa: F401  (numpy < 2 with an old setuptools)
+        with warnings.catch_warnings():  # numpy.distutils warns that it is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import numpy.distutils.system_info  # noqa: F401  (still there with numpy < 2.5, Python 3.11)
         return
-    except Exception:  # ImportError, or a DeprecationWarning raised as an error under -W error
+    except ImportError:
         pass
     distutils = types.ModuleType("numpy.distutils")
     system_info = types.ModuleType("numpy.distutils.system_info")

@@ -1,0 +1,178 @@
+"""The training loop: pretrain the main network, then train all exits jointly (the paper's schedule).
+
+Each epoch shuffles with a seeded generator, steps through the whole training set (the last
+partial batch included, as the original), averages losses and accuracies per sample (not per batch,
+bug B20), evaluates every exit on a held-out set, appends one line to ``log.jsonl`` and writes a
+checkpoint. A run started again with the same ``out`` folder resumes from that checkpoint, with the
+same random stream and a continuous log, so a schedule can be completed across runs and machines.
+
+Files in ``out``: ``checkpoint.npz`` (model, optimizer, loop state), ``log.jsonl``, ``main.npz``
+(the baseline, saved when pretraining ends: joint training goes on changing the shared final head,
+bug B11) and ``branchy.npz`` (the jointly trained net).
+"""
+import json
+import os
+import time
+
+import numpy
+
+import chainer
+
+from branchynet import serialization
+from branchynet.progress import ProgressBar
+
+STAGES = ("main", "joint")
+
+
+def evaluate(net, dataset, batchsize=1000):
+    """Per-exit mean cross-entropy and accuracy on a dataset, every exit on every sample."""
+    x_all, t_all = dataset_arrays(dataset)
+    k = net.numexits()
+    loss_sum, correct = numpy.zeros(k), numpy.zeros(k)
+    for start in range(0, len(x_all), batchsize):
+        x, t = x_all[start:start + batchsize], t_all[start:start + batchsize]
+        for i, p in enumerate(net.exit_probs(x)):
+            loss_sum[i] -= numpy.log(numpy.maximum(p[numpy.arange(len(t)), t], 1e-30)).sum()
+            correct[i] += (p.argmax(axis=1) == t).sum()
+    n = len(x_all)
+    return (loss_sum / n).tolist(), (correct / n).tolist()
+
+
+def dataset_arrays(dataset):
+    """(x, t) numpy arrays of a TupleDataset, or of an (x, t) pair of arrays."""
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        return dataset
+    return dataset._datasets[0], dataset._datasets[1]
+
+
+class _Checkpoint:
+    """Model, optimizer and loop state in one npz, written atomically."""
+
+    def __init__(self, out):
+        self.path = os.path.join(out, "checkpoint.npz")
+
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def save(self, net, state):
+        serializer = chainer.serializers.DictionarySerializer()
+        net.serialize(serializer["model"])
+        net.optimizer.serialize(serializer["optimizer"])
+        arrays = {key: chainer.backend.CpuDevice().send(v) for key, v in serializer.target.items()}
+        arrays["state"] = numpy.array(json.dumps(state))
+        serialization._atomic_savez(self.path, arrays)
+
+    def load(self, net):
+        with numpy.load(self.path) as data:
+            state = json.loads(str(data["state"]))
+        chainer.serializers.load_npz(self.path, net, path="model/")
+        chainer.serializers.load_npz(self.path, net.optimizer, path="optimizer/")
+        return state
+
+
+def _rng_state(rng):
+    name, keys, pos, has_gauss, gauss = numpy.random.get_state()
+    return {"shuffle": rng.bit_generator.state,
+            "numpy_global": [name, keys.tolist(), pos, has_gauss, gauss]}
+
+
+def _restore_rng(rng, state):
+    rng.bit_generator.state = state["shuffle"]
+    name, keys, pos, has_gauss, gauss = state["numpy_global"]
+    numpy.random.set_state((name, numpy.array(keys, dtype=numpy.uint32), pos, has_gauss, gauss))
+
+
+def train_epoch(net, x_all, t_all, batchsize, rng, stage, desc="", progress=None):
+    """One pass over the training set; returns per-exit (mean loss, mean accuracy) lists."""
+    order = rng.permutation(len(x_all))
+    k = net.numexits()
+    loss_sum, acc_sum, seen = numpy.zeros(k), numpy.zeros(k), numpy.zeros(k)
+    with ProgressBar(len(order), desc, enabled=progress) as bar:
+        for start in range(0, len(order), batchsize):
+            index = order[start:start + batchsize]
+            x, t = x_all[index], t_all[index]
+            if stage == "main":
+                loss, acc = net.train_main(x, t)
+                losses, accs = [None] * (k - 1) + [loss], [None] * (k - 1) + [acc]
+            else:
+                losses, accs = net.train(x, t)
+            for i, (loss, acc) in enumerate(zip(losses, accs)):
+                if loss is not None:
+                    loss_sum[i] += loss * len(index)
+                    acc_sum[i] += acc * len(index)
+                    seen[i] += len(index)
+            bar.update(len(index), loss=losses[-1] if losses[-1] is not None else float("nan"))
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        return _nan_to_none(loss_sum / seen), _nan_to_none(acc_sum / seen)
+
+
+def _nan_to_none(values):
+    return [None if numpy.isnan(v) else float(v) for v in values]
+
+
+def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval_batchsize=1000,
+        progress=None, echo=print):
+    """Runs (or resumes) the schedule: ``main_epochs`` of pretraining, then ``joint_epochs``.
+
+    Returns the list of log entries (one per epoch, both stages).
+    """
+    os.makedirs(out, exist_ok=True)
+    x_all, t_all = dataset_arrays(train)
+    checkpoint = _Checkpoint(out)
+    rng = numpy.random.default_rng(seed)
+    log = []
+    state = {"stage": "main", "epoch": 0}
+    if checkpoint.exists():
+        state = checkpoint.load(net)
+        log = state["log"]
+        _restore_rng(rng, state["rng"])
+        echo("resumed from %s: stage %s, %d epochs done" % (checkpoint.path, state["stage"],
+                                                            state["epoch"]))
+    _write_log(out, log)
+    for stage, epochs in zip(STAGES, (main_epochs, joint_epochs)):
+        if STAGES.index(stage) < STAGES.index(state["stage"]):
+            continue
+        if stage != state["stage"]:
+            net.reset_optimizer()
+            state = {"stage": stage, "epoch": 0}
+        for epoch in range(state["epoch"] + 1, epochs + 1):
+            started = time.perf_counter()
+            desc = "%s %d/%d" % (stage, epoch, epochs)
+            train_loss, train_acc = train_epoch(net, x_all, t_all, batchsize, rng, stage, desc,
+                                                progress)
+            val_loss, val_acc = evaluate(net, val, eval_batchsize)
+            entry = {"stage": stage, "epoch": epoch, "train/loss": train_loss,
+                     "train/accuracy": train_acc, "val/loss": val_loss, "val/accuracy": val_acc,
+                     "seconds": time.perf_counter() - started}
+            log.append(entry)
+            echo(_format_entry(entry))
+            state = {"stage": stage, "epoch": epoch, "log": log, "rng": _rng_state(rng)}
+            checkpoint.save(net, state)
+            _write_log(out, log)
+        if stage == "main" and epochs > 0 and not os.path.exists(os.path.join(out, "main.npz")):
+            serialization.save(net, os.path.join(out, "main.npz"))
+        state = {"stage": stage, "epoch": epochs}
+    serialization.save(net, os.path.join(out, "branchy.npz"))
+    return log
+
+
+def _write_log(out, log):
+    tmp = os.path.join(out, "log.jsonl.tmp")
+    with open(tmp, "w") as f:
+        for entry in log:
+            f.write(json.dumps(entry) + "\n")
+    os.replace(tmp, os.path.join(out, "log.jsonl"))
+
+
+def _format_entry(entry):
+    def fmt(values):
+        return "/".join("-" if v is None else "%.4f" % v for v in values)
+    return "%-5s epoch %3d  train loss %s acc %s  val loss %s acc %s  (%.1fs)" % (
+        entry["stage"], entry["epoch"], fmt(entry["train/loss"]), fmt(entry["train/accuracy"]),
+        fmt(entry["val/loss"]), fmt(entry["val/accuracy"]), entry["seconds"])
+
+
+def read_log(out):
+    """The log entries of a run folder."""
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,292 @@
+"""The controller: exit rule against brute force, no recomputation, joint gradients, errors."""
+import math
+
+import numpy
+import pytest
+
+import branchynet
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import networks
+from branchynet import Branch, BranchyNet, entropy
+from branchynet.layers import MaxPool
+
+
+def make_lenet(seed=0, **kwargs):
+    numpy.random.seed(seed)
+    return networks.build("b-lenet", **kwargs)
+
+
+def random_images(n, seed=1):
+    return numpy.random.RandomState(seed).rand(n, 1, 28, 28).astype(numpy.float32)
+
+
+def brute_force(probs, thresholds):
+    """First exit whose entropy is strictly below its threshold, else the last exit."""
+    n, k = len(probs[0]), len(probs)
+    labels, exits = numpy.empty(n, int), numpy.empty(n, int)
+    for i in range(n):
+        for e in range(k):
+            p = probs[e][i]
+            h = -sum(v * math.log(v) for v in p if v > 0)
+            if e == k - 1 or h < thresholds[e]:
+                labels[i], exits[i] = int(numpy.argmax(p)), e
+                break
+    return labels, exits
+
+
+@pytest.fixture(scope="module")
+def trained_lenet(mnist_subset):
+    """A B-LeNet trained a little on real MNIST, so that entropies spread over a useful range."""
+    net = make_lenet()
+    x, t = mnist_subset
+    for _ in range(4):
+        for start in range(0, len(x), 64):
+            net.train(x[start:start + 64], t[start:start + 64])
+    return net
+
+
+@pytest.fixture(scope="module")
+def split_threshold(trained_lenet, mnist_subset):
+    """A threshold that sends about half of 200 real images out at exit 1, placed halfway between
+    two observed entropies so that float rounding cannot flip a decision."""
+    ent = numpy.sort(entropy(trained_lenet.exit_probs(mnist_subset[0][:200])[0]))
+    return float((ent[99] + ent[100]) / 2)
+
+
+# ---------------------------------------------------------------- entropy
+def test_entropy_one_hot_is_zero_and_uniform_is_log_c():
+    p = numpy.eye(10, dtype=numpy.float32)
+    assert numpy.array_equal(entropy(p), numpy.zeros(10, numpy.float32))
+    assert not numpy.isnan(entropy(p)).any()
+    uniform = numpy.full((3, 7), 1 / 7, dtype=numpy.float64)
+    numpy.testing.assert_allclose(entropy(uniform), numpy.log(7), rtol=1e-12)
+
+
+def test_entropy_matches_independent_formula():
+    rng = numpy.random.RandomState(0)
+    p = rng.dirichlet(numpy.full(10, 0.3), size=50)
+    p[:5, 3] = 0  # zeros inside rows that are not one-hot
+    p /= p.sum(axis=1, keepdims=True)
+    expected = [-sum(v * math.log(v) for v in row if v > 0) for row in p]
+    numpy.testing.assert_allclose(entropy(p), expected, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- exit rule
+@pytest.mark.parametrize("batch", [1, 7, 300])
+@pytest.mark.parametrize("fast", [True, False])
+def test_predict_equals_brute_force(trained_lenet, mnist_subset, batch, fast):
+    x = mnist_subset[0][:300]
+    rng = numpy.random.RandomState(batch)
+    with chainer.using_config("branchynet_fast_cpu", fast):
+        probs = trained_lenet.exit_probs(x)
+        ent = numpy.sort(entropy(probs[0]))
+        midpoints = (ent[1:] + ent[:-1]) / 2
+        for threshold in list(rng.choice(midpoints, 4)) + [0.0, 10.0]:
+            expected = brute_force(probs, [threshold])
+            labels, exits = zip(*[trained_lenet.predict(x[s:s + batch], threshold)
+                                  for s in range(0, len(x), batch)])
+            numpy.testing.assert_array_equal(numpy.concatenate(exits), expected[1])
+            numpy.testing.assert_array_equal(numpy.concatenate(labels), expected[0])
+
+
+def test_test_agrees_with_predict(trained_lenet, mnist_subset, split_threshold):
+    x, t = mnist_subset[0][:200], mnist_subset[1][:200]
+    labels, exits = trained_lenet.predict(x, split_threshold)
+    acc, per_exit, counts, seconds = trained_lenet.test(x, t, split_threshold)
+    assert counts == [100, 100]
+    assert acc == pytest.approx((labels == t).mean())
+    assert counts == numpy.bincount(exits, minlength=2).tolist()
+    for k in range(2):
+        if counts[k]:
+            assert per_exit[k] == pytest.approx((labels == t)[exits == k].mean())
+    assert seconds > 0
+
+
+def test_lean_path_equals_chainer_path(trained_lenet, mnist_subset):
+    x = mnist_subset[0][:64]
+    with chainer.using_config("branchynet_fast_cpu", False):
+        stock = trained_lenet.exit_probs(x)
+    lean = trained_lenet.exit_probs(x)
+    for a, b in zip(stock, lean):
+        numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_threshold_zero_equals_main_network(trained_lenet, mnist_subset):
+    x = mnist_subset[0][:100]
+    labels, exits = trained_lenet.predict(x, 0.0)
+    assert (exits == 1).all()
+    numpy.testing.assert_array_equal(labels, trained_lenet.predict_main(x))
+
+
+class _BatchSizes(chainer.FunctionHook):
+    """Records the batch size every Convolution2D and Linear call sees."""
+
+    def __init__(self):
+        self.calls = []
+
+    def forward_preprocess(self, function, in_data):
+        if function.label in ("Convolution2DFunction", "LinearFunction"):
+            self.calls.append((function.label, in_data[0].shape[0]))
+
+
+def _record_segments_and_heads(net, monkeypatch):
+    seen = []
+    run_segment, run_head = net._run_segment, net._run_head
+
+    def segment(k, h):
+        seen.append(("segment", k, len(h)))
+        return run_segment(k, h)
+
+    def head(k, h):
+        seen.append(("head", k, len(h)))
+        return run_head(k, h)
+    monkeypatch.setattr(net, "_run_segment", segment)
+    monkeypatch.setattr(net, "_run_head", head)
+    return seen
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_exited_samples_never_reach_later_layers(trained_lenet, mnist_subset, monkeypatch, fast,
+                                                split_threshold):
+    x = mnist_subset[0][:200]
+    seen = _record_segments_and_heads(trained_lenet, monkeypatch)
+    with chainer.using_config("branchynet_fast_cpu", fast):
+        trained_lenet.predict(x, split_threshold)
+    assert seen == [("segment", 0, 200), ("head", 0, 200), ("segment", 1, 100), ("head", 1, 100)]
+
+
+def test_function_calls_see_only_samples_in_flight(trained_lenet, mnist_subset, split_threshold):
+    """At the level of Chainer's own functions (stock path): 3 convs + 1 linear see only the rest."""
+    x = mnist_subset[0][:200]
+    hook = _BatchSizes()
+    with chainer.using_config("branchynet_fast_cpu", False), hook:
+        trained_lenet.predict(x, split_threshold)
+    rest = 100
+    assert hook.calls == [("Convolution2DFunction", 200),            # trunk conv 1
+                          ("Convolution2DFunction", 200), ("LinearFunction", 200),  # head 1
+                          ("Convolution2DFunction", rest), ("Convolution2DFunction", rest),
+                          ("LinearFunction", rest), ("LinearFunction", rest)]     # trunk + head 2
+
+
+def test_infinite_threshold_runs_only_first_segment_and_head(trained_lenet, mnist_subset,
+                                                              monkeypatch):
+    seen = _record_segments_and_heads(trained_lenet, monkeypatch)
+    _, exits = trained_lenet.predict(mnist_subset[0][:50], float("inf"))
+    assert (exits == 0).all()
+    assert seen == [("segment", 0, 50), ("head", 0, 50)]
+
+
+def test_batch_one_skips_later_segments(trained_lenet, mnist_subset, monkeypatch):
+    seen = _record_segments_and_heads(trained_lenet, monkeypatch)
+    trained_lenet.predict(mnist_subset[0][:1], float("inf"))
+    assert seen == [("segment", 0, 1), ("head", 0, 1)]
+
+
+# ---------------------------------------------------------------- errors
+def test_wrong_threshold_count_is_a_clear_error():
+    net = make_lenet()
+    with pytest.raises(ValueError, match="expected 1 thresholds"):
+        net.predict(random_images(2), [0.1, 0.2])
+    with pytest.raises(ValueError, match="no exit thresholds"):
+        net.predict(random_images(2))
+
+
+def test_network_must_end_with_branch():
+    with pytest.raises(ValueError, match="must end with a Branch"):
+        BranchyNet([L.Linear(4, 3), Branch([L.Linear(3, 2)]), F.relu])
+    with pytest.raises(ValueError, match="must end with a Branch"):
+        BranchyNet([])
+
+
+def test_branch_needs_layers():
+    with pytest.raises(ValueError, match="at least one layer"):
+        Branch([])
+
+
+def test_branch_weight_is_kept():
+    net = BranchyNet([L.Linear(4, 3), Branch([L.Linear(3, 2)], weight=0.7),
+                      Branch([L.Linear(3, 2)], weight=0.3)])
+    assert net.weights == [0.7, 0.3]
+
+
+# ---------------------------------------------------------------- joint training
+def _grads(net):
+    return {name: None if p.grad is None else p.grad.copy() for name, p in net.namedparams()}
+
+
+def _per_exit_grads(net, x, t):
+    grads = []
+    for k in range(net.numexits()):
+        net.cleargrads()
+        with chainer.using_config("train", True):
+            losses, _ = net.joint_losses(x, t)
+        losses[k].backward()
+        grads.append(_grads(net))
+    return grads
+
+
+def _zero_if_none(g, like):
+    return numpy.zeros_like(like) if g is None else g
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_joint_gradient_is_weighted_sum_of_exit_gradients(mnist_subset, joint):
+    net = make_lenet(weights=[0.7, 0.3], joint=joint)
+    x, t = mnist_subset[0][:32], mnist_subset[1][:32]
+    per_exit = _per_exit_grads(net, x, t)
+    net.cleargrads()
+    with chainer.using_config("train", True):
+        losses, _ = net.joint_losses(x, t)
+    (0.7 * losses[0] + 0.3 * losses[1]).backward()
+    total = _grads(net)
+    params = dict(net.namedparams())
+    for name, g in total.items():
+        expected = sum(w * _zero_if_none(g_k[name], params[name].array)
+                       for w, g_k in zip(net.weights, per_exit))
+        numpy.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-6, err_msg=name)
+    trunk = [n for n in total if n.startswith("/segments/")]
+    if joint:
+        assert any(per_exit[0][n] is not None and numpy.abs(per_exit[0][n]).max() > 0 for n in trunk)
+    else:
+        assert all(per_exit[0][n] is None or not numpy.abs(per_exit[0][n]).any() for n in trunk)
+        assert numpy.abs(per_exit[0]["/heads/0/0/W"]).max() > 0  # exit 1's head still learns
+
+
+def test_train_step_uses_the_weighted_loss(mnist_subset):
+    """One Adam-free SGD step of train() moves parameters by -lr * sum_n w_n grad L_n."""
+    net = make_lenet(weights=[0.7, 0.3], opt="MomentumSGD", lr=0.01, momentum=0.0, weight_decay=0)
+    x, t = mnist_subset[0][:32], mnist_subset[1][:32]
+    before = {n: p.array.copy() for n, p in net.namedparams()}
+    per_exit = _per_exit_grads(net, x, t)
+    net.train(x, t)
+    for name, p in net.namedparams():
+        g = sum(w * _zero_if_none(g_k[name], p.array) for w, g_k in zip(net.weights, per_exit))
+        numpy.testing.assert_allclose(p.array, before[name] - 0.01 * g, rtol=1e-4, atol=1e-6,
+                                      err_msg=name)
+
+
+def test_entropy_filtered_training_drops_confident_samples(trained_lenet, mnist_subset,
+                                                          split_threshold):
+    x, t = mnist_subset[0][:200], mnist_subset[1][:200]
+    hook = _BatchSizes()
+    n_early = 100
+    trained_lenet.train_thresholds = split_threshold
+    try:
+        with chainer.using_config("branchynet_fast_cpu", False), \
+                chainer.using_config("train", False), hook:
+            trained_lenet.joint_losses(x, t)
+    finally:
+        trained_lenet.train_thresholds = None
+    assert hook.calls[-1] == ("LinearFunction", 200 - n_early)
+
+
+def test_short_training_on_real_mnist_lowers_every_exit_loss(trained_lenet, mnist_subset):
+    from branchynet.training import evaluate
+    loss_before, _ = evaluate(make_lenet(), mnist_subset)
+    loss_after, acc_after = evaluate(trained_lenet, mnist_subset)
+    for before, after, acc in zip(loss_before, loss_after, acc_after):
+        assert before > 2.0
+        assert after < 0.6 * math.log(10)
+        assert acc > 0.8

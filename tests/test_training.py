@@ -1,0 +1,104 @@
+"""Training loop (resume gives the same run as no interruption) and save/load round trips."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import networks
+from branchynet import serialization, training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_run(out, main_epochs, joint_epochs, data):
+    numpy.random.seed(0)
+    net = networks.build("b-lenet")
+    x, t = data
+    log = training.fit(net, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), out,
+                       main_epochs, joint_epochs, batchsize=128, seed=3, echo=lambda s: None)
+    return net, log
+
+
+def params(net):
+    return {name: p.array.copy() for name, p in net.namedparams()}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
+    net_a, log_a = small_run(str(tmp_path / "a"), 1, 2, mnist_subset)
+    # the same schedule, stopped after one epoch of each stage, then resumed by a new process' worth
+    # of objects (a new net built from scratch, loading the checkpoint)
+    small_run(str(tmp_path / "b"), 1, 0, mnist_subset)
+    small_run(str(tmp_path / "b"), 1, 1, mnist_subset)
+    net_b, log_b = small_run(str(tmp_path / "b"), 1, 2, mnist_subset)
+    for name, value in params(net_a).items():
+        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in log_a]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in log_b]
+    assert [(e["stage"], e["epoch"]) for e in training.read_log(str(tmp_path / "b"))] == \
+        [("main", 1), ("joint", 1), ("joint", 2)]
+    for name in ("main.npz", "branchy.npz", "checkpoint.npz"):
+        assert os.path.exists(tmp_path / "b" / name)
+
+
+def test_log_entries_are_complete(tmp_path, mnist_subset):
+    _, log = small_run(str(tmp_path), 1, 1, mnist_subset)
+    main, joint = log
+    assert main["train/loss"][0] is None and main["train/loss"][1] is not None
+    assert all(v is not None for v in joint["train/loss"] + joint["val/accuracy"])
+    assert 0 < joint["val/accuracy"][1] <= 1
+
+
+def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, mnist_subset):
+    numpy.random.seed(5)
+    net = networks.build("b-lenet", weights="code")
+    x = mnist_subset[0][:64]
+    net.train(x, mnist_subset[1][:64])
+    path = str(tmp_path / "model.npz")
+    serialization.save(net, path)
+    numpy.save(tmp_path / "x.npy", x)
+    labels, exits = net.predict(x, 0.1)
+    probs = net.exit_probs(x)
+    script = (
+        "import sys, numpy, json; sys.path.insert(0, %r)\n"
+        "from branchynet import serialization\n"
+        "net = serialization.load(%r)\n"
+        "x = numpy.load(%r)\n"
+        "l, e = net.predict(x, 0.1)\n"
+        "p = net.exit_probs(x)\n"
+        "numpy.savez(%r, l=l, e=e, p0=p[0], p1=p[1], w=numpy.array(net.weights))\n"
+    ) % (REPO, path, str(tmp_path / "x.npy"), str(tmp_path / "out.npz"))
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path))
+    out = numpy.load(tmp_path / "out.npz")
+    numpy.testing.assert_array_equal(out["l"], labels)
+    numpy.testing.assert_array_equal(out["e"], exits)
+    numpy.testing.assert_array_equal(out["p0"], probs[0])
+    numpy.testing.assert_array_equal(out["p1"], probs[1])
+    assert out["w"].tolist() == [1.0, 1.0]
+
+
+def test_save_needs_a_registered_network(tmp_path):
+    import chainer.links as L
+    from branchynet import Branch, BranchyNet
+    net = BranchyNet([L.Linear(4, 3), Branch([L.Linear(3, 2)])])
+    with pytest.raises(ValueError, match="networks.build"):
+        serialization.save(net, str(tmp_path / "m.npz"))
+
+
+def test_load_of_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        serialization.load(str(tmp_path / "nothing.npz"))
+    numpy.savez(tmp_path / "foreign.npz", a=numpy.zeros(3))
+    with pytest.raises(ValueError, match="branchynet_config"):
+        serialization.load(str(tmp_path / "foreign.npz"))
+
+
+def test_config_records_factory_arguments(tmp_path):
+    net = networks.build("b-lenet", weights="code", beta1=0.99)
+    path = str(tmp_path / "m.npz")
+    serialization.save(net, path)
+    assert serialization.read_config(path) == {"network": "b-lenet",
+                                               "kwargs": {"weights": "code", "beta1": 0.99}}
+    assert json.dumps(net.config)
