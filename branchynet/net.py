@@ -193,12 +193,14 @@ class BranchyNet(chainer.Chain):
                           [lean.compile_sequence(h.layers) for h in self.heads])
         return self._lean
 
-    def _run_segment(self, k, h):
+    def run_segment(self, k, h):
+        """Inference through trunk segment k (call inside inference mode); a device array out."""
         if self._use_lean(h):
             return lean.run_sequence(self._lean_program()[0][k], h)
         return chainer.as_array(self.segments[k](h))
 
-    def _run_head(self, k, h):
+    def run_head(self, k, h):
+        """Logits of exit k's head on segment k's output (inference mode); a device array out."""
         if self._use_lean(h):
             return lean.run_sequence(self._lean_program()[1][k], h)
         return chainer.as_array(self.heads[k](h))
@@ -220,8 +222,8 @@ class BranchyNet(chainer.Chain):
         h = x
         with chainer.using_config("train", False), chainer.no_backprop_mode():
             for k in range(last + 1):
-                h = self._run_segment(k, h)
-                logits = self._run_head(k, h)
+                h = self.run_segment(k, h)
+                logits = self.run_head(k, h)
                 if k == last:
                     leave = xp.ones(len(logits), dtype=bool)
                 else:
@@ -265,8 +267,8 @@ class BranchyNet(chainer.Chain):
         with chainer.using_config("train", False), chainer.no_backprop_mode():
             h = x
             for k in range(self.numexits()):
-                h = self._run_segment(k, h)
-            logits = self._run_head(self.numexits() - 1, h)
+                h = self.run_segment(k, h)
+            logits = self.run_head(self.numexits() - 1, h)
         return chainer.backend.CpuDevice().send(logits.argmax(axis=1).astype(numpy.int32))
 
     def test_main(self, x, t):
@@ -288,6 +290,6 @@ class BranchyNet(chainer.Chain):
         h = x
         with chainer.using_config("train", False), chainer.no_backprop_mode():
             for k in range(self.numexits()):
-                h = self._run_segment(k, h)
-                probs.append(chainer.backend.CpuDevice().send(exit_rule.softmax(self._run_head(k, h))))
+                h = self.run_segment(k, h)
+                probs.append(chainer.backend.CpuDevice().send(exit_rule.softmax(self.run_head(k, h))))
         return probs

@@ -55,3 +55,10 @@ def loss_weights(preset, num_exits):
     if len(weights) != num_exits:
         raise ValueError("expected %d loss weights, got %d" % (num_exits, len(weights)))
     return weights
+
+
+def dataset_of(name):
+    """The dataset a registered network is built for: "mnist" or "cifar10" (its module's suffix)."""
+    _load_all()
+    factory, _ = _FACTORIES[name]
+    return factory.__module__.rsplit("_", 1)[1]

@@ -133,7 +133,7 @@ class _BatchSizes(chainer.FunctionHook):
 
 def _record_segments_and_heads(net, monkeypatch):
     seen = []
-    run_segment, run_head = net._run_segment, net._run_head
+    run_segment, run_head = net.run_segment, net.run_head
 
     def segment(k, h):
         seen.append(("segment", k, len(h)))
@@ -142,8 +142,8 @@ def _record_segments_and_heads(net, monkeypatch):
     def head(k, h):
         seen.append(("head", k, len(h)))
         return run_head(k, h)
-    monkeypatch.setattr(net, "_run_segment", segment)
-    monkeypatch.setattr(net, "_run_head", head)
+    monkeypatch.setattr(net, "run_segment", segment)
+    monkeypatch.setattr(net, "run_head", head)
     return seen
 
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Trains a registered network with the paper's two-stage schedule, resumably.
+
+    python experiments/train.py --network b-lenet --main-epochs 100 --joint-epochs 100 \
+        --batchsize 512 --out results/b-lenet/run
+
+Run it again with the same --out to resume from the last finished epoch. The folder receives
+checkpoint.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz and command.txt.
+"""
+import argparse
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy  # noqa: E402
+
+import branchynet  # noqa: E402,F401
+import chainer  # noqa: E402
+import networks  # noqa: E402
+from branchynet import training  # noqa: E402
+from branchynet.data_split import load_split  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True, choices=networks.names())
+    p.add_argument("--main-epochs", type=int, required=True, help="pretraining epochs of the main network")
+    p.add_argument("--joint-epochs", type=int, required=True, help="joint training epochs of all exits")
+    p.add_argument("--batchsize", type=int, default=512)
+    p.add_argument("--weights", default="slides", help="loss-weight preset: slides (1..1, 0.3) or code (all 1)")
+    p.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (code 0.9, paper text 0.99)")
+    p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    p.add_argument("--train-subset", type=int, default=0, help="train on the first N images only (smoke runs)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
+    p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
+    p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
+    train, val, _ = load_split(networks.dataset_of(args.network), args.val_size, args.data_dir)
+    if args.train_subset:
+        train = (train[0][:args.train_subset], train[1][:args.train_subset])
+    numpy.random.seed(args.seed)
+    net = networks.build(args.network, weights=args.weights, beta1=args.beta1)
+    net.to_device(args.device)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "command.txt"), "a") as f:
+        f.write("python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
+    training.fit(net, train, val, args.out, args.main_epochs, args.joint_epochs, args.batchsize,
+                 seed=args.seed, progress=False if args.no_progress else None)
+
+
+if __name__ == "__main__":
+    main()
