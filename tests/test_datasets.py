@@ -1,0 +1,488 @@
+"""Datasets: real MNIST / CIFAR-10 contents, every accepted file form, checksums, downloads, cache.
+
+Runs on the real files of the data folder (conftest: ../../shared/data); nothing touches the network:
+every download goes through a monkeypatched ``datasets.open_url``.
+"""
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import time
+import urllib.error
+
+import numpy as np
+import pytest
+
+import branchynet  # noqa: F401  (before chainer)
+from branchynet import datasets
+from branchynet.datasets import DatasetError
+
+DATA = datasets.resolve_data_dir()
+pytestmark = pytest.mark.skipif(
+    not (DATA / "mnist").is_dir() or not (DATA / "cifar10").is_dir(),
+    reason=f"the real datasets are not in {DATA} (set BRANCHYNET_DATA)")
+
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """A private, empty decode cache, so a test neither reads nor fills the user's."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BRANCHYNET_CACHE", str(cache))
+    return cache
+
+
+def copy_mnist(root):
+    (root / "mnist").mkdir(parents=True)
+    for name in datasets.MNIST_MD5:
+        shutil.copyfile(DATA / "mnist" / name, root / "mnist" / name)
+    return root / "mnist"
+
+
+def flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def assert_same_arrays(got, want):
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
+class FakeResponse(io.BytesIO):
+    """What ``open_url`` returns: a readable stream with headers."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.headers = {"Content-Length": str(len(data))}
+
+
+def cifar_batches(raw):
+    """(name, labels, pixels N x 3072) for each official batch, in order."""
+    x_train, y_train, x_test, y_test = raw
+    for i, name in enumerate(datasets.CIFAR10_BATCHES[:5]):
+        rows = slice(10000 * i, 10000 * (i + 1))
+        yield name, y_train[rows], x_train[rows].reshape(10000, -1)
+    yield "test_batch", y_test, x_test.reshape(10000, -1)
+
+
+def bin_records(labels, pixels):
+    return np.concatenate([labels[:, None], pixels], axis=1).tobytes()
+
+
+def python_batch(name, labels, pixels):
+    """A batch pickled in the python version's format (dict with bytes keys, ndarray data)."""
+    return pickle.dumps({b"batch_label": f"{name} of CIFAR-10".encode(), b"labels": labels.tolist(),
+                         b"data": pixels, b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))]},
+                        protocol=2)
+
+
+def write_tar(path, member_dir, members):
+    """A tar.gz laid out like the official archives: a folder member, then its files (gzip level 0:
+    a valid gzip stream, written fast)."""
+    with tarfile.open(path, "w:gz", compresslevel=0) as tar:
+        folder = tarfile.TarInfo(member_dir)
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"{member_dir}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def link_files(root, source):
+    """``root/cifar10/<source's name>`` holding links to the files of the extracted folder ``source``."""
+    folder = root / "cifar10" / source.name
+    folder.mkdir(parents=True)
+    for file in source.iterdir():
+        (folder / file.name).symlink_to(file)
+    return folder
+
+
+def link_shared_cifar(root):
+    """``root/cifar10/cifar-10-batches-bin`` holding links to the shared ``.bin.gz`` files."""
+    return link_files(root, DATA / "cifar10" / "cifar-10-batches-bin")
+
+
+def replace_with_copy(path, data):
+    """Replaces the link ``path`` by a file holding ``data``."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def mnist_raw():
+    return datasets.load_mnist_raw(download=False)
+
+
+@pytest.fixture(scope="module")
+def cifar_raw():
+    return datasets.load_cifar10_raw(download=False)
+
+
+@pytest.fixture(scope="module")
+def cifar_forms(tmp_path_factory, cifar_raw):
+    """Builds, once per module, a data folder holding CIFAR-10 in one of the other official forms."""
+    built = {}
+
+    def build(form):
+        if form not in built:
+            root = tmp_path_factory.mktemp(form)
+            folder = root / "cifar10"
+            batches = list(cifar_batches(cifar_raw))
+            if form == "bin":
+                (folder / "cifar-10-batches-bin").mkdir(parents=True)
+                for name, labels, pixels in batches:
+                    (folder / "cifar-10-batches-bin" / f"{name}.bin").write_bytes(bin_records(labels, pixels))
+            elif form == "py":
+                (folder / "cifar-10-batches-py").mkdir(parents=True)
+                for name, labels, pixels in batches:
+                    (folder / "cifar-10-batches-py" / name).write_bytes(python_batch(name, labels, pixels))
+            elif form == "bin-tar":
+                folder.mkdir()
+                members = {f"{n}.bin": bin_records(labels, pixels) for n, labels, pixels in batches}
+                members["batches.meta.txt"] = b"airplane\n"
+                write_tar(folder / datasets.CIFAR10_BINARY_TAR, "cifar-10-batches-bin", members)
+            elif form == "py-tar":
+                folder.mkdir()
+                members = {n: python_batch(n, labels, pixels) for n, labels, pixels in batches}
+                members["batches.meta"] = pickle.dumps({b"label_names": [b"airplane"]}, protocol=2)
+                write_tar(folder / datasets.CIFAR10_PYTHON_TAR, "cifar-10-batches-py", members)
+            built[form] = root
+        return built[form]
+
+    return build
+
+
+# ------------------------------------------------------------------------------------------- MNIST
+
+def test_mnist_contents(mnist_raw):
+    train, test = datasets.get_mnist(download=False)
+    assert (len(train), len(test)) == (60000, 10000)
+    x_test, y_test = test._datasets
+    for x, y in (train._datasets, test._datasets):
+        assert x.dtype == np.float32 and x.shape[1:] == (1, 28, 28)
+        assert y.dtype == np.int32
+        assert x.min() == 0.0 and x.max() == 1.0
+    assert np.bincount(y_test).tolist() == MNIST_TEST_COUNTS
+    np.testing.assert_array_equal(x_test, mnist_raw[2] / np.float32(255))  # x / 255 and nothing else
+    x_raw, y_raw, x_raw_test, _ = mnist_raw
+    assert (x_raw.dtype, x_raw.shape, y_raw.shape, x_raw_test.shape) == \
+        (np.uint8, (60000, 1, 28, 28), (60000,), (10000, 1, 28, 28))
+
+
+def test_second_mnist_load_is_fast_and_uses_the_cache(tmp_cache, mnist_raw):
+    datasets.load_mnist_raw(download=False)
+    (entry,) = tmp_cache.iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+    start = time.perf_counter()
+    train, _ = datasets.get_mnist(download=False)
+    assert time.perf_counter() - start < 1.0
+    np.testing.assert_array_equal(train._datasets[1], mnist_raw[1])
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_cache, mnist_raw):
+    datasets.load_mnist_raw(download=False)
+    (entry,) = tmp_cache.iterdir()
+    truncate(entry / "x_train.npy", 1000)
+    assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)
+    assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)  # and rewritten
+
+
+def test_unwritable_cache_only_warns(tmp_path, monkeypatch, mnist_raw):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("BRANCHYNET_CACHE", str(tmp_path / "a-file" / "cache"))
+    with pytest.warns(UserWarning, match="could not cache"):
+        assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_mnist_file_is_a_clear_error(tmp_path, tmp_cache, damage):
+    folder = copy_mnist(tmp_path)
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    truncate(path, 5000) if damage == "truncate" else flip_byte(path, 1000)
+    with pytest.raises(DatasetError, match="md5") as err:
+        datasets.get_mnist(tmp_path, download=False)
+    assert str(path) in str(err.value) and "Delete it" in str(err.value)
+
+
+def test_missing_mnist_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        datasets.get_mnist(tmp_path / "nowhere", download=False)
+    message = str(err.value)
+    assert str(tmp_path / "nowhere" / "mnist") in message
+    assert all(name in message for name in datasets.MNIST_MD5)
+
+
+# ------------------------------------------------------------------------------------ MNIST download
+
+def serve_mnist(urls, failing_prefixes=(), corrupt=False):
+    """An ``open_url`` that serves the real MNIST files, recording the urls it is asked for."""
+    def open_url(url):
+        urls.append(url)
+        if url.startswith(failing_prefixes):
+            raise urllib.error.URLError("unreachable")
+        data = (DATA / "mnist" / url.rsplit("/", 1)[1]).read_bytes()
+        return FakeResponse(data[:-1] + b"\0" if corrupt else data)
+    return open_url
+
+
+def test_download_falls_back_to_a_mirror_and_writes_checked_files(tmp_path, tmp_cache, monkeypatch, capsys,
+                                                                 mnist_raw):
+    urls = []
+    monkeypatch.setattr(datasets, "open_url", serve_mnist(urls, failing_prefixes=datasets.MNIST_MIRRORS[0]))
+    assert_same_arrays(datasets.load_mnist_raw(tmp_path), mnist_raw)
+    name = "train-images-idx3-ubyte.gz"
+    assert urls[:2] == [datasets.MNIST_MIRRORS[0] + name, datasets.MNIST_MIRRORS[1] + name]
+    assert sorted(os.listdir(tmp_path / "mnist")) == sorted(datasets.MNIST_MD5)  # no temporary files left
+    for file in datasets.MNIST_MD5:
+        assert (tmp_path / "mnist" / file).read_bytes() == (DATA / "mnist" / file).read_bytes()
+    assert "#" * 30 in capsys.readouterr().err  # a completed progress bar
+    urls.clear()
+    datasets.load_mnist_raw(tmp_path)
+    assert urls == []  # present files are not fetched again
+
+
+def test_corrupt_download_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "open_url", serve_mnist([], corrupt=True))
+    with pytest.raises(DatasetError, match="not the official") as err:
+        datasets.load_mnist_raw(tmp_path)
+    assert all(mirror in str(err.value) for mirror in datasets.MNIST_MIRRORS)
+    assert os.listdir(tmp_path / "mnist") == []
+
+
+def test_interrupted_download_leaves_no_file(tmp_path, monkeypatch):
+    class Broken(FakeResponse):
+        def read(self, size=-1):
+            if self.tell():
+                raise ConnectionResetError("connection reset")
+            return super().read(size)
+
+    monkeypatch.setattr(datasets, "open_url", lambda url: Broken(b"x" * (3 << 20)))
+    with pytest.raises(DatasetError, match="connection reset"):
+        datasets.load_mnist_raw(tmp_path)
+    assert os.listdir(tmp_path / "mnist") == []
+
+
+def test_no_network_names_the_folder_and_the_files(tmp_path, monkeypatch):
+    def offline(url):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets, "open_url", offline)
+    with pytest.raises(DatasetError) as err:
+        datasets.load_mnist_raw(tmp_path)
+    message = str(err.value)
+    assert "no network" in message and str(tmp_path / "mnist") in message
+    assert all(name in message for name in datasets.MNIST_MD5)
+    with pytest.raises(DatasetError) as err:
+        datasets.load_cifar10_raw(tmp_path)
+    assert str(tmp_path / "cifar10") in str(err.value) and datasets.CIFAR10_PYTHON_TAR in str(err.value)
+    assert os.listdir(tmp_path / "cifar10") == []
+
+
+# ---------------------------------------------------------------------------------------- CIFAR-10
+
+def test_cifar10_raw_contents(cifar_raw):
+    x_train, y_train, x_test, y_test = cifar_raw
+    assert (x_train.shape, y_train.shape, x_test.shape, y_test.shape) == \
+        ((50000, 3, 32, 32), (50000,), (10000, 3, 32, 32), (10000,))
+    assert all(a.dtype == np.uint8 for a in cifar_raw)
+    assert np.bincount(y_test).tolist() == [1000] * 10
+    assert np.bincount(y_train).tolist() == [5000] * 10
+    channel_mean = x_train.mean(axis=(0, 2, 3)) / 255
+    np.testing.assert_allclose(channel_mean, [0.4914, 0.4822, 0.4465], atol=5e-4)
+
+
+def test_cifar10_gcn(cifar_raw):
+    train, test = datasets.get_cifar10(download=False)
+    assert (len(train), len(test)) == (50000, 10000)
+    for x, y in (train._datasets, test._datasets):
+        assert x.dtype == np.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == np.int32
+    x_test = test._datasets[0].reshape(10000, -1)
+    np.testing.assert_allclose(x_test.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(x_test.std(axis=1, ddof=1), 1, atol=1e-4)
+    np.testing.assert_array_equal(test._datasets[1], cifar_raw[3])
+    # independently, in float64: minus the *training* pixel mean, then per-image GCN
+    train_mean = cifar_raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
+    for i in (0, 1, 4321, 9999):
+        image = cifar_raw[2][i].reshape(-1) / 255.0 - train_mean
+        image -= image.mean()
+        np.testing.assert_allclose(x_test[i], image / image.std(ddof=1), atol=2e-5)
+
+
+def test_cifar10_scale_and_standardize(cifar_raw):
+    _, test = datasets.get_cifar10(preprocessing="scale", download=False)
+    np.testing.assert_array_equal(test._datasets[0], cifar_raw[2] / np.float32(255))
+    del test
+    train, test = datasets.get_cifar10(preprocessing="standardize", download=False)
+    # independently, exactly: the training set's per-channel statistics from histograms of its bytes
+    values = np.arange(256) / 255
+    mean, std = np.empty(3), np.empty(3)
+    for c in range(3):
+        p = np.bincount(cifar_raw[0][:, c].ravel(), minlength=256) / (50000 * 32 * 32)
+        mean[c] = p @ values
+        std[c] = np.sqrt(p @ (values - mean[c]) ** 2)
+    for x_raw, x in ((cifar_raw[0], train._datasets[0]), (cifar_raw[2], test._datasets[0])):
+        for i in (0, 4321, 9999):  # the test set too uses the training statistics
+            want = (x_raw[i] / 255 - mean[:, None, None]) / std[:, None, None]
+            np.testing.assert_allclose(x[i], want, atol=1e-5)
+
+
+def test_unknown_preprocessing_is_refused_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="standardize"):
+        datasets.get_cifar10(tmp_path / "nowhere", preprocessing="zca")
+
+
+@pytest.mark.parametrize("form", ["bin", "py", "bin-tar", "py-tar"])
+def test_every_official_form_gives_the_same_arrays(form, cifar_forms, cifar_raw, tmp_cache):
+    assert_same_arrays(datasets.load_cifar10_raw(cifar_forms(form), download=False), cifar_raw)
+
+
+def test_mixed_bin_and_bin_gz_files_and_a_changed_source(tmp_path, tmp_cache, cifar_forms, cifar_raw):
+    """``.bin`` and ``.bin.gz`` files may be mixed; and once a source file changes, its cache entry,
+    keyed by the source's checksums, is no longer used: the changed file is read and refused."""
+    folder = link_shared_cifar(tmp_path)
+    (folder / "test_batch.bin.gz").unlink()
+    test_batch = (cifar_forms("bin") / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    (folder / "test_batch.bin").write_bytes(test_batch)
+    assert_same_arrays(datasets.load_cifar10_raw(tmp_path, download=False), cifar_raw)
+    assert len(list(tmp_cache.iterdir())) == 1
+    flip_byte(folder / "test_batch.bin", 5000)
+    with pytest.raises(DatasetError, match=datasets.CIFAR10_BIN_SHA1["test_batch"]) as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(folder / "test_batch.bin") in str(err.value)
+
+
+def test_cifar10_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    message = str(err.value)
+    assert str(tmp_path / "cifar10") in message
+    assert all(name in message for name in ("cifar-10-python.tar.gz", "cifar-10-binary.tar.gz",
+                                            "cifar-10-batches-py", "cifar-10-batches-bin"))
+
+
+def test_incomplete_extracted_folder_is_a_clear_error(tmp_path):
+    folder = link_shared_cifar(tmp_path)
+    (folder / "test_batch.bin.gz").unlink()
+    with pytest.raises(DatasetError, match="test_batch.bin or test_batch.bin.gz") as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(folder) in str(err.value)
+
+
+def test_truncated_bin_gz_is_a_clear_error(tmp_path, tmp_cache):
+    folder = link_shared_cifar(tmp_path)
+    path = folder / "data_batch_1.bin.gz"
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="truncated or corrupt") as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["bin: flipped byte", "py: changed pixel", "py: flipped byte"])
+def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar_forms, cifar_raw):
+    form = damage[:damage.index(":")]
+    source = cifar_forms(form) / "cifar10" / f"cifar-10-batches-{form}"
+    folder = link_files(tmp_path, source)
+    path = folder / ("data_batch_1.bin" if form == "bin" else "data_batch_1")
+    if damage == "py: changed pixel":
+        name, labels, pixels = next(cifar_batches(cifar_raw))
+        pixels = pixels.copy()
+        pixels[7, 77] ^= 1
+        replace_with_copy(path, python_batch(name, labels, pixels))
+    else:
+        replace_with_copy(path, path.read_bytes())
+        flip_byte(path, path.stat().st_size // 2)
+    # a flipped byte in a pickle may break its decoding, or only change a value
+    expected = "not a readable CIFAR-10 python batch|" if damage == "py: flipped byte" else ""
+    with pytest.raises(DatasetError, match=expected + datasets.CIFAR10_BIN_SHA1["data_batch_1"]) as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(path) in str(err.value) and len(str(err.value)) < 1000
+
+
+def test_truncated_tar_is_a_clear_error(tmp_path, tmp_cache, cifar_forms):
+    path = tmp_path / "cifar10" / datasets.CIFAR10_BINARY_TAR
+    path.parent.mkdir()
+    data = (cifar_forms("bin-tar") / "cifar10" / datasets.CIFAR10_BINARY_TAR).read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(DatasetError, match="truncated or corrupt") as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(path) in str(err.value)
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must not run",))
+
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in datasets.CIFAR10_BATCHES:
+        (folder / name).write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}, protocol=2))
+    with pytest.raises(DatasetError, match="unexpected global .*print") as err:
+        datasets.load_cifar10_raw(tmp_path, download=False)
+    assert str(folder / "data_batch_1") in str(err.value)
+
+
+def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatch, cifar_forms, cifar_raw):
+    """The download path end to end, serving a re-packed python archive whose md5 stands in for the
+    official one (a test cannot hold the official archive's bytes)."""
+    archive = (cifar_forms("py-tar") / "cifar10" / datasets.CIFAR10_PYTHON_TAR).read_bytes()
+    urls = []
+
+    def open_url(url):
+        urls.append(url)
+        if url != datasets.CIFAR10_PYTHON_URLS[0]:
+            raise urllib.error.URLError("unreachable")
+        return FakeResponse(archive)
+
+    monkeypatch.setattr(datasets, "open_url", open_url)
+    with pytest.raises(DatasetError, match=datasets.CIFAR10_PYTHON_MD5):
+        datasets.load_cifar10_raw(tmp_path)  # the re-packed archive's md5 is not the official one
+    assert urls == list(datasets.CIFAR10_PYTHON_URLS)
+    assert os.listdir(tmp_path / "cifar10") == []
+    monkeypatch.setattr(datasets, "CIFAR10_PYTHON_MD5", hashlib.md5(archive).hexdigest())
+    urls.clear()
+    assert_same_arrays(datasets.load_cifar10_raw(tmp_path), cifar_raw)
+    assert urls == [datasets.CIFAR10_PYTHON_URLS[0]]
+    assert os.listdir(tmp_path / "cifar10") == [datasets.CIFAR10_PYTHON_TAR]
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+def test_folder_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRANCHYNET_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("BRANCHYNET_CACHE", raising=False)
+    assert datasets.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert datasets.resolve_data_dir() == tmp_path / "env"
+    monkeypatch.delenv("BRANCHYNET_DATA")
+    assert datasets.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
+    assert datasets.decoded_cache_dir() == tmp_path / "xdg" / "branchynet" / "decoded"
+    monkeypatch.setenv("BRANCHYNET_CACHE", str(tmp_path / "cache"))
+    assert datasets.decoded_cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BRANCHYNET_CACHE")
+    assert datasets.resolve_data_dir() == tmp_path / "home" / ".cache" / "branchynet" / "data"
+
+
+def test_download_into_a_read_only_data_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores directory permissions
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(DatasetError, match="not writable") as err:
+        datasets.load_mnist_raw(tmp_path)
+    assert str(tmp_path / "mnist") in str(err.value)
