@@ -1,0 +1,348 @@
+"""The registered networks against the layer tables of the reference (sections 2.4-2.6), the residual
+block, and a few real training steps (a Chainer-7 port of the original left B-AlexNet at chance)."""
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import branchynet  # noqa: F401  (compatibility shims before chainer)
+import chainer
+import chainer.links as L
+
+import networks
+from networks import alex_cifar10, resnet_cifar10
+from branchynet import lean, ops
+from branchynet.links import ResBlock
+
+LN10 = math.log(10)
+
+
+# ---------------------------------------------------------------- expected sizes, by hand
+def conv(i, o, k):
+    return i * o * k * k + o
+
+
+def lin(i, o):
+    return i * o + o
+
+
+def bn(c):
+    return 2 * c  # gamma, beta (the running statistics are not parameters)
+
+
+def resblock(i, o):
+    return conv(i, o, 3) + bn(o) + conv(o, o, 3) + bn(o)
+
+
+def alexnet_params(variant):
+    trunk = (conv(3, 32, 5) + conv(32, 64, 5) + conv(64, 96, 3) + conv(96, 96, 3) + conv(96, 64, 3)
+             + lin(1024, 256) + lin(256, 128) + lin(128, 10))
+    if variant == "faithful":
+        heads = conv(64, 32, 3) + conv(32, 32, 3) + lin(512, 10) + conv(96, 32, 3) + lin(128, 10)
+    else:
+        heads = conv(32, 32, 3) + conv(32, 32, 3) + lin(2048, 10) + conv(64, 32, 3) + lin(512, 10)
+    return trunk + heads
+
+
+def resnet_params(n):
+    trunk = (conv(3, 16, 3) + bn(16) + n * resblock(16, 16)
+             + resblock(16, 32) + (n - 1) * resblock(32, 32)
+             + resblock(32, 64) + (n - 1) * resblock(64, 64) + lin(576, 10))
+    heads = (conv(16, 64, 5) + conv(64, 32, 3) + conv(32, 32, 3) + lin(28800, 10)
+             + resblock(16, 16) + lin(14400, 10))
+    return trunk + heads
+
+
+# For each network: input shape; in_size of every Linear in each trunk segment and each head;
+# the parameter count; the number of trunk convolutions before each exit.
+SPECS = {
+    "b-lenet": dict(
+        input=(1, 28, 28), segment_fc=[[], [720]], head_fc=[[640], [84]],
+        params=conv(1, 5, 5) + conv(5, 10, 3) + lin(640, 10) + conv(5, 10, 5) + conv(10, 20, 5)
+        + lin(720, 84) + lin(84, 10),
+        convs_before_exit=[1, 3]),
+    "b-alexnet": dict(
+        input=(3, 32, 32), segment_fc=[[], [], [1024, 256]], head_fc=[[512], [128], [128]],
+        params=alexnet_params("faithful"), convs_before_exit=[2, 3, 5]),
+    "b-alexnet-paper": dict(
+        input=(3, 32, 32), segment_fc=[[], [], [1024, 256]], head_fc=[[2048], [512], [128]],
+        params=alexnet_params("paper"), convs_before_exit=[1, 2, 5]),
+    "b-resnet110": dict(
+        input=(3, 32, 32), segment_fc=[[], [], []], head_fc=[[28800], [14400], [576]],
+        params=resnet_params(18), convs_before_exit=[1, 37, 109]),
+    "b-resnet110-paper": dict(
+        input=(3, 32, 32), segment_fc=[[], [], []], head_fc=[[28800], [14400], [576]],
+        params=resnet_params(18), convs_before_exit=[3, 37, 109]),
+}
+
+
+def linear_in_sizes(sequence):
+    return [link.W.shape[1] for layer in sequence.layers if isinstance(layer, chainer.Link)
+            for link in layer.links() if isinstance(link, L.Linear)]
+
+
+def num_convs(sequence):
+    return sum(isinstance(link, L.Convolution2D) for layer in sequence.layers
+               if isinstance(layer, chainer.Link) for link in layer.links())
+
+
+def test_registry_holds_the_five_networks():
+    assert networks.names() == sorted(SPECS)
+
+
+@pytest.mark.parametrize("name", networks.names())
+def test_network_shapes_sizes_params_and_gradients(name):
+    spec = SPECS[name]
+    np.random.seed(0)
+    net = networks.build(name)
+    assert net.numexits() == len(spec["head_fc"])
+    x = np.random.rand(2, *spec["input"]).astype(np.float32)
+    t = np.array([3, 7], dtype=np.int32)
+
+    probs = net.exit_probs(x)
+    assert [p.shape for p in probs] == [(2, 10)] * net.numexits()
+    for p in probs:
+        assert np.all(np.isfinite(p))
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+    assert [linear_in_sizes(s) for s in net.segments] == spec["segment_fc"]
+    assert [linear_in_sizes(h) for h in net.heads] == spec["head_fc"]
+    assert sum(p.size for p in net.params()) == spec["params"]
+    convs = np.cumsum([num_convs(s) for s in net.segments]).tolist()
+    assert convs == spec["convs_before_exit"]
+
+    with chainer.using_config("train", True):
+        losses, _ = net.joint_losses(x, t)
+        total = sum(w * loss for w, loss in zip(net.weights, losses))
+    assert all(np.isfinite(float(loss.array)) for loss in losses)
+    net.cleargrads()
+    total.backward()
+    for path, param in net.namedparams():
+        assert param.grad is not None, path
+        assert np.all(np.isfinite(param.grad)), path
+        assert np.any(param.grad != 0), "%s gets no gradient from the joint loss" % path
+
+
+# ---------------------------------------------------------------- faithful vs paper variants
+def test_alexnet_variants_tap_pre_relu_convs_at_their_positions():
+    for name, tapped in (("b-alexnet", [(32, 64), (64, 96)]), ("b-alexnet-paper", [(3, 32), (32, 64)])):
+        net = networks.build(name)
+        for k, (in_c, out_c) in enumerate(tapped):
+            last = net.segments[k].layers[-1]
+            assert isinstance(last, L.Convolution2D), (name, k)  # the branch taps the pre-ReLU output
+            assert last.W.shape[:2] == (out_c, in_c), (name, k)
+            assert net.heads[k].layers[0] is chainer.functions.relu, (name, k)  # its own ReLU
+    with pytest.raises(ValueError):
+        alex_cifar10.get_network(variant="other")
+
+
+def test_resnet_variants_differ_only_in_where_exit_1_taps():
+    faithful = networks.build("b-resnet110", n=2)
+    paper = networks.build("b-resnet110-paper", n=2)
+    # HEAD: conv, BN, ReLU, then exit 1 (post-ReLU tap); paper: one residual block first.
+    assert [type(layer) for layer in faithful.segments[0].layers][:2] == [L.Convolution2D,
+                                                                         L.BatchNormalization]
+    assert faithful.segments[0].layers[2] is chainer.functions.relu
+    assert len(faithful.segments[0]) == 3 and len(faithful.segments[1]) == 2
+    assert isinstance(paper.segments[0].layers[-1], ResBlock)
+    assert len(paper.segments[0]) == 4 and len(paper.segments[1]) == 1
+    assert [num_convs(s) for s in faithful.segments] == [1, 4, 8]
+    assert [num_convs(s) for s in paper.segments] == [3, 2, 8]
+    for net in (faithful, paper):
+        assert sum(p.size for p in net.params()) == resnet_params(2)
+    # the wscale=sqrt(2) init of Chainer v1: std = 2**0.25 / sqrt(fan_in)
+    w = networks.build("b-resnet110", n=1).segments[0].layers[0].W.array
+    assert w.std() == pytest.approx(2 ** 0.25 / math.sqrt(3 * 3 * 3), rel=0.2)
+    with pytest.raises(ValueError):
+        resnet_cifar10.get_network(variant="other")
+
+
+# ---------------------------------------------------------------- ResBlock
+def _zero_convs(block):
+    for link in (block.conv1, block.conv2):
+        link.W.array[...] = 0
+        link.b.array[...] = 0
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_resblock_shortcut_puts_zero_channels_in_front(train):
+    x = np.arange(1, 33, dtype=np.float32).reshape(1, 2, 4, 4)
+    # channels 2 -> 4 at stride 2: the residual branch is 0, so the output is ReLU(shortcut(x))
+    block = ResBlock(2, 4, stride=2)
+    _zero_convs(block)
+    with chainer.using_config("train", train):
+        y = block(x).array
+    assert y.shape == (1, 4, 2, 2)
+    np.testing.assert_array_equal(y[:, :2], 0)
+    np.testing.assert_array_equal(y[:, 2:], x[:, :, ::2, ::2])  # 1x1 average pool, stride 2
+    np.testing.assert_array_equal(y[0, 2], [[1, 3], [9, 11]])
+    # channels 2 -> 4 at stride 1: zeros, then x unchanged
+    block = ResBlock(2, 4, stride=1)
+    _zero_convs(block)
+    with chainer.using_config("train", train):
+        y = block(x).array
+    np.testing.assert_array_equal(y[:, :2], 0)
+    np.testing.assert_array_equal(y[:, 2:], x)
+    # same shape: the identity shortcut, then the output ReLU
+    block = ResBlock(2, 2)
+    _zero_convs(block)
+    with chainer.using_config("train", train):
+        y = block(x - 16).array
+    np.testing.assert_array_equal(y, np.maximum(x - 16, 0))
+
+
+def test_resblock_runs_through_ops(monkeypatch):
+    calls = []
+    conv2d, avg_pool = ops.convolution_2d, ops.average_pooling_2d
+    monkeypatch.setattr(ops, "convolution_2d", lambda link, x: calls.append("conv") or conv2d(link, x))
+    monkeypatch.setattr(ops, "average_pooling_2d",
+                        lambda x, *a, **k: calls.append("pool") or avg_pool(x, *a, **k))
+    ResBlock(3, 6, stride=2)(np.random.rand(2, 3, 7, 7).astype(np.float32))
+    assert sorted(calls) == ["conv", "conv", "pool"]
+    with pytest.raises(ValueError):
+        ResBlock(4, 2)
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def conv2d_reference(x, W, b, stride, pad):
+    """A plain numpy convolution (cross-correlation, zero padding), the stand-in for
+    ``branchynet.fast.conv2d_numpy`` when that kernel is absent."""
+    (sy, sx), (ph, pw) = _pair(stride), _pair(pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out_c, _, kh, kw = W.shape
+    oh, ow = (xp.shape[2] - kh) // sy + 1, (xp.shape[3] - kw) // sx + 1
+    y = np.zeros((x.shape[0], out_c, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i:i + sy * (oh - 1) + 1:sy, j:j + sx * (ow - 1) + 1:sx]
+            y += np.einsum("ncij,oc->noij", patch, W[:, :, i, j])
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def _real_fast():
+    try:
+        from branchynet import fast
+    except Exception as err:  # absent or broken while another engineer writes it
+        return None, "branchynet.fast does not import (%s: %s)" % (type(err).__name__, err)
+    if not hasattr(fast, "conv2d_numpy"):
+        return None, "branchynet.fast has no conv2d_numpy yet"
+    return fast, None
+
+
+@pytest.fixture(params=["stand-in kernel", "branchynet.fast kernel"])
+def numpy_conv(request, monkeypatch):
+    if request.param == "stand-in kernel":
+        stub = types.ModuleType("branchynet.fast")
+        stub.conv2d_numpy = conv2d_reference
+        monkeypatch.setitem(sys.modules, "branchynet.fast", stub)
+        monkeypatch.setattr(branchynet, "fast", stub, raising=False)
+    else:
+        fast, why = _real_fast()
+        if fast is None:
+            pytest.skip(why)
+    return request.param
+
+
+@pytest.mark.parametrize("in_c, out_c, stride, size", [(4, 4, 1, 9), (3, 6, 2, 9), (4, 8, 2, 8)])
+def test_resblock_numpy_forward_equals_chainer_test_mode(numpy_conv, in_c, out_c, stride, size):
+    rng = np.random.RandomState(1)
+    block = ResBlock(in_c, out_c, stride)
+    for link in (block.conv1, block.conv2):
+        link.b.array[...] = rng.randn(*link.b.shape)
+    for norm in (block.bn1, block.bn2):  # non-trivial running statistics and affine parameters
+        c = norm.avg_mean.shape[0]
+        norm.avg_mean[...] = rng.randn(c)
+        norm.avg_var[...] = rng.rand(c) + 0.5
+        norm.gamma.array[...] = rng.rand(c) + 0.5
+        norm.beta.array[...] = rng.randn(c)
+    x = rng.randn(2, in_c, size, size).astype(np.float32)
+    with chainer.using_config("train", False), chainer.using_config("branchynet_fast_cpu", False), \
+            chainer.no_backprop_mode():
+        expected = block(x).array
+    assert lean.compile_layer(block) == block.numpy_forward
+    got = block.numpy_forward(x)
+    assert got.shape == expected.shape == (2, out_c, -(-size // stride), -(-size // stride))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, kwargs", [("b-alexnet", {}), ("b-resnet110", {"n": 1}),
+                                          ("b-resnet110-paper", {"n": 2})])
+def test_lean_inference_path_equals_chainer(name, kwargs):
+    """exit_probs through branchynet.lean (numpy_forward of every layer, fast kernels) against stock
+    Chainer in test mode, with non-trivial BN running statistics."""
+    fast, why = _real_fast()
+    if fast is None:
+        pytest.skip(why)
+    rng = np.random.RandomState(2)
+    net = networks.build(name, **kwargs)
+    for link in net.links():
+        if isinstance(link, L.BatchNormalization):
+            c = link.avg_mean.shape[0]
+            link.avg_mean[...] = 0.1 * rng.randn(c)
+            link.avg_var[...] = rng.rand(c) + 0.5
+            link.beta.array[...] = 0.1 * rng.randn(c)
+    x = rng.rand(3, 3, 32, 32).astype(np.float32)
+    with chainer.using_config("branchynet_fast_cpu", False):
+        expected = net.exit_probs(x)
+    with chainer.using_config("branchynet_fast_cpu", True):
+        got = net.exit_probs(x)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- real training steps
+@pytest.fixture(scope="module")
+def cifar10_train():
+    """Real CIFAR-10 training images through the project's loader (default preprocessing)."""
+    from branchynet.datasets import get_cifar10
+    train, _ = get_cifar10(download=False)
+    x, t = train._datasets
+    return x[:512], t[:512]
+
+
+def _losses(net, x, t, train_mode):
+    with chainer.using_config("train", train_mode), chainer.no_backprop_mode():
+        losses, _ = net.joint_losses(x, t)
+    return np.array([float(loss.array) for loss in losses])
+
+
+def _check_training_lowers_every_exit(net, x, t, steps, batch, eval_train_mode, margin=0.1):
+    rng = np.random.RandomState(0)
+    before = _losses(net, x, t, eval_train_mode)
+    for _ in range(steps):
+        index = rng.permutation(len(x))[:batch]
+        net.train(x[index], t[index])
+    after = _losses(net, x, t, eval_train_mode)
+    assert np.all(np.isfinite(after))
+    assert np.all(after < before - margin), (before, after)
+    assert np.all(after < LN10 - margin), (before, after)
+
+
+def test_alexnet_training_steps_lower_every_exit_loss(cifar10_train):
+    np.random.seed(0)  # dropout masks
+    x, t = cifar10_train
+    net = networks.build("b-alexnet")
+    # 32 real images, whole-batch Adam steps (Chainer's defaults); losses in test mode (no dropout)
+    _check_training_lowers_every_exit(net, x[:32], t[:32], steps=16, batch=32, eval_train_mode=False)
+
+
+@pytest.mark.slow
+def test_alexnet_training_on_512_images_lowers_every_exit_loss(cifar10_train):
+    np.random.seed(0)
+    x, t = cifar10_train
+    net = networks.build("b-alexnet")
+    _check_training_lowers_every_exit(net, x, t, steps=48, batch=64, eval_train_mode=False)
+
+
+def test_resnet_training_steps_lower_every_exit_loss(cifar10_train):
+    np.random.seed(0)
+    x, t = cifar10_train
+    net = networks.build("b-resnet110", n=1)
+    # BN's running statistics lag after a few steps: compare losses with batch statistics
+    _check_training_lowers_every_exit(net, x[:16], t[:16], steps=8, batch=16, eval_train_mode=True)
