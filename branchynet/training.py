@@ -111,11 +111,12 @@ def _nan_to_none(values):
 
 
 def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval_batchsize=1000,
-        progress=None, echo=print):
+        progress=None, echo=None):
     """Runs (or resumes) the schedule: ``main_epochs`` of pretraining, then ``joint_epochs``.
 
     Returns the list of log entries (one per epoch, both stages).
     """
+    echo = echo or (lambda line: print(line, flush=True))
     os.makedirs(out, exist_ok=True)
     x_all, t_all = dataset_arrays(train)
     checkpoint = _Checkpoint(out)

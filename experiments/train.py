@@ -8,6 +8,7 @@ Run it again with the same --out to resume from the last finished epoch. The fol
 checkpoint.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz and command.txt.
 """
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -39,7 +40,23 @@ def parse_args(argv=None):
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
     p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
     return p.parse_args(argv)
+
+
+def net_kwargs(pairs):
+    """{"n": 1, ...} from ["n=1", ...]; values are read as JSON where they parse (numbers, lists)."""
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit("--net-arg expects KEY=VALUE, got %r" % pair)
+        try:
+            kwargs[key] = json.loads(value)
+        except ValueError:
+            kwargs[key] = value
+    return kwargs
 
 
 def main(argv=None):
@@ -49,11 +66,13 @@ def main(argv=None):
     if args.train_subset:
         train = (train[0][:args.train_subset], train[1][:args.train_subset])
     numpy.random.seed(args.seed)
-    net = networks.build(args.network, weights=args.weights, beta1=args.beta1)
+    net = networks.build(args.network, weights=args.weights, beta1=args.beta1, **net_kwargs(args.net_arg))
     net.to_device(args.device)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "command.txt"), "a") as f:
-        f.write("python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
+        # the equivalent train.py command, also when main(argv) is called by another script
+        command = sys.argv if argv is None else [os.path.relpath(__file__)] + list(argv)
+        f.write("python " + " ".join(shlex.quote(a) for a in command) + "\n")
     training.fit(net, train, val, args.out, args.main_epochs, args.joint_epochs, args.batchsize,
                  seed=args.seed, progress=False if args.no_progress else None)
 

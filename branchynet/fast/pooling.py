@@ -1,0 +1,426 @@
+"""Fast CPU max and average pooling as Chainer FunctionNodes.
+
+Why: stock Chainer pools by building a full im2col array (kh*kw copies of the input) and reducing
+it, then scatters gradients through another im2col-sized array; nearly all of its time is memory
+traffic. Here a few samples at a time are split into their stride phases (``xpad[a::sy, b::sx]``),
+stored as planes with a fixed row pitch in a buffer that stays in cache. Every window offset is then
+a *shifted contiguous* slice of one phase buffer, so pooling is kh*kw flat numpy ops on contiguous
+data (outputs are computed on a slightly larger grid whose extra rows and columns are dropped).
+
+Semantics are Chainer's: ``F.max_pooling_2d`` (cover_all, padding with -inf, gradient to the
+first maximum of each window in row-major window order, exactly as its argmax) and
+``F.average_pooling_2d`` (floor mode, zero padding, divide by kh*kw). NaN inputs are not given
+Chainer's argmax-of-NaN treatment. Non-numpy inputs go to Chainer's own functions.
+"""
+import threading
+
+import numpy
+
+import chainer
+from chainer import function_node
+import chainer.functions
+
+__all__ = ["max_pooling_2d", "average_pooling_2d", "max_pool_numpy", "avg_pool_numpy"]
+
+# Bytes of input per chunk: its phase buffer and work arrays stay in L2/L3.
+_CHUNK_BYTES = 1 << 20
+
+
+def _pair(v):
+    if isinstance(v, (tuple, list)):
+        a, b = v
+        return int(a), int(b)
+    v = int(v)
+    return v, v
+
+
+def _out_size(size, k, s, p, cover_all):
+    if cover_all:
+        out = (size + 2 * p - k + s - 1) // s + 1
+    else:
+        out = (size + 2 * p - k) // s + 1
+    if out <= 0:
+        raise ValueError("pooling output size would be %d (input %d, kernel %d, stride %d, pad %d)"
+                         % (out, size, k, s, p))
+    return out
+
+
+def _span(a, s, p, size, n):
+    """x indices h = r*s + a - p (0 <= h < size) for plane rows 0 <= r < n, as two slices."""
+    r0 = max(0, -((a - p) // s))  # ceil((p - a) / s)
+    r1 = min(n, (size - 1 - a + p) // s + 1)
+    if r1 <= r0:
+        return None
+    h0 = r0 * s + a - p
+    return slice(h0, h0 + (r1 - r0 - 1) * s + 1, s), slice(r0, r1)
+
+
+class _Plan(object):
+    """Phase layout of one pooling, per chunk of ``nb`` samples.
+
+    Phase (a, b) holds ``xpad[r*sy + a, q*sx + b]`` at plane position (r, q), r < R, q < Q. Window
+    offset t = i*kw + j reads phase (i % sy, j % sx) shifted by ``(i // sy) * Q + j // sx``; output
+    (oh, ow) sits at plane position (oh, ow); positions with oh >= OH or ow >= OW are unused.
+    """
+
+    def __init__(self, shape, dtype, ksize, stride, pad, cover_all):
+        self.shape = tuple(shape)
+        self.dtype = numpy.dtype(dtype)
+        N, C, H, W = self.shape
+        kh, kw = self.ksize = ksize
+        sy, sx = self.stride = stride
+        ph, pw = self.pad = pad
+        self.N, self.C = N, C
+        self.OH = _out_size(H, kh, sy, ph, cover_all)
+        self.OW = _out_size(W, kw, sx, pw, cover_all)
+        self.R = self.OH + (kh - 1) // sy
+        self.Q = self.OW + (kw - 1) // sx
+        self.CRQ = C * self.R * self.Q
+        self.margin = ((kh - 1) // sy) * self.Q + (kw - 1) // sx
+        na, nb = min(sy, kh), min(sx, kw)  # the phases some window offset reads
+        self.nphase = na * nb
+        self.offsets = [((i % sy) * nb + j % sx, (i // sy) * self.Q + j // sx)
+                        for i in range(kh) for j in range(kw)]
+        self.exact = self.R == self.OH and self.Q == self.OW  # the grid has no unused positions
+        self.disjoint = kh <= sy and kw <= sx  # each offset its own phase, at shift 0
+        # Per phase with data: (phase, x rows, x cols, plane rows, plane cols).
+        self.copies = []
+        for a in range(na):
+            rows = _span(a, sy, ph, H, self.R)
+            for b in range(nb):
+                cols = _span(b, sx, pw, W, self.Q)
+                if rows is not None and cols is not None:
+                    self.copies.append((a * nb + b, rows[0], cols[0], rows[1], cols[1]))
+        # Does every input position belong to some phase plane (else gx needs zeros there)?
+        self.covers = (sy <= kh and sx <= kw and
+                       (H - 1 + ph) // sy < self.R and (W - 1 + pw) // sx < self.Q)
+        per_sample = C * H * W * self.dtype.itemsize
+        self.nb = max(1, min(N, _CHUNK_BYTES // max(1, per_sample)))
+        # Plans that differ only in N share work buffers.
+        self.work_key = (self.shape[1:], self.dtype.str, ksize, stride, pad, cover_all, self.nb)
+
+    def phase_buffer(self, nb, fill):
+        """A phase buffer for nb samples with everything but the data blocks set to ``fill``."""
+        buf = numpy.empty((self.nphase, nb * self.CRQ + self.margin), dtype=self.dtype)
+        planes = self.planes(buf, nb)
+        data = {p: (pr, pc) for p, _, _, pr, pc in self.copies}
+        for p in range(self.nphase):
+            if p not in data:
+                planes[p] = fill
+                continue
+            pr, pc = data[p]
+            planes[p, :, :, :pr.start] = fill
+            planes[p, :, :, pr.stop:] = fill
+            planes[p, :, :, pr, :pc.start] = fill
+            planes[p, :, :, pr, pc.stop:] = fill
+        buf[:, nb * self.CRQ:] = fill
+        return buf
+
+    def planes(self, buf, m):
+        return buf[:, :m * self.CRQ].reshape(self.nphase, m, self.C, self.R, self.Q)
+
+    def store(self, gx, buf, m):
+        """gx (m samples, zero where no phase reaches) from a phase-layout buffer."""
+        planes = self.planes(buf, m)
+        for p, xr, xc, pr, pc in self.copies:
+            numpy.copyto(gx[:, :, xr, xc], planes[p, :, :, pr, pc])
+
+    def grid(self, g, m):
+        """(m, C, OH, OW) view of the used positions of a flat grid array."""
+        return g[:m * self.CRQ].reshape(m, self.C, self.R, self.Q)[:, :, :self.OH, :self.OW]
+
+    def chunks(self):
+        for n0 in range(0, self.N, self.nb):
+            yield n0, min(self.nb, self.N - n0)
+
+
+class _Work(object):
+    """A pre-filled phase buffer for one plan, with its views for chunks of m samples."""
+
+    def __init__(self, plan, fill):
+        self.plan = plan
+        self.buf = plan.phase_buffer(plan.nb, fill)
+        self.grid = numpy.empty(plan.nb * plan.CRQ, dtype=plan.dtype)
+        self.m = None
+
+    def views(self, m):
+        """(data-block views with their x slices, one flat source view per window offset)."""
+        if m != self.m:
+            plan, buf = self.plan, self.buf
+            planes = plan.planes(buf, m)
+            self.dsts = [(planes[p, :, :, pr, pc], xr, xc) for p, xr, xc, pr, pc in plan.copies]
+            S = m * plan.CRQ
+            self.srcs = [buf[p, sh:sh + S] for p, sh in plan.offsets]
+            self.m = m
+        return self.dsts, self.srcs
+
+    def load(self, x, m):
+        dsts, srcs = self.views(m)
+        for dst, xr, xc in dsts:
+            numpy.copyto(dst, x[:, :, xr, xc])
+        return srcs
+
+
+_local = threading.local()
+
+
+def _work(plan, fill):
+    """Per-thread reusable _Work (its buffers are only used inside one call)."""
+    cache = getattr(_local, "work", None)
+    if cache is None:
+        cache = _local.work = {}
+    key = (plan.work_key, fill)
+    w = cache.get(key)
+    if w is None:
+        if len(cache) >= 32:
+            cache.clear()
+        w = cache[key] = _Work(plan, fill)
+    return w
+
+
+def _reduce(srcs, op, out):
+    """out = op over the window offsets' sources (flat grid)."""
+    numpy.copyto(out, srcs[0])
+    for src in srcs[1:]:
+        op(out, src, out=out)
+    return out
+
+
+def _pool_forward(x, plan, op, fill, divisor=None):
+    N, C = plan.N, plan.C
+    y = numpy.empty((N, C, plan.OH, plan.OW), dtype=plan.dtype)
+    w = _work(plan, fill)
+    for n0, m in plan.chunks():
+        srcs = w.load(x[n0:n0 + m], m)
+        if plan.exact:  # reduce straight into y
+            yg = _reduce(srcs, op, y[n0:n0 + m].reshape(-1))
+        else:
+            yg = _reduce(srcs, op, w.grid[:m * plan.CRQ])
+        if divisor is not None:
+            yg /= divisor
+        if not plan.exact:
+            y[n0:n0 + m] = plan.grid(yg, m)
+    return y
+
+
+def _max_backward(x, gy, plan):
+    """gx: each window's gy goes to its first maximum (Chainer's argmax), summed in offset order."""
+    C = plan.C
+    dtype = gy.dtype
+    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=dtype)
+    w = _work(plan, -numpy.inf)
+    nb, CRQ = plan.nb, plan.CRQ
+    rem = numpy.zeros(nb * CRQ, dtype=dtype)  # unused grid positions stay zero
+    gb = numpy.zeros((plan.nphase, nb * CRQ + plan.margin), dtype=dtype)
+    c = numpy.empty(nb * CRQ, dtype=dtype)
+    mask = numpy.empty(nb * CRQ, dtype=bool)
+    last = len(plan.offsets) - 1
+    for n0, m in plan.chunks():
+        S = m * CRQ
+        srcs = w.load(x[n0:n0 + m], m)
+        ygm = _reduce(srcs, numpy.maximum, w.grid[:S])
+        r = rem[:S]
+        if plan.exact:
+            numpy.copyto(r.reshape(m, C, plan.OH, plan.OW), gy[n0:n0 + m])
+        else:
+            numpy.copyto(plan.grid(rem, m), gy[n0:n0 + m])
+        if not plan.disjoint:
+            gb.fill(0)
+        mk = mask[:S]
+        ck = c[:S]
+        for t, (p, sh) in enumerate(plan.offsets):
+            numpy.equal(srcs[t], ygm, out=mk)
+            if plan.disjoint:
+                out = gb[p, :S]
+                numpy.multiply(r, mk, out=out)
+                if t != last:
+                    numpy.subtract(r, out, out=r)
+            else:
+                numpy.multiply(r, mk, out=ck)
+                if t != last:
+                    numpy.subtract(r, ck, out=r)
+                tgt = gb[p, sh:sh + S]
+                numpy.add(tgt, ck, out=tgt)
+        plan.store(gx[n0:n0 + m], gb, m)
+    return gx
+
+
+def _max_gather(x, z, plan):
+    """For each window, z at the position of its first maximum (the adjoint of _max_backward)."""
+    out = numpy.empty((plan.N, plan.C, plan.OH, plan.OW), dtype=z.dtype)
+    wx, wz = _Work(plan, -numpy.inf), _Work(plan, 0)
+    for n0, m in plan.chunks():
+        S = m * plan.CRQ
+        xs = wx.load(x[n0:n0 + m], m)
+        zs = wz.load(z[n0:n0 + m], m)
+        ygm = _reduce(xs, numpy.maximum, wx.grid[:S])
+        acc = numpy.zeros(S, dtype=z.dtype)
+        rem = numpy.ones(S, dtype=bool)
+        for xt, zt in zip(xs, zs):
+            hit = (xt == ygm) & rem
+            rem &= ~hit
+            acc += zt * hit
+        out[n0:n0 + m] = plan.grid(acc, m)
+    return out
+
+
+def _avg_backward(gy, plan):
+    N, C = plan.N, plan.C
+    dtype = gy.dtype
+    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=dtype)
+    nb, CRQ = plan.nb, plan.CRQ
+    gyg = numpy.zeros(nb * CRQ, dtype=dtype)
+    gb = numpy.empty((plan.nphase, nb * CRQ + plan.margin), dtype=dtype)
+    scale = dtype.type(plan.ksize[0] * plan.ksize[1])
+    for n0, m in plan.chunks():
+        S = m * CRQ
+        numpy.copyto(plan.grid(gyg, m), gy[n0:n0 + m])
+        gb.fill(0)
+        for p, sh in plan.offsets:
+            tgt = gb[p, sh:sh + S]
+            numpy.add(tgt, gyg[:S], out=tgt)
+        plan.store(gx[n0:n0 + m], gb, m)
+    gx /= scale
+    return gx
+
+
+_plan_cache = {}
+
+
+def _get_plan(shape, dtype, ksize, stride, pad, cover_all):
+    key = (shape, dtype, ksize, stride, pad, cover_all)
+    plan = _plan_cache.get(key)
+    if plan is None:
+        if len(_plan_cache) > 256:
+            _plan_cache.clear()
+        plan = _plan_cache[key] = _Plan(shape, dtype, ksize, stride, pad, cover_all)
+    return plan
+
+
+def _plan(x, ksize, stride, pad, cover_all):
+    if stride is None:
+        stride = ksize
+    return _get_plan(x.shape, x.dtype, _pair(ksize), _pair(stride), _pair(pad), cover_all)
+
+
+def max_pool_numpy(x, ksize, stride=None, pad=0, cover_all=True):
+    """Plain-numpy forward of ``max_pooling_2d`` (NCHW)."""
+    return _pool_forward(x, _plan(x, ksize, stride, pad, cover_all), numpy.maximum, -numpy.inf)
+
+
+def avg_pool_numpy(x, ksize, stride=None, pad=0):
+    """Plain-numpy forward of ``average_pooling_2d`` (NCHW, floor mode, padding counted)."""
+    plan = _plan(x, ksize, stride, pad, False)
+    kh, kw = plan.ksize
+    if kh == 1 and kw == 1 and plan.pad == (0, 0):
+        sy, sx = plan.stride
+        return numpy.ascontiguousarray(x[:, :, ::sy, ::sx])
+    return _pool_forward(x, plan, numpy.add, 0, x.dtype.type(kh * kw))
+
+
+class MaxPooling2D(function_node.FunctionNode):
+
+    def __init__(self, ksize, stride, pad, cover_all):
+        self.ksize, self.stride, self.pad, self.cover_all = ksize, stride, pad, cover_all
+
+    def check_type_forward(self, in_types):
+        x_type, = in_types
+        chainer.utils.type_check.expect(x_type.dtype.kind == "f", x_type.ndim == 4)
+
+    def forward_cpu(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))
+        self._plan = _get_plan(x.shape, x.dtype, self.ksize, self.stride, self.pad,
+                               self.cover_all)
+        return _pool_forward(x, self._plan, numpy.maximum, -numpy.inf),
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        return MaxPooling2DGrad(self._plan, x.array).apply(grad_outputs)
+
+
+class MaxPooling2DGrad(function_node.FunctionNode):
+    """gy -> gx for a fixed input x (linear in gy)."""
+
+    def __init__(self, plan, x):
+        self.plan = plan
+        self.x = x
+
+    def forward_cpu(self, inputs):
+        gy, = inputs
+        return _max_backward(self.x, gy, self.plan),
+
+    def backward(self, indexes, grad_outputs):
+        return MaxPooling2DGather(self.plan, self.x).apply(grad_outputs)
+
+
+class MaxPooling2DGather(function_node.FunctionNode):
+    """ggx -> ggy: each window takes ggx at the position of its max (the adjoint of the above)."""
+
+    def __init__(self, plan, x):
+        self.plan = plan
+        self.x = x
+
+    def forward_cpu(self, inputs):
+        ggx, = inputs
+        return _max_gather(self.x, ggx, self.plan),
+
+    def backward(self, indexes, grad_outputs):
+        return MaxPooling2DGrad(self.plan, self.x).apply(grad_outputs)
+
+
+class AveragePooling2D(function_node.FunctionNode):
+
+    def __init__(self, ksize, stride, pad):
+        self.ksize, self.stride, self.pad = ksize, stride, pad
+
+    def check_type_forward(self, in_types):
+        x_type, = in_types
+        chainer.utils.type_check.expect(x_type.dtype.kind == "f", x_type.ndim == 4)
+
+    def forward_cpu(self, inputs):
+        x, = inputs
+        self._shape, self._dtype = x.shape, x.dtype
+        return avg_pool_numpy(x, self.ksize, self.stride, self.pad),
+
+    def backward(self, indexes, grad_outputs):
+        return AveragePooling2DGrad(self).apply(grad_outputs)
+
+
+class AveragePooling2DGrad(function_node.FunctionNode):
+
+    def __init__(self, func):
+        self.func = func
+
+    def forward_cpu(self, inputs):
+        gy, = inputs
+        f = self.func
+        plan = _get_plan(f._shape, gy.dtype, f.ksize, f.stride, f.pad, False)
+        return _avg_backward(gy, plan),
+
+    def backward(self, indexes, grad_outputs):
+        f = self.func
+        return AveragePooling2D(f.ksize, f.stride, f.pad).apply(grad_outputs)
+
+
+def _is_numpy(x):
+    arr = x.array if isinstance(x, chainer.Variable) else x
+    return isinstance(arr, numpy.ndarray)
+
+
+def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True):
+    """Drop-in for ``chainer.functions.max_pooling_2d`` (without return_indices)."""
+    if not _is_numpy(x):
+        return chainer.functions.max_pooling_2d(x, ksize, stride, pad, cover_all)
+    if stride is None:
+        stride = ksize
+    return MaxPooling2D(_pair(ksize), _pair(stride), _pair(pad), cover_all).apply((x,))[0]
+
+
+def average_pooling_2d(x, ksize, stride=None, pad=0):
+    """Drop-in for ``chainer.functions.average_pooling_2d``."""
+    if not _is_numpy(x):
+        return chainer.functions.average_pooling_2d(x, ksize, stride, pad)
+    if stride is None:
+        stride = ksize
+    return AveragePooling2D(_pair(ksize), _pair(stride), _pair(pad)).apply((x,))[0]

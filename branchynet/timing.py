@@ -1,0 +1,289 @@
+"""Honest timing of early-exit inference: per-exit costs, predicted and real runtimes, MACs.
+
+What the original got wrong (reference sections 3.4-3.5, bugs B8-B10): ``time.time()``, no device
+synchronisation, no warm-up, one pass, and only the trunk segments timed (no heads, softmax,
+entropy or exit decision) while the baseline was timed whole. Here:
+
+* Clocks are ``time.perf_counter``; on a GPU the device is synchronised before every clock read.
+  Every measurement is preceded by a warm-up, repeated ``repeats`` times, and reported as the
+  median over repeats of the mean time per sample (all repeats are kept too).
+* Batch size 1, as the paper: ``time_exits`` runs each sample alone through every trunk segment
+  and every head, and times separately segment k (``seg_k``, including the input's copy to the
+  device for k = 1) and head k (``head_k``: the head's layers, softmax, entropy and the exit
+  decision read back on the host, plus the argmax label: what a user waits for at that exit).
+* Two accountings of the runtime of a threshold configuration whose samples reach exit k with
+  frequency ``reach_k`` (``predicted_ms``):
+
+  - end to end:  sum_k reach_k * (seg_k + head_k);
+  - trunk only (the original's, bug B9): sum_k reach_k * seg_k, against a baseline that is
+    the whole main network (trunk + last head) timed end to end, as the original did.
+
+  Both use the same baseline, the main network timed on its own at batch 1 (``time_calls`` of
+  ``predict_main``).
+* ``time_calls`` also times real early-exit runs (``BranchyNet.predict`` one sample at a time)
+  to set against the predictions, and batched calls for throughput.
+* ``count_macs`` counts the multiply-accumulates of each segment and head of one sample with a
+  Chainer ``FunctionHook`` on a stock-Chainer forward; they bound the batched speed-up.
+"""
+import os
+import platform
+import statistics
+import time
+
+import numpy
+
+import chainer
+from chainer.utils import conv as conv_utils
+
+from branchynet import exit_rule
+from branchynet.progress import ProgressBar
+
+
+# ------------------------------------------------------------------ clocks and machine facts
+def synchronize(xp):
+    """Waits for the device of array module ``xp`` (no-op for numpy)."""
+    if xp is not numpy:
+        xp.cuda.Device().synchronize()
+
+
+def clock(xp=numpy):
+    """``time.perf_counter()`` after synchronising the device of ``xp``."""
+    synchronize(xp)
+    return time.perf_counter()
+
+
+def cpu_threads():
+    """How many threads the CPU kernels may use, as far as can be told without new dependencies:
+    threadpoolctl's report if it is installed, else the usual environment variables, plus the
+    number of CPUs this process may run on."""
+    info = {"cpu_count": os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        info["affinity"] = len(os.sched_getaffinity(0))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        info[var] = os.environ.get(var)
+    try:
+        import threadpoolctl
+    except ImportError:
+        info["threadpoolctl"] = None
+    else:
+        info["threadpoolctl"] = [
+            {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
+            for pool in threadpoolctl.threadpool_info()]
+    return info
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name(device=None):
+    """The name of a CuPy device (a ``chainer.backend.Device`` or None for the current one)."""
+    import cupy
+    index = getattr(getattr(device, "device", None), "id", None)
+    if index is None:
+        index = cupy.cuda.Device().id
+    name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _summary(per_repeat):
+    """Median and spread of per-repeat values (ms per sample)."""
+    return {"median": statistics.median(per_repeat), "min": min(per_repeat),
+            "max": max(per_repeat), "repeats": list(per_repeat)}
+
+
+# ------------------------------------------------------------------ per-exit timing
+def _inference():
+    return chainer.using_config("train", False), chainer.no_backprop_mode()
+
+
+def _sample_pass(net, x_host, record):
+    """One sample through every segment and head; ``record(kind, k, seconds)``."""
+    xp = net.xp
+    num_exits = net.numexits()
+    last = num_exits - 1
+    start = clock(xp)
+    h = net.device.send(x_host)
+    for k in range(num_exits):
+        h = net.run_segment(k, h)
+        mid = clock(xp)
+        record("segment", k, mid - start)
+        logits = net.run_head(k, h)
+        if k < last:
+            ent = exit_rule.entropy(exit_rule.softmax(logits))
+            bool(exit_rule.exits_here(ent, 0.0)[0])  # the decision, read on the host
+        int(logits.argmax(axis=1)[0])
+        start = clock(xp)
+        record("head", k, start - mid)
+
+
+def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timing"):
+    """Per-sample (batch 1) time of every trunk segment and every head, in ms.
+
+    Each of ``repeats`` passes runs every sample of ``x`` alone through every segment and head;
+    a pass gives the mean ms per sample of each; the result holds, per segment and per head, the
+    median over passes (``segment_ms``, ``head_ms``) and the detail (``segments``, ``heads``).
+    """
+    num_exits = net.numexits()
+    n = len(x)
+    if n == 0:
+        raise ValueError("no samples to time")
+    seg = numpy.zeros((repeats, num_exits))
+    head = numpy.zeros((repeats, num_exits))
+    train_cfg, nobp = _inference()
+    with train_cfg, nobp:
+        for i in range(min(warmup, n)):
+            _sample_pass(net, x[i:i + 1], lambda *a: None)
+        with ProgressBar(repeats * n, desc, enabled=progress) as bar:
+            for r in range(repeats):
+                def record(kind, k, seconds, r=r):
+                    (seg if kind == "segment" else head)[r, k] += seconds
+                for i in range(n):
+                    _sample_pass(net, x[i:i + 1], record)
+                    bar.update()
+    seg *= 1000.0 / n
+    head *= 1000.0 / n
+    segments = [_summary(seg[:, k].tolist()) for k in range(num_exits)]
+    heads = [_summary(head[:, k].tolist()) for k in range(num_exits)]
+    return {"samples": n, "repeats": repeats, "warmup": min(warmup, n),
+            "segment_ms": [s["median"] for s in segments], "head_ms": [h["median"] for h in heads],
+            "segments": segments, "heads": heads}
+
+
+def predicted_ms(reach_fractions, segment_ms, head_ms):
+    """Runtime per sample of a configuration in the two accountings: (end_to_end, trunk_only).
+
+    end_to_end = sum_k reach_k * (seg_k + head_k); trunk_only = sum_k reach_k * seg_k (the
+    original's accounting, which leaves out every head and the exit decisions).
+    """
+    reach = numpy.asarray(reach_fractions, dtype=numpy.float64)
+    seg = numpy.asarray(segment_ms, dtype=numpy.float64)
+    head = numpy.asarray(head_ms, dtype=numpy.float64)
+    return float((reach * (seg + head)).sum()), float((reach * seg).sum())
+
+
+def time_calls(fn, x, batchsize=1, repeats=3, warmup=20, xp=numpy, progress=None, desc="timing"):
+    """Times ``fn(x[s:s + batchsize])`` over all of ``x``, end to end, device synchronised.
+
+    ``warmup`` calls (on the first samples) come first. Returns the median over ``repeats``
+    passes of the ms per sample (``ms``), samples per second (``per_second``), the detail, and the
+    outputs of the first pass (``outputs``: one entry per call, whatever ``fn`` returned).
+    """
+    n = len(x)
+    if n == 0:
+        raise ValueError("no samples to time")
+    calls = range(0, n, batchsize)
+    for s in list(calls)[:max(1, -(-warmup // batchsize))]:
+        fn(x[s:s + batchsize])
+    per_repeat, outputs = [], []
+    with ProgressBar(repeats * n, desc, enabled=progress) as bar:
+        for r in range(repeats):
+            start = clock(xp)
+            for s in calls:
+                out = fn(x[s:s + batchsize])
+                if r == 0:
+                    outputs.append(out)
+                bar.update(min(batchsize, n - s))
+            per_repeat.append((clock(xp) - start) * 1000.0 / n)
+    summary = _summary(per_repeat)
+    return {"samples": n, "batchsize": batchsize, "repeats": repeats, "ms": summary["median"],
+            "per_second": 1000.0 / summary["median"] if summary["median"] > 0 else float("inf"),
+            "detail": summary, "outputs": outputs}
+
+
+def time_baseline(net, x, repeats=3, warmup=20, progress=None, desc="baseline"):
+    """The main network (whole trunk + last head) at batch 1, timed end to end: ms per sample,
+    with its predicted labels (``labels``)."""
+    with chainer.using_config("train", False):
+        result = time_calls(net.predict_main, x, 1, repeats, warmup, net.xp, progress, desc)
+    result["labels"] = numpy.concatenate(result.pop("outputs"))
+    return result
+
+
+def time_early_exit(net, x, thresholds, batchsize=1, repeats=3, warmup=20, progress=None,
+                    desc="early exit"):
+    """Real early-exit inference (``net.predict``) at ``batchsize``, timed end to end; ms per
+    sample, with the predicted labels and exit indices of the first pass."""
+    result = time_calls(lambda xb: net.predict(xb, thresholds), x, batchsize, repeats, warmup,
+                        net.xp, progress, desc)
+    outputs = result.pop("outputs")
+    result["labels"] = numpy.concatenate([o[0] for o in outputs])
+    result["exits"] = numpy.concatenate([o[1] for o in outputs])
+    return result
+
+
+# ------------------------------------------------------------------ MACs
+class MacCounter(chainer.FunctionHook):
+    """Counts multiply-accumulates of convolutions and fully connected layers.
+
+    Convolution2DFunction: output elements x C_in/groups x kh x kw; LinearFunction: rows x in x
+    out. Everything else (pooling, ReLU, BN, LRN, softmax) is not counted, as in the reference's
+    table (section 2.7).
+    """
+
+    name = "MacCounter"
+
+    def __init__(self):
+        self.macs = 0
+        self.calls = []
+
+    def forward_postprocess(self, function, in_data):
+        label = function.label
+        if label == "Convolution2DFunction":
+            x, w = in_data[0], in_data[1]
+            kh, kw = w.shape[2:]
+            out_h = conv_utils.get_conv_outsize(x.shape[2], kh, function.sy, function.ph,
+                                                function.cover_all, function.dy)
+            out_w = conv_utils.get_conv_outsize(x.shape[3], kw, function.sx, function.pw,
+                                                function.cover_all, function.dx)
+            macs = x.shape[0] * out_h * out_w * w.size  # w.size = C_out * C_in/groups * kh * kw
+        elif label == "LinearFunction":
+            x, w = in_data[0], in_data[1]
+            macs = (x.size // w.shape[1]) * w.size
+        else:
+            return
+        self.macs += int(macs)
+        self.calls.append((label, int(macs)))
+
+
+def count_macs(net, x_sample):
+    """MACs of one sample (``x_sample``: a batch of 1) per trunk segment and per head.
+
+    Runs the net's Chainer links (not the lean numpy path) with the fast CPU kernels off, so that
+    every convolution and linear layer is a Chainer function the hook sees. Returns
+    {"segments": [...], "heads": [...]} (ints, per sample).
+    """
+    x_sample = numpy.asarray(chainer.backend.CpuDevice().send(x_sample))
+    if len(x_sample) != 1:
+        raise ValueError("count_macs takes one sample (a batch of 1)")
+    segments, heads = [], []
+    with chainer.using_config("branchynet_fast_cpu", False), chainer.using_config("train", False), \
+            chainer.no_backprop_mode():
+        h = net.device.send(x_sample)
+        for k in range(net.numexits()):
+            with MacCounter() as counter:
+                h = net.segments[k](h)
+            segments.append(counter.macs)
+            with MacCounter() as counter:
+                net.heads[k](h)
+            heads.append(counter.macs)
+    return {"segments": segments, "heads": heads}
+
+
+def macs_of(reach_fractions, macs):
+    """MACs per sample of the work an early-exit configuration does: sum_k reach_k (seg_k + head_k)."""
+    reach = numpy.asarray(reach_fractions, dtype=numpy.float64)
+    return float((reach * (numpy.asarray(macs["segments"]) + numpy.asarray(macs["heads"]))).sum())
+
+
+def baseline_macs(macs):
+    """MACs per sample of the main network: every segment plus the last head."""
+    return int(sum(macs["segments"]) + macs["heads"][-1])

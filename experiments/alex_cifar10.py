@@ -1,0 +1,26 @@
+#!/usr/bin/env python
+"""B-AlexNet on CIFAR-10: Table I's AlexNet rows.
+
+    python experiments/alex_cifar10.py [--network b-alexnet-paper]
+
+loads results/<network>/run/{branchy,main}.npz, or first trains them with the paper's schedule
+(50 pretraining + 100 joint epochs, batch 512; resumable), then sweeps the paper's 11 x 11
+thresholds, times every exit at batch 1 on the CPU (and the GPU with --device @cupy:0), checks
+real early-exit runs against the sweep, and writes results/<network>/ (results.json, sweep.csv,
+table.md, figures). The printed table puts the baseline and B-AlexNet at the paper's
+T = (0.0001, 0.05) beside Table I.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+
+def main(argv=None):
+    return common.run("alexnet", argv, __doc__)
+
+
+if __name__ == "__main__":
+    main()

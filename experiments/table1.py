@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Assembles Table I from the per-network results (experiments/lenet_mnist.py, alex_cifar10.py,
+resnet_cifar10.py), ours beside the authors'.
+
+    python experiments/table1.py [--results-root results] [--out results/table1.md]
+
+reads <results-root>/<network>/results.json for each network and writes table1.md and
+table1.json. A network (or a device) without results still gets the authors' rows, marked
+"not run", with the command that would produce them.
+"""
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import branchynet  # noqa: E402,F401
+from branchynet import paper, report  # noqa: E402
+
+NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")
+SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
+           "resnet110": "experiments/resnet_cifar10.py"}
+DEVICES = ("cpu", "gpu")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results-root", default=os.path.join(ROOT, "results"))
+    p.add_argument("--networks", nargs="+", default=list(NETWORKS),
+                   help="network result folders to read, in order")
+    p.add_argument("--out", default=None, help="Markdown output (default <results-root>/table1.md)")
+    return p.parse_args(argv)
+
+
+def _placeholder(network, device, why):
+    names = paper.DISPLAY_NAMES[paper.family_of(network)]
+    return [{"device": device, "network": names[0], "row": why,
+             "paper": report.paper_entry(network, device, False)},
+            {"device": device, "network": names[1], "row": why,
+             "thresholds": list(paper.paper_thresholds(network)),
+             "paper": report.paper_entry(network, device, True)}]
+
+
+def assemble(results_root, network_names):
+    """(table rows, per-network status, notes)."""
+    found, notes = {}, []
+    for network in network_names:
+        path = os.path.join(results_root, network, "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                found[network] = json.load(f)
+        else:
+            command = "python %s" % SCRIPTS[paper.family_of(network)]
+            if network not in NETWORKS:
+                command += " --network %s" % network
+            notes.append("%s: no results (%s not found); run `%s`." % (network, path, command))
+    rows = []
+    for device in DEVICES:
+        for network in network_names:
+            result = found.get(network)
+            if result is None:
+                rows += _placeholder(network, device, "not run")
+                continue
+            ours = [r for r in result["table"] if r["device"] == device]
+            if ours:
+                rows += ours
+            else:
+                rows += _placeholder(network, device, "no %s run" % device.upper())
+                if device == "gpu":
+                    notes.append("%s: no GPU results (rerun its script with --device @cupy:0)."
+                                 % network)
+    status = {n: {"found": n in found,
+                  "path": os.path.join(results_root, n, "results.json"),
+                  "environment": found[n]["environment"] if n in found else None,
+                  "settings": found[n]["settings"] if n in found else None,
+                  "accuracy": found[n]["accuracy"] if n in found else None}
+              for n in network_names}
+    return rows, status, notes
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = args.out or os.path.join(args.results_root, "table1.md")
+    rows, status, notes = assemble(args.results_root, args.networks)
+    lines = ["# Table I: ours beside the authors'", "", report.LEGEND]
+    for network, s in status.items():
+        if s["found"]:
+            env, settings = s["environment"], s["settings"]
+            lines.append("* %s: %s, %d test samples, timing on %d samples x %d repeats; CPU %s%s."
+                         % (network, env["date"], settings["test_samples"],
+                            settings["timing_samples"], settings["repeats"],
+                            env["hardware"]["cpu"],
+                            ", GPU %s" % env["hardware"]["gpu"] if env["hardware"]["gpu"] else ""))
+    lines += ["* " + note for note in notes]
+    text = "\n".join(lines) + "\n\n" + report.markdown_table(rows)
+    report.write_text(out, text)
+    report.write_json(os.path.splitext(out)[0] + ".json",
+                      {"rows": rows, "networks": status, "notes": notes})
+    print(report.text_table(rows))
+    for note in notes:
+        print(note)
+    print("written: %s, %s" % (out, os.path.splitext(out)[0] + ".json"))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Each experiment script end to end in a tiny configuration, and Table I from their outputs.
+
+Like Chainer's example tests, the numbers are only checked against plausible ranges: one short
+epoch on a few hundred images teaches the nets little.
+"""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPTS = {
+    "b-lenet": ("experiments/lenet_mnist.py", [], 17, 2),
+    "b-alexnet": ("experiments/alex_cifar10.py", [], 121, 3),
+    "b-resnet110": ("experiments/resnet_cifar10.py", ["--net-arg", "n=1"], 289, 3),
+}
+TINY = ["--main-epochs", "1", "--joint-epochs", "1", "--batchsize", "128", "--train-subset", "256",
+        "--val-size", "100", "--test-subset", "200", "--timing-samples", "20", "--repeats", "1",
+        "--warmup", "2", "--throughput-batch", "100", "--no-progress"]
+
+
+def run_script(script, args):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def results_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+_RUNS = {}
+
+
+def run_network(network, results_root):
+    """Runs a network's script once per test session (trains into results_root/<network>/run)."""
+    if network not in _RUNS:
+        script, extra, _, _ = SCRIPTS[network]
+        out = results_root / network
+        stdout = run_script(script, TINY + extra + ["--results", str(out),
+                                                     "--run-dir", str(out / "run")])
+        with open(out / "results.json") as f:
+            _RUNS[network] = (stdout, json.load(f), out)
+    return _RUNS[network]
+
+
+def in_unit(value):
+    return value is not None and 0.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize("network", list(SCRIPTS))
+def test_script_writes_well_formed_results(network, results_root):
+    stdout, result, out = run_network(network, results_root)
+    _, _, num_rows, num_exits = SCRIPTS[network]
+    assert "no trained weights" in stdout  # so it trained first
+    for name in ("results.json", "sweep.csv", "table.md", "tradeoff_cpu_e2e.png",
+                 "tradeoff_cpu_trunk.png", "training_curves.png", "entropy.png",
+                 "exit_fractions.png", "run/branchy.npz", "run/main.npz", "run/log.jsonl"):
+        assert (out / name).stat().st_size > 0, name
+
+    assert result["network"] == network
+    if network == "b-resnet110":
+        assert result["net_config"]["kwargs"]["n"] == 1  # --net-arg reached the factory
+    assert len(result["rows"]) == num_rows and len(result["val_rows"]) == num_rows
+    with open(out / "sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == num_rows
+    assert result["settings"]["test_samples"] == 200 and result["settings"]["val_samples"] == 100
+    for row in result["rows"] + [result["paper_row"]]:
+        assert len(row["thresholds"]) == num_exits - 1
+        assert in_unit(row["accuracy"])
+        assert math.isclose(sum(row["exit_fractions"]), 1.0, rel_tol=1e-9)
+        assert sum(row["exit_counts"]) == 200
+        assert row["cpu_ms_e2e"] >= row["cpu_ms_trunk"] > 0
+    assert result["paper_row"]["thresholds"] == list(result["paper_thresholds"])
+    assert in_unit(result["accuracy"]["main"]) and in_unit(result["accuracy"]["branchy_final"])
+    assert len(result["accuracy"]["per_exit"]) == num_exits
+
+    cpu = result["devices"]["cpu"]
+    assert len(cpu["exits"]["segment_ms"]) == num_exits
+    assert all(v > 0 for v in cpu["exits"]["segment_ms"] + cpu["exits"]["head_ms"])
+    assert cpu["baseline"]["main"]["ms"] > 0 and cpu["baseline"]["branchy_final"]["ms"] > 0
+    assert cpu["checks"] and cpu["batched"]
+    for check in cpu["checks"] + cpu["batched"]:
+        assert check["agree"], check  # real early-exit runs == the analytic sweep
+        assert check["mismatched_samples"] == 0
+    for check in cpu["checks"]:
+        assert check["ms_measured"] > 0 and check["ms_predicted_e2e"] >= check["ms_predicted_trunk"]
+    for entry in cpu["batched"]:
+        assert entry["per_second"] > 0 and entry["mac_bound"] > 0
+
+    macs = result["macs"]
+    assert len(macs["segments"]) == len(macs["heads"]) == num_exits
+    assert all(v > 0 for v in macs["segments"][:1] + macs["heads"])
+
+    sel = result["selection"]["cpu"]
+    assert sel["test"]["knee"] in sel["test"]["frontier"]
+    assert sel["val"]["thresholds"] == result["rows"][sel["val"]["knee"]]["thresholds"]
+
+    env = result["environment"]
+    assert env["hardware"]["cpu"] and env["versions"]["chainer"] == "7.8.1"
+    assert "--test-subset 200" in env["command"] and env["date"]
+
+    table = result["table"]
+    assert [r["row"] for r in table] == ["baseline (main.npz)", "final exit (branchy.npz)",
+                                         "paper T", "knee (test)", "knee (val)"]
+    assert table[2]["thresholds"] == list(result["paper_thresholds"])
+    assert table[0]["paper"]["accuracy"] > 50 and table[2]["paper"]["gain"] > 1
+    for row in table:
+        assert 0 <= row["accuracy"] <= 100 and row["ms_measured"] > 0
+    with open(out / "table.md") as f:
+        md = f.read()
+    assert "| Dev | Network |" in md and "paper T" in md
+    assert "paper T" in stdout and "Paper acc %" in stdout  # the printed table
+
+
+def test_second_run_loads_the_weights_instead_of_training(results_root):
+    _, first, out = run_network("b-lenet", results_root)
+    stdout = run_script("experiments/lenet_mnist.py",
+                        ["--run-dir", str(out / "run"), "--results", str(results_root / "again"),
+                         "--test-subset", "50", "--timing-samples", "5", "--repeats", "1",
+                         "--warmup", "1", "--no-progress", "--stock-chainer"])
+    assert "no trained weights" not in stdout
+    with open(results_root / "again" / "results.json") as f:
+        again = json.load(f)
+    assert again["settings"]["val_size"] == 100  # read back from the run's command.txt
+    assert again["settings"]["test_samples"] == 50 and len(again["rows"]) == 17
+    assert again["net_config"] == first["net_config"]
+    assert again["settings"]["stock_chainer"] and not again["settings"]["fast_cpu"]
+
+
+def test_table1_from_the_tiny_results(results_root, tmp_path):
+    for network in SCRIPTS:
+        run_network(network, results_root)
+    stdout = run_script("experiments/table1.py", ["--results-root", str(results_root)])
+    with open(results_root / "table1.json") as f:
+        table = json.load(f)
+    assert all(s["found"] for s in table["networks"].values())
+    ours = [r for r in table["rows"] if r["device"] == "cpu"]
+    assert {r["network"] for r in ours} == {"LeNet", "B-LeNet", "AlexNet", "B-AlexNet",
+                                           "ResNet-110", "B-ResNet"}
+    gpu = [r for r in table["rows"] if r["device"] == "gpu"]
+    assert gpu and all(r["row"] == "no GPU run" for r in gpu)  # the authors' GPU rows, ours absent
+    md = (results_root / "table1.md").read_text()
+    assert "B-ResNet" in md and "99.25" in md and "no GPU results" in md
+    assert "B-AlexNet" in stdout
+
+    # a missing network is said plainly
+    run_script("experiments/table1.py", ["--results-root", str(results_root),
+                                         "--networks", "b-lenet", "b-alexnet-paper",
+                                         "--out", str(tmp_path / "t1.md")])
+    md = (tmp_path / "t1.md").read_text()
+    assert "b-alexnet-paper: no results" in md and "--network b-alexnet-paper" in md
+    assert "not run" in md

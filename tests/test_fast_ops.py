@@ -1,0 +1,458 @@
+"""branchynet.fast: the numpy CPU kernels agree with Chainer's own functions (values, gradients,
+max-pooling argmax and ties), pass gradient checks, keep float32, and defer to Chainer on GPU."""
+import numpy
+import pytest
+
+import branchynet  # noqa: F401  (before chainer)
+import chainer
+import chainer.functions as F
+from chainer import gradient_check
+
+from branchynet import fast
+from branchynet.fast import conv as fast_conv
+from branchynet.fast import pooling as fast_pool
+
+# (C, H, W, O, k, stride, pad, x needs grad) of every convolution in the three networks.
+CONV_LAYERS = {
+    "lenet-conv1": (1, 28, 28, 5, 5, 1, 3, False),
+    "lenet-conv2": (5, 15, 15, 10, 5, 1, 3, True),
+    "lenet-conv3": (10, 9, 9, 20, 5, 1, 3, True),
+    "lenet-branch-conv": (5, 15, 15, 10, 3, 1, 1, True),
+    "alexnet-conv1": (3, 32, 32, 32, 5, 1, 2, False),
+    "alexnet-conv2": (32, 16, 16, 64, 5, 1, 2, True),
+    "alexnet-conv3": (64, 8, 8, 96, 3, 1, 1, True),
+    "alexnet-conv4": (96, 8, 8, 96, 3, 1, 1, True),
+    "alexnet-conv5": (96, 8, 8, 64, 3, 1, 1, True),
+    "alexnet-head1-conv1": (64, 8, 8, 32, 3, 1, 1, True),
+    "alexnet-head1-conv2": (32, 8, 8, 32, 3, 1, 1, True),
+    "alexnet-head2-conv": (96, 4, 4, 32, 3, 1, 1, True),
+    "resnet-conv1": (3, 32, 32, 16, 3, 1, 0, False),
+    "resnet-16": (16, 30, 30, 16, 3, 1, 1, True),
+    "resnet-16to32-s2": (16, 30, 30, 32, 3, 2, 1, True),
+    "resnet-32": (32, 15, 15, 32, 3, 1, 1, True),
+    "resnet-32to64-s2": (32, 15, 15, 64, 3, 2, 1, True),
+    "resnet-64": (64, 8, 8, 64, 3, 1, 1, True),
+    "resnet-head-conv1": (16, 30, 30, 64, 5, 1, 2, True),
+    "resnet-head-conv2": (64, 30, 30, 32, 3, 1, 1, True),
+    "resnet-head-conv3": (32, 30, 30, 32, 3, 1, 1, True),
+}
+
+# (C, H, W, k, stride, pad) of every max pooling (cover_all=True, as the networks use it).
+POOL_LAYERS = {
+    "lenet-pool1": (5, 30, 30, 2, 2, 0),
+    "lenet-pool2": (10, 17, 17, 2, 2, 0),
+    "lenet-pool3": (20, 11, 11, 2, 2, 0),
+    "lenet-branch-pool": (10, 15, 15, 2, 2, 0),
+    "alexnet-pool1": (32, 32, 32, 3, 2, 0),
+    "alexnet-pool2": (64, 16, 16, 3, 2, 0),
+    "alexnet-pool3": (64, 8, 8, 3, 2, 0),
+    "alexnet-head1-pool2": (32, 8, 8, 3, 2, 0),
+    "alexnet-head2-pool1": (96, 8, 8, 3, 2, 0),
+    "alexnet-head2-pool2": (32, 4, 4, 3, 2, 0),
+}
+
+# (C, H, W, k, stride, pad) of the average poolings.
+AVG_LAYERS = {
+    "resnet-avgpool": (64, 8, 8, 6, 1, 0),
+    "resnet-subsample-16": (16, 30, 30, 1, 2, 0),
+    "resnet-subsample-32": (32, 15, 15, 1, 2, 0),
+}
+
+
+def _random_conv_cases(n, seed):
+    rng = numpy.random.RandomState(seed)
+    cases = []
+    while len(cases) < n:
+        kh, kw = rng.randint(1, 6, size=2)
+        sy, sx = rng.randint(1, 4, size=2)
+        ph, pw = rng.randint(0, 3, size=2)
+        H, W = rng.randint(1, 14, size=2)
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            continue
+        C, O = rng.randint(1, 6, size=2)
+        cases.append((int(rng.randint(1, 4)), int(C), int(H), int(W), int(O), (int(kh), int(kw)),
+                      (int(sy), int(sx)), (int(ph), int(pw)), bool(rng.randint(0, 2))))
+    return cases
+
+
+def _random_pool_cases(n, seed, cover_all_choices=(True, False)):
+    rng = numpy.random.RandomState(seed)
+    cases = []
+    while len(cases) < n:
+        kh, kw = rng.randint(1, 5, size=2)
+        sy, sx = rng.randint(1, 4, size=2)
+        ph, pw = rng.randint(0, 3, size=2)
+        if ph >= kh or pw >= kw:  # Chainer's own pooling misbehaves there; not used by any net
+            continue
+        H, W = rng.randint(1, 14, size=2)
+        cover_all = bool(cover_all_choices[rng.randint(len(cover_all_choices))])
+        if not cover_all and (H + 2 * ph < kh or W + 2 * pw < kw):
+            continue
+        if cover_all and (H + 2 * ph + sy - 1 < kh or W + 2 * pw + sx - 1 < kw):
+            continue
+        cases.append((int(rng.randint(1, 4)), int(rng.randint(1, 4)), int(H), int(W),
+                      (int(kh), int(kw)), (int(sy), int(sx)), (int(ph), int(pw)), cover_all))
+    return cases
+
+
+def _close(actual, expected, rtol=1e-5, atol=None):
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    if atol is None:
+        atol = 1e-5 * max(1.0, float(numpy.abs(expected).max()) if expected.size else 1.0)
+    numpy.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def _conv_both(x, W, b, stride, pad, x_grad=True, seed=0):
+    """Forward and backward through stock and fast convolution with the same upstream gradient."""
+    rng = numpy.random.RandomState(seed)
+    out = []
+    gy = None
+    for fn in (F.convolution_2d, fast.convolution_2d):
+        xv = chainer.Variable(x.copy(), requires_grad=x_grad)
+        Wv = chainer.Variable(W.copy())
+        bv = None if b is None else chainer.Variable(b.copy())
+        y = fn(xv, Wv, bv, stride=stride, pad=pad)
+        if gy is None:
+            gy = rng.standard_normal(y.shape).astype(x.dtype)
+        y.grad = gy.copy()
+        y.backward()
+        out.append((y.array, xv.grad, Wv.grad, None if bv is None else bv.grad))
+    return out
+
+
+def _check_conv(N, C, H, W, O, k, stride, pad, x_grad, bias=True, seed=0):
+    rng = numpy.random.RandomState(seed)
+    kh, kw = k if isinstance(k, tuple) else (k, k)
+    x = rng.standard_normal((N, C, H, W)).astype(numpy.float32)
+    Wt = (rng.standard_normal((O, C, kh, kw)) / numpy.sqrt(C * kh * kw)).astype(numpy.float32)
+    b = rng.standard_normal(O).astype(numpy.float32) if bias else None
+    (ys, gxs, gWs, gbs), (yf, gxf, gWf, gbf) = _conv_both(x, Wt, b, stride, pad, x_grad, seed)
+    _close(yf, ys)
+    if x_grad:
+        _close(gxf, gxs)
+    else:
+        assert gxf is None and gxs is None
+    _close(gWf, gWs)
+    if bias:
+        _close(gbf, gbs)
+    assert yf.flags.c_contiguous
+
+
+@pytest.mark.parametrize("name", sorted(CONV_LAYERS))
+def test_conv_layer_shapes_match_chainer(name):
+    C, H, W, O, k, s, p, x_grad = CONV_LAYERS[name]
+    _check_conv(2, C, H, W, O, k, s, p, x_grad)
+
+
+@pytest.mark.parametrize("case", _random_conv_cases(40, seed=1))
+def test_conv_random_shapes_match_chainer(case):
+    N, C, H, W, O, k, s, p, bias = case
+    _check_conv(N, C, H, W, O, k, s, p, True, bias=bias)
+
+
+def test_conv_many_chunks(monkeypatch):
+    """Batches split into several chunks (and a short last one) give the same result."""
+    monkeypatch.setattr(fast_conv, "_CHUNK_BYTES", 1)  # one sample per chunk
+    _check_conv(3, 4, 7, 6, 5, 3, 1, 1, True)
+    _check_conv(3, 4, 7, 6, 5, 3, 2, 1, True)
+    monkeypatch.setattr(fast_conv, "_CHUNK_BYTES", 2 * 4 * 9 * 8 * 7 * 4)  # two samples a chunk
+    _check_conv(5, 4, 7, 6, 5, 3, 1, 1, True)
+    _check_conv(5, 4, 7, 6, 5, 3, 1, 0, True)
+    _check_conv(5, 4, 7, 6, 5, (2, 3), 2, 1, True)
+
+
+def test_conv_input_gradient_paths_agree():
+    """gx by correlation with the flipped kernel (O <= 1.5 C) and by col2im give the same values."""
+    rng = numpy.random.RandomState(3)
+    for O, C in ((4, 8), (8, 4)):
+        W = rng.standard_normal((O, C, 3, 5)).astype(numpy.float32)
+        g = fast_conv._Geom((3, C, 9, 7), W.shape, (1, 1), (1, 2))
+        gy = rng.standard_normal((3, O, g.OH, g.OW)).astype(numpy.float32)
+        _close(fast_conv._grad_x(W, gy, g, numpy.float32),
+               fast_conv._col2im_grad_x(W, gy, g, numpy.float32))
+
+
+def test_conv_keeps_float32():
+    rng = numpy.random.RandomState(0)
+    x = chainer.Variable(rng.standard_normal((2, 3, 9, 9)).astype(numpy.float32))
+    W = chainer.Variable(rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32))
+    b = chainer.Variable(rng.standard_normal(4).astype(numpy.float32))
+    for stride in (1, 2):
+        y = fast.convolution_2d(x, W, b, stride=stride, pad=1)
+        y.grad = numpy.ones_like(y.array)
+        y.backward()
+        assert y.dtype == numpy.float32
+        assert x.grad.dtype == W.grad.dtype == b.grad.dtype == numpy.float32
+        x.cleargrad(), W.cleargrad(), b.cleargrad()
+    assert fast.conv2d_numpy(x.array, W.array, b.array, 1, 1).dtype == numpy.float32
+
+
+@pytest.mark.parametrize("stride,pad,bias", [(1, 1, True), (2, 1, True), (1, 0, False),
+                                             ((2, 1), (0, 2), True)])
+def test_conv_gradient_check(stride, pad, bias):
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((2, 3, 6, 5))
+    W = rng.standard_normal((4, 3, 3, 2))
+    args = [x, W] + ([rng.standard_normal(4)] if bias else [])
+    y_shape = F.convolution_2d(*args, stride=stride, pad=pad).shape
+    gy = rng.standard_normal(y_shape)
+
+    def f(*a):
+        return fast.convolution_2d(*a, stride=stride, pad=pad)
+    gradient_check.check_backward(f, tuple(args), gy, dtype=numpy.float64, atol=1e-6, rtol=1e-5)
+
+
+def test_conv_double_backward():
+    rng = numpy.random.RandomState(1)
+    x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), \
+        rng.standard_normal(3)
+    gy = rng.standard_normal((2, 3, 5, 5))
+    ggx, ggW, ggb = (rng.standard_normal(a.shape) for a in (x, W, b))
+
+    def f(x, W, b):
+        return fast.convolution_2d(x, W, b, stride=1, pad=1)
+    gradient_check.check_double_backward(f, (x, W, b), gy, (ggx, ggW, ggb), dtype=numpy.float64,
+                                         atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 2), (2, 1), (3, 0)])
+def test_conv_numpy_kernel_equals_node(stride, pad):
+    rng = numpy.random.RandomState(2)
+    for n in (1, 3):
+        x = rng.standard_normal((n, 3, 11, 10)).astype(numpy.float32)
+        W = rng.standard_normal((5, 3, 3, 4)).astype(numpy.float32)
+        b = rng.standard_normal(5).astype(numpy.float32)
+        y_node = fast.convolution_2d(x, W, b, stride=stride, pad=pad).array
+        numpy.testing.assert_array_equal(fast.conv2d_numpy(x, W, b, stride, pad), y_node)
+        numpy.testing.assert_array_equal(fast.conv2d_numpy(x, W, None, stride, pad),
+                                         fast.convolution_2d(x, W, stride=stride, pad=pad).array)
+
+
+def test_conv_rejects_empty_output():
+    x = numpy.zeros((1, 1, 2, 2), numpy.float32)
+    with pytest.raises(ValueError):
+        fast.conv2d_numpy(x, numpy.zeros((1, 1, 5, 5), numpy.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Max pooling
+
+
+def _relu_ints(rng, shape, low=-3, high=4):
+    """Small integers after a ReLU: most windows have ties (many zeros, repeated values)."""
+    return numpy.maximum(rng.randint(low, high, size=shape), 0).astype(numpy.float32)
+
+
+def _expected_gx_from_indexes(x_shape, gy, indexes, ksize, stride, pad):
+    """Scatter gy to the positions Chainer's argmax picked (padding positions dropped)."""
+    N, C, H, W = x_shape
+    kh, kw = ksize
+    sy, sx = stride
+    ph, pw = pad
+    gx = numpy.zeros(x_shape, gy.dtype)
+    n, c, oh, ow = numpy.indices(gy.shape)
+    h = oh * sy + indexes // kw - ph
+    w = ow * sx + indexes % kw - pw
+    inside = (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    numpy.add.at(gx, (n[inside], c[inside], h[inside], w[inside]), gy[inside])
+    return gx
+
+
+def _check_max_pool(x, ksize, stride, pad, cover_all, seed=0):
+    rng = numpy.random.RandomState(seed)
+    y_ref, idx = F.max_pooling_2d(x, ksize, stride, pad, cover_all, return_indices=True)
+    xv = chainer.Variable(x.copy())
+    y = fast.max_pooling_2d(xv, ksize, stride, pad, cover_all)
+    numpy.testing.assert_array_equal(y.array, y_ref.array)  # bit-exact
+    assert y.dtype == x.dtype
+    numpy.testing.assert_array_equal(fast.max_pool_numpy(x, ksize, stride, pad, cover_all),
+                                     y.array)
+    # Integer upstream gradients: every sum is exact, so gx is bit-exact in any summation order and
+    # equals gy scattered through Chainer's own argmax indexes.
+    gy = rng.randint(1, 1 << 12, size=y.shape).astype(x.dtype)
+    y.grad = gy
+    y.backward()
+    kh, kw = fast_pool._pair(ksize)
+    st = fast_pool._pair(ksize if stride is None else stride)
+    numpy.testing.assert_array_equal(
+        xv.grad, _expected_gx_from_indexes(x.shape, gy, idx, (kh, kw), st, fast_pool._pair(pad)))
+    # And a float upstream gradient against Chainer's backward.
+    xs, xf = chainer.Variable(x.copy()), chainer.Variable(x.copy())
+    ys = F.max_pooling_2d(xs, ksize, stride, pad, cover_all)
+    yf = fast.max_pooling_2d(xf, ksize, stride, pad, cover_all)
+    gy = rng.standard_normal(ys.shape).astype(x.dtype)
+    ys.grad, yf.grad = gy, gy.copy()
+    ys.backward()
+    yf.backward()
+    _close(xf.grad, xs.grad, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(POOL_LAYERS))
+def test_max_pool_layer_shapes_match_chainer(name):
+    C, H, W, k, s, p = POOL_LAYERS[name]
+    rng = numpy.random.RandomState(0)
+    _check_max_pool(rng.standard_normal((2, C, H, W)).astype(numpy.float32), k, s, p, True)
+    _check_max_pool(_relu_ints(rng, (2, C, H, W)), k, s, p, True)
+
+
+@pytest.mark.parametrize("case", _random_pool_cases(40, seed=5))
+def test_max_pool_random_shapes_match_chainer(case):
+    N, C, H, W, k, s, p, cover_all = case
+    rng = numpy.random.RandomState(1)
+    _check_max_pool(rng.standard_normal((N, C, H, W)).astype(numpy.float32), k, s, p, cover_all)
+    _check_max_pool(_relu_ints(rng, (N, C, H, W)), k, s, p, cover_all)
+
+
+def test_max_pool_ties_everywhere():
+    """All-equal inputs (all zeros after a ReLU, or constant): Chainer's first-index tie rule."""
+    for value in (0.0, 1.5, -2.0):
+        x = numpy.full((2, 3, 9, 8), value, numpy.float32)
+        for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1)):
+            _check_max_pool(x, k, s, p, True)
+            _check_max_pool(x, k, s, p, False)
+
+
+def test_max_pool_default_stride_and_float64():
+    rng = numpy.random.RandomState(4)
+    _check_max_pool(rng.standard_normal((2, 2, 7, 9)), 3, None, 1, True)
+    _check_max_pool(_relu_ints(rng, (2, 2, 7, 9)).astype(numpy.float64), (2, 3), None, 0, False)
+
+
+def test_max_pool_many_chunks(monkeypatch):
+    monkeypatch.setattr(fast_pool, "_CHUNK_BYTES", 2 * 3 * 9 * 9 * 4)  # two samples a chunk
+    monkeypatch.setattr(fast_pool, "_plan_cache", {})
+    rng = numpy.random.RandomState(5)
+    for k, s, p in ((3, 2, 0), (2, 2, 0), (3, 2, 1)):
+        _check_max_pool(_relu_ints(rng, (5, 3, 9, 9)), k, s, p, True)
+        _check_max_pool(rng.standard_normal((5, 3, 9, 9)).astype(numpy.float32), k, s, p, True)
+
+
+@pytest.mark.parametrize("ksize,stride,pad,cover_all", [
+    (3, 2, 0, True), (2, 2, 0, True), (3, 2, 1, False), ((2, 3), (1, 2), 1, True)])
+def test_max_pool_gradient_check(ksize, stride, pad, cover_all):
+    rng = numpy.random.RandomState(0)
+    shape = (2, 2, 7, 6)
+    x = (rng.permutation(numpy.prod(shape)).reshape(shape) * 0.1).astype(numpy.float64)
+    y_shape = F.max_pooling_2d(x, ksize, stride, pad, cover_all).shape
+    gy = rng.standard_normal(y_shape)
+
+    def f(x):
+        return fast.max_pooling_2d(x, ksize, stride, pad, cover_all)
+    # Distinct values 0.1 apart: eps=1e-3 never changes an argmax.
+    gradient_check.check_backward(f, x, gy, eps=1e-3, dtype=numpy.float64, atol=1e-6, rtol=1e-5)
+
+
+def test_max_pool_double_backward():
+    rng = numpy.random.RandomState(1)
+    shape = (2, 2, 7, 6)
+    x = (rng.permutation(numpy.prod(shape)).reshape(shape) * 0.1).astype(numpy.float64)
+    gy = rng.standard_normal(F.max_pooling_2d(x, 3, 2).shape)
+    ggx = rng.standard_normal(shape)
+
+    def f(x):
+        y = fast.max_pooling_2d(x, 3, 2)
+        return y * y  # make the second derivative non-trivial
+    gradient_check.check_double_backward(f, x, gy, ggx, eps=1e-3, dtype=numpy.float64,
+                                         atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Average pooling
+
+
+def _check_avg_pool(x, ksize, stride, pad, seed=0):
+    rng = numpy.random.RandomState(seed)
+    xs, xf = chainer.Variable(x.copy()), chainer.Variable(x.copy())
+    ys = F.average_pooling_2d(xs, ksize, stride, pad)
+    yf = fast.average_pooling_2d(xf, ksize, stride, pad)
+    _close(yf.array, ys.array, rtol=1e-6)
+    numpy.testing.assert_array_equal(fast.avg_pool_numpy(x, ksize, stride, pad), yf.array)
+    gy = rng.standard_normal(ys.shape).astype(x.dtype)
+    ys.grad, yf.grad = gy, gy.copy()
+    ys.backward()
+    yf.backward()
+    _close(xf.grad, xs.grad, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(AVG_LAYERS))
+def test_avg_pool_layer_shapes_match_chainer(name):
+    C, H, W, k, s, p = AVG_LAYERS[name]
+    _check_avg_pool(numpy.random.RandomState(0).standard_normal((2, C, H, W)).astype(
+        numpy.float32), k, s, p)
+
+
+@pytest.mark.parametrize("case", _random_pool_cases(30, seed=7, cover_all_choices=(False,)))
+def test_avg_pool_random_shapes_match_chainer(case):
+    N, C, H, W, k, s, p, _ = case
+    _check_avg_pool(numpy.random.RandomState(2).standard_normal((N, C, H, W)).astype(
+        numpy.float32), k, s, p)
+
+
+@pytest.mark.parametrize("ksize,stride,pad", [(6, 1, 0), (1, 2, 0), (3, 2, 1), ((2, 3), (2, 1), 1)])
+def test_avg_pool_gradient_check(ksize, stride, pad):
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((2, 2, 8, 7))
+    gy = rng.standard_normal(F.average_pooling_2d(x, ksize, stride, pad).shape)
+
+    def f(x):
+        return fast.average_pooling_2d(x, ksize, stride, pad)
+    gradient_check.check_backward(f, x, gy, dtype=numpy.float64, atol=1e-6, rtol=1e-5)
+
+
+def test_avg_pool_many_chunks(monkeypatch):
+    monkeypatch.setattr(fast_pool, "_CHUNK_BYTES", 2 * 3 * 9 * 9 * 4)
+    monkeypatch.setattr(fast_pool, "_plan_cache", {})
+    rng = numpy.random.RandomState(6)
+    for k, s, p in ((6, 1, 0), (3, 2, 1), (1, 2, 0)):
+        _check_avg_pool(rng.standard_normal((5, 3, 9, 9)).astype(numpy.float32), k, s, p)
+
+
+def test_pool_keeps_float32():
+    x = chainer.Variable(numpy.random.RandomState(0).standard_normal((2, 3, 8, 8)).astype(
+        numpy.float32))
+    for y in (fast.max_pooling_2d(x, 3, 2), fast.average_pooling_2d(x, 3, 2, 1)):
+        y.grad = numpy.ones_like(y.array)
+        x.cleargrad()
+        y.backward()
+        assert y.dtype == numpy.float32 and x.grad.dtype == numpy.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU: every public function hands CuPy arrays to Chainer's own implementation.
+
+
+def test_gpu_inputs_defer_to_chainer():
+    cupy = pytest.importorskip("cupy")
+    if not chainer.backends.cuda.available:
+        pytest.skip("no CUDA device available to Chainer")
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(numpy.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
+    b = rng.standard_normal(4).astype(numpy.float32)
+    xg, Wg, bg = (cupy.asarray(a) for a in (x, W, b))
+    pairs = [
+        (fast.convolution_2d(xg, Wg, bg, stride=1, pad=1), F.convolution_2d(x, W, b, 1, 1)),
+        (fast.max_pooling_2d(xg, 3, 2), F.max_pooling_2d(x, 3, 2)),
+        (fast.average_pooling_2d(xg, 3, 2, 1), F.average_pooling_2d(x, 3, 2, 1)),
+    ]
+    for yg, ycpu in pairs:
+        assert isinstance(yg.array, cupy.ndarray)
+        numpy.testing.assert_allclose(cupy.asnumpy(yg.array), ycpu.array, rtol=1e-4, atol=1e-4)
+    # Gradients flow through Chainer's GPU nodes.
+    xv = chainer.Variable(xg)
+    y = fast.max_pooling_2d(fast.convolution_2d(xv, Wg, bg, pad=1), 2)
+    y.grad = cupy.ones_like(y.array)
+    y.backward()
+    assert isinstance(xv.grad, cupy.ndarray)
+
+
+def test_non_contiguous_inputs():
+    rng = numpy.random.RandomState(8)
+    x = rng.standard_normal((7, 9, 3, 2)).astype(numpy.float32).transpose(3, 2, 1, 0)  # (2,3,9,7)
+    assert not x.flags.c_contiguous
+    W = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
+    _close(fast.convolution_2d(x, W, stride=1, pad=1).array, F.convolution_2d(x, W, pad=1).array)
+    _close(fast.conv2d_numpy(x, W, None, 2, 1), F.convolution_2d(x, W, stride=2, pad=1).array)
+    numpy.testing.assert_array_equal(fast.max_pool_numpy(x, 3, 2), F.max_pooling_2d(x, 3, 2).array)
+    _close(fast.avg_pool_numpy(x, 3, 2, 1), F.average_pooling_2d(x, 3, 2, 1).array, rtol=1e-6)
