@@ -5,10 +5,17 @@
 
 PYTHON ?= python3
 VENV := .venv
+# The datasets: $BRANCHYNET_DATA if set, else a shared/data folder beside the checkout, else the
+# per-user cache (downloaded there on first use).
+ifeq ($(BRANCHYNET_DATA),)
+  ifneq ($(wildcard ../shared/data/mnist),)
+    export BRANCHYNET_DATA := $(abspath ../shared/data)
+  endif
+endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test venv clean-venv
+.PHONY: reproduce test venv clean-venv gpu-wheel
 
 venv: $(STAMP)
 
@@ -25,7 +32,13 @@ reproduce: $(STAMP)
 	$(PY) experiments/lenet_mnist.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)
+
+# What the GPU check carries to a GPU machine (see experiments/gpu_check.sh): the chainer wheel
+# (pure Python, built here) and MNIST. Both folders are git-ignored.
+gpu-wheel: $(STAMP)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation "chainer==7.8.1" -w .whl
+	mkdir -p .gpudata/mnist && cp $(BRANCHYNET_DATA)/mnist/*.gz .gpudata/mnist/
