@@ -12,10 +12,10 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
+from branchynet import fast
+
 
 def _conv(link):
-    from branchynet import fast
-
     def run(x):
         b = None if link.b is None else link.b.array
         return fast.conv2d_numpy(x, link.W.array, b, link.stride, link.pad)

@@ -14,7 +14,7 @@ import chainer.functions as F
 import chainer.initializers as I
 import chainer.links as L
 
-from branchynet import ops
+from branchynet import lean, ops
 
 
 def v1_initializer(wscale=1.0):
@@ -29,13 +29,6 @@ def v1_initializer(wscale=1.0):
     is also Chainer 7's default for both links. Biases start at 0 either way.
     """
     return I.LeCunNormal(scale=math.sqrt(wscale))
-
-
-def _batch_norm_numpy(link, x):
-    """Inference-mode batch normalisation of an N x C x H x W array with the link's running stats."""
-    scale = link.gamma.array / numpy.sqrt(link.avg_var + link.eps)
-    shift = link.beta.array - link.avg_mean * scale
-    return x * scale.reshape(1, -1, 1, 1).astype(x.dtype) + shift.reshape(1, -1, 1, 1).astype(x.dtype)
 
 
 class ResBlock(chainer.Chain):
@@ -81,14 +74,10 @@ class ResBlock(chainer.Chain):
 
     def numpy_forward(self, x):
         """The inference forward in plain numpy (BN with running statistics), for ``branchynet.lean``."""
-        from branchynet import fast
-
-        def conv(link, h):
-            b = None if link.b is None else link.b.array
-            return fast.conv2d_numpy(h, link.W.array, b, link.stride, link.pad)
-
-        h = numpy.maximum(_batch_norm_numpy(self.bn1, conv(self.conv1, x)), 0)
-        h = _batch_norm_numpy(self.bn2, conv(self.conv2, h))
+        conv1, bn1, conv2, bn2 = (lean.compile_layer(link)
+                                  for link in (self.conv1, self.bn1, self.conv2, self.bn2))
+        h = numpy.maximum(bn1(conv1(x)), 0)
+        h = bn2(conv2(h))
         s = x
         if s.shape[2:] != h.shape[2:]:
             s = s[:, :, ::self.stride, ::self.stride]  # = 1x1 average pooling, stride `stride`, floor mode

@@ -15,48 +15,35 @@ import numpy
 import chainer
 import chainer.functions as F
 
+from branchynet import fast
+
 chainer.global_config.branchynet_fast_cpu = os.environ.get("BRANCHYNET_FAST_CPU", "1") != "0"
-
-
-def _array(x):
-    return x.array if isinstance(x, chainer.Variable) else x
 
 
 def fast_enabled(x=None):
     """True when the fast CPU kernels should run (for the input ``x``, if given)."""
     if not chainer.config.branchynet_fast_cpu:
         return False
-    return x is None or isinstance(_array(x), numpy.ndarray)
+    return x is None or isinstance(chainer.as_array(x), numpy.ndarray)
 
 
 def convolution_2d(link, x):
     """Runs an ``L.Convolution2D`` link, through the fast kernel where it applies."""
     if fast_enabled(x) and link.groups == 1 and link.dilate == (1, 1):
-        from branchynet import fast
         return fast.convolution_2d(x, link.W, link.b, stride=link.stride, pad=link.pad)
     return link(x)
 
 
 def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True):
     if fast_enabled(x):
-        from branchynet import fast
         return fast.max_pooling_2d(x, ksize, stride=stride, pad=pad, cover_all=cover_all)
     return F.max_pooling_2d(x, ksize, stride=stride, pad=pad, cover_all=cover_all)
 
 
 def average_pooling_2d(x, ksize, stride=None, pad=0):
     if fast_enabled(x):
-        from branchynet import fast
         return fast.average_pooling_2d(x, ksize, stride=stride, pad=pad)
     return F.average_pooling_2d(x, ksize, stride=stride, pad=pad)
-
-
-def local_response_normalization(x, n, k, alpha, beta):
-    if fast_enabled(x):
-        from branchynet import fast
-        if hasattr(fast, "local_response_normalization"):
-            return fast.local_response_normalization(x, n=n, k=k, alpha=alpha, beta=beta)
-    return F.local_response_normalization(x, n=n, k=k, alpha=alpha, beta=beta)
 
 
 def apply(layer, x):

@@ -1,8 +1,6 @@
 """The registered networks against the layer tables of the reference (sections 2.4-2.6), the residual
 block, and a few real training steps (a Chainer-7 port of the original left B-AlexNet at chance)."""
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -205,51 +203,8 @@ def test_resblock_runs_through_ops(monkeypatch):
         ResBlock(4, 2)
 
 
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def conv2d_reference(x, W, b, stride, pad):
-    """A plain numpy convolution (cross-correlation, zero padding), the stand-in for
-    ``branchynet.fast.conv2d_numpy`` when that kernel is absent."""
-    (sy, sx), (ph, pw) = _pair(stride), _pair(pad)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    out_c, _, kh, kw = W.shape
-    oh, ow = (xp.shape[2] - kh) // sy + 1, (xp.shape[3] - kw) // sx + 1
-    y = np.zeros((x.shape[0], out_c, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + sy * (oh - 1) + 1:sy, j:j + sx * (ow - 1) + 1:sx]
-            y += np.einsum("ncij,oc->noij", patch, W[:, :, i, j])
-    return y if b is None else y + b.reshape(1, -1, 1, 1)
-
-
-def _real_fast():
-    try:
-        from branchynet import fast
-    except Exception as err:  # absent or broken while another engineer writes it
-        return None, "branchynet.fast does not import (%s: %s)" % (type(err).__name__, err)
-    if not hasattr(fast, "conv2d_numpy"):
-        return None, "branchynet.fast has no conv2d_numpy yet"
-    return fast, None
-
-
-@pytest.fixture(params=["stand-in kernel", "branchynet.fast kernel"])
-def numpy_conv(request, monkeypatch):
-    if request.param == "stand-in kernel":
-        stub = types.ModuleType("branchynet.fast")
-        stub.conv2d_numpy = conv2d_reference
-        monkeypatch.setitem(sys.modules, "branchynet.fast", stub)
-        monkeypatch.setattr(branchynet, "fast", stub, raising=False)
-    else:
-        fast, why = _real_fast()
-        if fast is None:
-            pytest.skip(why)
-    return request.param
-
-
 @pytest.mark.parametrize("in_c, out_c, stride, size", [(4, 4, 1, 9), (3, 6, 2, 9), (4, 8, 2, 8)])
-def test_resblock_numpy_forward_equals_chainer_test_mode(numpy_conv, in_c, out_c, stride, size):
+def test_resblock_numpy_forward_equals_chainer_test_mode(in_c, out_c, stride, size):
     rng = np.random.RandomState(1)
     block = ResBlock(in_c, out_c, stride)
     for link in (block.conv1, block.conv2):
@@ -276,9 +231,6 @@ def test_resblock_numpy_forward_equals_chainer_test_mode(numpy_conv, in_c, out_c
 def test_lean_inference_path_equals_chainer(name, kwargs):
     """exit_probs through branchynet.lean (numpy_forward of every layer, fast kernels) against stock
     Chainer in test mode, with non-trivial BN running statistics."""
-    fast, why = _real_fast()
-    if fast is None:
-        pytest.skip(why)
     rng = np.random.RandomState(2)
     net = networks.build(name, **kwargs)
     for link in net.links():
