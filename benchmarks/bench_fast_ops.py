@@ -38,7 +38,6 @@ if ARGS.blas_threads is not None:
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy  # noqa: E402
@@ -48,6 +47,8 @@ import chainer  # noqa: E402
 import chainer.functions as F  # noqa: E402
 
 from branchynet import fast  # noqa: E402
+
+import _bench  # noqa: E402  (benchmarks/_bench.py: shared timing helpers)
 
 # (name, kind, batch, params). conv: (C, H, O, k, stride, pad, x needs grad); pools: (C, H, k, s).
 LAYERS = [
@@ -89,24 +90,13 @@ LAYERS = [
 
 
 def _median_time(f, repeats, warmup):
-    clock = time.perf_counter if ARGS.clock == "wall" else time.process_time
-    for _ in range(warmup):
-        f()
-    ts = []
-    for _ in range(repeats):
-        t0 = clock()
-        f()
-        ts.append(clock() - t0)
-    return statistics.median(ts)
+    return _bench.median_time(f, repeats, warmup,
+                              time.perf_counter if ARGS.clock == "wall" else time.process_time)
 
 
 def _sgemm_gflops(n=2048, repeats=5):
-    rng = numpy.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=numpy.float32)
-    b = rng.standard_normal((n, n), dtype=numpy.float32)
-    c = numpy.empty((n, n), numpy.float32)
-    t = _median_time(lambda: numpy.matmul(a, b, out=c), repeats, 1)
-    return 2.0 * n ** 3 / t / 1e9
+    return _bench.sgemm_gflops(n, repeats,
+                               time.perf_counter if ARGS.clock == "wall" else time.process_time)
 
 
 def _setup(kind, batch, params, rng):
@@ -150,7 +140,8 @@ def _setup(kind, batch, params, rng):
 
 
 def main():
-    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default (all %d cores)" % os.cpu_count())
+    blas = _bench.blas_threads()
+    threads = "%s (%s)" % (blas["num_threads"], blas["source"])
     print("python %s  numpy %s  chainer %s  cpus %d  OpenBLAS threads %s  clock %s  load avg %s" % (
         platform.python_version(), numpy.__version__, chainer.__version__, os.cpu_count(),
         threads, ARGS.clock, " ".join("%.2f" % v for v in os.getloadavg())))

@@ -1,0 +1,166 @@
+"""Small helpers shared by the benchmark scripts: BLAS thread setting and report, medians of wall
+and CPU time over interleaved runs, the numpy sgemm reference rate, and a one-line header.
+
+Import it before numpy when ``set_blas_threads`` is to take effect (the scripts do).
+"""
+import ctypes
+import glob
+import os
+import platform
+import statistics
+import time
+
+_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def set_blas_threads(n):
+    """Sets the BLAS thread variables; only effective before numpy is first imported."""
+    if n is not None:
+        for var in _BLAS_VARS:
+            os.environ[var] = str(n)
+
+
+def _openblas_query():
+    """(threads, config) from numpy's bundled OpenBLAS through ctypes, or (None, None)."""
+    import numpy
+    folder = os.path.join(os.path.dirname(numpy.__file__), "..", "numpy.libs")
+    for path in glob.glob(os.path.join(folder, "*openblas*")):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+            get = getattr(lib, "%s_get_num_threads%s" % (prefix, suffix), None)
+            if get is None:
+                continue
+            conf = getattr(lib, "%s_get_config%s" % (prefix, suffix), None)
+            config = None
+            if conf is not None:
+                conf.restype = ctypes.c_char_p
+                config = conf().decode(errors="replace")
+            return int(get()), config
+    return None, None
+
+
+def blas_threads():
+    """How many threads BLAS runs with, and how that was found: threadpoolctl if importable, else
+    numpy's bundled OpenBLAS asked through ctypes, else the environment variables."""
+    info = {"env": {var: os.environ.get(var) for var in _BLAS_VARS}}
+    try:
+        import threadpoolctl
+    except ImportError:
+        threadpoolctl = None
+    if threadpoolctl is not None:
+        pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            info.update(source="threadpoolctl", num_threads=pools[0].get("num_threads"),
+                        library=pools[0].get("internal_api"), pools=pools)
+            return info
+    threads, config = _openblas_query()
+    if threads is not None:
+        info.update(source="openblas_get_num_threads (ctypes)", num_threads=threads, library=config)
+        return info
+    env = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    info.update(source="environment", num_threads=int(env) if env else None, library=None)
+    return info
+
+
+def header(clock="wall+cpu"):
+    """One line: versions, CPUs, BLAS threads, clock, load average."""
+    import numpy
+    import chainer
+    b = blas_threads()
+    return ("python %s  numpy %s  chainer %s  cpus %d  BLAS threads %s (%s)  clock %s  load avg %s"
+            % (platform.python_version(), numpy.__version__, chainer.__version__, os.cpu_count(),
+               b["num_threads"], b["source"], clock,
+               " ".join("%.2f" % v for v in os.getloadavg())))
+
+
+def time_once(fn):
+    """(wall seconds, CPU seconds of this process) of one call."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    w1, c1 = time.perf_counter(), time.process_time()
+    return w1 - w0, c1 - c0
+
+
+def summarize(wall, cpu, scale=1e3):
+    """Medians (and the raw values) of per-repeat wall and CPU seconds, in ms by default."""
+    return {"wall_ms": statistics.median(wall) * scale, "cpu_ms": statistics.median(cpu) * scale,
+            "wall_min_ms": min(wall) * scale, "wall_max_ms": max(wall) * scale,
+            "wall_all_ms": [w * scale for w in wall], "cpu_all_ms": [c * scale for c in cpu],
+            "repeats": len(wall)}
+
+
+def time_interleaved(fns, repeats, warmup=1, inner=1):
+    """Times several callables in turns (A B C A B C ...) so that load changes hit all alike.
+
+    ``fns``: {name: callable}. Each of ``warmup`` untimed rounds and ``repeats`` timed rounds
+    calls every function ``inner`` times; a timed round gives the mean per call. Returns
+    {name: summarize(...)} (ms per call, medians over rounds).
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            for _ in range(inner):
+                fn()
+    wall = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            def run(fn=fn):
+                for _ in range(inner):
+                    fn()
+            w, c = time_once(run)
+            wall[name].append(w / inner)
+            cpu[name].append(c / inner)
+    return {name: summarize(wall[name], cpu[name]) for name in fns}
+
+
+def median_time(fn, repeats, warmup, clock=time.perf_counter):
+    """Median seconds of ``repeats`` calls after ``warmup`` untimed ones, on one clock."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        ts.append(clock() - t0)
+    return statistics.median(ts)
+
+
+def sgemm_gflops(n=2048, repeats=5, clock=time.perf_counter):
+    """numpy float32 n x n x n matmul rate in GFLOP/s (2 n^3 flop), median of ``repeats``."""
+    import numpy
+    rng = numpy.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=numpy.float32)
+    b = rng.standard_normal((n, n), dtype=numpy.float32)
+    c = numpy.empty((n, n), numpy.float32)
+    return 2.0 * n ** 3 / median_time(lambda: numpy.matmul(a, b, out=c), repeats, 1, clock) / 1e9
+
+
+def sgemm_both(n=2048, repeats=5):
+    """The sgemm rate on both clocks, from the same runs: {"n", "wall_gflops", "cpu_gflops"}."""
+    import numpy
+    rng = numpy.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=numpy.float32)
+    b = rng.standard_normal((n, n), dtype=numpy.float32)
+    c = numpy.empty((n, n), numpy.float32)
+    t = time_interleaved({"sgemm": lambda: numpy.matmul(a, b, out=c)}, repeats, 1)["sgemm"]
+    flop = 2.0 * n ** 3
+    return {"n": n, "repeats": repeats, "wall_gflops": flop / (t["wall_ms"] / 1e3) / 1e9,
+            "cpu_gflops": flop / (t["cpu_ms"] / 1e3) / 1e9, "timing": t}
+
+
+class Tee:
+    """print() that also keeps the text (to store it beside the JSON)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, *args):
+        line = " ".join(str(a) for a in args)
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
