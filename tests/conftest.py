@@ -14,6 +14,7 @@ if _SHARED_DATA.is_dir():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes on a 2-core CPU; deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (chainer.testing's marker)")
 
 
 @pytest.fixture(scope="session")

@@ -20,18 +20,12 @@ import chainer
 from chainer import function_node
 import chainer.functions
 
+from branchynet.fast.conv import _pair
+
 __all__ = ["max_pooling_2d", "average_pooling_2d", "max_pool_numpy", "avg_pool_numpy"]
 
 # Bytes of input per chunk: its phase buffer and work arrays stay in L2/L3.
 _CHUNK_BYTES = 1 << 20
-
-
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        a, b = v
-        return int(a), int(b)
-    v = int(v)
-    return v, v
 
 
 def _out_size(size, k, s, p, cover_all):
