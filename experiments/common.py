@@ -485,7 +485,7 @@ def run(family, argv=None, description=None, echo=print):
         "network": args.network, "family": family, "dataset": dataset,
         "net_config": getattr(branchy, "config", None),
         "environment": report.environment(gpu=gpu),
-        "settings": {"run_dir": os.path.abspath(args.run_dir), "device": args.device,
+        "settings": {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
                      "stock_chainer": args.stock_chainer,
                      "fast_cpu": bool(chainer.config.branchynet_fast_cpu),
                      "test_samples": len(x_test), "val_samples": len(x_val), "val_size": val_size,
