@@ -1,14 +1,23 @@
 """Small helpers shared by the benchmark scripts: BLAS thread setting and report, medians of wall
 and CPU time over interleaved runs, the numpy sgemm reference rate, and a one-line header.
 
-Import it before numpy when ``set_blas_threads`` is to take effect (the scripts do).
+Importing it puts the repository root on ``sys.path`` and points ``BRANCHYNET_DATA`` at a
+shared/data folder beside the checkout, unless set. Import it before numpy when
+``set_blas_threads`` is to take effect (the scripts do).
 """
 import ctypes
 import glob
 import os
 import platform
 import statistics
+import sys
 import time
+
+_REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, _REPO)
+_SHARED_DATA = os.path.normpath(os.path.join(_REPO, "..", "shared", "data"))
+if os.path.isdir(_SHARED_DATA):  # as the Makefile and the tests: the shared datasets by default
+    os.environ.setdefault("BRANCHYNET_DATA", _SHARED_DATA)
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

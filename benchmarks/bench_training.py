@@ -26,9 +26,7 @@ BLAS threads. Epoch times are ms/step x (training-set size / batch): 55000/512 M
 """
 import argparse
 import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _parse(argv=None):
@@ -55,12 +53,6 @@ def _parse(argv=None):
 
 
 ARGS = _parse() if __name__ == "__main__" else None
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, ".."))
-_SHARED_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
-if os.path.isdir(_SHARED_DATA):  # as the Makefile and the tests: the shared datasets by default
-    os.environ.setdefault("BRANCHYNET_DATA", _SHARED_DATA)
-
 import _bench  # noqa: E402
 
 if ARGS is not None:
