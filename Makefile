@@ -15,7 +15,7 @@ endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test venv clean-venv gpu-wheel
+.PHONY: reproduce test venv clean-venv gpu-wheel gpu-cifar
 
 venv: $(STAMP)
 
@@ -42,3 +42,16 @@ clean-venv:
 gpu-wheel: $(STAMP)
 	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation "chainer==7.8.1" -w .whl
 	mkdir -p .gpudata/mnist && cp $(BRANCHYNET_DATA)/mnist/*.gz .gpudata/mnist/
+
+# CIFAR-10 for GPU training: 170 MB of gzipped batches, more than one device call carries (64 MiB with
+# the working tree), so it goes as one tar cut into four chunks, .gpucifar1/ (32 MiB, to travel with
+# .whl/ and .gpudata/) to .gpucifar4/, one carried per call; experiments/gpu_env.sh joins them there.
+gpu-cifar:
+	rm -rf .gpucifar .gpucifar1 .gpucifar2 .gpucifar3 .gpucifar4
+	mkdir -p .gpucifar .gpucifar1 .gpucifar2 .gpucifar3 .gpucifar4
+	tar -C $(BRANCHYNET_DATA) -cf .gpucifar/cifar10.tar cifar10
+	dd if=.gpucifar/cifar10.tar of=.gpucifar1/cifar10.tar.1.part bs=1M count=32 status=none
+	dd if=.gpucifar/cifar10.tar of=.gpucifar2/cifar10.tar.2.part bs=1M skip=32 count=44 status=none
+	dd if=.gpucifar/cifar10.tar of=.gpucifar3/cifar10.tar.3.part bs=1M skip=76 count=44 status=none
+	dd if=.gpucifar/cifar10.tar of=.gpucifar4/cifar10.tar.4.part bs=1M skip=120 status=none
+	rm -rf .gpucifar
