@@ -24,7 +24,7 @@ import networks  # noqa: E402
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),
-         ("b-resnet-110", (3, 32, 32), 128, 45000))
+         ("b-resnet110", (3, 32, 32), 128, 45000))
 
 
 def _parse(argv=None):

@@ -5,7 +5,8 @@ resnet_cifar10.py), ours beside the authors'.
     python experiments/table1.py [--results-root results] [--out results/table1.md]
 
 reads <results-root>/<network>/results.json for each network and writes table1.md and
-table1.json. A network (or a device) without results still gets the authors' rows, marked
+table1.json. GPU rows come from that file when it has them, else from
+<results-root>/gpu/<network>/results.json (a run on the GPU machine, experiments/gpu_check.sh). A network (or a device) without results still gets the authors' rows, marked
 "not run", with the command that would produce them.
 """
 import argparse
@@ -43,14 +44,23 @@ def _placeholder(network, device, why):
              "paper": report.paper_entry(network, device, True)}]
 
 
+def _read(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def assemble(results_root, network_names):
     """(table rows, per-network status, notes)."""
-    found, notes = {}, []
+    found, found_gpu, notes = {}, {}, []
     for network in network_names:
         path = os.path.join(results_root, network, "results.json")
+        gpu_result = _read(os.path.join(results_root, "gpu", network, "results.json"))
+        if gpu_result is not None:
+            found_gpu[network] = gpu_result
         if os.path.exists(path):
-            with open(path) as f:
-                found[network] = json.load(f)
+            found[network] = _read(path)
         else:
             command = "python %s" % SCRIPTS[paper.family_of(network)]
             if network not in NETWORKS:
@@ -64,6 +74,8 @@ def assemble(results_root, network_names):
                 rows += _placeholder(network, device, "not run")
                 continue
             ours = [r for r in result["table"] if r["device"] == device]
+            if not ours and device == "gpu" and network in found_gpu:
+                ours = [r for r in found_gpu[network]["table"] if r["device"] == device]
             if ours:
                 rows += ours
             else:
@@ -75,7 +87,8 @@ def assemble(results_root, network_names):
                   "path": os.path.join(results_root, n, "results.json"),
                   "environment": found[n]["environment"] if n in found else None,
                   "settings": found[n]["settings"] if n in found else None,
-                  "accuracy": found[n]["accuracy"] if n in found else None}
+                  "accuracy": found[n]["accuracy"] if n in found else None,
+                  "gpu_environment": found_gpu[n]["environment"] if n in found_gpu else None}
               for n in network_names}
     return rows, status, notes
 
@@ -93,6 +106,11 @@ def main(argv=None):
                             settings["timing_samples"], settings["repeats"],
                             env["hardware"]["cpu"],
                             ", GPU %s" % env["hardware"]["gpu"] if env["hardware"]["gpu"] else ""))
+        gpu_env = s["gpu_environment"]
+        if gpu_env is not None and not env["hardware"]["gpu"]:
+            lines.append("* %s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), results/gpu/%s."
+                         % (network, gpu_env["date"], gpu_env["hardware"]["gpu"],
+                            gpu_env["hardware"]["cpu"], network))
     lines += ["* " + note for note in notes]
     text = "\n".join(lines) + "\n\n" + report.markdown_table(rows)
     report.write_text(out, text)

@@ -158,3 +158,20 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     md = (tmp_path / "t1.md").read_text()
     assert "b-alexnet-paper: no results" in md and "--network b-alexnet-paper" in md
     assert "not run" in md
+
+    # GPU rows from a GPU-machine run in <root>/gpu/<network>/ (its CPU rows stay unused)
+    with open(results_root / "b-lenet" / "results.json") as f:
+        gpu_result = json.load(f)
+    gpu_result["table"] = [dict(r, device="gpu", accuracy=12.34) for r in gpu_result["table"]]
+    gpu_result["environment"]["hardware"]["gpu"] = "Some GPU"
+    (results_root / "gpu" / "b-lenet").mkdir(parents=True)
+    with open(results_root / "gpu" / "b-lenet" / "results.json", "w") as f:
+        json.dump(gpu_result, f)
+    run_script("experiments/table1.py", ["--results-root", str(results_root),
+                                         "--out", str(tmp_path / "t2.md")])
+    with open(tmp_path / "t2.json") as f:
+        rows = json.load(f)["rows"]
+    lenet_gpu = [r for r in rows if r["device"] == "gpu" and "LeNet" in r["network"]]
+    assert lenet_gpu and all(r["accuracy"] == 12.34 for r in lenet_gpu)
+    assert all(r.get("accuracy") != 12.34 for r in rows if r["device"] == "cpu")
+    assert "b-lenet, GPU rows" in (tmp_path / "t2.md").read_text()
