@@ -5,6 +5,7 @@ copying parameters (bugs B11, B12, B19), there is a single trunk: exit k runs on
 segment k, the baseline (main) network is the whole trunk plus the last head, and joint training
 needs one forward pass.
 """
+import contextlib
 import time
 
 import numpy
@@ -34,6 +35,12 @@ class Sequence(chainer.ChainList):
 
     def __len__(self):
         return len(self.layers)
+
+
+@contextlib.contextmanager
+def _chainer_inference():
+    with chainer.using_config("train", False), chainer.no_backprop_mode():
+        yield
 
 
 def _synchronize(xp):
@@ -193,17 +200,28 @@ class BranchyNet(chainer.Chain):
                           [lean.compile_sequence(h.layers) for h in self.heads])
         return self._lean
 
+    def inference_steps(self, x):
+        """(segment k on h, head k on h, context) for inference on x: on CPU with the fast path,
+        the lean numpy programs, which need no Chainer configuration (at batch 1 entering one
+        costs as much as a small layer); else the Chainer chains in test mode without a graph."""
+        if self._use_lean(x):
+            segments, heads = self._lean_program()
+            return (lambda k, h: lean.run_sequence(segments[k], h),
+                    lambda k, h: lean.run_sequence(heads[k], h), contextlib.nullcontext())
+        return (lambda k, h: chainer.as_array(self.segments[k](h)),
+                lambda k, h: chainer.as_array(self.heads[k](h)), _chainer_inference())
+
     def run_segment(self, k, h):
-        """Inference through trunk segment k (call inside inference mode); a device array out."""
-        if self._use_lean(h):
-            return lean.run_sequence(self._lean_program()[0][k], h)
-        return chainer.as_array(self.segments[k](h))
+        """Inference through trunk segment k; a device array out."""
+        segment, _, context = self.inference_steps(h)
+        with context:
+            return segment(k, h)
 
     def run_head(self, k, h):
-        """Logits of exit k's head on segment k's output (inference mode); a device array out."""
-        if self._use_lean(h):
-            return lean.run_sequence(self._lean_program()[1][k], h)
-        return chainer.as_array(self.heads[k](h))
+        """Logits of exit k's head on segment k's output (inference); a device array out."""
+        _, head, context = self.inference_steps(h)
+        with context:
+            return head(k, h)
 
     def predict(self, x, thresholds=None):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
@@ -214,34 +232,46 @@ class BranchyNet(chainer.Chain):
         """
         thresholds = self._thresholds(thresholds)
         x = self._to_device(x)
+        segment, head, context = self.inference_steps(x)
+        with context:
+            if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
+                return self._predict_one(x, thresholds, segment, head)
+            return self._predict_batch(x, thresholds, segment, head)
+
+    def _predict_one(self, x, thresholds, segment, head):
+        last = self.numexits() - 1
+        h = x
+        for k in range(last + 1):
+            h = segment(k, h)
+            logits = head(k, h)
+            if k == last or bool(exit_rule.exits_here(
+                    exit_rule.entropy(exit_rule.softmax(logits)), thresholds[k])[0]):
+                break
+        return (numpy.array([int(logits[0].argmax())], dtype=numpy.int32),
+                numpy.array([k], dtype=numpy.int32))
+
+    def _predict_batch(self, x, thresholds, segment, head):
         xp = self.xp
         labels = xp.empty(len(x), dtype=numpy.int32)
         exits = xp.empty(len(x), dtype=numpy.int32)
         remaining = xp.arange(len(x))
         last = self.numexits() - 1
         h = x
-        with chainer.using_config("train", False), chainer.no_backprop_mode():
-            for k in range(last + 1):
-                h = self.run_segment(k, h)
-                logits = self.run_head(k, h)
-                if k == last:
-                    leave = xp.ones(len(logits), dtype=bool)
-                else:
-                    ent = exit_rule.entropy(exit_rule.softmax(logits))
-                    leave = exit_rule.exits_here(ent, thresholds[k])
-                if len(logits) == 1:  # batch 1: a plain branch is cheaper than masked copies
-                    if bool(leave[0]):
-                        labels[remaining] = logits.argmax(axis=1)
-                        exits[remaining] = k
-                        break
-                    continue
-                leaving = remaining[leave]
-                labels[leaving] = logits[leave].argmax(axis=1)
-                exits[leaving] = k
-                stay = ~leave
-                remaining, h = remaining[stay], h[stay]
-                if len(remaining) == 0:
-                    break
+        for k in range(last + 1):
+            h = segment(k, h)
+            logits = head(k, h)
+            if k == last:
+                leave = xp.ones(len(logits), dtype=bool)
+            else:
+                leave = exit_rule.exits_here(exit_rule.entropy(exit_rule.softmax(logits)),
+                                             thresholds[k])
+            leaving = remaining[leave]
+            labels[leaving] = logits[leave].argmax(axis=1)
+            exits[leaving] = k
+            stay = ~leave
+            remaining, h = remaining[stay], h[stay]
+            if len(remaining) == 0:
+                break
         return chainer.backend.CpuDevice().send(labels), chainer.backend.CpuDevice().send(exits)
 
     def test(self, x, t, thresholds=None):
@@ -264,11 +294,12 @@ class BranchyNet(chainer.Chain):
     def predict_main(self, x):
         """Labels of the main (baseline) network, as a numpy int array."""
         x = self._to_device(x)
-        with chainer.using_config("train", False), chainer.no_backprop_mode():
+        segment, head, context = self.inference_steps(x)
+        with context:
             h = x
             for k in range(self.numexits()):
-                h = self.run_segment(k, h)
-            logits = self.run_head(self.numexits() - 1, h)
+                h = segment(k, h)
+            logits = head(self.numexits() - 1, h)
         return chainer.backend.CpuDevice().send(logits.argmax(axis=1).astype(numpy.int32))
 
     def test_main(self, x, t):
@@ -286,10 +317,11 @@ class BranchyNet(chainer.Chain):
         A list of K host arrays of shape (N, classes); the trunk runs once, segment by segment.
         """
         x = self._to_device(x)
+        segment, head, context = self.inference_steps(x)
         probs = []
         h = x
-        with chainer.using_config("train", False), chainer.no_backprop_mode():
+        with context:
             for k in range(self.numexits()):
-                h = self.run_segment(k, h)
-                probs.append(chainer.backend.CpuDevice().send(exit_rule.softmax(self.run_head(k, h))))
+                h = segment(k, h)
+                probs.append(chainer.backend.CpuDevice().send(exit_rule.softmax(head(k, h))))
         return probs

@@ -101,22 +101,20 @@ def _summary(per_repeat):
 
 
 # ------------------------------------------------------------------ per-exit timing
-def _inference():
-    return chainer.using_config("train", False), chainer.no_backprop_mode()
-
-
-def _sample_pass(net, x_host, record):
-    """One sample through every segment and head; ``record(kind, k, seconds)``."""
+def _sample_pass(net, x_host, steps, record):
+    """One sample through every segment and head (``steps``: ``net.inference_steps``, the ones
+    ``predict`` runs); ``record(kind, k, seconds)``."""
+    segment, head = steps
     xp = net.xp
     num_exits = net.numexits()
     last = num_exits - 1
     start = clock(xp)
     h = net.device.send(x_host)
     for k in range(num_exits):
-        h = net.run_segment(k, h)
+        h = segment(k, h)
         mid = clock(xp)
         record("segment", k, mid - start)
-        logits = net.run_head(k, h)
+        logits = head(k, h)
         if k < last:
             ent = exit_rule.entropy(exit_rule.softmax(logits))
             bool(exit_rule.exits_here(ent, 0.0)[0])  # the decision, read on the host
@@ -138,16 +136,17 @@ def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timin
         raise ValueError("no samples to time")
     seg = numpy.zeros((repeats, num_exits))
     head = numpy.zeros((repeats, num_exits))
-    train_cfg, nobp = _inference()
-    with train_cfg, nobp:
+    run_segment, run_head, context = net.inference_steps(net.device.send(x[:1]))
+    steps = (run_segment, run_head)
+    with context:
         for i in range(min(warmup, n)):
-            _sample_pass(net, x[i:i + 1], lambda *a: None)
+            _sample_pass(net, x[i:i + 1], steps, lambda *a: None)
         with ProgressBar(repeats * n, desc, enabled=progress) as bar:
             for r in range(repeats):
                 def record(kind, k, seconds, r=r):
                     (seg if kind == "segment" else head)[r, k] += seconds
                 for i in range(n):
-                    _sample_pass(net, x[i:i + 1], record)
+                    _sample_pass(net, x[i:i + 1], steps, record)
                     bar.update()
     seg *= 1000.0 / n
     head *= 1000.0 / n

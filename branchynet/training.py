@@ -6,7 +6,7 @@ bug B20), evaluates every exit on a held-out set, appends one line to ``log.json
 checkpoint. A run started again with the same ``out`` folder resumes from that checkpoint, with the
 same random stream and a continuous log, so a schedule can be completed across runs and machines.
 
-Files in ``out``: ``checkpoint.npz`` (model, optimizer, loop state), ``log.jsonl``, ``main.npz``
+Files in ``out``: ``checkpoint.npz`` (model, loop state), ``optimizer.npz``, ``log.jsonl``, ``main.npz``
 (the baseline, saved when pretraining ends: joint training goes on changing the shared final head,
 bug B11) and ``branchy.npz`` (the jointly trained net).
 """
@@ -46,28 +46,49 @@ def dataset_arrays(dataset):
 
 
 class _Checkpoint:
-    """Model, optimizer and loop state in one npz, written atomically."""
+    """Model and loop state in ``checkpoint.npz``, optimizer state in ``optimizer.npz``.
+
+    Two files so that each stays small enough to commit and to carry between machines (Adam keeps
+    two arrays per parameter: B-ResNet-110's single-file checkpoint would be about 24 MB). Each is
+    written atomically, the optimizer first; both carry the loop state, which must agree on load.
+    A run folder from before the split (optimizer inside ``checkpoint.npz``) still loads.
+    """
 
     def __init__(self, out):
         self.path = os.path.join(out, "checkpoint.npz")
+        self.optimizer_path = os.path.join(out, "optimizer.npz")
 
     def exists(self):
         return os.path.exists(self.path)
 
-    def save(self, net, state):
-        serializer = chainer.serializers.DictionarySerializer()
-        net.serialize(serializer["model"])
-        net.optimizer.serialize(serializer["optimizer"])
+    @staticmethod
+    def _arrays(serializer, state):
         arrays = {key: chainer.backend.CpuDevice().send(v) for key, v in serializer.target.items()}
         arrays["state"] = numpy.array(json.dumps(state))
-        serialization._atomic_savez(self.path, arrays)
+        return arrays
+
+    def save(self, net, state):
+        optimizer = chainer.serializers.DictionarySerializer()
+        net.optimizer.serialize(optimizer["optimizer"])
+        serialization._atomic_savez(self.optimizer_path, self._arrays(optimizer, state))
+        model = chainer.serializers.DictionarySerializer()
+        net.serialize(model["model"])
+        serialization._atomic_savez(self.path, self._arrays(model, state))
 
     def load(self, net):
         with numpy.load(self.path) as data:
-            state = json.loads(str(data["state"]))
+            state = str(data["state"])
+        optimizer_path = self.path
+        if os.path.exists(self.optimizer_path):
+            optimizer_path = self.optimizer_path
+            with numpy.load(optimizer_path) as data:
+                if str(data["state"]) != state:
+                    raise RuntimeError(
+                        "%s and %s come from different epochs (a save was interrupted); delete "
+                        "both to start the run again" % (self.path, self.optimizer_path))
         chainer.serializers.load_npz(self.path, net, path="model/")
-        chainer.serializers.load_npz(self.path, net.optimizer, path="optimizer/")
-        return state
+        chainer.serializers.load_npz(optimizer_path, net.optimizer, path="optimizer/")
+        return json.loads(state)
 
 
 def _rng_state(rng):

@@ -5,7 +5,8 @@
         --batchsize 512 --out results/b-lenet/run
 
 Run it again with the same --out to resume from the last finished epoch. The folder receives
-checkpoint.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz and command.txt.
+checkpoint.npz and optimizer.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz
+and command.txt.
 """
 import argparse
 import json

@@ -132,18 +132,22 @@ class _BatchSizes(chainer.FunctionHook):
 
 
 def _record_segments_and_heads(net, monkeypatch):
+    """Records (kind, exit, batch size) of every segment and head call inference makes."""
     seen = []
-    run_segment, run_head = net.run_segment, net.run_head
+    inference_steps = net.inference_steps
 
-    def segment(k, h):
-        seen.append(("segment", k, len(h)))
-        return run_segment(k, h)
+    def recording_steps(x):
+        run_segment, run_head, context = inference_steps(x)
 
-    def head(k, h):
-        seen.append(("head", k, len(h)))
-        return run_head(k, h)
-    monkeypatch.setattr(net, "run_segment", segment)
-    monkeypatch.setattr(net, "run_head", head)
+        def segment(k, h):
+            seen.append(("segment", k, len(h)))
+            return run_segment(k, h)
+
+        def head(k, h):
+            seen.append(("head", k, len(h)))
+            return run_head(k, h)
+        return segment, head, context
+    monkeypatch.setattr(net, "inference_steps", recording_steps)
     return seen
 
 

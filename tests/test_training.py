@@ -39,8 +39,38 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
     assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in log_b]
     assert [(e["stage"], e["epoch"]) for e in training.read_log(str(tmp_path / "b"))] == \
         [("main", 1), ("joint", 1), ("joint", 2)]
-    for name in ("main.npz", "branchy.npz", "checkpoint.npz"):
+    for name in ("main.npz", "branchy.npz", "checkpoint.npz", "optimizer.npz"):
         assert os.path.exists(tmp_path / "b" / name)
+
+
+def _rewrite_npz(path, arrays):
+    numpy.savez_compressed(str(path)[:-len(".npz")], **arrays)
+
+
+def test_single_file_checkpoint_of_earlier_runs_resumes_the_same(tmp_path, mnist_subset):
+    net_a, _ = small_run(str(tmp_path / "a"), 1, 1, mnist_subset)
+    small_run(str(tmp_path / "b"), 1, 0, mnist_subset)
+    folder = tmp_path / "b"
+    with numpy.load(folder / "checkpoint.npz") as model, numpy.load(folder / "optimizer.npz") as opt:
+        merged = dict(model)
+        merged.update({k: v for k, v in opt.items() if k != "state"})
+    _rewrite_npz(folder / "checkpoint.npz", merged)  # the layout before optimizer.npz existed
+    os.remove(folder / "optimizer.npz")
+    net_b, _ = small_run(str(folder), 1, 1, mnist_subset)
+    for name, value in params(net_a).items():
+        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
+
+
+def test_checkpoint_files_from_different_epochs_are_refused(tmp_path, mnist_subset):
+    small_run(str(tmp_path), 1, 1, mnist_subset)
+    with numpy.load(tmp_path / "optimizer.npz") as opt:
+        arrays = dict(opt)
+    state = json.loads(str(arrays["state"]))
+    state["epoch"] = 0
+    arrays["state"] = numpy.array(json.dumps(state))
+    _rewrite_npz(tmp_path / "optimizer.npz", arrays)
+    with pytest.raises(RuntimeError, match="different epochs"):
+        small_run(str(tmp_path), 1, 2, mnist_subset)
 
 
 def test_log_entries_are_complete(tmp_path, mnist_subset):

@@ -55,7 +55,7 @@ class _Geom(object):
     """Sizes of one convolution; ``rows`` selects the stride-1 full-row layout."""
 
     __slots__ = ("N", "C", "H", "W", "O", "kh", "kw", "sy", "sx", "ph", "pw", "OH", "OW",
-                 "rows", "Hp", "Wq", "plane", "L", "K")
+                 "rows", "Hp", "Wq", "plane", "L", "K", "col1")
 
     def __init__(self, x_shape, w_shape, stride, pad):
         self.N, self.C, self.H, self.W = x_shape
@@ -76,6 +76,26 @@ class _Geom(object):
             self.Wq = self.W + 2 * self.pw
             self.L = self.OH * self.OW
         self.plane = self.Hp * self.Wq
+        # One sample's im2col as a strided view of its padded buffer: (shape, strides) in elements.
+        if self.rows:
+            self.col1 = ((self.C, self.kh, self.kw, self.L), (self.plane, self.Wq, 1, 1))
+        else:
+            self.col1 = ((self.C, self.kh, self.kw, self.OH, self.OW),
+                         (self.plane, self.Wq, 1, self.Wq * self.sy, self.sx))
+
+
+_geoms = {}
+
+
+def _geom(x_shape, w_shape, stride, pad):
+    """The _Geom of these sizes, built once: at batch 1 building it costs as much as the GEMM."""
+    key = (x_shape, w_shape, stride, pad)
+    g = _geoms.get(key)
+    if g is None:
+        if len(_geoms) >= 256:
+            _geoms.clear()
+        g = _geoms[key] = _Geom(x_shape, w_shape, stride, pad)
+    return g
 
 
 def _padded(x, g):
@@ -108,11 +128,27 @@ def _gy_chunk(gyc, gy, g, n0, m):
     numpy.copyto(dst, gy[n0:n0 + m].transpose(1, 0, 2, 3))
 
 
+def _forward_one(x, W2, b, g):
+    """One sample (batch-1 inference): the same copy and GEMM as _forward, fewer numpy calls."""
+    xbuf = numpy.zeros(g.C * g.plane + g.kw, dtype=x.dtype)
+    xbuf[:g.C * g.plane].reshape(g.C, g.Hp, g.Wq)[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x[0]
+    ych = numpy.matmul(W2, _view(xbuf, 0, *g.col1).reshape(g.K, g.L))
+    src = ych.reshape(g.O, g.OH, g.Wq)[:, :, :g.OW] if g.rows else ych.reshape(g.O, g.OH, g.OW)
+    y = numpy.empty((1, g.O, g.OH, g.OW), dtype=x.dtype)
+    if b is None:
+        numpy.copyto(y[0], src)
+    else:
+        numpy.add(src, b.astype(x.dtype, copy=False).reshape(g.O, 1, 1), out=y[0])
+    return y
+
+
 def _forward(x, W, b, g):
     dtype = x.dtype
     W2 = W.reshape(g.O, g.K)
     if W2.dtype != dtype:
         W2 = W2.astype(dtype)
+    if g.N == 1:
+        return _forward_one(x, W2, b, g)
     xbuf = _padded(x, g)
     y = numpy.empty((g.N, g.O, g.OH, g.OW), dtype=dtype)
     nb = _chunk(g.N, g.K * g.L * dtype.itemsize)
@@ -168,7 +204,7 @@ def _grad_x(W, gy, g, x_dtype):
     pyy, pxx = g.kh - 1 - g.ph, g.kw - 1 - g.pw
     if g.rows and pyy >= 0 and pxx >= 0 and 2 * g.O <= 3 * g.C:
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
-        gf = _Geom(gy.shape, Wf.shape, (1, 1), (pyy, pxx))
+        gf = _geom(gy.shape, Wf.shape, (1, 1), (pyy, pxx))
         return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
     return _col2im_grad_x(W, gy, g, x_dtype)
 
@@ -213,7 +249,7 @@ def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     """Plain-numpy forward of ``convolution_2d`` (NCHW); the kernel the FunctionNode runs."""
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
-    return _forward(x, W, b, _Geom(x.shape, W.shape, _pair(stride), _pair(pad)))
+    return _forward(x, W, b, _geom(x.shape, W.shape, _pair(stride), _pair(pad)))
 
 
 class Convolution2D(function_node.FunctionNode):
@@ -239,7 +275,7 @@ class Convolution2D(function_node.FunctionNode):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        return _forward(x, W, b, _Geom(x.shape, W.shape, self.stride, self.pad)),
+        return _forward(x, W, b, _geom(x.shape, W.shape, self.stride, self.pad)),
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
@@ -268,7 +304,7 @@ class Convolution2DGradX(function_node.FunctionNode):
     def forward_cpu(self, inputs):
         self.retain_inputs((0, 1))
         W, gy = inputs
-        g = _Geom(self.x_shape, W.shape, self.stride, self.pad)
+        g = _geom(self.x_shape, W.shape, self.stride, self.pad)
         return _grad_x(W, gy, g, self.x_dtype),
 
     def backward(self, indexes, grad_outputs):
@@ -295,7 +331,7 @@ class Convolution2DGradW(function_node.FunctionNode):
     def forward_cpu(self, inputs):
         self.retain_inputs((0, 1))
         x, gy = inputs
-        g = _Geom(x.shape, self.w_shape, self.stride, self.pad)
+        g = _geom(x.shape, self.w_shape, self.stride, self.pad)
         return _grad_w(x, gy, g, self.w_dtype),
 
     def backward(self, indexes, grad_outputs):
