@@ -59,8 +59,9 @@ def parse_args(family, argv=None, description=None):
                    help="stock Chainer kernels, not the fast CPU path")
     p.add_argument("--timing-samples", type=int, default=1000,
                    help="test samples timed at batch 1 (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="timing repeats, the median is reported (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timing repeats, the median is reported (default %(default)s: a shared "
+                        "machine's stalls of tens of ms spoil some repeats' means)")
     p.add_argument("--warmup", type=int, default=20,
                    help="warm-up calls before each timing (default %(default)s)")
     p.add_argument("--throughput-batch", type=int, default=1000,
