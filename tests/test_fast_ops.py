@@ -145,6 +145,26 @@ def test_conv_layer_shapes_match_chainer(name):
     _check_conv(2, C, H, W, O, k, s, p, x_grad)
 
 
+@pytest.mark.parametrize("name", sorted(CONV_LAYERS))
+def test_conv_one_sample_matches_chainer(name):
+    """Batch 1 takes its own forward path (batch-1 inference)."""
+    C, H, W, O, k, s, p, x_grad = CONV_LAYERS[name]
+    _check_conv(1, C, H, W, O, k, s, p, x_grad)
+
+
+@pytest.mark.parametrize("stride,pad,bias", [(1, 1, True), (2, 1, True), (1, 0, False), (3, 2, True)])
+def test_conv_one_sample_equals_its_row_of_a_batch(stride, pad, bias):
+    rng = numpy.random.RandomState(4)
+    x = rng.standard_normal((4, 3, 9, 8)).astype(numpy.float32)
+    W = rng.standard_normal((5, 3, 3, 2)).astype(numpy.float32)
+    b = rng.standard_normal(5).astype(numpy.float32) if bias else None
+    batched = fast.conv2d_numpy(x, W, b, stride, pad)
+    for i in range(len(x)):
+        one = fast.conv2d_numpy(x[i:i + 1], W, b, stride, pad)
+        assert one.shape == batched[i:i + 1].shape and one.flags.c_contiguous
+        numpy.testing.assert_allclose(one, batched[i:i + 1], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("case", _random_conv_cases(40, seed=1))
 def test_conv_random_shapes_match_chainer(case):
     N, C, H, W, O, k, s, p, bias = case
