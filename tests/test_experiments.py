@@ -175,3 +175,17 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     assert lenet_gpu and all(r["accuracy"] == 12.34 for r in lenet_gpu)
     assert all(r.get("accuracy") != 12.34 for r in rows if r["device"] == "cpu")
     assert "b-lenet, GPU rows" in (tmp_path / "t2.md").read_text()
+
+
+def test_runs_summary_compares_runs(results_root, tmp_path):
+    _, result, out = run_network("b-lenet", results_root)
+    out_md = tmp_path / "runs.md"
+    stdout = run_script("experiments/runs_summary.py", [str(out), str(out), "--out", str(out_md)])
+    delta = 100 * (result["paper_row"]["accuracy"] - result["accuracy"]["main"])
+    assert "over 2 runs: mean %+.3f pp, standard deviation 0.000 pp" % delta in stdout
+    table = [line for line in out_md.read_text().splitlines() if line.startswith("| %s " % out)]
+    assert len(table) == 2 and "| 0 | CPU |" in table[0]  # seed and device from the run's command.txt
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/runs_summary.py"),
+                           str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "no results.json in" in proc.stderr
