@@ -2,8 +2,9 @@
 # The GPU check: one script for a fresh GPU machine with no network. It installs chainer from the
 # wheel brought along (see experiments/gpu_env.sh), runs the GPU tests, times B-LeNet per exit on the
 # GPU against the baseline (both accountings), the same for B-AlexNet when CIFAR-10 has been carried,
-# and times whole training steps of the three networks on the GPU to plan the schedules. Everything lands in OUT_DIR: the logs as text, the B-LeNet
-# results folder as one tar (the device tool brings back at most 8 files).
+# and times whole training steps of the three networks on the GPU to plan the schedules. Everything
+# lands in OUT_DIR: the logs as text, each results folder as one tar (the device tool brings back at
+# most 8 files).
 #
 #   make gpu-wheel                       # on a CPU machine: .whl/ and .gpudata/ (git-ignored)
 #   bash experiments/gpu_check.sh OUT_DIR
