@@ -1,10 +1,12 @@
-"""Small helpers shared by the benchmark scripts: BLAS thread setting and report, medians of wall
-and CPU time over interleaved runs, the numpy sgemm reference rate, and a one-line header.
+"""Small helpers shared by the benchmark scripts: their common options, BLAS thread setting and
+report, medians of wall and CPU time over interleaved runs, the numpy sgemm reference rate, a
+one-line header and the writing of results.
 
 Importing it puts the repository root on ``sys.path`` and points ``BRANCHYNET_DATA`` at a
-shared/data folder beside the checkout, unless set. Import it before numpy when
-``set_blas_threads`` is to take effect (the scripts do).
+shared/data folder beside the checkout, unless set. It does not import numpy, so that a script can
+import it, parse its options and set the BLAS threads before numpy loads (``parse_args``).
 """
+import argparse
 import ctypes
 import glob
 import os
@@ -27,6 +29,48 @@ def set_blas_threads(n):
     if n is not None:
         for var in _BLAS_VARS:
             os.environ[var] = str(n)
+
+
+def parser(doc, outputs=True):
+    """An ArgumentParser described by the first paragraph of ``doc``, with the options the
+    benchmarks share: --blas-threads and, with ``outputs``, --out and --text-out."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if outputs:
+        p.add_argument("--out", default=None, help="write all numbers and the environment to this JSON")
+        p.add_argument("--text-out", default=None, help="also write the printed tables to this file")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS before numpy "
+                        "loads (default: leave the environment as it is)")
+    return p
+
+
+def parse_args(p, argv=None):
+    """Parses the options and sets the BLAS threads they ask for (call it before importing numpy)."""
+    args = p.parse_args(argv)
+    set_blas_threads(args.blas_threads)
+    return args
+
+
+def start():
+    """(out, environment, BLAS info) for a benchmark's report: ``out`` a Tee that has printed the
+    one-line header and the CPU."""
+    from branchynet import report
+    out = Tee()
+    env = report.environment()
+    blas = blas_threads()
+    out(header())
+    out("CPU: %s" % env["hardware"]["cpu"])
+    return out, env, blas
+
+
+def write_outputs(args, summary, out):
+    """The summary to ``args.out`` (JSON) and the printed text to ``args.text_out``, if given."""
+    from branchynet import report
+    if args.out:
+        report.write_json(args.out, summary)
+        out("wrote %s" % args.out)
+    if args.text_out:
+        report.write_text(args.text_out, out.text())
 
 
 def _openblas_query():

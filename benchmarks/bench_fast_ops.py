@@ -10,13 +10,11 @@ Times are medians after warm-up, wall-clock (time.perf_counter) unless --clock c
 machine look at the load average printed in the header: OpenBLAS's threads stall badly when the
 cores are oversubscribed, so compare with --blas-threads 1 --clock cpu there.
 """
-import argparse
-import os
-import sys
+import _bench  # before numpy: parse_args sets the BLAS threads (benchmarks/_bench.py)
 
 
 def _parse():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _bench.parser(__doc__, outputs=False)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per op (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     p.add_argument("--b1-repeats", type=int, default=200, help="timed runs per batch-1 forward")
@@ -25,19 +23,11 @@ def _parse():
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time (steadier on a busy "
                         "machine, meaningful with --blas-threads 1)")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="OpenBLAS threads (sets OPENBLAS_NUM_THREADS before numpy loads)")
-    return p.parse_args()
+    return _bench.parse_args(p)
 
 
 ARGS = _parse()
-if ARGS.blas_threads is not None:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.blas_threads)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy  # noqa: E402
@@ -47,8 +37,6 @@ import chainer  # noqa: E402
 import chainer.functions as F  # noqa: E402
 
 from branchynet import fast  # noqa: E402
-
-import _bench  # noqa: E402  (benchmarks/_bench.py: shared timing helpers)
 
 # (name, kind, batch, params). conv: (C, H, O, k, stride, pad, x needs grad); pools: (C, H, k, s).
 LAYERS = [
@@ -140,11 +128,7 @@ def _setup(kind, batch, params, rng):
 
 
 def main():
-    blas = _bench.blas_threads()
-    threads = "%s (%s)" % (blas["num_threads"], blas["source"])
-    print("python %s  numpy %s  chainer %s  cpus %d  OpenBLAS threads %s  clock %s  load avg %s" % (
-        platform.python_version(), numpy.__version__, chainer.__version__, os.cpu_count(),
-        threads, ARGS.clock, " ".join("%.2f" % v for v in os.getloadavg())))
+    print(_bench.header(ARGS.clock))
     gemm = _sgemm_gflops()
     print("numpy sgemm 2048x2048 float32: %.1f GFLOP/s" % gemm)
     print()

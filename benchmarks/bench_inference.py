@@ -26,20 +26,15 @@ Inputs: B-LeNet, real MNIST test images; B-AlexNet, random N(0, 1) images of CIF
 GCN-preprocessed images have zero mean and unit variance per image); the untrained nets' weights
 are random (seeded), which does not change the time of the arithmetic.
 """
-import argparse
 import os
 
+import _bench  # before numpy: parse_args sets the BLAS threads
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "results", "b-lenet", "run", "branchy.npz")
 
 
 def _parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None, help="write all numbers and the environment to this JSON")
-    p.add_argument("--text-out", default=None, help="also write the printed tables to this file")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS before numpy "
-                        "loads (default: leave the environment as it is)")
+    p = _bench.parser(__doc__)
     p.add_argument("--repeats", type=int, default=7, help="timed passes over the samples")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes first")
     p.add_argument("--lenet-samples", type=int, default=500, help="MNIST test images per pass")
@@ -54,14 +49,10 @@ def _parse(argv=None):
     p.add_argument("--alexnet-samples", type=int, default=50)
     p.add_argument("--alexnet-repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    return _bench.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
-import _bench  # noqa: E402
-
-if ARGS is not None:
-    _bench.set_blas_threads(ARGS.blas_threads)
 
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -72,7 +63,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import paper, report, serialization, timing  # noqa: E402
+from branchynet import paper, serialization, timing  # noqa: E402
 
 MODES = ("fast", "stock")
 ALL_OUT, NONE_OUT = 10.0, 0.0  # thresholds (nats): every sample / no sample leaves at an exit
@@ -303,11 +294,7 @@ def bench_trained(path, args, out):
 
 
 def main(args):
-    out = _bench.Tee()
-    env = report.environment()
-    blas = _bench.blas_threads()
-    out(_bench.header())
-    out("CPU: %s" % env["hardware"]["cpu"])
+    out, env, blas = _bench.start()
     summary = {"environment": env, "blas": blas, "settings": vars(args),
                "method": __doc__.split("\n\n", 2)[2]}
 
@@ -365,11 +352,7 @@ def main(args):
     out("BLAS: %s threads (%s); load average at the end: %s" % (
         blas["num_threads"], blas["source"], " ".join("%.2f" % v for v in os.getloadavg())))
     summary["load_average_end"] = list(os.getloadavg())
-    if args.out:
-        report.write_json(args.out, summary)
-        out("wrote %s" % args.out)
-    if args.text_out:
-        report.write_text(args.text_out, out.text())
+    _bench.write_outputs(args, summary, out)
     return summary
 
 

@@ -24,18 +24,13 @@ overstates the work. The reference is numpy's float32 sgemm measured in this run
 BLAS threads. Epoch times are ms/step x (training-set size / batch): 55000/512 MNIST steps and
 45000/512 CIFAR-10 steps (the paper's splits), training steps only (no evaluation, no shuffling).
 """
-import argparse
 import os
 
+import _bench  # before numpy: parse_args sets the BLAS threads
 
 
 def _parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None, help="write all numbers and the environment to this JSON")
-    p.add_argument("--text-out", default=None, help="also write the printed tables to this file")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS before numpy "
-                        "loads (default: leave the environment as it is)")
+    p = _bench.parser(__doc__)
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds of every step first")
     p.add_argument("--lenet-batch", type=int, default=512)
     p.add_argument("--lenet-repeats", type=int, default=7, help="timed rounds for B-LeNet")
@@ -49,14 +44,10 @@ def _parse(argv=None):
     p.add_argument("--sgemm-n", type=int, default=2048)
     p.add_argument("--sgemm-repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    return _bench.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
-import _bench  # noqa: E402
-
-if ARGS is not None:
-    _bench.set_blas_threads(ARGS.blas_threads)
 
 import numpy  # noqa: E402
 
@@ -64,7 +55,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import report, timing  # noqa: E402
+from branchynet import timing  # noqa: E402
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -171,11 +162,7 @@ def _table(results, sgemm, out):
 
 
 def main(args):
-    out = _bench.Tee()
-    env = report.environment()
-    blas = _bench.blas_threads()
-    out(_bench.header())
-    out("CPU: %s" % env["hardware"]["cpu"])
+    out, env, blas = _bench.start()
     sgemm = _bench.sgemm_both(args.sgemm_n, args.sgemm_repeats)
     out("numpy sgemm %dx%d float32: %.1f GFLOP/s wall, %.1f GFLOP/s CPU time"
         % (args.sgemm_n, args.sgemm_n, sgemm["wall_gflops"], sgemm["cpu_gflops"]))
@@ -202,11 +189,7 @@ def main(args):
                "load_average_end": list(os.getloadavg()), "inputs": notes,
                "settings": vars(args), "results": results,
                "method": __doc__.split("\n\n", 2)[2]}
-    if args.out:
-        report.write_json(args.out, summary)
-        out("wrote %s" % args.out)
-    if args.text_out:
-        report.write_text(args.text_out, out.text())
+    _bench.write_outputs(args, summary, out)
     return summary
 
 
