@@ -279,6 +279,17 @@ def _expected_gx_from_indexes(x_shape, gy, indexes, ksize, stride, pad):
     return gx
 
 
+def _pool_both(stock, fast_fn, x, rng, *args):
+    """(y stock, y fast, gx stock, gx fast): both poolings on x, backward from one random gy."""
+    xs, xf = chainer.Variable(x.copy()), chainer.Variable(x.copy())
+    ys, yf = stock(xs, *args), fast_fn(xf, *args)
+    gy = rng.standard_normal(ys.shape).astype(x.dtype)
+    ys.grad, yf.grad = gy, gy.copy()
+    ys.backward()
+    yf.backward()
+    return ys.array, yf.array, xs.grad, xf.grad
+
+
 def _check_max_pool(x, ksize, stride, pad, cover_all, seed=0):
     rng = numpy.random.RandomState(seed)
     y_ref, idx = F.max_pooling_2d(x, ksize, stride, pad, cover_all, return_indices=True)
@@ -298,14 +309,9 @@ def _check_max_pool(x, ksize, stride, pad, cover_all, seed=0):
     numpy.testing.assert_array_equal(
         xv.grad, _expected_gx_from_indexes(x.shape, gy, idx, (kh, kw), st, fast_pool._pair(pad)))
     # And a float upstream gradient against Chainer's backward.
-    xs, xf = chainer.Variable(x.copy()), chainer.Variable(x.copy())
-    ys = F.max_pooling_2d(xs, ksize, stride, pad, cover_all)
-    yf = fast.max_pooling_2d(xf, ksize, stride, pad, cover_all)
-    gy = rng.standard_normal(ys.shape).astype(x.dtype)
-    ys.grad, yf.grad = gy, gy.copy()
-    ys.backward()
-    yf.backward()
-    _close(xf.grad, xs.grad, rtol=1e-6)
+    _, _, gxs, gxf = _pool_both(F.max_pooling_2d, fast.max_pooling_2d, x, rng,
+                                ksize, stride, pad, cover_all)
+    _close(gxf, gxs, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(POOL_LAYERS))
@@ -383,16 +389,11 @@ def test_max_pool_double_backward():
 
 def _check_avg_pool(x, ksize, stride, pad, seed=0):
     rng = numpy.random.RandomState(seed)
-    xs, xf = chainer.Variable(x.copy()), chainer.Variable(x.copy())
-    ys = F.average_pooling_2d(xs, ksize, stride, pad)
-    yf = fast.average_pooling_2d(xf, ksize, stride, pad)
-    _close(yf.array, ys.array, rtol=1e-6)
-    numpy.testing.assert_array_equal(fast.avg_pool_numpy(x, ksize, stride, pad), yf.array)
-    gy = rng.standard_normal(ys.shape).astype(x.dtype)
-    ys.grad, yf.grad = gy, gy.copy()
-    ys.backward()
-    yf.backward()
-    _close(xf.grad, xs.grad, rtol=1e-6)
+    ys, yf, gxs, gxf = _pool_both(F.average_pooling_2d, fast.average_pooling_2d, x, rng,
+                                  ksize, stride, pad)
+    _close(yf, ys, rtol=1e-6)
+    numpy.testing.assert_array_equal(fast.avg_pool_numpy(x, ksize, stride, pad), yf)
+    _close(gxf, gxs, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(AVG_LAYERS))
