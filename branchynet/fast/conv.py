@@ -55,7 +55,7 @@ class _Geom(object):
     """Sizes of one convolution; ``rows`` selects the stride-1 full-row layout."""
 
     __slots__ = ("N", "C", "H", "W", "O", "kh", "kw", "sy", "sx", "ph", "pw", "OH", "OW",
-                 "rows", "Hp", "Wq", "plane", "L", "K", "col1")
+                 "rows", "Hp", "Wq", "plane", "L", "K")
 
     def __init__(self, x_shape, w_shape, stride, pad):
         self.N, self.C, self.H, self.W = x_shape
@@ -76,12 +76,6 @@ class _Geom(object):
             self.Wq = self.W + 2 * self.pw
             self.L = self.OH * self.OW
         self.plane = self.Hp * self.Wq
-        # One sample's im2col as a strided view of its padded buffer: (shape, strides) in elements.
-        if self.rows:
-            self.col1 = ((self.C, self.kh, self.kw, self.L), (self.plane, self.Wq, 1, 1))
-        else:
-            self.col1 = ((self.C, self.kh, self.kw, self.OH, self.OW),
-                         (self.plane, self.Wq, 1, self.Wq * self.sy, self.sx))
 
 
 _geoms = {}
@@ -106,17 +100,21 @@ def _padded(x, g):
     return buf
 
 
-def _fill_col(col, xbuf, g, n0, m):
-    """Write the im2col matrix of samples n0..n0+m into col, shape (K, m * L)."""
+def _col_view(xbuf, g, n0, m):
+    """The im2col matrix of samples n0..n0+m as a strided view of the padded buffer: (C, kh, kw,
+    m, L) for the full-row layout, (C, kh, kw, m, OH, OW) otherwise; reshaped to (K, m * L)."""
     C, kh, kw = g.C, g.kh, g.kw
     if g.rows:
-        src = _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.L),
-                    (g.plane, g.Wq, 1, C * g.plane, 1))
-        numpy.copyto(col.reshape(C, kh, kw, m, g.L), src)
-    else:
-        src = _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.OH, g.OW),
-                    (g.plane, g.Wq, 1, C * g.plane, g.Wq * g.sy, g.sx))
-        numpy.copyto(col.reshape(C, kh, kw, m, g.OH, g.OW), src)
+        return _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.L),
+                     (g.plane, g.Wq, 1, C * g.plane, 1))
+    return _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.OH, g.OW),
+                 (g.plane, g.Wq, 1, C * g.plane, g.Wq * g.sy, g.sx))
+
+
+def _fill_col(col, xbuf, g, n0, m):
+    """Write the im2col matrix of samples n0..n0+m into col, shape (K, m * L)."""
+    src = _col_view(xbuf, g, n0, m)
+    numpy.copyto(col.reshape(src.shape), src)
 
 
 def _gy_chunk(gyc, gy, g, n0, m):
@@ -130,9 +128,7 @@ def _gy_chunk(gyc, gy, g, n0, m):
 
 def _forward_one(x, W2, b, g):
     """One sample (batch-1 inference): the same copy and GEMM as _forward, fewer numpy calls."""
-    xbuf = numpy.zeros(g.C * g.plane + g.kw, dtype=x.dtype)
-    xbuf[:g.C * g.plane].reshape(g.C, g.Hp, g.Wq)[:, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x[0]
-    ych = numpy.matmul(W2, _view(xbuf, 0, *g.col1).reshape(g.K, g.L))
+    ych = numpy.matmul(W2, _col_view(_padded(x, g), g, 0, 1).reshape(g.K, g.L))
     src = ych.reshape(g.O, g.OH, g.Wq)[:, :, :g.OW] if g.rows else ych.reshape(g.O, g.OH, g.OW)
     y = numpy.empty((1, g.O, g.OH, g.OW), dtype=x.dtype)
     if b is None:
