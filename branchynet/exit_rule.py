@@ -45,3 +45,8 @@ def as_thresholds(thresholds, num_exits):
 def exits_here(entropies, threshold):
     """Mask of the samples that leave at an exit with this threshold: entropy < T (strict)."""
     return entropies < threshold
+
+
+def leaves(logits, threshold):
+    """Mask of the samples that leave at an exit, from its logits: the decision inference makes."""
+    return exits_here(entropy(softmax(logits)), threshold)

@@ -244,8 +244,7 @@ class BranchyNet(chainer.Chain):
         for k in range(last + 1):
             h = segment(k, h)
             logits = head(k, h)
-            if k == last or bool(exit_rule.exits_here(
-                    exit_rule.entropy(exit_rule.softmax(logits)), thresholds[k])[0]):
+            if k == last or bool(exit_rule.leaves(logits, thresholds[k])[0]):
                 break
         return (numpy.array([int(logits[0].argmax())], dtype=numpy.int32),
                 numpy.array([k], dtype=numpy.int32))
@@ -263,8 +262,7 @@ class BranchyNet(chainer.Chain):
             if k == last:
                 leave = xp.ones(len(logits), dtype=bool)
             else:
-                leave = exit_rule.exits_here(exit_rule.entropy(exit_rule.softmax(logits)),
-                                             thresholds[k])
+                leave = exit_rule.leaves(logits, thresholds[k])
             leaving = remaining[leave]
             labels[leaving] = logits[leave].argmax(axis=1)
             exits[leaving] = k
