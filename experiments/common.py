@@ -98,8 +98,9 @@ def parse_args(family, argv=None, description=None):
 
 
 # ------------------------------------------------------------------ weights
-def _run_val_size(run_dir):
-    """The --val-size the run folder was trained with (from its command.txt), or None."""
+def training_args(run_dir):
+    """The experiments/train.py options the run folder was last trained with (the last line of its
+    command.txt, parsed by train.py's own parser), or None."""
     path = os.path.join(run_dir, "command.txt")
     if not os.path.exists(path):
         return None
@@ -111,9 +112,15 @@ def _run_val_size(run_dir):
     if len(tokens) < 2 or not tokens[1].endswith("train.py"):
         return None
     try:
-        return train_script.parse_args(tokens[2:]).val_size
+        return train_script.parse_args(tokens[2:])
     except SystemExit:
         return None
+
+
+def _run_val_size(run_dir):
+    """The --val-size the run folder was trained with, or None."""
+    trained = training_args(run_dir)
+    return None if trained is None else trained.val_size
 
 
 def ensure_weights(args, echo=print):

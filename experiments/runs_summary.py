@@ -13,11 +13,12 @@ reproduction does depends on the run, and only several runs say by how much.
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common  # experiments/common.py (puts the repository on sys.path)
+
+ROOT = common.ROOT
 
 
 def parse_args(argv=None):
@@ -27,31 +28,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def training_command(run_dir):
-    """The last train.py command recorded in the run folder, as an argument list ([] if none)."""
-    path = os.path.join(run_dir if os.path.isabs(run_dir) else os.path.join(ROOT, run_dir), "command.txt")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        lines = [line for line in f if line.strip() and not line.startswith("#")]
-    return shlex.split(lines[-1]) if lines else []
-
-
-def option(command, name, default):
-    return command[command.index(name) + 1] if name in command[:-1] else default
-
-
 def summarize(folder):
     with open(os.path.join(folder, "results.json")) as f:
         result = json.load(f)
     run_dir = result["settings"]["run_dir"]
-    command = training_command(run_dir)
+    trained = common.training_args(run_dir if os.path.isabs(run_dir) else os.path.join(ROOT, run_dir))
     val_knee = result["selection"]["cpu"]["val"]["knee"]
     val_row = result["rows"][val_knee] if val_knee is not None else None
     baseline = 100 * result["accuracy"]["main"]
     paper_row = result["paper_row"]
-    return {"results": folder, "run": run_dir, "seed": int(option(command, "--seed", 0)),
-            "device": option(command, "--device", "@numpy"), "baseline": baseline,
+    return {"results": folder, "run": run_dir, "seed": trained.seed if trained else None,
+            "device": trained.device if trained else None, "baseline": baseline,
             "last_exit": 100 * result["accuracy"]["branchy_final"],
             "paper_t": paper_row["thresholds"], "paper_t_acc": 100 * paper_row["accuracy"],
             "paper_t_early": 100 * (1 - paper_row["exit_fractions"][-1]),
@@ -67,8 +54,9 @@ def markdown(rows):
         val_t = "–" if r["val_t"] is None else ", ".join("%g" % v for v in r["val_t"])
         val_acc = "–" if r["val_t_acc"] is None else "%.2f" % r["val_t_acc"]
         val_delta = "–" if r["val_t_acc"] is None else "%+.2f" % (r["val_t_acc"] - r["baseline"])
-        lines.append("| %s | %s | %d | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
-            r["results"], r["run"], r["seed"], "GPU" if "cupy" in r["device"] else "CPU", r["baseline"],
+        device = "?" if r["device"] is None else "GPU" if "cupy" in r["device"] else "CPU"
+        lines.append("| %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
+            r["results"], r["run"], "?" if r["seed"] is None else r["seed"], device, r["baseline"],
             r["last_exit"], ", ".join("%g" % v for v in r["paper_t"]), r["paper_t_acc"],
             r["paper_t_early"], r["paper_t_acc"] - r["baseline"], val_t, val_acc, val_delta))
     deltas = [r["paper_t_acc"] - r["baseline"] for r in rows]
