@@ -21,6 +21,7 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
+from branchynet import timing  # noqa: E402
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),
@@ -37,11 +38,6 @@ def _parse(argv=None):
     return p.parse_args(argv)
 
 
-def _synchronize(device):
-    if device.xp is not numpy:
-        device.xp.cuda.Device().synchronize()
-
-
 def bench(name, shape, batch, train_size, device, warmup, repeats):
     rng = numpy.random.default_rng(0)
     numpy.random.seed(0)
@@ -51,10 +47,8 @@ def bench(name, shape, batch, train_size, device, warmup, repeats):
     t = rng.integers(0, 10, batch).astype(numpy.int32)
     row = {"network": name, "batch": batch, "epoch_steps": train_size / batch}
     for step, fn in (("main", net.train_main), ("joint", net.train)):
-        def run(fn=fn):
-            fn(x, t)
-            _synchronize(device)
-        seconds = _bench.median_time(run, repeats, warmup)
+        seconds = _bench.median_time(lambda fn=fn: fn(x, t), repeats, warmup,
+                                     clock=lambda: timing.clock(device.xp))
         row[step] = {"ms_per_step": seconds * 1e3, "epoch_s": seconds * train_size / batch}
     return row
 

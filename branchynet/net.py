@@ -6,7 +6,6 @@ segment k, the baseline (main) network is the whole trunk plus the last head, an
 needs one forward pass.
 """
 import contextlib
-import time
 
 import numpy
 
@@ -14,7 +13,7 @@ import chainer
 import chainer.functions as F
 from chainer import optimizers
 
-from branchynet import exit_rule, lean, ops
+from branchynet import exit_rule, lean, ops, timing
 from branchynet.branch import split_network
 
 
@@ -41,11 +40,6 @@ class Sequence(chainer.ChainList):
 def _chainer_inference():
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         yield
-
-
-def _synchronize(xp):
-    if xp is not numpy:
-        xp.cuda.Device().synchronize()
 
 
 class BranchyNet(chainer.Chain):
@@ -278,10 +272,9 @@ class BranchyNet(chainer.Chain):
         Returns (overall accuracy, per-exit accuracy (NaN where no sample left), per-exit exit
         counts, seconds for the inference, device synchronised).
         """
-        _synchronize(self.xp)
-        start = time.perf_counter()
+        start = timing.clock(self.xp)
         labels, exits = self.predict(x, thresholds)
-        seconds = time.perf_counter() - start
+        seconds = timing.clock(self.xp) - start
         t = chainer.backend.CpuDevice().send(t.array if isinstance(t, chainer.Variable) else t)
         correct = labels == t
         counts = numpy.bincount(exits, minlength=self.numexits())
@@ -302,10 +295,9 @@ class BranchyNet(chainer.Chain):
 
     def test_main(self, x, t):
         """Baseline inference on one batch. Returns (accuracy, seconds), device synchronised."""
-        _synchronize(self.xp)
-        start = time.perf_counter()
+        start = timing.clock(self.xp)
         labels = self.predict_main(x)
-        seconds = time.perf_counter() - start
+        seconds = timing.clock(self.xp) - start
         t = chainer.backend.CpuDevice().send(t.array if isinstance(t, chainer.Variable) else t)
         return float((labels == t).mean()), seconds
 
