@@ -1,16 +1,14 @@
 """Figures in the paper's style (reference section 4.4): 4.5 x 3.5 inch, runtime (ms) against
 accuracy (%), the frontier as a blue line, the baseline as a red diamond, the knee as a green star.
 
-All functions write a PNG to ``path`` and return it; they use matplotlib's Agg backend and never
-open a window.
+All functions write a PNG to ``path`` and return it. They build figures with matplotlib's
+object-oriented API, not pyplot: no window opens, and the backend of a session that imports this
+module (a notebook's inline one, say) is left as it is.
 """
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
+import numpy
+from matplotlib.figure import Figure
 
 FIGSIZE = (4.5, 3.5)
 FRONTIER_COLOR = "#5163d3"
@@ -23,7 +21,6 @@ def _save(fig, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
     return path
 
 
@@ -35,7 +32,8 @@ def tradeoff(rows, time_key, frontier, knee, baseline_ms, baseline_accuracy, pat
     ``rows``: sweep rows with ``accuracy`` (a fraction) and ``time_key`` (ms); ``frontier``:
     indices in runtime order; ``knee``: an index or None; ``marks``: extra (label, ms, accuracy)
     points drawn as black crosses (e.g. the paper's thresholds)."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.subplots()
     times = numpy.array([r[time_key] for r in rows], dtype=float)
     accs = 100.0 * numpy.array([r["accuracy"] for r in rows], dtype=float)
     ax.scatter(times, accs, s=6, color="0.75", zorder=1, label="configurations")
@@ -75,7 +73,8 @@ def training_curves(log, path, title=None):
     """Loss and accuracy per exit against epoch, pretraining then joint training (a dotted line
     between the stages); training set solid, validation set dashed. ``log``: the entries of
     ``training.read_log``."""
-    fig, axes = plt.subplots(1, 2, figsize=(2 * FIGSIZE[0], FIGSIZE[1]))
+    fig = Figure(figsize=(2 * FIGSIZE[0], FIGSIZE[1]))
+    axes = fig.subplots(1, 2)
     if not log:
         for ax in axes:
             ax.text(0.5, 0.5, "no training log", ha="center", va="center")
@@ -107,7 +106,8 @@ def entropy_distributions(entropies, path, title=None, floor=1e-8):
     smallest entropy (at least ``floor``; smaller ones, zeros included, count in the first bin)
     to the largest."""
     entropies = numpy.asarray(entropies, dtype=float)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.subplots()
     top = max(float(entropies.max()) if entropies.size else 1.0, floor * 10)
     positive = entropies[entropies > 0]
     bottom = min(max(floor, float(positive.min()) if positive.size else floor), top / 10)
@@ -131,7 +131,8 @@ def exit_fractions(entropies, thresholds, path, title=None):
     if every sample reached it (entropy < T): each exit's share with only that exit open. The
     swept threshold values are marked."""
     entropies = numpy.asarray(entropies, dtype=float)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.subplots()
     thresholds = numpy.asarray(sorted(thresholds), dtype=float)
     dense = numpy.logspace(numpy.log10(thresholds.min()), numpy.log10(thresholds.max()), 200)
     for k, ent in enumerate(entropies[:-1]):
