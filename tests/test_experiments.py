@@ -135,6 +135,15 @@ def test_second_run_loads_the_weights_instead_of_training(results_root):
     assert again["settings"]["stock_chainer"] and not again["settings"]["fast_cpu"]
 
 
+def test_gpu_only_without_a_gpu_is_refused_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/lenet_mnist.py"),
+                           "--gpu-only", "--run-dir", str(tmp_path / "run"),
+                           "--results", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--gpu-only needs a GPU --device" in proc.stderr
+    assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "out")
+
+
 def test_table1_from_the_tiny_results(results_root, tmp_path):
     for network in SCRIPTS:
         run_network(network, results_root)
