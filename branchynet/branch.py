@@ -7,6 +7,7 @@ classifier, which is also the head of the baseline (main) network.
 import numbers
 
 import chainer
+import chainer.functions as F
 
 
 class Branch:
@@ -59,3 +60,33 @@ def split_network(network):
             _check_layer(item)
             current.append(item)
     return segments, heads, weights
+
+
+# Bare functions known to be fixed, parameter-free functions of their input.
+_DETERMINISTIC_FUNCTIONS = (F.relu, F.sigmoid, F.tanh)
+
+
+def _same_function(a, b):
+    """True when items a and b compute the same deterministic, parameter-free function."""
+    if isinstance(a, chainer.Link) or isinstance(b, chainer.Link):
+        return False
+    if not getattr(a, "deterministic", any(a is f for f in _DETERMINISTIC_FUNCTIONS)):
+        return False
+    return a is b or (type(a) is type(b) and a == b)
+
+
+def shared_prefixes(segments, heads):
+    """For each exit k, how many leading layers head k has in common with segment k+1 (0 for the
+    last exit). The original's heads often begin with the trunk's next steps (B-LeNet's exit 1 with
+    its pool and ReLU, B-AlexNet's with ReLU, pool and LRN); joint training runs those once, on the
+    trunk's path, instead of once for the trunk and again for the head."""
+    counts = []
+    for k, head in enumerate(heads):
+        n = 0
+        if k + 1 < len(segments):
+            following = segments[k + 1]
+            while (n < len(head) - 1 and n < len(following)
+                   and _same_function(head[n], following[n])):
+                n += 1
+        counts.append(n)
+    return counts

@@ -13,9 +13,19 @@ from branchynet import fast, ops
 
 
 class _Layer:
+    # Whether the layer is a fixed function of its input; two equal deterministic layers at the
+    # start of a head and of the next trunk segment are computed once in training (branch.py).
+    deterministic = True
+
     def __repr__(self):
         args = ", ".join("%s=%r" % kv for kv in vars(self).items())
         return "%s(%s)" % (type(self).__name__, args)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(vars(self).items()))))
 
 
 class MaxPool(_Layer):
@@ -67,6 +77,8 @@ class LRN(_Layer):
 
 class Dropout(_Layer):
     """Dropout; active only while ``chainer.config.train`` is True."""
+
+    deterministic = False  # a fresh mask per call: a head's dropout is never the trunk's
 
     def __init__(self, ratio=0.5):
         self.ratio = ratio

@@ -14,7 +14,7 @@ import chainer.functions as F
 from chainer import optimizers
 
 from branchynet import exit_rule, lean, ops, timing
-from branchynet.branch import split_network
+from branchynet.branch import shared_prefixes, split_network
 
 
 class Sequence(chainer.ChainList):
@@ -27,8 +27,9 @@ class Sequence(chainer.ChainList):
             if isinstance(layer, chainer.Link):
                 self.add_link(layer)
 
-    def forward(self, x):
-        for layer in self.layers:
+    def forward(self, x, start=0, stop=None):
+        """Runs layers[start:stop] on x."""
+        for layer in self.layers[start:stop]:
             x = ops.apply(layer, x)
         return x
 
@@ -64,6 +65,7 @@ class BranchyNet(chainer.Chain):
             self.segments = chainer.ChainList(*[Sequence(s) for s in segments])
             self.heads = chainer.ChainList(*[Sequence(h) for h in heads])
         self.weights = weights
+        self.shared = shared_prefixes(segments, heads)
         self.thresholds = thresholds
         self.joint = joint
         if not 0.0 < train_keep <= 1.0:
@@ -124,20 +126,26 @@ class BranchyNet(chainer.Chain):
 
         With the default train_keep=1 every exit sees the whole batch; with entropy filtering the
         samples that leave at exit k are dropped from later exits (as activations, never recomputed).
-        An exit that no sample reaches has loss and accuracy None.
+        An exit that no sample reaches has loss and accuracy None. A head's leading layers that
+        equal the next segment's (``self.shared``) are run once; the losses are those of running
+        each exit's segments and whole head.
         """
         losses, accs = [], []
-        h = x
+        h, start = x, 0
         num_exits = self.numexits()
         for k in range(num_exits):
             if h is None:
                 losses.append(None)
                 accs.append(None)
                 continue
-            h = self.segments[k](h)
+            h = self.segments[k].forward(h, start)
+            # the head's first layers that equal the next segment's run once, on the trunk's path
+            start = self.shared[k]
+            if start:
+                h = self.heads[k].forward(h, 0, start)
             last = k == num_exits - 1
             head_input = h if (self.joint or last) else chainer.Variable(chainer.as_array(h))
-            y = self.heads[k](head_input)
+            y = self.heads[k].forward(head_input, start)
             losses.append(F.softmax_cross_entropy(y, t))
             accs.append(F.accuracy(y, t))
             if not last:

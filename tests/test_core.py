@@ -258,6 +258,62 @@ def test_joint_gradient_is_weighted_sum_of_exit_gradients(mnist_subset, joint):
         assert numpy.abs(per_exit[0]["/heads/0/0/W"]).max() > 0  # exit 1's head still learns
 
 
+def _unshared_losses(net, x, t):
+    """Each exit's loss from its segments and its whole head, nothing shared."""
+    losses, h = [], x
+    for k in range(net.numexits()):
+        h = net.segments[k](h)
+        losses.append(F.softmax_cross_entropy(net.heads[k](h), t))
+    return losses
+
+
+@pytest.mark.parametrize("name, shared", [("b-lenet", [2, 0]), ("b-alexnet", [3, 1, 0]),
+                                          ("b-alexnet-paper", [3, 3, 0]),
+                                          ("b-resnet110", [0, 0, 0])])
+def test_joint_training_runs_a_heads_leading_trunk_layers_once(name, shared, mnist_subset,
+                                                              monkeypatch):
+    """B-LeNet's exit 1 starts with the trunk's own pool and ReLU: joint training computes them
+    once, and its losses and gradients are those of running every head whole."""
+    kwargs = {"n": 1} if "resnet" in name else {}
+    net = networks.build(name, **kwargs)
+    assert net.shared == shared
+    if name != "b-lenet":
+        return
+    x, t = mnist_subset[0][:16], mnist_subset[1][:16]
+    calls = []
+    from branchynet import fast
+    real = fast.max_pooling_2d
+    monkeypatch.setattr(fast, "max_pooling_2d",
+                        lambda h, *a, **kw: calls.append(h.shape) or real(h, *a, **kw))
+    net.cleargrads()
+    with chainer.using_config("train", True):
+        losses, _ = net.joint_losses(x, t)
+    assert len(calls) == 4  # trunk 3 + exit 1's second; not 5
+    (0.7 * losses[0] + 0.3 * losses[1]).backward()
+    shared_grads = _grads(net)
+    net.cleargrads()
+    with chainer.using_config("train", True):
+        reference = _unshared_losses(net, x, t)
+    for a, b in zip(losses, reference):
+        numpy.testing.assert_allclose(a.array, b.array, rtol=1e-6)
+    (0.7 * reference[0] + 0.3 * reference[1]).backward()
+    for name_, g in _grads(net).items():
+        numpy.testing.assert_allclose(shared_grads[name_], g, rtol=1e-5, atol=1e-7, err_msg=name_)
+
+
+def test_only_deterministic_parameter_free_layers_are_shared():
+    from branchynet.branch import shared_prefixes
+    from branchynet.layers import Dropout, MaxPool
+    conv = L.Convolution2D(1, 2, 3)
+    assert shared_prefixes([[], [MaxPool(2, 2), F.relu, conv]],
+                           [[MaxPool(2, 2), F.relu, conv, L.Linear(None, 10)], [L.Linear(None, 10)]]) == [2, 0]
+    assert shared_prefixes([[], [MaxPool(2, 2)]], [[MaxPool(3, 2), L.Linear(None, 10)], [F.relu]]) == [0, 0]
+    assert shared_prefixes([[], [Dropout(0.5)]], [[Dropout(0.5), L.Linear(None, 10)], [F.relu]]) == [0, 0]
+    assert shared_prefixes([[], [F.dropout]], [[F.dropout, L.Linear(None, 10)], [F.relu]]) == [0, 0]
+    # a head keeps at least its last layer
+    assert shared_prefixes([[], [F.relu, F.relu]], [[F.relu], [F.relu]]) == [0, 0]
+
+
 def test_train_step_uses_the_weighted_loss(mnist_subset):
     """One Adam-free SGD step of train() moves parameters by -lr * sum_n w_n grad L_n."""
     net = make_lenet(weights=[0.7, 0.3], opt="MomentumSGD", lr=0.01, momentum=0.0, weight_decay=0)
