@@ -44,14 +44,16 @@ gpu-wheel: $(STAMP)
 	mkdir -p .gpudata/mnist && cp $(BRANCHYNET_DATA)/mnist/*.gz .gpudata/mnist/
 
 # CIFAR-10 for GPU training: 170 MB of gzipped batches, more than one device call carries (64 MiB with
-# the working tree), so it goes as one tar cut into four chunks, .gpucifar1/ (32 MiB, to travel with
-# .whl/ and .gpudata/) to .gpucifar4/, one carried per call; experiments/gpu_env.sh joins them there.
+# the working tree, about 36 MB itself), so it goes as one tar cut into chunks of GPU_CIFAR_CHUNK_MIB,
+# .gpucifar1/ (cifar10.tar.1-of-N.part) to .gpucifarN/, one carried per call; experiments/gpu_env.sh
+# joins them there once all N have arrived.
+GPU_CIFAR_CHUNK_MIB ?= 24
 gpu-cifar:
-	rm -rf .gpucifar .gpucifar1 .gpucifar2 .gpucifar3 .gpucifar4
-	mkdir -p .gpucifar .gpucifar1 .gpucifar2 .gpucifar3 .gpucifar4
+	rm -rf .gpucifar .gpucifar[0-9]*
+	mkdir -p .gpucifar
 	tar -C $(BRANCHYNET_DATA) -cf .gpucifar/cifar10.tar cifar10
-	dd if=.gpucifar/cifar10.tar of=.gpucifar1/cifar10.tar.1.part bs=1M count=32 status=none
-	dd if=.gpucifar/cifar10.tar of=.gpucifar2/cifar10.tar.2.part bs=1M skip=32 count=44 status=none
-	dd if=.gpucifar/cifar10.tar of=.gpucifar3/cifar10.tar.3.part bs=1M skip=76 count=44 status=none
-	dd if=.gpucifar/cifar10.tar of=.gpucifar4/cifar10.tar.4.part bs=1M skip=120 status=none
+	cd .gpucifar && split -b $(GPU_CIFAR_CHUNK_MIB)M -d -a 2 cifar10.tar chunk && rm cifar10.tar
+	n=$$(ls .gpucifar | wc -l); k=1; for f in .gpucifar/chunk*; do \
+	    mkdir .gpucifar$$k && mv $$f .gpucifar$$k/cifar10.tar.$$k-of-$$n.part; k=$$((k + 1)); done
 	rm -rf .gpucifar
+	@ls -d .gpucifar[0-9]*

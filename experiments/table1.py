@@ -16,9 +16,12 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import branchynet  # noqa: E402,F401
 from branchynet import paper, report  # noqa: E402
+
+import common  # noqa: E402  (experiments/common.py: the paper's schedules, a run's training options)
 
 NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")
 SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
@@ -49,6 +52,32 @@ def _read(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def schedule_of(result):
+    """{"trained": "M + J epochs, batch B" or None, "paper": the same for the paper's schedule,
+    "matches": bool or None} for a network's results, from its run folder's command.txt."""
+    family = paper.family_of(result["network"])
+    ref = common.SCHEDULES[family]
+    text = "%d + %d epochs, batch %d"
+    trained = common.training_args(os.path.join(ROOT, result["settings"]["run_dir"]))
+    out = {"paper": text % (ref["main_epochs"], ref["joint_epochs"], ref["batchsize"]),
+           "trained": None, "matches": None}
+    if trained is not None:
+        out["trained"] = text % (trained.main_epochs, trained.joint_epochs, trained.batchsize)
+        out["matches"] = (not trained.train_subset and out["trained"] == out["paper"])
+        if trained.train_subset:
+            out["trained"] += ", %d training images" % trained.train_subset
+    return out
+
+
+def _schedule_text(schedule):
+    if schedule["trained"] is None:
+        return "training schedule unknown (no command.txt in the run folder)"
+    if schedule["matches"]:
+        return "trained with the paper's schedule (%s)" % schedule["paper"]
+    return ("trained %s, NOT the paper's schedule (%s): its accuracies and exit shares are not "
+            "comparable with the paper's" % (schedule["trained"], schedule["paper"]))
 
 
 def assemble(results_root, network_names):
@@ -88,7 +117,9 @@ def assemble(results_root, network_names):
                   "environment": found[n]["environment"] if n in found else None,
                   "settings": found[n]["settings"] if n in found else None,
                   "accuracy": found[n]["accuracy"] if n in found else None,
-                  "gpu_environment": found_gpu[n]["environment"] if n in found_gpu else None}
+                  "schedule": schedule_of(found[n]) if n in found else None,
+                  "gpu_environment": found_gpu[n]["environment"] if n in found_gpu else None,
+                  "gpu_settings": found_gpu[n]["settings"] if n in found_gpu else None}
               for n in network_names}
     return rows, status, notes
 
@@ -101,16 +132,18 @@ def main(argv=None):
     for network, s in status.items():
         if s["found"]:
             env, settings = s["environment"], s["settings"]
-            lines.append("* %s: %s, %d test samples, timing on %d samples x %d repeats; CPU %s%s."
-                         % (network, env["date"], settings["test_samples"],
-                            settings["timing_samples"], settings["repeats"],
-                            env["hardware"]["cpu"],
+            lines.append("* %s: %s; %s, %d test samples, timing on %d samples x %d repeats; CPU %s%s."
+                         % (network, _schedule_text(s["schedule"]), env["date"],
+                            settings["test_samples"], settings["timing_samples"],
+                            settings["repeats"], env["hardware"]["cpu"],
                             ", GPU %s" % env["hardware"]["gpu"] if env["hardware"]["gpu"] else ""))
         gpu_env = s["gpu_environment"]
-        if gpu_env is not None and not env["hardware"]["gpu"]:
-            lines.append("* %s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), results/gpu/%s."
+        if gpu_env is not None and not (s["found"] and s["environment"]["hardware"]["gpu"]):
+            lines.append("* %s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), timing on %d "
+                         "samples x %d repeats, results/gpu/%s."
                          % (network, gpu_env["date"], gpu_env["hardware"]["gpu"],
-                            gpu_env["hardware"]["cpu"], network))
+                            gpu_env["hardware"]["cpu"], s["gpu_settings"]["timing_samples"],
+                            s["gpu_settings"]["repeats"], network))
     lines += ["* " + note for note in notes]
     text = "\n".join(lines) + "\n\n" + report.markdown_table(rows)
     report.write_text(out, text)

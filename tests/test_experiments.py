@@ -159,6 +159,8 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     md = (results_root / "table1.md").read_text()
     assert "B-ResNet" in md and "99.25" in md and "no GPU results" in md
     assert "B-AlexNet" in stdout
+    assert ("b-lenet: trained 1 + 1 epochs, batch 128, 256 training images, NOT the paper's "
+            "schedule (100 + 100 epochs, batch 512)") in md
 
     # a missing network is said plainly
     run_script("experiments/table1.py", ["--results-root", str(results_root),
@@ -184,6 +186,23 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     assert lenet_gpu and all(r["accuracy"] == 12.34 for r in lenet_gpu)
     assert all(r.get("accuracy") != 12.34 for r in rows if r["device"] == "cpu")
     assert "b-lenet, GPU rows" in (tmp_path / "t2.md").read_text()
+
+
+def test_table1_names_each_runs_schedule_against_the_papers(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import table1
+    run = tmp_path / "run"
+    run.mkdir()
+    result = {"network": "b-resnet110-paper", "settings": {"run_dir": str(run)}}
+    assert table1.schedule_of(result)["trained"] is None
+    for epochs, matches in (("100", True), ("2", False)):
+        (run / "command.txt").write_text(
+            "python experiments/train.py --network b-resnet110-paper --main-epochs %s "
+            "--joint-epochs 100 --batchsize 128 --out x\n" % epochs)
+        schedule = table1.schedule_of(result)
+        assert schedule["paper"] == "100 + 100 epochs, batch 128"
+        assert schedule["trained"] == "%s + 100 epochs, batch 128" % epochs
+        assert schedule["matches"] is matches
 
 
 def test_runs_summary_compares_runs(results_root, tmp_path):
