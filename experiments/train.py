@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,7 +22,7 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401
 import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import training  # noqa: E402
+from branchynet import serialization, training  # noqa: E402
 from branchynet.data_split import load_split  # noqa: E402
 
 
@@ -34,6 +35,10 @@ def parse_args(argv=None):
     p.add_argument("--weights", default="slides", help="loss-weight preset: slides (1..1, 0.3) or code (all 1)")
     p.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (code 0.9, paper text 0.99)")
     p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--main-from", default=None, metavar="MAIN_NPZ",
+                   help="start from this pretrained main network (another run's main.npz, copied "
+                        "into --out as its baseline) instead of pretraining; use with "
+                        "--main-epochs 0, e.g. to compare joint-training settings on one trunk")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
     p.add_argument("--train-subset", type=int, default=0, help="train on the first N images only (smoke runs)")
@@ -43,7 +48,13 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.main_from is not None:
+        if args.main_epochs != 0:
+            p.error("--main-from replaces pretraining: give --main-epochs 0")
+        if not os.path.isfile(args.main_from):
+            p.error("--main-from: no file %s" % args.main_from)
+    return args
 
 
 def net_kwargs(pairs):
@@ -68,8 +79,13 @@ def main(argv=None):
         train = (train[0][:args.train_subset], train[1][:args.train_subset])
     numpy.random.seed(args.seed)
     net = networks.build(args.network, weights=args.weights, beta1=args.beta1, **net_kwargs(args.net_arg))
-    net.to_device(args.device)
     os.makedirs(args.out, exist_ok=True)
+    if args.main_from is not None:
+        serialization.load_into(net, args.main_from)
+        baseline = os.path.join(args.out, "main.npz")
+        if not os.path.exists(baseline):
+            shutil.copyfile(args.main_from, baseline)
+    net.to_device(args.device)
     with open(os.path.join(args.out, "command.txt"), "a") as f:
         # the equivalent train.py command, also when main(argv) is called by another script
         command = sys.argv if argv is None else [os.path.relpath(__file__)] + list(argv)

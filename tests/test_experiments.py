@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,6 +134,34 @@ def test_second_run_loads_the_weights_instead_of_training(results_root):
     assert again["settings"]["test_samples"] == 50 and len(again["rows"]) == 17
     assert again["net_config"] == first["net_config"]
     assert again["settings"]["stock_chainer"] and not again["settings"]["fast_cpu"]
+
+
+def test_joint_training_from_another_runs_main_network(results_root, tmp_path):
+    """--main-from: no pretraining; the given main.npz becomes the run's baseline."""
+    _, _, out = run_network("b-lenet", results_root)
+    source = out / "run" / "main.npz"
+    run = tmp_path / "joint-only"
+    run_script("experiments/train.py", ["--network", "b-lenet", "--main-epochs", "0",
+                                        "--joint-epochs", "1", "--batchsize", "128",
+                                        "--train-subset", "256", "--val-size", "100",
+                                        "--weights", "code", "--main-from", str(source),
+                                        "--out", str(run), "--no-progress"])
+    assert (run / "main.npz").read_bytes() == source.read_bytes()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["stage"] for e in log] == ["joint"]
+    # with no joint epochs the saved net is the given main network, parameter for parameter
+    run_script("experiments/train.py", ["--network", "b-lenet", "--main-epochs", "0",
+                                        "--joint-epochs", "0", "--main-from", str(source),
+                                        "--out", str(tmp_path / "loaded"), "--no-progress"])
+    with numpy.load(source) as a, numpy.load(tmp_path / "loaded" / "branchy.npz") as b:
+        params = [k for k in a.files if k.endswith("/W") or k.endswith("/b")]
+        assert params and all(numpy.array_equal(a[k], b[k]) for k in params)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/train.py"),
+                           "--network", "b-lenet", "--main-epochs", "5", "--joint-epochs", "1",
+                           "--main-from", str(source), "--out", str(tmp_path / "refused")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "give --main-epochs 0" in proc.stderr
+    assert not os.path.exists(tmp_path / "refused")
 
 
 def test_gpu_only_without_a_gpu_is_refused_before_any_work(tmp_path):
