@@ -38,7 +38,9 @@ def summarize(folder):
     baseline = 100 * result["accuracy"]["main"]
     paper_row = result["paper_row"]
     return {"results": folder, "run": run_dir, "seed": trained.seed if trained else None,
-            "device": trained.device if trained else None, "baseline": baseline,
+            "device": trained.device if trained else None,
+            "weights": trained.weights if trained else None,
+            "main_from": trained.main_from if trained else None, "baseline": baseline,
             "last_exit": 100 * result["accuracy"]["branchy_final"],
             "paper_t": paper_row["thresholds"], "paper_t_acc": 100 * paper_row["accuracy"],
             "paper_t_early": 100 * (1 - paper_row["exit_fractions"][-1]),
@@ -47,16 +49,18 @@ def summarize(folder):
 
 
 def markdown(rows):
-    lines = ["| results | run | seed | trained on | baseline % | last exit % | T (paper) | acc % | early % | "
-             "Δ vs baseline (pp) | T (val) | acc % | Δ vs baseline (pp) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| results | run | seed | trained on | loss weights | pretrained | baseline % | last exit % | "
+             "T (paper) | acc % | early % | Δ vs baseline (pp) | T (val) | acc % | Δ vs baseline (pp) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         val_t = "–" if r["val_t"] is None else ", ".join("%g" % v for v in r["val_t"])
         val_acc = "–" if r["val_t_acc"] is None else "%.2f" % r["val_t_acc"]
         val_delta = "–" if r["val_t_acc"] is None else "%+.2f" % (r["val_t_acc"] - r["baseline"])
         device = "?" if r["device"] is None else "GPU" if "cupy" in r["device"] else "CPU"
-        lines.append("| %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
-            r["results"], r["run"], "?" if r["seed"] is None else r["seed"], device, r["baseline"],
+        pretrained = "here" if r["main_from"] is None else r["main_from"]
+        lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
+            r["results"], r["run"], "?" if r["seed"] is None else r["seed"], device,
+            r["weights"] or "?", pretrained if r["seed"] is not None else "?", r["baseline"],
             r["last_exit"], ", ".join("%g" % v for v in r["paper_t"]), r["paper_t_acc"],
             r["paper_t_early"], r["paper_t_acc"] - r["baseline"], val_t, val_acc, val_delta))
     deltas = [r["paper_t_acc"] - r["baseline"] for r in rows]

@@ -241,7 +241,8 @@ def test_runs_summary_compares_runs(results_root, tmp_path):
     delta = 100 * (result["paper_row"]["accuracy"] - result["accuracy"]["main"])
     assert "over 2 runs: mean %+.3f pp, standard deviation 0.000 pp" % delta in stdout
     table = [line for line in out_md.read_text().splitlines() if line.startswith("| %s " % out)]
-    assert len(table) == 2 and "| 0 | CPU |" in table[0]  # seed and device from the run's command.txt
+    # seed, device, loss weights and where pretraining ran, from the run's command.txt
+    assert len(table) == 2 and "| 0 | CPU | slides | here |" in table[0]
 
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/runs_summary.py"),
                            str(tmp_path / "nowhere")], capture_output=True, text=True)
