@@ -24,8 +24,8 @@ class _Layer:
     def __eq__(self, other):
         return type(self) is type(other) and vars(self) == vars(other)
 
-    def __hash__(self):
-        return hash((type(self), tuple(sorted(vars(self).items()))))
+    def __hash__(self):  # equal layers share their type; their arguments may be lists
+        return hash(type(self))
 
 
 class MaxPool(_Layer):
