@@ -70,15 +70,20 @@ def _stage_offsets(log):
 
 
 def training_curves(log, path, title=None):
+    """training_curves_figure saved to ``path`` (PNG); returns the path."""
+    return _save(training_curves_figure(log, title), path)
+
+
+def training_curves_figure(log, title=None):
     """Loss and accuracy per exit against epoch, pretraining then joint training (a dotted line
     between the stages); training set solid, validation set dashed. ``log``: the entries of
-    ``training.read_log``."""
+    ``training.read_log``. Returns the Figure (a notebook displays it)."""
     fig = Figure(figsize=(2 * FIGSIZE[0], FIGSIZE[1]))
     axes = fig.subplots(1, 2)
     if not log:
         for ax in axes:
             ax.text(0.5, 0.5, "no training log", ha="center", va="center")
-        return _save(fig, path)
+        return fig
     x, boundary = _stage_offsets(log)
     num_exits = len(log[0]["train/loss"])
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -98,7 +103,7 @@ def training_curves(log, path, title=None):
     axes[1].legend(fontsize=6)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def entropy_distributions(entropies, path, title=None, floor=1e-8):
