@@ -122,6 +122,11 @@ def training_args(run_dir):
         return None
 
 
+def result_training_args(result):
+    """training_args of the run folder a results.json (``result``) was measured on."""
+    return training_args(os.path.join(ROOT, result["settings"]["run_dir"]))
+
+
 def _run_val_size(run_dir):
     """The --val-size the run folder was trained with, or None."""
     trained = training_args(run_dir)

@@ -18,8 +18,6 @@ import sys
 
 import common  # experiments/common.py (puts the repository on sys.path)
 
-ROOT = common.ROOT
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +30,7 @@ def summarize(folder):
     with open(os.path.join(folder, "results.json")) as f:
         result = json.load(f)
     run_dir = result["settings"]["run_dir"]
-    trained = common.training_args(run_dir if os.path.isabs(run_dir) else os.path.join(ROOT, run_dir))
+    trained = common.result_training_args(result)
     val_knee = result["selection"]["cpu"]["val"]["knee"]
     val_row = result["rows"][val_knee] if val_knee is not None else None
     baseline = 100 * result["accuracy"]["main"]
@@ -40,7 +38,8 @@ def summarize(folder):
     return {"results": folder, "run": run_dir, "seed": trained.seed if trained else None,
             "device": trained.device if trained else None,
             "weights": trained.weights if trained else None,
-            "main_from": trained.main_from if trained else None, "baseline": baseline,
+            "pretrained": (trained.main_from or "here") if trained else None,
+            "baseline": baseline,
             "last_exit": 100 * result["accuracy"]["branchy_final"],
             "paper_t": paper_row["thresholds"], "paper_t_acc": 100 * paper_row["accuracy"],
             "paper_t_early": 100 * (1 - paper_row["exit_fractions"][-1]),
@@ -57,10 +56,9 @@ def markdown(rows):
         val_acc = "–" if r["val_t_acc"] is None else "%.2f" % r["val_t_acc"]
         val_delta = "–" if r["val_t_acc"] is None else "%+.2f" % (r["val_t_acc"] - r["baseline"])
         device = "?" if r["device"] is None else "GPU" if "cupy" in r["device"] else "CPU"
-        pretrained = "here" if r["main_from"] is None else r["main_from"]
         lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
             r["results"], r["run"], "?" if r["seed"] is None else r["seed"], device,
-            r["weights"] or "?", pretrained if r["seed"] is not None else "?", r["baseline"],
+            r["weights"] or "?", r["pretrained"] or "?", r["baseline"],
             r["last_exit"], ", ".join("%g" % v for v in r["paper_t"]), r["paper_t_acc"],
             r["paper_t_early"], r["paper_t_acc"] - r["baseline"], val_t, val_acc, val_delta))
     deltas = [r["paper_t_acc"] - r["baseline"] for r in rows]

@@ -60,7 +60,7 @@ def schedule_of(result):
     family = paper.family_of(result["network"])
     ref = common.SCHEDULES[family]
     text = "%d + %d epochs, batch %d"
-    trained = common.training_args(os.path.join(ROOT, result["settings"]["run_dir"]))
+    trained = common.result_training_args(result)
     out = {"paper": text % (ref["main_epochs"], ref["joint_epochs"], ref["batchsize"]),
            "trained": None, "matches": None}
     if trained is not None:
