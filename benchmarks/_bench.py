@@ -7,8 +7,6 @@ shared/data folder beside the checkout, unless set. It does not import numpy, so
 import it, parse its options and set the BLAS threads before numpy loads (``parse_args``).
 """
 import argparse
-import ctypes
-import glob
 import os
 import platform
 import statistics
@@ -73,28 +71,6 @@ def write_outputs(args, summary, out):
         report.write_text(args.text_out, out.text())
 
 
-def _openblas_query():
-    """(threads, config) from numpy's bundled OpenBLAS through ctypes, or (None, None)."""
-    import numpy
-    folder = os.path.join(os.path.dirname(numpy.__file__), "..", "numpy.libs")
-    for path in glob.glob(os.path.join(folder, "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            get = getattr(lib, "%s_get_num_threads%s" % (prefix, suffix), None)
-            if get is None:
-                continue
-            conf = getattr(lib, "%s_get_config%s" % (prefix, suffix), None)
-            config = None
-            if conf is not None:
-                conf.restype = ctypes.c_char_p
-                config = conf().decode(errors="replace")
-            return int(get()), config
-    return None, None
-
-
 def blas_threads():
     """How many threads BLAS runs with, and how that was found: threadpoolctl if importable, else
     numpy's bundled OpenBLAS asked through ctypes, else the environment variables."""
@@ -109,7 +85,8 @@ def blas_threads():
             info.update(source="threadpoolctl", num_threads=pools[0].get("num_threads"),
                         library=pools[0].get("internal_api"), pools=pools)
             return info
-    threads, config = _openblas_query()
+    from branchynet.fast import blas
+    threads, config = blas.threads(), blas.config()
     if threads is not None:
         info.update(source="openblas_get_num_threads (ctypes)", num_threads=threads, library=config)
         return info

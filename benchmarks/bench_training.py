@@ -2,8 +2,13 @@
 same run: B-LeNet and B-AlexNet at batch 512 (optionally B-ResNet-110 at batch 128), each as a
 pretraining step of the main network (``train_main``) and a joint step of all exits (``train``).
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_training.py --out results/benchmarks/training_cpu.json
-    .venv/bin/python benchmarks/bench_training.py --blas-threads 1 --resnet --skip-alexnet
+    .venv/bin/python benchmarks/bench_training.py --cores 1 --out results/benchmarks/training_cpu.json
+    .venv/bin/python benchmarks/bench_training.py --cores 2 --out results/benchmarks/training_cpu_2cores.json
+    .venv/bin/python benchmarks/bench_training.py --cores 1 --resnet --skip-alexnet
+
+``--cores K`` gives both sides K cores: stock Chainer runs its GEMMs on K OpenBLAS threads, the fast
+kernels split each batch over K threads (branchynet.fast.threads; their GEMMs on one BLAS thread
+each). K = 1 compares the kernels core for core.
 
 A step is what the training loop runs per batch: forward, loss, ``cleargrads``, backward and the
 Adam update. Fast and stock steps run in turns on the same net (fast main, fast joint, stock main,
@@ -44,6 +49,8 @@ def _parse(argv=None):
     p.add_argument("--sgemm-n", type=int, default=2048)
     p.add_argument("--sgemm-repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cores", type=int, default=1,
+                   help="cores for both sides: stock's BLAS threads and the fast kernels' threads")
     return _bench.parse_args(p, argv)
 
 
@@ -55,7 +62,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import timing  # noqa: E402
+from branchynet import fast, timing  # noqa: E402
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -162,7 +169,14 @@ def _table(results, sgemm, out):
 
 
 def main(args):
+    if args.cores < 1:
+        raise SystemExit("--cores must be at least 1")
+    if fast.blas.set_threads(args.cores) is None and args.cores > 1:
+        raise SystemExit("--cores > 1 needs numpy's bundled OpenBLAS, whose threads it sets")
+    fast.threads.set_threads(args.cores)
     out, env, blas = _bench.start()
+    out("cores: %d (stock: %d BLAS threads; fast: %d kernel threads, one BLAS thread each)"
+        % (args.cores, args.cores, args.cores))
     sgemm = _bench.sgemm_both(args.sgemm_n, args.sgemm_repeats)
     out("numpy sgemm %dx%d float32: %.1f GFLOP/s wall, %.1f GFLOP/s CPU time"
         % (args.sgemm_n, args.sgemm_n, sgemm["wall_gflops"], sgemm["cpu_gflops"]))

@@ -35,7 +35,7 @@ import numpy
 import chainer
 from chainer.utils import conv as conv_utils
 
-from branchynet import exit_rule
+from branchynet import exit_rule, fast
 from branchynet.progress import ProgressBar
 
 
@@ -54,13 +54,16 @@ def clock(xp=numpy):
 
 def cpu_threads():
     """How many threads the CPU kernels may use, as far as can be told without new dependencies:
-    threadpoolctl's report if it is installed, else the usual environment variables, plus the
-    number of CPUs this process may run on."""
+    threadpoolctl's report if it is installed, the usual environment variables, numpy's OpenBLAS
+    asked directly, the fast kernels' batch-split threads, and the CPUs this process may run on."""
     info = {"cpu_count": os.cpu_count()}
     if hasattr(os, "sched_getaffinity"):
         info["affinity"] = len(os.sched_getaffinity(0))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BRANCHYNET_CPU_THREADS"):
         info[var] = os.environ.get(var)
+    info["openblas_threads"] = fast.blas.threads()
+    info["fast_kernel_threads"] = fast.threads.get_threads()
     try:
         import threadpoolctl
     except ImportError:

@@ -378,8 +378,12 @@ def _threads_text(threads):
     parts = ["%d CPUs" % threads["cpu_count"]]
     if threads.get("affinity") is not None:
         parts.append("%d usable" % threads["affinity"])
-    parts += ["%s=%s" % (k, threads[k] or "unset")
+    parts += ["%s=%s" % (k, threads.get(k) or "unset")
               for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
+    for key, what in (("openblas_threads", "OpenBLAS threads"),
+                      ("fast_kernel_threads", "fast-kernel threads")):
+        if threads.get(key) is not None:
+            parts.append("%s %s" % (threads[key], what))
     for pool in threads.get("threadpoolctl") or []:
         parts.append("%s %s threads" % (pool.get("internal_api"), pool.get("num_threads")))
     return ", ".join(parts)

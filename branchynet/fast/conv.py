@@ -2,12 +2,14 @@
 
 Why: stock Chainer builds a full im2col array and contracts it with ``tensordot`` on non-contiguous
 operands, so most of a CPU convolution goes to copies, page faults and transposes, not to the GEMM.
-Here the batch runs in chunks of a few samples whose im2col buffer stays in cache, each chunk is one
-BLAS GEMM per product (y = W col, gW^T = col gy^T, gcol = W^T gy), and for stride 1 the im2col and
-col2im copies run over whole image rows ("full-row" layout: outputs are computed at the padded row
-pitch, the few extra columns dropped), so numpy copies long contiguous runs, not ``OW``-element
-pieces. For stride 1 and O <= 1.5 C the input gradient is instead a correlation of gy with the
-flipped kernel, run by the forward kernel (an im2col copy replaces kh*kw scatter-adds).
+Here the batch runs in chunks of a few samples whose im2col buffer stays in cache. For stride 1 the
+im2col and col2im copies run over whole image rows ("full-row" layout: outputs are computed at the
+padded row pitch, the few extra columns left unused), so numpy copies long contiguous runs, not
+``OW``-element pieces. The forward runs one GEMM per sample straight into that sample's output
+(the bias rides in the GEMM against a row of ones; the output is a view that skips the unused
+columns), so no pass over the output follows. For stride 1 and O <= 2 C the input gradient is a
+correlation of gy with the flipped kernel, run by the forward kernel; otherwise gcol = W^T gy and
+col2im. Large batches are split over the cores (threads.py).
 
 Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=1``, ``groups=1``;
 non-numpy (CuPy) inputs are handed to Chainer's own function.
@@ -17,6 +19,8 @@ import numpy
 import chainer
 from chainer import function_node
 import chainer.functions
+
+from branchynet.fast import threads
 
 __all__ = ["convolution_2d", "conv2d_numpy"]
 
@@ -93,10 +97,11 @@ def _geom(x_shape, w_shape, stride, pad):
 
 
 def _padded(x, g):
-    """x copied into a zero buffer laid out as g describes; returned flat (with a zero tail)."""
-    n_el = g.N * g.C * g.plane
+    """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat
+    (with a zero tail)."""
+    n_el = len(x) * g.C * g.plane
     buf = numpy.zeros(n_el + g.kw, dtype=x.dtype)
-    buf[:n_el].reshape(g.N, g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
+    buf[:n_el].reshape(len(x), g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
     return buf
 
 
@@ -112,7 +117,8 @@ def _col_view(xbuf, g, n0, m):
 
 
 def _fill_col(col, xbuf, g, n0, m):
-    """Write the im2col matrix of samples n0..n0+m into col, shape (K, m * L)."""
+    """Write the im2col matrix of samples n0..n0+m into col, shape (K, m * L) (rows may be a
+    view into a larger buffer)."""
     src = _col_view(xbuf, g, n0, m)
     numpy.copyto(col.reshape(src.shape), src)
 
@@ -126,79 +132,107 @@ def _gy_chunk(gyc, gy, g, n0, m):
     numpy.copyto(dst, gy[n0:n0 + m].transpose(1, 0, 2, 3))
 
 
-def _forward_one(x, W2, b, g):
-    """One sample (batch-1 inference): the same copy and GEMM as _forward, fewer numpy calls."""
-    ych = numpy.matmul(W2, _col_view(_padded(x, g), g, 0, 1).reshape(g.K, g.L))
-    src = ych.reshape(g.O, g.OH, g.Wq)[:, :, :g.OW] if g.rows else ych.reshape(g.O, g.OH, g.OW)
-    y = numpy.empty((1, g.O, g.OH, g.OW), dtype=x.dtype)
+def _with_bias(W2, b, dtype):
+    """(O, K) weights, with the bias as an extra column when there is one: the GEMM then adds it
+    against a row of ones in the im2col buffer, so no pass over the output is needed for it."""
+    if W2.dtype != dtype:
+        W2 = W2.astype(dtype)
     if b is None:
-        numpy.copyto(y[0], src)
-    else:
-        numpy.add(src, b.astype(x.dtype, copy=False).reshape(g.O, 1, 1), out=y[0])
-    return y
+        return W2
+    return numpy.concatenate([W2, b.astype(dtype, copy=False).reshape(-1, 1)], axis=1)
+
+
+def _output(ypad, g):
+    """y (N, O, OH, OW) as a view of the GEMM's output, which the full-row layout computes at the
+    padded row pitch Wq: the unused columns are left in place, not copied out."""
+    if g.rows:
+        return ypad.reshape(-1, g.O, g.OH, g.Wq)[:, :, :, :g.OW]
+    return ypad.reshape(-1, g.O, g.OH, g.OW)
+
+
+def _forward_one(x, Wb, g):
+    """One sample (batch-1 inference): the same copy and GEMM as _forward, fewer numpy calls."""
+    col = numpy.empty((Wb.shape[1], g.L), dtype=x.dtype)
+    _fill_col(col[:g.K], _padded(x, g), g, 0, 1)
+    col[g.K:] = 1
+    return _output(numpy.matmul(Wb, col), g)
+
+
+def _split(g, dtype, fn):
+    """fn(n0, n1) over slices of the batch on the fast kernels' threads (threads.py)."""
+    per_sample = (g.C * g.plane + g.O * g.L) * dtype.itemsize
+    return threads.run(fn, threads.parts(g.N, per_sample))
 
 
 def _forward(x, W, b, g):
     dtype = x.dtype
-    W2 = W.reshape(g.O, g.K)
-    if W2.dtype != dtype:
-        W2 = W2.astype(dtype)
+    Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
     if g.N == 1:
-        return _forward_one(x, W2, b, g)
+        return _forward_one(x, Wb, g)
+    ypad = numpy.empty((g.N, g.O, g.L), dtype=dtype)
+    _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))
+    return _output(ypad, g)
+
+
+def _forward_slice(x, Wb, g, ypad):
+    """ypad (n, O, L) = conv(x) + b for a slice of the batch, chunk by chunk: one im2col copy per
+    chunk, then a GEMM per sample writing straight into that sample's output."""
+    dtype, n, rows = x.dtype, len(x), Wb.shape[1]
     xbuf = _padded(x, g)
-    y = numpy.empty((g.N, g.O, g.OH, g.OW), dtype=dtype)
-    nb = _chunk(g.N, g.K * g.L * dtype.itemsize)
-    col = numpy.empty((g.K, nb * g.L), dtype=dtype)
-    ych = numpy.empty((g.O, nb * g.L), dtype=dtype)
-    b4 = None if b is None else b.astype(dtype, copy=False).reshape(1, g.O, 1, 1)
-    for n0 in range(0, g.N, nb):
-        m = min(nb, g.N - n0)
-        if m != nb:
-            col = numpy.empty((g.K, m * g.L), dtype=dtype)
-            ych = numpy.empty((g.O, m * g.L), dtype=dtype)
-        _fill_col(col, xbuf, g, n0, m)
-        numpy.matmul(W2, col, out=ych)
-        if g.rows:
-            src = ych.reshape(g.O, m, g.OH, g.Wq)[:, :, :, :g.OW]
-        else:
-            src = ych.reshape(g.O, m, g.OH, g.OW)
-        src = src.transpose(1, 0, 2, 3)
-        if b4 is None:
-            numpy.copyto(y[n0:n0 + m], src)
-        else:
-            numpy.add(src, b4, out=y[n0:n0 + m])
-    return y
+    nb = _chunk(n, g.K * g.L * dtype.itemsize)
+    col = None
+    for n0 in range(0, n, nb):
+        m = min(nb, n - n0)
+        if col is None or col.shape[1] != m * g.L:
+            col = numpy.empty((rows, m * g.L), dtype=dtype)
+            col[g.K:] = 1  # the bias row, if any
+        _fill_col(col[:g.K], xbuf, g, n0, m)
+        numpy.matmul(Wb, col.reshape(rows, m, g.L).transpose(1, 0, 2), out=ypad[n0:n0 + m])
 
 
 def _grad_w(x, gy, g, w_dtype):
-    dtype = x.dtype
+    partial = _split(g, x.dtype, lambda n0, n1: _grad_w_slice(x[n0:n1], gy[n0:n1], g))
+    gWt = partial[0]
+    for p in partial[1:]:
+        gWt += p
+    return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
+
+
+def _grad_w_slice(x, gy, g):
+    """gW^T (K, O) summed over a slice of the batch."""
+    dtype, n = x.dtype, len(x)
     xbuf = _padded(x, g)
-    nb = _chunk(g.N, g.K * g.L * dtype.itemsize)
-    # gW^T = col gy^T: OpenBLAS runs this (K x O) orientation 20-60% faster than gy col^T.
-    gWt = numpy.empty((g.K, g.O), dtype=dtype)
-    tmp = numpy.empty((g.K, g.O), dtype=dtype)
-    col = numpy.empty((g.K, nb * g.L), dtype=dtype)
-    gyc = numpy.zeros((g.O, nb * g.L), dtype=dtype)
-    for n0 in range(0, g.N, nb):
-        m = min(nb, g.N - n0)
-        if m != nb:
+    nb = _chunk(n, g.K * g.L * dtype.itemsize)
+    # Short columns (K <= 64: the first convolutions, where C is 1-5) run best as one small GEMM
+    # per sample against gy in its own layout, summed; longer ones as one GEMM per chunk,
+    # gW^T = col gy^T, which OpenBLAS runs 20-60% faster than gy col^T.
+    per_sample = g.K <= 64
+    gWt = numpy.zeros((g.K, g.O), dtype=dtype)
+    m = 0
+    for n0 in range(0, n, nb):
+        if min(nb, n - n0) != m:
+            m = min(nb, n - n0)
             col = numpy.empty((g.K, m * g.L), dtype=dtype)
-            gyc = numpy.zeros((g.O, m * g.L), dtype=dtype)
+            gyc = numpy.zeros((m, g.O, g.L) if per_sample else (g.O, m * g.L), dtype=dtype)
+            tmp = numpy.empty((m, g.K, g.O) if per_sample else (g.K, g.O), dtype=dtype)
         _fill_col(col, xbuf, g, n0, m)
-        _gy_chunk(gyc, gy, g, n0, m)
-        if n0 == 0:
-            numpy.matmul(col, gyc.T, out=gWt)
+        if per_sample:
+            _output(gyc, g)[...] = gy[n0:n0 + m]
+            numpy.matmul(col.reshape(g.K, m, g.L).transpose(1, 0, 2), gyc.transpose(0, 2, 1),
+                         out=tmp)
+            gWt += tmp.sum(axis=0)
         else:
+            _gy_chunk(gyc, gy, g, n0, m)
             numpy.matmul(col, gyc.T, out=tmp)
             gWt += tmp
-    return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
+    return gWt
 
 
 def _grad_x(W, gy, g, x_dtype):
     """Input gradient. Stride 1: a "full" correlation of gy with the flipped kernel, run by the
     forward kernel (an im2col copy instead of kh*kw strided adds); cheaper unless O >> C."""
     pyy, pxx = g.kh - 1 - g.ph, g.kw - 1 - g.pw
-    if g.rows and pyy >= 0 and pxx >= 0 and 2 * g.O <= 3 * g.C:
+    if g.rows and pyy >= 0 and pxx >= 0 and g.O <= 2 * g.C:
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
         gf = _geom(gy.shape, Wf.shape, (1, 1), (pyy, pxx))
         return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
@@ -208,15 +242,21 @@ def _grad_x(W, gy, g, x_dtype):
 def _col2im_grad_x(W, gy, g, x_dtype):
     """Input gradient as gcol = W^T gy (one GEMM per chunk) and col2im: kh*kw shifted adds."""
     dtype = gy.dtype
-    C, kh, kw = g.C, g.kh, g.kw
     # Rows of gcol in (kh, kw, C) order, so each kernel offset's block is contiguous.
     Wt = numpy.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(g.K, g.O), dtype=dtype)
-    gx = numpy.empty((g.N, C, g.H, g.W), dtype=dtype)
-    nb = _chunk(g.N, g.K * g.L * dtype.itemsize)
+    gx = numpy.empty((g.N, g.C, g.H, g.W), dtype=dtype)
+    _split(g, dtype, lambda n0, n1: _col2im_slice(Wt, gy[n0:n1], g, gx[n0:n1]))
+    return gx.astype(x_dtype, copy=False)
+
+
+def _col2im_slice(Wt, gy, g, gx):
+    C, kh, kw = g.C, g.kh, g.kw
+    dtype, n = gy.dtype, len(gy)
+    nb = _chunk(n, g.K * g.L * dtype.itemsize)
     m = 0
-    for n0 in range(0, g.N, nb):
-        if min(nb, g.N - n0) != m:
-            m = min(nb, g.N - n0)
+    for n0 in range(0, n, nb):
+        if min(nb, n - n0) != m:
+            m = min(nb, n - n0)
             gyc = numpy.zeros((g.O, m * g.L), dtype=dtype)
             gcol = numpy.empty((g.K, m * g.L), dtype=dtype)
             n_el = m * C * g.plane
@@ -238,7 +278,6 @@ def _col2im_grad_x(W, gy, g, x_dtype):
         for t, tgt in enumerate(targets):
             numpy.add(tgt, blocks[t], out=tgt)
         numpy.copyto(gx[n0:n0 + m], interior)
-    return gx.astype(x_dtype, copy=False)
 
 
 def conv2d_numpy(x, W, b=None, stride=1, pad=0):

@@ -20,6 +20,7 @@ import chainer
 from chainer import function_node
 import chainer.functions
 
+from branchynet.fast import threads
 from branchynet.fast.conv import _pair
 
 __all__ = ["max_pooling_2d", "average_pooling_2d", "max_pool_numpy", "avg_pool_numpy"]
@@ -123,9 +124,14 @@ class _Plan(object):
         """(m, C, OH, OW) view of the used positions of a flat grid array."""
         return g[:m * self.CRQ].reshape(m, self.C, self.R, self.Q)[:, :, :self.OH, :self.OW]
 
-    def chunks(self):
-        for n0 in range(0, self.N, self.nb):
-            yield n0, min(self.nb, self.N - n0)
+    def chunks(self, n):
+        for n0 in range(0, n, self.nb):
+            yield n0, min(self.nb, n - n0)
+
+    def split(self, fn):
+        """fn(n0, n1) over slices of the batch on the fast kernels' threads (threads.py)."""
+        per_sample = 2 * self.C * self.shape[2] * self.shape[3] * self.dtype.itemsize
+        return threads.run(fn, threads.parts(self.N, per_sample))
 
 
 class _Work(object):
@@ -181,10 +187,14 @@ def _reduce(srcs, op, out):
 
 
 def _pool_forward(x, plan, op, fill, divisor=None):
-    N, C = plan.N, plan.C
-    y = numpy.empty((N, C, plan.OH, plan.OW), dtype=plan.dtype)
+    y = numpy.empty((plan.N, plan.C, plan.OH, plan.OW), dtype=plan.dtype)
+    plan.split(lambda n0, n1: _pool_slice(x[n0:n1], plan, op, fill, divisor, y[n0:n1]))
+    return y
+
+
+def _pool_slice(x, plan, op, fill, divisor, y):
     w = _work(plan, fill)
-    for n0, m in plan.chunks():
+    for n0, m in plan.chunks(len(x)):
         srcs = w.load(x[n0:n0 + m], m)
         if plan.exact:  # reduce straight into y
             yg = _reduce(srcs, op, y[n0:n0 + m].reshape(-1))
@@ -194,14 +204,18 @@ def _pool_forward(x, plan, op, fill, divisor=None):
             yg /= divisor
         if not plan.exact:
             y[n0:n0 + m] = plan.grid(yg, m)
-    return y
 
 
 def _max_backward(x, gy, plan):
     """gx: each window's gy goes to its first maximum (Chainer's argmax), summed in offset order."""
+    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=gy.dtype)
+    plan.split(lambda n0, n1: _max_backward_slice(x[n0:n1], gy[n0:n1], plan, gx[n0:n1]))
+    return gx
+
+
+def _max_backward_slice(x, gy, plan, gx):
     C = plan.C
     dtype = gy.dtype
-    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=dtype)
     w = _work(plan, -numpy.inf)
     nb, CRQ = plan.nb, plan.CRQ
     rem = numpy.zeros(nb * CRQ, dtype=dtype)  # unused grid positions stay zero
@@ -209,7 +223,7 @@ def _max_backward(x, gy, plan):
     c = numpy.empty(nb * CRQ, dtype=dtype)
     mask = numpy.empty(nb * CRQ, dtype=bool)
     last = len(plan.offsets) - 1
-    for n0, m in plan.chunks():
+    for n0, m in plan.chunks(len(x)):
         S = m * CRQ
         srcs = w.load(x[n0:n0 + m], m)
         ygm = _reduce(srcs, numpy.maximum, w.grid[:S])
@@ -236,14 +250,13 @@ def _max_backward(x, gy, plan):
                 tgt = gb[p, sh:sh + S]
                 numpy.add(tgt, ck, out=tgt)
         plan.store(gx[n0:n0 + m], gb, m)
-    return gx
 
 
 def _max_gather(x, z, plan):
     """For each window, z at the position of its first maximum (the adjoint of _max_backward)."""
     out = numpy.empty((plan.N, plan.C, plan.OH, plan.OW), dtype=z.dtype)
     wx, wz = _Work(plan, -numpy.inf), _Work(plan, 0)
-    for n0, m in plan.chunks():
+    for n0, m in plan.chunks(plan.N):
         S = m * plan.CRQ
         xs = wx.load(x[n0:n0 + m], m)
         zs = wz.load(z[n0:n0 + m], m)
@@ -259,14 +272,18 @@ def _max_gather(x, z, plan):
 
 
 def _avg_backward(gy, plan):
-    N, C = plan.N, plan.C
+    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=gy.dtype)
+    plan.split(lambda n0, n1: _avg_backward_slice(gy[n0:n1], plan, gx[n0:n1]))
+    gx /= gy.dtype.type(plan.ksize[0] * plan.ksize[1])
+    return gx
+
+
+def _avg_backward_slice(gy, plan, gx):
     dtype = gy.dtype
-    gx = (numpy.empty if plan.covers else numpy.zeros)(plan.shape, dtype=dtype)
     nb, CRQ = plan.nb, plan.CRQ
     gyg = numpy.zeros(nb * CRQ, dtype=dtype)
     gb = numpy.empty((plan.nphase, nb * CRQ + plan.margin), dtype=dtype)
-    scale = dtype.type(plan.ksize[0] * plan.ksize[1])
-    for n0, m in plan.chunks():
+    for n0, m in plan.chunks(len(gy)):
         S = m * CRQ
         numpy.copyto(plan.grid(gyg, m), gy[n0:n0 + m])
         gb.fill(0)
@@ -274,8 +291,6 @@ def _avg_backward(gy, plan):
             tgt = gb[p, sh:sh + S]
             numpy.add(tgt, gyg[:S], out=tgt)
         plan.store(gx[n0:n0 + m], gb, m)
-    gx /= scale
-    return gx
 
 
 _plan_cache = {}
