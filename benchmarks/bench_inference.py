@@ -1,8 +1,8 @@
-"""Batch-1 inference on the CPU, the lean numpy path (``branchynet.lean`` + ``branchynet.fast``)
-against stock Chainer, in the same run: B-LeNet's main path, its per-exit segment and head times,
+"""Batch-1 inference on the CPU, the batch-1 numpy programs (``branchynet.single``) against stock
+Chainer, in the same run: B-LeNet's main path, its per-exit segment and head times,
 its end-to-end early-exit gain against the MAC bound, and the same for B-AlexNet.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_inference.py --out results/benchmarks/inference_cpu.json
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_inference.py --out results/benchmarks/inference_cpu.json --text-out results/benchmarks/inference_cpu.txt
     .venv/bin/python benchmarks/bench_inference.py --blas-threads 1 --skip-alexnet
 
 Every number is per sample, one sample at a time (batch 1). The fast and the stock variants of a

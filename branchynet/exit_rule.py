@@ -3,6 +3,8 @@
 Entropy is Shannon's, in nats (the paper writes sum y log y, without the minus sign: a typo; the
 original code uses nats), so for C classes it lies in [0, ln C] and T >= ln C lets everything out.
 """
+import math
+
 import numpy
 
 import chainer
@@ -50,3 +52,23 @@ def exits_here(entropies, threshold):
 def leaves(logits, threshold):
     """Mask of the samples that leave at an exit, from its logits: the decision inference makes."""
     return exits_here(entropy(softmax(logits)), threshold)
+
+
+def leaves_one(logits, threshold):
+    """``leaves`` for one sample's logits (shape (1, C)) as a Python bool, in a few microseconds.
+
+    At batch 1 the dozen numpy calls of ``leaves`` cost more than a small head. Here the entropy
+    is computed in float64 from the logits (H = log sum e - sum e z / sum e, z shifted by its max);
+    it differs from the float32 ``leaves`` by far less than the margin below, so wherever it is
+    further than that from T it decides alike, and within the margin (or for non-finite logits)
+    ``leaves`` itself decides. Same decisions, bit for bit, at a fraction of the calls.
+    """
+    values = logits.ravel().tolist()
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    entropy_ = math.log(total) - sum(e * (v - top) for e, v in zip(exps, values)) / total
+    # float32 softmax + entropy err by a few ulp per class: 1e-5 per class is 100x that.
+    if math.isfinite(entropy_) and abs(entropy_ - threshold) > 1e-4 + 1e-5 * len(values):
+        return entropy_ < threshold
+    return bool(leaves(logits, threshold)[0])

@@ -6,6 +6,7 @@ segment k, the baseline (main) network is the whole trunk plus the last head, an
 needs one forward pass.
 """
 import contextlib
+import threading
 
 import numpy
 
@@ -13,7 +14,7 @@ import chainer
 import chainer.functions as F
 from chainer import optimizers
 
-from branchynet import exit_rule, lean, ops, timing
+from branchynet import exit_rule, lean, ops, single, timing
 from branchynet.branch import shared_prefixes, split_network
 
 
@@ -77,6 +78,7 @@ class BranchyNet(chainer.Chain):
         self.optimizer = None
         self.reset_optimizer()
         self._lean = None
+        self._single = {}
 
     # ------------------------------------------------------------------ structure
     def numexits(self):
@@ -202,11 +204,25 @@ class BranchyNet(chainer.Chain):
                           [lean.compile_sequence(h.layers) for h in self.heads])
         return self._lean
 
+    def _single_program(self, kind, k, h):
+        """The batch-1 program (single.py) of segment or head k for inputs like h, one per thread:
+        its buffers are overwritten by every run."""
+        key = (threading.get_ident(), kind, k, h.shape, h.dtype.str)
+        program = self._single.get(key)
+        if program is None:
+            chain = (self.segments if kind == "segment" else self.heads)[k]
+            program = self._single[key] = single.Program(chain.layers, h.shape, h.dtype)
+        return program
+
     def inference_steps(self, x):
         """(segment k on h, head k on h, context) for inference on x: on CPU with the fast path,
         the lean numpy programs, which need no Chainer configuration (at batch 1 entering one
         costs as much as a small layer); else the Chainer chains in test mode without a graph."""
         if self._use_lean(x):
+            if len(x) == 1 and x.dtype.kind == "f":
+                return (lambda k, h: self._single_program("segment", k, h)(h),
+                        lambda k, h: self._single_program("head", k, h)(h),
+                        contextlib.nullcontext())
             segments, heads = self._lean_program()
             return (lambda k, h: lean.run_sequence(segments[k], h),
                     lambda k, h: lean.run_sequence(heads[k], h), contextlib.nullcontext())
@@ -217,13 +233,13 @@ class BranchyNet(chainer.Chain):
         """Inference through trunk segment k; a device array out."""
         segment, _, context = self.inference_steps(h)
         with context:
-            return segment(k, h)
+            return segment(k, h).copy()  # batch-1 programs return buffers they reuse
 
     def run_head(self, k, h):
         """Logits of exit k's head on segment k's output (inference); a device array out."""
         _, head, context = self.inference_steps(h)
         with context:
-            return head(k, h)
+            return head(k, h).copy()
 
     def predict(self, x, thresholds=None):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
@@ -246,7 +262,7 @@ class BranchyNet(chainer.Chain):
         for k in range(last + 1):
             h = segment(k, h)
             logits = head(k, h)
-            if k == last or bool(exit_rule.leaves(logits, thresholds[k])[0]):
+            if k == last or exit_rule.leaves_one(logits, thresholds[k]):
                 break
         return (numpy.array([int(logits[0].argmax())], dtype=numpy.int32),
                 numpy.array([k], dtype=numpy.int32))

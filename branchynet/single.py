@@ -1,0 +1,179 @@
+"""Batch-1 inference programs: a layer list compiled for one sample of one input shape.
+
+Why: at batch 1 a layer's arithmetic takes a few microseconds and so does each numpy call, so an
+early exit saves little unless every layer is a handful of calls. Here each layer gets its buffers
+and strided views once, at compile time (padded inputs whose padding stays as set, im2col
+buffers, pooling window views); a run is then a fixed list of numpy calls writing into those
+buffers, with no allocation, no shape arithmetic and no Chainer. A max pooling followed by a ReLU
+runs as one stage. Parameters are read from the links at every run, so training in between is
+seen.
+
+A program owns its buffers: its output is overwritten by its next run, and one program must not
+run on two threads at once (``BranchyNet`` keeps one per thread). Layers without a stage of their
+own run through ``lean.compile_layer`` and are copied into a buffer (compiling runs them once, on
+the zeros every buffer starts as).
+"""
+import numpy
+
+import chainer.functions as F
+import chainer.links as L
+
+from branchynet import layers as blayers
+from branchynet import lean
+from branchynet.fast import conv as fconv
+from branchynet.fast import pooling as fpool
+
+__all__ = ["Program"]
+
+
+def _conv_stage(link, src):
+    g = fconv._Geom(src.shape, link.W.shape, link.stride, link.pad)
+    dtype = src.dtype
+    padded = numpy.zeros(g.C * g.plane + g.kw, dtype=dtype)  # padding stays zero: only the
+    interior = padded[:g.C * g.plane].reshape(1, g.C, g.Hp, g.Wq)[  # interior is written
+        :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+    col = numpy.zeros((g.K, g.L), dtype=dtype)
+    window = fconv._col_view(padded, g, 0, 1)
+    col_dst = col.reshape(window.shape)
+    out = numpy.zeros((g.O, g.L), dtype=dtype)
+    shape2 = (g.O, g.K)
+    bias_shape = (g.O, 1)
+    copyto, matmul, add = numpy.copyto, numpy.matmul, numpy.add
+
+    def run():
+        copyto(interior, src)
+        copyto(col_dst, window)
+        matmul(link.W.array.reshape(shape2), col, out=out)
+        if link.b is not None:
+            add(out, link.b.array.reshape(bias_shape), out=out)
+    return run, fconv._output(out, g)
+
+
+def _pool_stage(src, ksize, stride, pad, cover_all, is_max, relu):
+    """Max or average pooling (Chainer's semantics, as branchynet.fast.pooling), ReLU fused."""
+    _, C, H, W = src.shape
+    kh, kw = fconv._pair(ksize)
+    sy, sx = fconv._pair(ksize if stride is None else stride)
+    ph, pw = fconv._pair(pad)
+    OH = fpool._out_size(H, kh, sy, ph, cover_all)
+    OW = fpool._out_size(W, kw, sx, pw, cover_all)
+    rows, cols = sy * (OH - 1) + kh, sx * (OW - 1) + kw  # the extent the windows read
+    copy = None
+    if ph == 0 and pw == 0 and rows <= H and cols <= W:
+        base = src  # windows read the input itself
+    else:
+        fill = -numpy.inf if is_max else 0
+        base = numpy.full((1, C, max(rows, ph + H), max(cols, pw + W)), fill, dtype=src.dtype)
+        copy = (base[:, :, ph:ph + H, pw:pw + W], src)
+    out = numpy.zeros((1, C, OH, OW), dtype=src.dtype)
+    if is_max:  # separable: the max over kw columns, then over kh rows of those
+        wide = numpy.zeros((1, C, rows, OW), dtype=src.dtype)
+        steps = _reduction(numpy.maximum, [base[:, :, :rows, j:j + sx * (OW - 1) + 1:sx]
+                                           for j in range(kw)], wide)
+        steps += _reduction(numpy.maximum, [wide[:, :, i:i + sy * (OH - 1) + 1:sy]
+                                            for i in range(kh)], out)
+    else:  # the fast path's summation order (row-major window offsets), for equal values
+        steps = _reduction(numpy.add, [base[:, :, i:i + sy * (OH - 1) + 1:sy,
+                                            j:j + sx * (OW - 1) + 1:sx]
+                                       for i in range(kh) for j in range(kw)], out)
+        steps.append((numpy.divide, (out, src.dtype.type(kh * kw)), out))
+    if relu:
+        steps.append((numpy.maximum, (out, 0), out))
+    if copy is not None:
+        steps.insert(0, (numpy.copyto, copy, None))
+    steps = tuple(steps)
+
+    def run():
+        for fn, args, dst in steps:
+            if dst is None:
+                fn(*args)
+            else:
+                fn(*args, out=dst)
+    return run, out
+
+
+def _reduction(op, views, out):
+    """Steps (fn, args, out) that set out = op over the views, in order."""
+    if len(views) == 1:
+        return [(numpy.copyto, (out, views[0]), None)]
+    return [(op, (views[0], views[1]), out)] + [(op, (out, v), out) for v in views[2:]]
+
+
+def _relu_stage(src):
+    out = numpy.zeros_like(src)
+
+    def run():
+        numpy.maximum(src, 0, out=out)
+    return run, out
+
+
+def _linear_stage(link, src):
+    flat = src.reshape(1, -1)
+    if not numpy.shares_memory(flat, src):  # src is a strided view: gather it into a buffer
+        flat = numpy.zeros((1, src.size), dtype=src.dtype)
+        pre = (flat.reshape(src.shape), src)
+    else:
+        pre = None
+    out = numpy.zeros((1, link.out_size), dtype=src.dtype)
+    copyto, matmul, add = numpy.copyto, numpy.matmul, numpy.add
+
+    def run():
+        if pre is not None:
+            copyto(*pre)
+        matmul(flat, link.W.array.T, out=out)
+        if link.b is not None:
+            add(out, link.b.array, out=out)
+    return run, out
+
+
+def _generic_stage(layer, src):
+    fn = lean.compile_layer(layer)
+    out = numpy.array(fn(src), dtype=src.dtype)  # its shape, from one run on the buffer
+
+    def run():
+        numpy.copyto(out, fn(src))
+    return run, out
+
+
+def _stage(layer, nxt, src):
+    """(run, output buffer, layers consumed) for the layer at the head of the list."""
+    if isinstance(layer, L.Convolution2D) and layer.groups == 1 and layer.dilate == (1, 1):
+        return _conv_stage(layer, src) + (1,)
+    if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
+        is_max = isinstance(layer, blayers.MaxPool)
+        relu = nxt is F.relu  # relu(max) in one stage; average pools keep their own ReLU
+        run, out = _pool_stage(src, layer.ksize, layer.stride, layer.pad,
+                               layer.cover_all if is_max else False, is_max, relu and is_max)
+        return run, out, 2 if relu and is_max else 1
+    if layer is F.relu:
+        return _relu_stage(src) + (1,)
+    if isinstance(layer, L.Linear) and layer.W.array is not None:
+        return _linear_stage(layer, src) + (1,)
+    if isinstance(layer, blayers.Dropout):
+        return None, src, 1  # identity at inference
+    return _generic_stage(layer, src) + (1,)
+
+
+class Program:
+    """``layers`` compiled for inputs of ``shape`` (batch 1) and ``dtype``; call it on x."""
+
+    def __init__(self, layers, shape, dtype):
+        if shape[0] != 1:
+            raise ValueError("a batch-1 program takes one sample, got shape %r" % (shape,))
+        self.input = numpy.zeros(shape, dtype=dtype)
+        src, runs, i = self.input, [], 0
+        while i < len(layers):
+            run, src, used = _stage(layers[i], layers[i + 1] if i + 1 < len(layers) else None,
+                                    src)
+            if run is not None:
+                runs.append(run)
+            i += used
+        self.runs = tuple(runs)
+        self.output = src
+
+    def __call__(self, x):
+        """The layers' output for x (shape and dtype as compiled): a buffer the next call reuses."""
+        numpy.copyto(self.input, x)
+        for run in self.runs:
+            run()
+        return self.output
