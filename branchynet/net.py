@@ -114,13 +114,14 @@ class BranchyNet(chainer.Chain):
     def train_main(self, x, t):
         """One pretraining step of the main network. Returns (loss, accuracy) as floats."""
         x, t = self._to_device(x), self._to_device(t)
-        with chainer.using_config("train", True):
-            y = self.forward_main(x)
-            loss = F.softmax_cross_entropy(y, t)
-            acc = F.accuracy(y, t)
-        self.cleargrads()
-        loss.backward()
-        self.optimizer.update()
+        with ops.cpu_scope(x):
+            with chainer.using_config("train", True):
+                y = self.forward_main(x)
+                loss = F.softmax_cross_entropy(y, t)
+                acc = F.accuracy(y, t)
+            self.cleargrads()
+            loss.backward()
+            self.optimizer.update()
         return float(loss.array), float(acc.array)
 
     def joint_losses(self, x, t):
@@ -181,12 +182,13 @@ class BranchyNet(chainer.Chain):
         no sample reached).
         """
         x, t = self._to_device(x), self._to_device(t)
-        with chainer.using_config("train", True):
-            losses, accs = self.joint_losses(x, t)
-            total = sum(w * loss for w, loss in zip(self.weights, losses) if loss is not None)
-        self.cleargrads()
-        total.backward()
-        self.optimizer.update()
+        with ops.cpu_scope(x):
+            with chainer.using_config("train", True):
+                losses, accs = self.joint_losses(x, t)
+                total = sum(w * loss for w, loss in zip(self.weights, losses) if loss is not None)
+            self.cleargrads()
+            total.backward()
+            self.optimizer.update()
         return ([None if v is None else float(v.array) for v in losses],
                 [None if v is None else float(v.array) for v in accs])
 
@@ -204,15 +206,23 @@ class BranchyNet(chainer.Chain):
                           [lean.compile_sequence(h.layers) for h in self.heads])
         return self._lean
 
-    def _single_program(self, kind, k, h):
-        """The batch-1 program (single.py) of segment or head k for inputs like h, one per thread:
-        its buffers are overwritten by every run."""
-        key = (threading.get_ident(), kind, k, h.shape, h.dtype.str)
-        program = self._single.get(key)
-        if program is None:
-            chain = (self.segments if kind == "segment" else self.heads)[k]
-            program = self._single[key] = single.Program(chain.layers, h.shape, h.dtype)
-        return program
+    def _single_chain(self, x):
+        """Batch-1 programs (single.py) for inputs like x, one set per thread: segment k reads
+        segment k-1's output buffer and head k segment k's, where they lie. Returns the functions
+        (segment k on h, head k on h); h that is not that buffer is copied in."""
+        key = (threading.get_ident(), x.shape, x.dtype.str)
+        steps = self._single.get(key)
+        if steps is None:
+            segments, heads, source = [], [], None
+            for k in range(self.numexits()):
+                layers = self.segments[k].layers
+                seg = (single.Program(layers, x.shape, x.dtype) if source is None
+                       else single.Program(layers, source=source))
+                source = seg.output
+                segments.append(seg)
+                heads.append(single.Program(self.heads[k].layers, source=source))
+            steps = self._single[key] = (lambda k, h: segments[k](h), lambda k, h: heads[k](h))
+        return steps
 
     def inference_steps(self, x):
         """(segment k on h, head k on h, context) for inference on x: on CPU with the fast path,
@@ -220,12 +230,10 @@ class BranchyNet(chainer.Chain):
         costs as much as a small layer); else the Chainer chains in test mode without a graph."""
         if self._use_lean(x):
             if len(x) == 1 and x.dtype.kind == "f":
-                return (lambda k, h: self._single_program("segment", k, h)(h),
-                        lambda k, h: self._single_program("head", k, h)(h),
-                        contextlib.nullcontext())
+                return self._single_chain(x) + (contextlib.nullcontext(),)
             segments, heads = self._lean_program()
             return (lambda k, h: lean.run_sequence(segments[k], h),
-                    lambda k, h: lean.run_sequence(heads[k], h), contextlib.nullcontext())
+                    lambda k, h: lean.run_sequence(heads[k], h), ops.cpu_scope(x))
         return (lambda k, h: chainer.as_array(self.segments[k](h)),
                 lambda k, h: chainer.as_array(self.heads[k](h)), _chainer_inference())
 

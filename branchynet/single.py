@@ -26,22 +26,36 @@ from branchynet.fast import pooling as fpool
 __all__ = ["Program"]
 
 
-def _conv_stage(link, src):
-    g = fconv._Geom(src.shape, link.W.shape, link.stride, link.pad)
-    dtype = src.dtype
-    padded = numpy.zeros(g.C * g.plane + g.kw, dtype=dtype)  # padding stays zero: only the
-    interior = padded[:g.C * g.plane].reshape(1, g.C, g.Hp, g.Wq)[  # interior is written
-        :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
-    col = numpy.zeros((g.K, g.L), dtype=dtype)
-    window = fconv._col_view(padded, g, 0, 1)
+def _is_conv(layer):
+    return isinstance(layer, L.Convolution2D) and layer.groups == 1 and layer.dilate == (1, 1)
+
+
+class _ConvInput:
+    """A convolution's zero-padded input buffer and its interior, where the input goes: the
+    padding stays zero because only the interior is ever written."""
+
+    def __init__(self, link, shape, dtype):
+        self.g = g = fconv._Geom(tuple(shape), link.W.shape, link.stride, link.pad)
+        self.padded = numpy.zeros(g.C * g.plane + g.kw, dtype=dtype)
+        self.interior = self.padded[:g.C * g.plane].reshape(1, g.C, g.Hp, g.Wq)[
+            :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+
+
+def _conv_stage(link, src, inp):
+    """im2col copy and one GEMM; the input is copied into ``inp`` unless it is written there."""
+    g = inp.g
+    col = numpy.zeros((g.K, g.L), dtype=src.dtype)
+    window = fconv._col_view(inp.padded, g, 0, 1)
     col_dst = col.reshape(window.shape)
-    out = numpy.zeros((g.O, g.L), dtype=dtype)
+    out = numpy.zeros((g.O, g.L), dtype=src.dtype)
     shape2 = (g.O, g.K)
     bias_shape = (g.O, 1)
+    copy = None if src is inp.interior else (inp.interior, src)
     copyto, matmul, add = numpy.copyto, numpy.matmul, numpy.add
 
     def run():
-        copyto(interior, src)
+        if copy is not None:
+            copyto(*copy)
         copyto(col_dst, window)
         matmul(link.W.array.reshape(shape2), col, out=out)
         if link.b is not None:
@@ -49,14 +63,25 @@ def _conv_stage(link, src):
     return run, fconv._output(out, g)
 
 
-def _pool_stage(src, ksize, stride, pad, cover_all, is_max, relu):
-    """Max or average pooling (Chainer's semantics, as branchynet.fast.pooling), ReLU fused."""
-    _, C, H, W = src.shape
-    kh, kw = fconv._pair(ksize)
-    sy, sx = fconv._pair(ksize if stride is None else stride)
-    ph, pw = fconv._pair(pad)
-    OH = fpool._out_size(H, kh, sy, ph, cover_all)
-    OW = fpool._out_size(W, kw, sx, pw, cover_all)
+def _pool_sizes(shape, layer):
+    """((kh, kw), (sy, sx), (ph, pw), cover_all, output shape) of a MaxPool/AvgPool layer."""
+    _, C, H, W = shape
+    is_max = isinstance(layer, blayers.MaxPool)
+    cover_all = layer.cover_all if is_max else False
+    k = fconv._pair(layer.ksize)
+    st = fconv._pair(layer.ksize if layer.stride is None else layer.stride)
+    p = fconv._pair(layer.pad)
+    OH = fpool._out_size(H, k[0], st[0], p[0], cover_all)
+    OW = fpool._out_size(W, k[1], st[1], p[1], cover_all)
+    return k, st, p, cover_all, (1, C, OH, OW)
+
+
+def _pool_stage(src, layer, relu, out):
+    """Max or average pooling (Chainer's semantics, as branchynet.fast.pooling) into ``out``,
+    with a following ReLU fused into a max pooling."""
+    is_max = isinstance(layer, blayers.MaxPool)
+    (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = _pool_sizes(src.shape, layer)
+    H, W = src.shape[2:]
     rows, cols = sy * (OH - 1) + kh, sx * (OW - 1) + kw  # the extent the windows read
     copy = None
     if ph == 0 and pw == 0 and rows <= H and cols <= W:
@@ -65,7 +90,6 @@ def _pool_stage(src, ksize, stride, pad, cover_all, is_max, relu):
         fill = -numpy.inf if is_max else 0
         base = numpy.full((1, C, max(rows, ph + H), max(cols, pw + W)), fill, dtype=src.dtype)
         copy = (base[:, :, ph:ph + H, pw:pw + W], src)
-    out = numpy.zeros((1, C, OH, OW), dtype=src.dtype)
     if is_max:  # separable: the max over kw columns, then over kh rows of those
         wide = numpy.zeros((1, C, rows, OW), dtype=src.dtype)
         steps = _reduction(numpy.maximum, [base[:, :, :rows, j:j + sx * (OW - 1) + 1:sx]
@@ -89,7 +113,7 @@ def _pool_stage(src, ksize, stride, pad, cover_all, is_max, relu):
                 fn(*args)
             else:
                 fn(*args, out=dst)
-    return run, out
+    return run
 
 
 def _reduction(op, views, out):
@@ -135,16 +159,27 @@ def _generic_stage(layer, src):
     return run, out
 
 
-def _stage(layer, nxt, src):
-    """(run, output buffer, layers consumed) for the layer at the head of the list."""
-    if isinstance(layer, L.Convolution2D) and layer.groups == 1 and layer.dilate == (1, 1):
-        return _conv_stage(layer, src) + (1,)
+def _stage(layers, i, src, conv_inputs):
+    """(run or None, output array, layers consumed) for the stage that starts at layers[i]. A
+    pooling whose stage is followed by a convolution writes straight into that convolution's
+    padded input, made ahead and kept in ``conv_inputs`` (by the id of its interior)."""
+    layer = layers[i]
+    nxt = layers[i + 1] if i + 1 < len(layers) else None
+    if _is_conv(layer):
+        inp = conv_inputs.get(id(src)) or _ConvInput(layer, src.shape, src.dtype)
+        return _conv_stage(layer, src, inp) + (1,)
     if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
-        is_max = isinstance(layer, blayers.MaxPool)
-        relu = nxt is F.relu  # relu(max) in one stage; average pools keep their own ReLU
-        run, out = _pool_stage(src, layer.ksize, layer.stride, layer.pad,
-                               layer.cover_all if is_max else False, is_max, relu and is_max)
-        return run, out, 2 if relu and is_max else 1
+        relu = isinstance(layer, blayers.MaxPool) and nxt is F.relu  # relu(max): one stage
+        used = 2 if relu else 1
+        shape = _pool_sizes(src.shape, layer)[-1]
+        after = layers[i + used] if i + used < len(layers) else None
+        if _is_conv(after):
+            inp = _ConvInput(after, shape, src.dtype)
+            conv_inputs[id(inp.interior)] = inp
+            out = inp.interior
+        else:
+            out = numpy.zeros(shape, dtype=src.dtype)
+        return _pool_stage(src, layer, relu, out), out, used
     if layer is F.relu:
         return _relu_stage(src) + (1,)
     if isinstance(layer, L.Linear) and layer.W.array is not None:
@@ -155,16 +190,28 @@ def _stage(layer, nxt, src):
 
 
 class Program:
-    """``layers`` compiled for inputs of ``shape`` (batch 1) and ``dtype``; call it on x."""
+    """``layers`` compiled for one sample: of ``shape`` and ``dtype`` into an input buffer of its
+    own, or read from ``source``, an array another program writes (its output buffer), which
+    saves a copy when programs are chained."""
 
-    def __init__(self, layers, shape, dtype):
-        if shape[0] != 1:
-            raise ValueError("a batch-1 program takes one sample, got shape %r" % (shape,))
-        self.input = numpy.zeros(shape, dtype=dtype)
-        src, runs, i = self.input, [], 0
+    def __init__(self, layers, shape=None, dtype=None, source=None):
+        conv_inputs = {}
+        if source is None:
+            if shape is None or shape[0] != 1:
+                raise ValueError("a batch-1 program takes one sample, got shape %r" % (shape,))
+            dtype = numpy.dtype(dtype)
+            if layers and _is_conv(layers[0]):  # the input goes straight into the padding
+                inp = _ConvInput(layers[0], shape, dtype)
+                conv_inputs[id(inp.interior)] = inp
+                source = inp.interior
+            else:
+                source = numpy.zeros(shape, dtype=dtype)
+        elif source.shape[0] != 1:
+            raise ValueError("a batch-1 program takes one sample, got shape %r" % (source.shape,))
+        self.source = src = source
+        runs, i = [], 0
         while i < len(layers):
-            run, src, used = _stage(layers[i], layers[i + 1] if i + 1 < len(layers) else None,
-                                    src)
+            run, src, used = _stage(layers, i, src, conv_inputs)
             if run is not None:
                 runs.append(run)
             i += used
@@ -172,8 +219,10 @@ class Program:
         self.output = src
 
     def __call__(self, x):
-        """The layers' output for x (shape and dtype as compiled): a buffer the next call reuses."""
-        numpy.copyto(self.input, x)
+        """The layers' output for x: a buffer the next call reuses. x that is this program's
+        source (the previous program's output) is read where it is; anything else is copied in."""
+        if x is not self.source:
+            numpy.copyto(self.source, x)
         for run in self.runs:
             run()
         return self.output
