@@ -213,6 +213,8 @@ class BranchyNet(chainer.Chain):
         key = (threading.get_ident(), x.shape, x.dtype.str)
         steps = self._single.get(key)
         if steps is None:
+            if len(self._single) >= 64:  # threads come and go; programs are cheap to rebuild
+                self._single.clear()
             segments, heads, source = [], [], None
             for k in range(self.numexits()):
                 layers = self.segments[k].layers

@@ -5,7 +5,9 @@ early exit saves little unless every layer is a handful of calls. Here each laye
 and strided views once, at compile time (padded inputs whose padding stays as set, im2col
 buffers, pooling window views); a run is then a fixed list of numpy calls writing into those
 buffers, with no allocation, no shape arithmetic and no Chainer. A max pooling followed by a ReLU
-runs as one stage. Parameters are read from the links at every run, so training in between is
+runs as one stage, a pooling writes straight into the next convolution's padded input, and a
+program may read another's output buffer in place (``source``): ``BranchyNet`` chains its segments
+and heads that way. Parameters are read from the links at every run, so training in between is
 seen.
 
 A program owns its buffers: its output is overwritten by its next run, and one program must not

@@ -587,3 +587,31 @@ def test_blas_one_thread_restores_the_count():
         assert previous == before and fast.blas.threads() == 1
     finally:
         fast.blas.set_threads(before)
+
+
+def test_training_step_keeps_blas_on_one_thread_while_kernels_split(monkeypatch):
+    """ops.cpu_scope: one BLAS thread for the whole fast step when the kernels use several
+    threads; BLAS untouched for stock Chainer or one kernel thread; restored after."""
+    import networks
+    if fast.blas.threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS this module can reach")
+    before = fast.blas.set_threads(2)
+    previous = fast_threads.set_threads(2)
+    try:
+        net = networks.build("b-lenet")
+        seen = []
+        update = net.optimizer.update
+        monkeypatch.setattr(net.optimizer, "update",
+                            lambda *a: (seen.append(fast.blas.threads()), update(*a)))
+        x = numpy.random.RandomState(0).rand(8, 1, 28, 28).astype(numpy.float32)
+        t = numpy.arange(8, dtype=numpy.int32) % 10
+        net.train(x, t)
+        with chainer.using_config("branchynet_fast_cpu", False):
+            net.train(x, t)
+        fast_threads.set_threads(1)
+        net.train(x, t)
+        assert seen == [1, 2, 2]
+        assert fast.blas.threads() == 2
+    finally:
+        fast_threads.set_threads(previous)
+        fast.blas.set_threads(before)
