@@ -1,10 +1,11 @@
 """A lean CPU inference path: network lists run as plain numpy calls, no Chainer graph.
 
-At batch 1 each Chainer function call costs 25-50 us of Python against a few us of arithmetic, so an
-early exit would save mostly calls. Here each layer becomes one numpy function reading the link's
-current parameters, which keeps per-layer overhead to a few microseconds. Inference semantics
-only (BN with running statistics, no dropout); ``BranchyNet.predict`` uses it on CPU when the fast
-path is on, and tests check it against the Chainer path.
+Each Chainer function call costs 25-50 us of Python, as much as a small layer's arithmetic. Here
+each layer becomes one numpy function reading the link's current parameters. Inference semantics
+only (BN with running statistics, no dropout). ``BranchyNet`` runs batches through it on CPU when
+the fast path is on (one sample at a time goes through the compiled programs of ``single.py``, which
+fall back to these functions for layers without a stage of their own); tests check it against the
+Chainer path.
 """
 import numpy
 
