@@ -615,3 +615,26 @@ def test_training_step_keeps_blas_on_one_thread_while_kernels_split(monkeypatch)
     finally:
         fast_threads.set_threads(previous)
         fast.blas.set_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_thread_split_works_in_a_forked_child(split_everything):
+    """A child forked after the workers started gets workers of its own, not a dead pool."""
+    import os
+    rng = numpy.random.RandomState(7)
+    x = rng.standard_normal((6, 3, 8, 8)).astype(numpy.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
+    expected = fast.conv2d_numpy(x, W, None, 1, 1)  # starts the parent's workers
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: writes 1 only if the split ran and agreed; killed if it hangs
+        import signal
+        signal.alarm(20)
+        try:
+            ok = numpy.array_equal(fast.conv2d_numpy(x, W, None, 1, 1), expected)
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1" and status == 0

@@ -39,6 +39,7 @@ def _default_threads():
 _threads = _default_threads()
 _pool = None
 _pool_size = 0
+_pool_pid = None  # a forked child inherits the pool but not its threads: it makes its own
 _lock = threading.Lock()
 
 
@@ -67,13 +68,13 @@ def parts(n, bytes_per_sample):
 
 
 def _executor(size):
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _lock:
-        if _pool is None or _pool_size < size:
-            if _pool is not None:
+        if _pool is None or _pool_size < size or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="branchynet-fast")
-            _pool_size = size
+            _pool_size, _pool_pid = size, os.getpid()
         return _pool
 
 
