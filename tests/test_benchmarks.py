@@ -47,3 +47,9 @@ def test_bench_inference_tiny(tmp_path):
                 "--warmup", "0", "--real-samples", "4", "--real-repeats", "1", "--out", str(out))
     assert "MAC bound" in text
     assert json.loads(out.read_text())
+
+
+def test_bench_grad_x_paths_runs(tmp_path):
+    out = tmp_path / "grad_x.json"
+    text = _run("bench_grad_x_paths.py", "--repeats", "1", "--out", str(out))
+    assert "lenet conv2" in text and len(json.loads(out.read_text())["rows"]) == 10

@@ -230,8 +230,8 @@ def _grad_w_slice(x, gy, g):
 
 def _grad_x(W, gy, g, x_dtype):
     """Input gradient. Stride 1: a "full" correlation of gy with the flipped kernel, run by the
-    forward kernel (an im2col copy instead of kh*kw strided adds); measured cheaper up to O = 2C
-    (results/benchmarks/ops_cpu.txt shapes), col2im beyond."""
+    forward kernel (an im2col copy instead of kh*kw strided adds): faster than col2im up to
+    O = 2C on every shape measured, either way beyond (benchmarks/bench_grad_x_paths.py)."""
     pyy, pxx = g.kh - 1 - g.ph, g.kw - 1 - g.pw
     if g.rows and pyy >= 0 and pxx >= 0 and g.O <= 2 * g.C:
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
