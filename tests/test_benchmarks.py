@@ -49,7 +49,8 @@ def test_bench_inference_tiny(tmp_path):
     assert json.loads(out.read_text())
 
 
-def test_bench_grad_x_paths_runs(tmp_path):
-    out = tmp_path / "grad_x.json"
-    text = _run("bench_grad_x_paths.py", "--repeats", "1", "--out", str(out))
-    assert "lenet conv2" in text and len(json.loads(out.read_text())["rows"]) == 10
+def test_bench_conv_paths_runs(tmp_path):
+    out = tmp_path / "conv_paths.json"
+    text = _run("bench_conv_paths.py", "--repeats", "1", "--out", str(out))
+    assert "input gradient" in text and "weight gradient" in text
+    assert len(json.loads(out.read_text())["rows"]) == 11

@@ -198,15 +198,18 @@ def _grad_w(x, gy, g, w_dtype):
     return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
 
 
-def _grad_w_slice(x, gy, g):
-    """gW^T (K, O) summed over a slice of the batch."""
+def _grad_w_slice(x, gy, g, per_sample=None):
+    """gW^T (K, O) summed over a slice of the batch.
+
+    Short columns (K <= 64: the first convolutions, where C is 1-5) run faster as one small GEMM
+    per sample against gy in its own layout, summed; longer ones as one GEMM per chunk,
+    gW^T = col gy^T, which OpenBLAS runs 20-60% faster than gy col^T
+    (benchmarks/bench_conv_paths.py; ``per_sample`` forces a path there)."""
     dtype, n = x.dtype, len(x)
     xbuf = _padded(x, g)
     nb = _chunk(n, g.K * g.L * dtype.itemsize)
-    # Short columns (K <= 64: the first convolutions, where C is 1-5) run best as one small GEMM
-    # per sample against gy in its own layout, summed; longer ones as one GEMM per chunk,
-    # gW^T = col gy^T, which OpenBLAS runs 20-60% faster than gy col^T.
-    per_sample = g.K <= 64
+    if per_sample is None:
+        per_sample = g.K <= 64
     gWt = numpy.zeros((g.K, g.O), dtype=dtype)
     m = 0
     for n0 in range(0, n, nb):
@@ -231,7 +234,7 @@ def _grad_w_slice(x, gy, g):
 def _grad_x(W, gy, g, x_dtype):
     """Input gradient. Stride 1: a "full" correlation of gy with the flipped kernel, run by the
     forward kernel (an im2col copy instead of kh*kw strided adds): faster than col2im up to
-    O = 2C on every shape measured, either way beyond (benchmarks/bench_grad_x_paths.py)."""
+    O = 2C on every shape measured, either way beyond (benchmarks/bench_conv_paths.py)."""
     pyy, pxx = g.kh - 1 - g.ph, g.kw - 1 - g.pw
     if g.rows and pyy >= 0 and pxx >= 0 and g.O <= 2 * g.C:
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
