@@ -16,6 +16,7 @@ from chainer import optimizers
 
 from branchynet import exit_rule, lean, ops, single, timing
 from branchynet.branch import shared_prefixes, split_network
+from branchynet.layers import MaxPool
 
 
 class Sequence(chainer.ChainList):
@@ -29,9 +30,24 @@ class Sequence(chainer.ChainList):
                 self.add_link(layer)
 
     def forward(self, x, start=0, stop=None):
-        """Runs layers[start:stop] on x."""
-        for layer in self.layers[start:stop]:
-            x = ops.apply(layer, x)
+        """Runs layers[start:stop] on x.
+
+        On the fast CPU path a ReLU followed by a max pooling runs as the pooling then the ReLU:
+        the same values and the same gradients (the two commute, and where the window's maximum is
+        positive both route the gradient to its first occurrence; elsewhere both give zero), on a
+        tensor the pooling has made several times smaller.
+        """
+        layers = self.layers[start:stop]
+        swap = ops.fast_enabled(x)
+        i = 0
+        while i < len(layers):
+            if (swap and layers[i] is F.relu and i + 1 < len(layers)
+                    and isinstance(layers[i + 1], MaxPool)):
+                x = F.relu(ops.apply(layers[i + 1], x))
+                i += 2
+            else:
+                x = ops.apply(layers[i], x)
+                i += 1
         return x
 
     def __len__(self):

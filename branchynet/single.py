@@ -5,7 +5,7 @@ early exit saves little unless every layer is a handful of calls. Here each laye
 and strided views once, at compile time (padded inputs whose padding stays as set, im2col
 buffers, pooling window views); a run is then a fixed list of numpy calls writing into those
 buffers, with no allocation, no shape arithmetic and no Chainer. A max pooling followed by a ReLU
-runs as one stage, a pooling writes straight into the next convolution's padded input, and a
+(or preceded by one) runs as one stage, a pooling writes straight into the next convolution's padded input, and a
 program may read another's output buffer in place (``source``): ``BranchyNet`` chains its segments
 and heads that way. Parameters are read from the links at every run, so training in between is
 seen.
@@ -170,9 +170,12 @@ def _stage(layers, i, src, conv_inputs):
     if _is_conv(layer):
         inp = conv_inputs.get(id(src)) or _ConvInput(layer, src.shape, src.dtype)
         return _conv_stage(layer, src, inp) + (1,)
-    if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
+    if layer is F.relu and isinstance(nxt, blayers.MaxPool):  # max(relu) = relu(max)
+        layer, nxt, relu, used = nxt, None, True, 2
+    else:
         relu = isinstance(layer, blayers.MaxPool) and nxt is F.relu  # relu(max): one stage
         used = 2 if relu else 1
+    if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
         shape = _pool_sizes(src.shape, layer)[-1]
         after = layers[i + used] if i + used < len(layers) else None
         if _is_conv(after):

@@ -105,3 +105,55 @@ def test_b_alexnet_fast_training_follows_stock_chainer(cifar_subset):
     nets = _pair("b-alexnet")
     _follow(nets, x, t, batch=16, main_steps=2, joint_steps=3)
     _assert_params_close(nets, rtol=1e-3, atol=1e-4)
+
+
+class _ReluInputs(chainer.FunctionHook):
+    """Records the input shapes of the ReLUs that run forward."""
+
+    name = "ReluInputs"
+
+    def __init__(self):
+        self.shapes = []
+
+    def forward_preprocess(self, function, in_data):
+        if function.label == "ReLU":
+            self.shapes.append(in_data[0].shape)
+
+
+def test_relu_before_max_pool_runs_after_it_with_equal_values_and_gradients():
+    """Sequence swaps ReLU -> max pool on the fast path: the ReLU sees the pooled tensor, and the
+    output and every gradient equal running the layers in their declared order, bit for bit, with
+    negative windows, ties and zeros in the input."""
+    import chainer.functions as F
+    import chainer.links as L
+    from branchynet import ops
+    from branchynet.layers import LRN, MaxPool
+    from branchynet.net import Sequence
+
+    rng = numpy.random.RandomState(3)
+    numpy.random.seed(3)
+    seq = Sequence([L.Convolution2D(3, 4, 3, pad=1), F.relu, MaxPool(3, 2), LRN(3), F.relu,
+                    MaxPool(2, 2)])
+    x = numpy.round(rng.standard_normal((4, 3, 9, 9)) * 2).astype(numpy.float32)  # ties, zeros
+    gy = rng.standard_normal((4, 4, 2, 2)).astype(numpy.float32)
+    results = []
+    for swap in (True, False):
+        xv = chainer.Variable(x.copy())
+        seq.cleargrads()
+        hook = _ReluInputs()
+        with hook:
+            if swap:
+                y = seq(xv)
+            else:  # the declared order, through the same fast kernels
+                y = xv
+                for layer in seq.layers:
+                    y = ops.apply(layer, y)
+        y.grad = gy.copy()
+        y.backward()
+        results.append((y.array, xv.grad, seq.layers[0].W.grad.copy(), hook.shapes))
+    (ys, gxs, gWs, shapes_swapped), (yp, gxp, gWp, shapes_plain) = results
+    assert shapes_plain == [(4, 4, 9, 9), (4, 4, 4, 4)]
+    assert shapes_swapped == [(4, 4, 4, 4), (4, 4, 2, 2)]
+    numpy.testing.assert_array_equal(ys, yp)
+    numpy.testing.assert_array_equal(gxs, gxp)
+    numpy.testing.assert_array_equal(gWs, gWp)
