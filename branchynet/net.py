@@ -231,14 +231,8 @@ class BranchyNet(chainer.Chain):
         if steps is None:
             if len(self._single) >= 64:  # threads come and go; programs are cheap to rebuild
                 self._single.clear()
-            segments, heads, source = [], [], None
-            for k in range(self.numexits()):
-                layers = self.segments[k].layers
-                seg = (single.Program(layers, x.shape, x.dtype) if source is None
-                       else single.Program(layers, source=source))
-                source = seg.output
-                segments.append(seg)
-                heads.append(single.Program(self.heads[k].layers, source=source))
+            segments, heads = single.chain([s.layers for s in self.segments],
+                                           [h.layers for h in self.heads], x.shape, x.dtype)
             steps = self._single[key] = (lambda k, h: segments[k](h), lambda k, h: heads[k](h))
         return steps
 

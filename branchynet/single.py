@@ -25,7 +25,7 @@ from branchynet import lean
 from branchynet.fast import conv as fconv
 from branchynet.fast import pooling as fpool
 
-__all__ = ["Program"]
+__all__ = ["Program", "chain"]
 
 
 def _is_conv(layer):
@@ -214,13 +214,14 @@ class Program:
         elif source.shape[0] != 1:
             raise ValueError("a batch-1 program takes one sample, got shape %r" % (source.shape,))
         self.source = src = source
-        runs, i = [], 0
+        stages, i = [], 0
         while i < len(layers):
             run, src, used = _stage(layers, i, src, conv_inputs)
             if run is not None:
-                runs.append(run)
+                stages.append((tuple(layers[i:i + used]), run, src))
             i += used
-        self.runs = tuple(runs)
+        self.stages = tuple(stages)  # (the layers a stage runs, its run(), its output buffer)
+        self.runs = tuple(run for _, run, _ in stages)
         self.output = src
 
     def __call__(self, x):
@@ -231,3 +232,17 @@ class Program:
         for run in self.runs:
             run()
         return self.output
+
+
+def chain(segments, heads, shape, dtype):
+    """Programs for a BranchyNet's trunk segments and heads (layer lists) on one sample of
+    ``shape``: segment k reads segment k-1's output buffer and head k segment k's, in place.
+    Returns (segment programs, head programs)."""
+    seg_programs, head_programs, source = [], [], None
+    for seg, head in zip(segments, heads):
+        program = (Program(seg, shape, dtype) if source is None
+                   else Program(seg, source=source))
+        source = program.output
+        seg_programs.append(program)
+        head_programs.append(Program(head, source=source))
+    return seg_programs, head_programs

@@ -54,3 +54,13 @@ def test_bench_conv_paths_runs(tmp_path):
     text = _run("bench_conv_paths.py", "--repeats", "1", "--out", str(out))
     assert "input gradient" in text and "weight gradient" in text
     assert len(json.loads(out.read_text())["rows"]) == 11
+
+
+def test_bench_batch1_stages_runs(tmp_path):
+    out, plot = tmp_path / "stages.json", tmp_path / "stages.png"
+    text = _run("bench_batch1_stages.py", "--repeats", "1", "--calls", "3", "--out", str(out),
+                "--plot", str(plot))
+    summary = json.loads(out.read_text())
+    assert "MAC bound (a = 0)" in text and plot.stat().st_size > 0
+    assert summary["paths"]["exit 1"]["macs"] == 220150  # reference §2.7: 112,500 + 107,650
+    assert summary["gains"]["MAC bound (a = 0)"] == pytest.approx(4.09, abs=0.01)
