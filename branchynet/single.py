@@ -37,10 +37,8 @@ class _ConvInput:
     padding stays zero because only the interior is ever written."""
 
     def __init__(self, link, shape, dtype):
-        self.g = g = fconv._Geom(tuple(shape), link.W.shape, link.stride, link.pad)
-        self.padded = numpy.zeros(g.C * g.plane + g.kw, dtype=dtype)
-        self.interior = self.padded[:g.C * g.plane].reshape(1, g.C, g.Hp, g.Wq)[
-            :, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+        self.g = fconv._Geom(tuple(shape), link.W.shape, link.stride, link.pad)
+        self.padded, self.interior = fconv._padded_buffer(1, self.g, dtype)
 
 
 def _conv_stage(link, src, inp):
@@ -134,12 +132,11 @@ def _relu_stage(src):
 
 
 def _linear_stage(link, src):
-    flat = src.reshape(1, -1)
-    if not numpy.shares_memory(flat, src):  # src is a strided view: gather it into a buffer
+    if src.flags.c_contiguous:
+        flat, pre = src.reshape(1, -1), None
+    else:  # a strided view: gathered into a buffer at each run
         flat = numpy.zeros((1, src.size), dtype=src.dtype)
         pre = (flat.reshape(src.shape), src)
-    else:
-        pre = None
     out = numpy.zeros((1, link.out_size), dtype=src.dtype)
     copyto, matmul, add = numpy.copyto, numpy.matmul, numpy.add
 
@@ -171,7 +168,7 @@ def _stage(layers, i, src, conv_inputs):
         inp = conv_inputs.get(id(src)) or _ConvInput(layer, src.shape, src.dtype)
         return _conv_stage(layer, src, inp) + (1,)
     if layer is F.relu and isinstance(nxt, blayers.MaxPool):  # max(relu) = relu(max)
-        layer, nxt, relu, used = nxt, None, True, 2
+        layer, relu, used = nxt, True, 2
     else:
         relu = isinstance(layer, blayers.MaxPool) and nxt is F.relu  # relu(max): one stage
         used = 2 if relu else 1

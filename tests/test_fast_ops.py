@@ -147,7 +147,7 @@ def test_conv_layer_shapes_match_chainer(name):
 
 @pytest.mark.parametrize("name", sorted(CONV_LAYERS))
 def test_conv_one_sample_matches_chainer(name):
-    """Batch 1 takes its own forward path (batch-1 inference)."""
+    """Batch 1 (one chunk of one sample; the shape batch-1 training steps give) matches too."""
     C, H, W, O, k, s, p, x_grad = CONV_LAYERS[name]
     _check_conv(1, C, H, W, O, k, s, p, x_grad)
 

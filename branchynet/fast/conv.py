@@ -96,12 +96,19 @@ def _geom(x_shape, w_shape, stride, pad):
     return g
 
 
+def _padded_buffer(n, g, dtype):
+    """A flat zero buffer for n samples laid out as g describes (planes of Hp x Wq, and a zero tail
+    that the last windows read), with the (n, C, H, W) view of where the data goes."""
+    n_el = n * g.C * g.plane
+    buf = numpy.zeros(n_el + g.kw, dtype=dtype)
+    interior = buf[:n_el].reshape(n, g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+    return buf, interior
+
+
 def _padded(x, g):
-    """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat
-    (with a zero tail)."""
-    n_el = len(x) * g.C * g.plane
-    buf = numpy.zeros(n_el + g.kw, dtype=x.dtype)
-    buf[:n_el].reshape(len(x), g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = x
+    """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat."""
+    buf, interior = _padded_buffer(len(x), g, x.dtype)
+    interior[...] = x
     return buf
 
 
@@ -150,14 +157,6 @@ def _output(ypad, g):
     return ypad.reshape(-1, g.O, g.OH, g.OW)
 
 
-def _forward_one(x, Wb, g):
-    """One sample (batch-1 inference): the same copy and GEMM as _forward, fewer numpy calls."""
-    col = numpy.empty((Wb.shape[1], g.L), dtype=x.dtype)
-    _fill_col(col[:g.K], _padded(x, g), g, 0, 1)
-    col[g.K:] = 1
-    return _output(numpy.matmul(Wb, col), g)
-
-
 def _split(g, dtype, fn):
     """fn(n0, n1) over slices of the batch on the fast kernels' threads (threads.py)."""
     per_sample = (g.C * g.plane + g.O * g.L) * dtype.itemsize
@@ -167,8 +166,6 @@ def _split(g, dtype, fn):
 def _forward(x, W, b, g):
     dtype = x.dtype
     Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
-    if g.N == 1:
-        return _forward_one(x, Wb, g)
     ypad = numpy.empty((g.N, g.O, g.L), dtype=dtype)
     _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))
     return _output(ypad, g)
@@ -263,10 +260,7 @@ def _col2im_slice(Wt, gy, g, gx):
             m = min(nb, n - n0)
             gyc = numpy.zeros((g.O, m * g.L), dtype=dtype)
             gcol = numpy.empty((g.K, m * g.L), dtype=dtype)
-            n_el = m * C * g.plane
-            gxb = numpy.empty(n_el + kw, dtype=dtype)
-            interior = gxb[:n_el].reshape(m, C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H,
-                                                           g.pw:g.pw + g.W]
+            gxb, interior = _padded_buffer(m, g, dtype)
             if g.rows:
                 blocks = gcol.reshape(kh * kw, C, m, g.L)
                 targets = [_view(gxb, i * g.Wq + j, (C, m, g.L), (g.plane, C * g.plane, 1))
