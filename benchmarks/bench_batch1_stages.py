@@ -1,5 +1,5 @@
 """Where one B-LeNet sample's inference goes, stage by stage of the batch-1 programs
-(branchynet.single), against the multiply-accumulates each stage does. A least-squares fit
+(branchynet.fast.compiler), against the multiply-accumulates each stage does. A least-squares fit
 t = a + b * MACs over the stages gives the fixed cost of a stage (a) and the cost of a MAC (b);
 with them, the early-exit gain a path of n stages and M MACs can reach, next to the MAC bound
 (a = 0). This is why B-LeNet's gain at batch 1 stays far under the bound (README, "Fast CPU path").
@@ -29,7 +29,8 @@ import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
 import chainer.links as L  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import exit_rule, single  # noqa: E402
+from branchynet import exit_rule  # noqa: E402
+from branchynet.fast import compiler  # noqa: E402
 
 
 def _macs(layers, out):
@@ -59,8 +60,8 @@ def main():
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x = numpy.random.rand(1, 1, 28, 28).astype(numpy.float32)
-    segs, heads = single.chain([s.layers for s in net.segments], [h.layers for h in net.heads],
-                               x.shape, x.dtype)
+    segs, heads = compiler.chain([s.layers for s in net.segments], [h.layers for h in net.heads],
+                                 x.shape, x.dtype)
     h = segs[0](x)
     logits = heads[0](h)
     heads[1](segs[1](h))

@@ -1,4 +1,4 @@
-"""Batch-1 inference on the CPU, the batch-1 numpy programs (``branchynet.single``) against stock
+"""Batch-1 inference on the CPU, the batch-1 numpy programs (``branchynet.fast.compiler``) against stock
 Chainer, in the same run: B-LeNet's main path, its per-exit segment and head times,
 its end-to-end early-exit gain against the MAC bound, and the same for B-AlexNet.
 

@@ -72,3 +72,54 @@ def leaves_one(logits, threshold):
     if math.isfinite(entropy_) and abs(entropy_ - threshold) > 1e-4 + 1e-5 * len(values):
         return entropy_ < threshold
     return bool(leaves(logits, threshold)[0])
+
+
+def training_keep(logits, k, num_exits, keep_fraction=1.0, thresholds=None):
+    """Which samples go on past exit k in training (a mask), or None for all of them: those whose
+    entropy is not below ``thresholds[k]``, else the ``keep_fraction`` of highest entropy."""
+    if thresholds is None and keep_fraction >= 1.0:
+        return None
+    xp = chainer.backend.get_array_module(logits)
+    ent = entropy(softmax(logits))
+    if thresholds is not None:
+        return ~exits_here(ent, as_thresholds(thresholds, num_exits)[k])
+    n_keep = int(round(keep_fraction * len(ent)))
+    keep = xp.zeros(len(ent), dtype=bool)
+    keep[xp.argsort(ent)[len(ent) - n_keep:]] = True
+    return keep
+
+
+def predict_one(x, thresholds, segment, head):
+    """Early exit of one sample: ``segment(k, h)`` and ``head(k, h)`` run exit by exit until one
+    lets it out. Returns (label, exit) as numpy int arrays of one element."""
+    last = len(thresholds)
+    h = x
+    for k in range(last + 1):
+        h = segment(k, h)
+        logits = head(k, h)
+        if k == last or leaves_one(logits, thresholds[k]):
+            break
+    return numpy.array([int(logits[0].argmax())], numpy.int32), numpy.array([k], numpy.int32)
+
+
+def predict_batch(x, thresholds, segment, head, xp=numpy):
+    """Early exit of a batch: only the samples still in flight go on, as the intermediate
+    activation, so lower layers never run twice and each head runs once per sample reaching it.
+    Returns (labels, exits) as int arrays of the device's module ``xp``."""
+    labels = xp.empty(len(x), dtype=numpy.int32)
+    exits = xp.empty(len(x), dtype=numpy.int32)
+    remaining = xp.arange(len(x))
+    last = len(thresholds)
+    h = x
+    for k in range(last + 1):
+        h = segment(k, h)
+        logits = head(k, h)
+        leave = xp.ones(len(logits), dtype=bool) if k == last else leaves(logits, thresholds[k])
+        leaving = remaining[leave]
+        labels[leaving] = logits[leave].argmax(axis=1)
+        exits[leaving] = k
+        stay = ~leave
+        remaining, h = remaining[stay], h[stay]
+        if len(remaining) == 0:
+            break
+    return labels, exits

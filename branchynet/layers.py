@@ -1,15 +1,10 @@
 """Parameter-free layers with their arguments bound, for network lists.
 
 A network list may hold any callable (``F.relu`` as it is); these classes exist for the layers that
-take arguments, so that the list reads like the original's layer tables, the fast CPU kernels are
-used where they apply (``branchynet.ops``), and the lean inference path (``branchynet.lean``) can
-run them without Chainer through ``numpy_forward``.
+take arguments, so that the list reads like the original's layer tables. Called, they run stock
+Chainer; the fast CPU backend (``branchynet.fast``) knows each of them by type.
 """
-import numpy
-
 import chainer.functions as F
-
-from branchynet import fast, ops
 
 
 class _Layer:
@@ -36,10 +31,7 @@ class MaxPool(_Layer):
         self.ksize, self.stride, self.pad, self.cover_all = ksize, stride, pad, cover_all
 
     def __call__(self, x):
-        return ops.max_pooling_2d(x, self.ksize, self.stride, self.pad, self.cover_all)
-
-    def numpy_forward(self, x):
-        return fast.max_pool_numpy(x, self.ksize, self.stride, self.pad, self.cover_all)
+        return F.max_pooling_2d(x, self.ksize, self.stride, self.pad, self.cover_all)
 
 
 class AvgPool(_Layer):
@@ -49,10 +41,7 @@ class AvgPool(_Layer):
         self.ksize, self.stride, self.pad = ksize, stride, pad
 
     def __call__(self, x):
-        return ops.average_pooling_2d(x, self.ksize, self.stride, self.pad)
-
-    def numpy_forward(self, x):
-        return fast.avg_pool_numpy(x, self.ksize, self.stride, self.pad)
+        return F.average_pooling_2d(x, self.ksize, self.stride, self.pad)
 
 
 class LRN(_Layer):
@@ -63,16 +52,8 @@ class LRN(_Layer):
     def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
         self.n, self.k, self.alpha, self.beta = n, k, alpha, beta
 
-    def __call__(self, x):  # Chainer's CPU LRN is already vectorised: ~3 % of a B-AlexNet step
+    def __call__(self, x):
         return F.local_response_normalization(x, self.n, self.k, self.alpha, self.beta)
-
-    def numpy_forward(self, x):
-        half = self.n // 2
-        sq = numpy.square(x)
-        padded = numpy.zeros((x.shape[0], x.shape[1] + 2 * half) + x.shape[2:], dtype=x.dtype)
-        padded[:, half:half + x.shape[1]] = sq
-        window = sum(padded[:, i:i + x.shape[1]] for i in range(self.n))
-        return x * (self.k + self.alpha * window) ** -self.beta
 
 
 class Dropout(_Layer):
@@ -85,6 +66,3 @@ class Dropout(_Layer):
 
     def __call__(self, x):
         return F.dropout(x, self.ratio)
-
-    def numpy_forward(self, x):
-        return x

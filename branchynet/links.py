@@ -1,20 +1,17 @@
 """Reusable links with parameters for network lists: the residual block of B-ResNet-110.
 
-``ResBlock`` reproduces the original ``branchynet/links/resnet.py`` (reference section 2.6): the basic
-two-convolution block with the zero-padding ("option A") shortcut. It runs its convolutions and its
-pooling through ``branchynet.ops`` (so the fast CPU kernels apply) and has a ``numpy_forward`` for
-the lean inference path (``branchynet.lean``).
+``ResBlock`` reproduces the original's basic two-convolution block with the zero-padding
+("option A") shortcut. ``forward_with`` takes the function that applies its parts, so that the fast
+CPU backend (``branchynet.fast``) runs its convolutions and pooling in training.
 """
 import math
-
-import numpy
 
 import chainer
 import chainer.functions as F
 import chainer.initializers as I
 import chainer.links as L
 
-from branchynet import lean, ops
+from branchynet.layers import AvgPool
 
 
 def v1_initializer(wscale=1.0):
@@ -23,7 +20,7 @@ def v1_initializer(wscale=1.0):
     Chainer v1 (1.17, the original's version) draws W ~ N(0, std) with
     std = sqrt(wscale) * sqrt(1 / fan_in): its default initializer is HeNormal(1/sqrt(2)), i.e.
     std = sqrt(1/fan_in), and ``init_weight`` multiplies it by ``scale=sqrt(wscale)`` "for backward
-    compatibility" (reference section 2.3: std = sqrt(wscale)/sqrt(fan_in)). Our reading: with the
+    compatibility" (docs/original.md: std = sqrt(wscale)/sqrt(fan_in)). Our reading: with the
     original's wscale = sqrt(2) that is std = 2**0.25 / sqrt(fan_in), about 1.19/sqrt(fan_in), i.e.
     ``LeCunNormal(scale=2**0.25)``; not He's sqrt(2)/sqrt(fan_in). wscale = 1 is LeCunNormal(), which
     is also Chainer 7's default for both links. Biases start at 0 either way.
@@ -32,7 +29,7 @@ def v1_initializer(wscale=1.0):
 
 
 class ResBlock(chainer.Chain):
-    """The original's basic residual block (reference section 2.6).
+    """The original's basic residual block (docs/original.md).
 
     h = BN(conv2(ReLU(BN(conv1(x))))), with conv1 3x3 at ``stride``, pad 1 and conv2 3x3, stride 1,
     pad 1, both with biases and the v1 ``wscale=sqrt(2)`` initialisation; BN with Chainer's defaults
@@ -58,31 +55,20 @@ class ResBlock(chainer.Chain):
             self.bn2 = L.BatchNormalization(out_size)
 
     def forward(self, x):
-        h = F.relu(self.bn1(ops.convolution_2d(self.conv1, x)))
-        h = self.bn2(ops.convolution_2d(self.conv2, h))
-        return F.relu(h + self._shortcut(x, h.shape))
+        return self.forward_with(x, lambda layer, h: layer(h))
 
-    def _shortcut(self, x, shape):
+    def forward_with(self, x, apply):
+        """The block on x, each convolution and pooling run by ``apply(layer, h)``."""
+        h = F.relu(self.bn1(apply(self.conv1, x)))
+        h = self.bn2(apply(self.conv2, h))
+        return F.relu(h + self._shortcut(x, h.shape, apply))
+
+    def _shortcut(self, x, shape, apply):
         if x.shape[2:] != shape[2:]:
-            x = ops.average_pooling_2d(x, 1, self.stride)
+            x = apply(AvgPool(1, self.stride), x)
         pad_c = shape[1] - x.shape[1]
         if pad_c:
             xp = chainer.backend.get_array_module(x)
             zeros = xp.zeros((x.shape[0], pad_c) + tuple(x.shape[2:]), dtype=x.dtype)
             x = F.concat((zeros, x), axis=1)
         return x
-
-    def numpy_forward(self, x):
-        """The inference forward in plain numpy (BN with running statistics), for ``branchynet.lean``."""
-        conv1, bn1, conv2, bn2 = (lean.compile_layer(link)
-                                  for link in (self.conv1, self.bn1, self.conv2, self.bn2))
-        h = numpy.maximum(bn1(conv1(x)), 0)
-        h = bn2(conv2(h))
-        s = x
-        if s.shape[2:] != h.shape[2:]:
-            s = s[:, :, ::self.stride, ::self.stride]  # = 1x1 average pooling, stride `stride`, floor mode
-        pad_c = h.shape[1] - s.shape[1]
-        if pad_c:
-            s = numpy.concatenate(
-                (numpy.zeros((s.shape[0], pad_c) + s.shape[2:], dtype=s.dtype), s), axis=1)
-        return numpy.maximum(h + s, 0)

@@ -1,12 +1,11 @@
 """The BranchyNet controller: one shared trunk split at the branch points, one head per exit.
 
 Unlike the original, which kept a deep copy of the trunk prefix per exit and synchronised them by
-copying parameters (bugs B11, B12, B19), there is a single trunk: exit k runs on the output of
+copying parameters (docs/original.md, B11, B12, B19), there is a single trunk: exit k runs on the output of
 segment k, the baseline (main) network is the whole trunk plus the last head, and joint training
 needs one forward pass.
 """
 import contextlib
-import threading
 
 import numpy
 
@@ -14,9 +13,8 @@ import chainer
 import chainer.functions as F
 from chainer import optimizers
 
-from branchynet import exit_rule, lean, ops, single, timing
+from branchynet import exit_rule, fast, timing
 from branchynet.branch import shared_prefixes, split_network
-from branchynet.layers import MaxPool
 
 
 class Sequence(chainer.ChainList):
@@ -30,25 +28,8 @@ class Sequence(chainer.ChainList):
                 self.add_link(layer)
 
     def forward(self, x, start=0, stop=None):
-        """Runs layers[start:stop] on x.
-
-        On the fast CPU path a ReLU followed by a max pooling runs as the pooling then the ReLU:
-        the same values and the same gradients (the two commute, and where the window's maximum is
-        positive both route the gradient to its first occurrence; elsewhere both give zero), on a
-        tensor the pooling has made several times smaller.
-        """
-        layers = self.layers[start:stop]
-        swap = ops.fast_enabled(x)
-        i = 0
-        while i < len(layers):
-            if (swap and layers[i] is F.relu and i + 1 < len(layers)
-                    and isinstance(layers[i + 1], MaxPool)):
-                x = F.relu(ops.apply(layers[i + 1], x))
-                i += 2
-            else:
-                x = ops.apply(layers[i], x)
-                i += 1
-        return x
+        """Runs layers[start:stop] on x (on the fast CPU kernels where they apply)."""
+        return fast.run_layers(self.layers[start:stop], x)
 
     def __len__(self):
         return len(self.layers)
@@ -58,6 +39,19 @@ class Sequence(chainer.ChainList):
 def _chainer_inference():
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         yield
+
+
+def make_optimizer(target, opt, alpha, beta1, lr, momentum, weight_decay):
+    """The original's optimizers over ``target``: Adam (alpha, beta1) or MomentumSGD (lr,
+    momentum, weight decay)."""
+    if opt == "Adam":
+        return optimizers.Adam(alpha=alpha, beta1=beta1).setup(target)
+    if opt != "MomentumSGD":
+        raise ValueError("opt must be 'Adam' or 'MomentumSGD', got %r" % (opt,))
+    optimizer = optimizers.MomentumSGD(lr=lr, momentum=momentum).setup(target)
+    if weight_decay:
+        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    return optimizer
 
 
 class BranchyNet(chainer.Chain):
@@ -93,8 +87,7 @@ class BranchyNet(chainer.Chain):
                                  weight_decay=weight_decay)
         self.optimizer = None
         self.reset_optimizer()
-        self._lean = None
-        self._single = {}
+        self._runner = fast.Runner([s.layers for s in self.segments], [h.layers for h in self.heads])
 
     # ------------------------------------------------------------------ structure
     def numexits(self):
@@ -102,23 +95,22 @@ class BranchyNet(chainer.Chain):
 
     def reset_optimizer(self):
         """A fresh optimizer over every parameter; called between pretraining and joint training
-        so that the main network's Adam moments do not carry over (the original's B13)."""
-        s = self.opt_settings
-        if s["opt"] == "Adam":
-            optimizer = optimizers.Adam(alpha=s["alpha"], beta1=s["beta1"])
-        elif s["opt"] == "MomentumSGD":
-            optimizer = optimizers.MomentumSGD(lr=s["lr"], momentum=s["momentum"])
-        else:
-            raise ValueError("opt must be 'Adam' or 'MomentumSGD', got %r" % (s["opt"],))
-        optimizer.setup(self)
-        if s["opt"] == "MomentumSGD" and s["weight_decay"]:
-            optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(s["weight_decay"]))
-        self.optimizer = optimizer
-        return optimizer
+        so that the main network's Adam moments do not carry over (docs/original.md, B13)."""
+        self.optimizer = make_optimizer(self, **self.opt_settings)
+        return self.optimizer
 
     def _to_device(self, x):
         x = x.array if isinstance(x, chainer.Variable) else x
         return self.device.send(x)
+
+    def forward(self, x):
+        """Logits of every exit (a list of Variables), without early exit, in the current
+        Chainer configuration (``chainer.config.train``)."""
+        outputs, h = [], x
+        for segment, head in zip(self.segments, self.heads):
+            h = segment(h)
+            outputs.append(head(h))
+        return outputs
 
     # ------------------------------------------------------------------ training
     def forward_main(self, x):
@@ -130,7 +122,7 @@ class BranchyNet(chainer.Chain):
     def train_main(self, x, t):
         """One pretraining step of the main network. Returns (loss, accuracy) as floats."""
         x, t = self._to_device(x), self._to_device(t)
-        with ops.cpu_scope(x):
+        with fast.cpu_scope(x):
             with chainer.using_config("train", True):
                 y = self.forward_main(x)
                 loss = F.softmax_cross_entropy(y, t)
@@ -168,7 +160,8 @@ class BranchyNet(chainer.Chain):
             losses.append(F.softmax_cross_entropy(y, t))
             accs.append(F.accuracy(y, t))
             if not last:
-                keep = self._train_keep_mask(y.array, k)
+                keep = exit_rule.training_keep(y.array, k, self.numexits(), self.train_keep,
+                                               self.train_thresholds)
                 if keep is not None:
                     if not bool(keep.any()):
                         h = None
@@ -177,20 +170,6 @@ class BranchyNet(chainer.Chain):
                     h, t = F.get_item(h, index), t[index]
         return losses, accs
 
-    def _train_keep_mask(self, logits, k):
-        """Which samples go on to the next exit in training; None keeps all of them."""
-        if self.train_thresholds is None and self.train_keep >= 1.0:
-            return None
-        xp = self.xp
-        ent = exit_rule.entropy(exit_rule.softmax(logits))
-        if self.train_thresholds is not None:
-            thresholds = exit_rule.as_thresholds(self.train_thresholds, self.numexits())
-            return ~exit_rule.exits_here(ent, thresholds[k])
-        n_keep = int(round(self.train_keep * len(ent)))
-        keep = xp.zeros(len(ent), dtype=bool)
-        keep[xp.argsort(ent)[len(ent) - n_keep:]] = True
-        return keep
-
     def train(self, x, t):
         """One joint training step: loss = sum_n w_n L_n over the exits, one backward, one update.
 
@@ -198,7 +177,7 @@ class BranchyNet(chainer.Chain):
         no sample reached).
         """
         x, t = self._to_device(x), self._to_device(t)
-        with ops.cpu_scope(x):
+        with fast.cpu_scope(x):
             with chainer.using_config("train", True):
                 losses, accs = self.joint_losses(x, t)
                 total = sum(w * loss for w, loss in zip(self.weights, losses) if loss is not None)
@@ -213,53 +192,15 @@ class BranchyNet(chainer.Chain):
         return exit_rule.as_thresholds(self.thresholds if thresholds is None else thresholds,
                                        self.numexits())
 
-    def _use_lean(self, x):
-        return self.xp is numpy and ops.fast_enabled(x)
-
-    def _lean_program(self):
-        if self._lean is None:
-            self._lean = ([lean.compile_sequence(s.layers) for s in self.segments],
-                          [lean.compile_sequence(h.layers) for h in self.heads])
-        return self._lean
-
-    def _single_chain(self, x):
-        """Batch-1 programs (single.py) for inputs like x, one set per thread: segment k reads
-        segment k-1's output buffer and head k segment k's, where they lie. Returns the functions
-        (segment k on h, head k on h); h that is not that buffer is copied in."""
-        key = (threading.get_ident(), x.shape, x.dtype.str)
-        steps = self._single.get(key)
-        if steps is None:
-            if len(self._single) >= 64:  # threads come and go; programs are cheap to rebuild
-                self._single.clear()
-            segments, heads = single.chain([s.layers for s in self.segments],
-                                           [h.layers for h in self.heads], x.shape, x.dtype)
-            steps = self._single[key] = (lambda k, h: segments[k](h), lambda k, h: heads[k](h))
-        return steps
-
     def inference_steps(self, x):
-        """(segment k on h, head k on h, context) for inference on x: on CPU with the fast path,
-        the lean numpy programs, which need no Chainer configuration (at batch 1 entering one
-        costs as much as a small layer); else the Chainer chains in test mode without a graph."""
-        if self._use_lean(x):
-            if len(x) == 1 and x.dtype.kind == "f":
-                return self._single_chain(x) + (contextlib.nullcontext(),)
-            segments, heads = self._lean_program()
-            return (lambda k, h: lean.run_sequence(segments[k], h),
-                    lambda k, h: lean.run_sequence(heads[k], h), ops.cpu_scope(x))
+        """(segment k on h, head k on h, context) for inference on x: on numpy with the fast path,
+        the compiled numpy programs (``fast.Runner``), which need no Chainer configuration; else
+        the Chainer chains in test mode without a graph."""
+        if self.xp is numpy and fast.enabled(x):
+            segment, head = self._runner.steps(x)
+            return segment, head, (fast.cpu_scope(x) if len(x) > 1 else contextlib.nullcontext())
         return (lambda k, h: chainer.as_array(self.segments[k](h)),
                 lambda k, h: chainer.as_array(self.heads[k](h)), _chainer_inference())
-
-    def run_segment(self, k, h):
-        """Inference through trunk segment k; a device array out."""
-        segment, _, context = self.inference_steps(h)
-        with context:
-            return segment(k, h).copy()  # batch-1 programs return buffers they reuse
-
-    def run_head(self, k, h):
-        """Logits of exit k's head on segment k's output (inference); a device array out."""
-        _, head, context = self.inference_steps(h)
-        with context:
-            return head(k, h).copy()
 
     def predict(self, x, thresholds=None):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
@@ -273,41 +214,8 @@ class BranchyNet(chainer.Chain):
         segment, head, context = self.inference_steps(x)
         with context:
             if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
-                return self._predict_one(x, thresholds, segment, head)
-            return self._predict_batch(x, thresholds, segment, head)
-
-    def _predict_one(self, x, thresholds, segment, head):
-        last = self.numexits() - 1
-        h = x
-        for k in range(last + 1):
-            h = segment(k, h)
-            logits = head(k, h)
-            if k == last or exit_rule.leaves_one(logits, thresholds[k]):
-                break
-        return (numpy.array([int(logits[0].argmax())], dtype=numpy.int32),
-                numpy.array([k], dtype=numpy.int32))
-
-    def _predict_batch(self, x, thresholds, segment, head):
-        xp = self.xp
-        labels = xp.empty(len(x), dtype=numpy.int32)
-        exits = xp.empty(len(x), dtype=numpy.int32)
-        remaining = xp.arange(len(x))
-        last = self.numexits() - 1
-        h = x
-        for k in range(last + 1):
-            h = segment(k, h)
-            logits = head(k, h)
-            if k == last:
-                leave = xp.ones(len(logits), dtype=bool)
-            else:
-                leave = exit_rule.leaves(logits, thresholds[k])
-            leaving = remaining[leave]
-            labels[leaving] = logits[leave].argmax(axis=1)
-            exits[leaving] = k
-            stay = ~leave
-            remaining, h = remaining[stay], h[stay]
-            if len(remaining) == 0:
-                break
+                return exit_rule.predict_one(x, thresholds, segment, head)
+            labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, self.xp)
         return chainer.backend.CpuDevice().send(labels), chainer.backend.CpuDevice().send(exits)
 
     def test(self, x, t, thresholds=None):
@@ -336,14 +244,6 @@ class BranchyNet(chainer.Chain):
                 h = segment(k, h)
             logits = head(self.numexits() - 1, h)
         return chainer.backend.CpuDevice().send(logits.argmax(axis=1).astype(numpy.int32))
-
-    def test_main(self, x, t):
-        """Baseline inference on one batch. Returns (accuracy, seconds), device synchronised."""
-        start = timing.clock(self.xp)
-        labels = self.predict_main(x)
-        seconds = timing.clock(self.xp) - start
-        t = chainer.backend.CpuDevice().send(t.array if isinstance(t, chainer.Variable) else t)
-        return float((labels == t).mean()), seconds
 
     def exit_probs(self, x):
         """Softmax output of every exit for every sample, without early exit (the original's get_SM).

@@ -281,9 +281,9 @@ def test_joint_training_runs_a_heads_leading_trunk_layers_once(name, shared, mni
         return
     x, t = mnist_subset[0][:16], mnist_subset[1][:16]
     calls = []
-    from branchynet import fast
-    real = fast.max_pooling_2d
-    monkeypatch.setattr(fast, "max_pooling_2d",
+    from branchynet.fast import switch
+    real = switch.max_pooling_2d
+    monkeypatch.setattr(switch, "max_pooling_2d",
                         lambda h, *a, **kw: calls.append(h.shape) or real(h, *a, **kw))
     net.cleargrads()
     with chainer.using_config("train", True):

@@ -440,32 +440,48 @@ def test_pool_keeps_float32():
 
 
 # ---------------------------------------------------------------------------------------------
-# GPU: every public function hands CuPy arrays to Chainer's own implementation.
+# The switch: CuPy arrays, or the flag off, run stock Chainer.
+
+
+def _switch_cases():
+    from branchynet.layers import AvgPool, MaxPool
+    import chainer.links as L
+    numpy.random.seed(0)
+    return [L.Convolution2D(3, 4, 3, pad=1), MaxPool(3, 2), AvgPool(3, 2, 1)]
+
+
+def test_switch_off_runs_stock_chainer(monkeypatch):
+    from branchynet.fast import switch
+    x = numpy.random.RandomState(0).standard_normal((2, 3, 9, 9)).astype(numpy.float32)
+    for layer in _switch_cases():
+        called = []
+        for name in ("convolution_2d", "max_pooling_2d", "average_pooling_2d"):
+            monkeypatch.setattr(switch, name, lambda *a, name=name: called.append(name))
+        with chainer.using_config("branchynet_fast_cpu", False):
+            y = switch.apply(layer, x)
+        assert not called and isinstance(y, chainer.Variable)
+        switch.apply(layer, x)
+        assert len(called) == 1
+        monkeypatch.undo()
 
 
 def test_gpu_inputs_defer_to_chainer():
     cupy = pytest.importorskip("cupy")
     if not chainer.backends.cuda.available:
         pytest.skip("no CUDA device available to Chainer")
-    rng = numpy.random.RandomState(0)
-    x = rng.standard_normal((2, 3, 9, 9)).astype(numpy.float32)
-    W = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
-    b = rng.standard_normal(4).astype(numpy.float32)
-    xg, Wg, bg = (cupy.asarray(a) for a in (x, W, b))
-    pairs = [
-        (fast.convolution_2d(xg, Wg, bg, stride=1, pad=1), F.convolution_2d(x, W, b, 1, 1)),
-        (fast.max_pooling_2d(xg, 3, 2), F.max_pooling_2d(x, 3, 2)),
-        (fast.average_pooling_2d(xg, 3, 2, 1), F.average_pooling_2d(x, 3, 2, 1)),
-    ]
-    for yg, ycpu in pairs:
-        assert isinstance(yg.array, cupy.ndarray)
-        numpy.testing.assert_allclose(cupy.asnumpy(yg.array), ycpu.array, rtol=1e-4, atol=1e-4)
-    # Gradients flow through Chainer's GPU nodes.
-    xv = chainer.Variable(xg)
-    y = fast.max_pooling_2d(fast.convolution_2d(xv, Wg, bg, pad=1), 2)
-    y.grad = cupy.ones_like(y.array)
-    y.backward()
-    assert isinstance(xv.grad, cupy.ndarray)
+    from branchynet.fast import switch
+    x = numpy.random.RandomState(0).standard_normal((2, 3, 9, 9)).astype(numpy.float32)
+    for layer in _switch_cases():
+        expected = layer(x).array
+        if isinstance(layer, chainer.Link):
+            layer.to_device("@cupy:0")
+        xv = chainer.Variable(cupy.asarray(x))
+        y = switch.apply(layer, xv)
+        assert isinstance(y.array, cupy.ndarray)
+        numpy.testing.assert_allclose(cupy.asnumpy(y.array), expected, rtol=1e-4, atol=1e-4)
+        y.grad = cupy.ones_like(y.array)
+        y.backward()  # gradients flow through Chainer's GPU nodes
+        assert isinstance(xv.grad, cupy.ndarray)
 
 
 def test_non_contiguous_inputs():
@@ -531,18 +547,23 @@ def test_conv_split_over_threads_matches_chainer(split_everything, stride, pad):
 
 
 def test_conv_split_equals_one_thread(split_everything):
-    """Forward and input gradient are the one-thread computation on each slice: bit-equal."""
+    """Forward and input gradient: each slice of a split batch is the one-thread computation on
+    that slice alone, bit for bit."""
     rng = numpy.random.RandomState(2)
     x = rng.standard_normal((5, 4, 8, 8)).astype(numpy.float32)
     W = rng.standard_normal((9, 4, 3, 3)).astype(numpy.float32)
     gy = rng.standard_normal((5, 9, 8, 8)).astype(numpy.float32)
-    g = fast_conv._Geom(x.shape, W.shape, (1, 1), (1, 1))
-    split = fast_conv._forward(x, W, None, g), fast_conv._col2im_grad_x(W, gy, g, x.dtype)
-    assert split_everything
+
+    def both(x, gy):
+        g = fast_conv._Geom(x.shape, W.shape, (1, 1), (1, 1))
+        return fast_conv._forward(x, W, None, g), fast_conv._col2im_grad_x(W, gy, g, x.dtype)
+    split = both(x, gy)
+    ranges = split_everything[0]
+    assert len(ranges) == 3
     fast_threads.set_threads(1)
-    one = fast_conv._forward(x, W, None, g), fast_conv._col2im_grad_x(W, gy, g, x.dtype)
-    for a, b in zip(split, one):
-        numpy.testing.assert_array_equal(a, b)
+    for n0, n1 in ranges:
+        for a, b in zip(split, both(x[n0:n1], gy[n0:n1])):
+            numpy.testing.assert_array_equal(a[n0:n1], b)
 
 
 def test_pools_split_over_threads_match_chainer(split_everything):
@@ -590,7 +611,7 @@ def test_blas_one_thread_restores_the_count():
 
 
 def test_training_step_keeps_blas_on_one_thread_while_kernels_split(monkeypatch):
-    """ops.cpu_scope: one BLAS thread for the whole fast step when the kernels use several
+    """fast.cpu_scope: one BLAS thread for the whole fast step when the kernels use several
     threads; BLAS untouched for stock Chainer or one kernel thread; restored after."""
     import networks
     if fast.blas.threads() is None:

@@ -126,7 +126,7 @@ def test_relu_before_max_pool_runs_after_it_with_equal_values_and_gradients():
     negative windows, ties and zeros in the input."""
     import chainer.functions as F
     import chainer.links as L
-    from branchynet import ops
+    from branchynet.fast import switch
     from branchynet.layers import LRN, MaxPool
     from branchynet.net import Sequence
 
@@ -147,7 +147,7 @@ def test_relu_before_max_pool_runs_after_it_with_equal_values_and_gradients():
             else:  # the declared order, through the same fast kernels
                 y = xv
                 for layer in seq.layers:
-                    y = ops.apply(layer, y)
+                    y = switch.apply(layer, y)
         y.grad = gy.copy()
         y.backward()
         results.append((y.array, xv.grad, seq.layers[0].W.grad.copy(), hook.shapes))

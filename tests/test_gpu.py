@@ -66,5 +66,8 @@ def test_training_step_gives_the_same_losses(nets, mnist_subset):
 
 def test_predict_leaves_arrays_on_the_device(nets, mnist_subset):
     _, gpu = nets
-    h = gpu.run_segment(0, cupy.asarray(mnist_subset[0][:4]))
+    x = cupy.asarray(mnist_subset[0][:4])
+    segment, _, context = gpu.inference_steps(x)
+    with context:
+        h = segment(0, x)
     assert isinstance(h, cupy.ndarray)

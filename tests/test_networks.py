@@ -11,7 +11,7 @@ import chainer.links as L
 
 import networks
 from networks import alex_cifar10, resnet_cifar10
-from branchynet import lean, ops
+from branchynet.fast import switch
 from branchynet.links import ResBlock
 
 LN10 = math.log(10)
@@ -191,46 +191,24 @@ def test_resblock_shortcut_puts_zero_channels_in_front(train):
     np.testing.assert_array_equal(y, np.maximum(x - 16, 0))
 
 
-def test_resblock_runs_through_ops(monkeypatch):
+def test_resblock_runs_its_parts_through_the_fast_switch(monkeypatch):
+    """In a graph on the fast path the block's convolutions and pooling are the fast kernels."""
     calls = []
-    conv2d, avg_pool = ops.convolution_2d, ops.average_pooling_2d
-    monkeypatch.setattr(ops, "convolution_2d", lambda link, x: calls.append("conv") or conv2d(link, x))
-    monkeypatch.setattr(ops, "average_pooling_2d",
-                        lambda x, *a, **k: calls.append("pool") or avg_pool(x, *a, **k))
-    ResBlock(3, 6, stride=2)(np.random.rand(2, 3, 7, 7).astype(np.float32))
+    conv2d, avg_pool = switch.convolution_2d, switch.average_pooling_2d
+    monkeypatch.setattr(switch, "convolution_2d", lambda *a: calls.append("conv") or conv2d(*a))
+    monkeypatch.setattr(switch, "average_pooling_2d",
+                        lambda *a: calls.append("pool") or avg_pool(*a))
+    switch.apply(ResBlock(3, 6, stride=2), np.random.rand(2, 3, 7, 7).astype(np.float32))
     assert sorted(calls) == ["conv", "conv", "pool"]
     with pytest.raises(ValueError):
         ResBlock(4, 2)
 
 
-@pytest.mark.parametrize("in_c, out_c, stride, size", [(4, 4, 1, 9), (3, 6, 2, 9), (4, 8, 2, 8)])
-def test_resblock_numpy_forward_equals_chainer_test_mode(in_c, out_c, stride, size):
-    rng = np.random.RandomState(1)
-    block = ResBlock(in_c, out_c, stride)
-    for link in (block.conv1, block.conv2):
-        link.b.array[...] = rng.randn(*link.b.shape)
-    for norm in (block.bn1, block.bn2):  # non-trivial running statistics and affine parameters
-        c = norm.avg_mean.shape[0]
-        norm.avg_mean[...] = rng.randn(c)
-        norm.avg_var[...] = rng.rand(c) + 0.5
-        norm.gamma.array[...] = rng.rand(c) + 0.5
-        norm.beta.array[...] = rng.randn(c)
-    x = rng.randn(2, in_c, size, size).astype(np.float32)
-    with chainer.using_config("train", False), chainer.using_config("branchynet_fast_cpu", False), \
-            chainer.no_backprop_mode():
-        expected = block(x).array
-    assert lean.compile_layer(block) == block.numpy_forward
-    got = block.numpy_forward(x)
-    assert got.shape == expected.shape == (2, out_c, -(-size // stride), -(-size // stride))
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-
-
 @pytest.mark.parametrize("name, kwargs", [("b-alexnet", {}), ("b-resnet110", {"n": 1}),
                                           ("b-resnet110-paper", {"n": 2})])
-def test_lean_inference_path_equals_chainer(name, kwargs):
-    """exit_probs through branchynet.lean (numpy_forward of every layer, fast kernels) against stock
-    Chainer in test mode, with non-trivial BN running statistics."""
+def test_numpy_inference_equals_chainer(name, kwargs):
+    """exit_probs through the compiled numpy programs (branchynet.fast) against stock Chainer in
+    test mode, with non-trivial BN running statistics."""
     rng = np.random.RandomState(2)
     net = networks.build(name, **kwargs)
     for link in net.links():

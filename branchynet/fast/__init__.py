@@ -1,15 +1,19 @@
-"""Fast CPU (numpy) kernels for the conv and pooling layers of BranchyNet's networks.
+"""The CPU backend: fast numpy kernels, the switch that runs them in Chainer graphs, and the
+compiler of inference programs.
 
-Why: stock Chainer 7.8.1 spends most of a CPU convolution or pooling in copies (full im2col arrays,
-``tensordot`` on non-contiguous operands), about 3 GFLOP/s. These FunctionNodes give the same values
-and gradients several times faster; on CuPy arrays they hand over to Chainer's own functions.
-The ``*_numpy`` functions are the plain forward kernels, for a Chainer-free batch-1 inference path.
-Large batches are split over the machine's cores (``threads``; BLAS thread control in ``blas``).
+Stock Chainer 7.8.1 spends most of a CPU convolution or pooling in copies (full im2col arrays,
+``tensordot`` on non-contiguous operands); the kernels (``conv``, ``pooling``) give the same values
+and gradients several times faster, splitting large batches over the cores (``threads``; BLAS
+thread control in ``blas``). ``switch`` decides where they run in training; ``compiler`` turns layer
+lists into numpy programs for inference, batched or one sample at a time (``Runner``).
 """
 from branchynet.fast import blas, threads
 from branchynet.fast.conv import conv2d_numpy, convolution_2d
 from branchynet.fast.pooling import (average_pooling_2d, avg_pool_numpy, max_pool_numpy,
                                      max_pooling_2d)
+from branchynet.fast.switch import cpu_scope, enabled, run_layers
+from branchynet.fast.compiler import Runner
 
 __all__ = ["blas", "threads", "convolution_2d", "max_pooling_2d", "average_pooling_2d",
-           "conv2d_numpy", "max_pool_numpy", "avg_pool_numpy"]
+           "conv2d_numpy", "max_pool_numpy", "avg_pool_numpy", "cpu_scope", "enabled",
+           "run_layers", "Runner"]

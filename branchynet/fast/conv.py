@@ -11,8 +11,7 @@ columns), so no pass over the output follows. For stride 1 and O <= 2 C the inpu
 correlation of gy with the flipped kernel, run by the forward kernel; otherwise gcol = W^T gy and
 col2im. Large batches are split over the cores (threads.py).
 
-Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=1``, ``groups=1``;
-non-numpy (CuPy) inputs are handed to Chainer's own function.
+Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=1``, ``groups=1``.
 """
 import numpy
 
@@ -22,7 +21,7 @@ import chainer.functions
 
 from branchynet.fast import threads
 
-__all__ = ["convolution_2d", "conv2d_numpy"]
+__all__ = ["convolution_2d", "conv2d_numpy", "supports"]
 
 # Target size in bytes of one chunk's im2col buffer: small enough to stay in L2/L3 between the copy
 # that fills it and the GEMM that reads it, large enough that the GEMM runs near peak.
@@ -325,69 +324,66 @@ class Convolution2D(function_node.FunctionNode):
         return ret
 
 
-class Convolution2DGradX(function_node.FunctionNode):
+class _Gradient(function_node.FunctionNode):
+    """A gradient of the convolution, bilinear in (its other input ``a``, gy): differentiated, it
+    gives the other gradient node and the convolution itself."""
+
+    def __init__(self, stride, pad, shape, dtype):
+        self.stride = stride
+        self.pad = pad
+        self.shape = tuple(shape)  # of what it computes
+        self.dtype = dtype
+
+    def forward_cpu(self, inputs):
+        self.retain_inputs((0, 1))
+        a, gy = inputs
+        return self._compute(a, gy),
+
+    def backward(self, indexes, grad_outputs):
+        a, gy = self.get_retained_inputs()
+        gg, = grad_outputs
+        ret = []
+        if 0 in indexes:
+            ret.append(self._other(self.stride, self.pad, a.shape, a.dtype).apply((gg, gy))[0])
+        if 1 in indexes:
+            ret.append(Convolution2D(self.stride, self.pad).apply(self._conv_inputs(a, gg))[0])
+        return ret
+
+
+class Convolution2DGradX(_Gradient):
     """gx = conv^T(gy, W), the input gradient (bilinear in W and gy)."""
 
-    def __init__(self, stride, pad, x_shape, x_dtype):
-        self.stride = stride
-        self.pad = pad
-        self.x_shape = tuple(x_shape)
-        self.x_dtype = x_dtype
+    def _compute(self, W, gy):
+        return _grad_x(W, gy, _geom(self.shape, W.shape, self.stride, self.pad), self.dtype)
 
-    def forward_cpu(self, inputs):
-        self.retain_inputs((0, 1))
-        W, gy = inputs
-        g = _geom(self.x_shape, W.shape, self.stride, self.pad)
-        return _grad_x(W, gy, g, self.x_dtype),
+    def _other(self, *args):
+        return Convolution2DGradW(*args)
 
-    def backward(self, indexes, grad_outputs):
-        W, gy = self.get_retained_inputs()
-        ggx, = grad_outputs
-        ret = []
-        if 0 in indexes:
-            ret.append(Convolution2DGradW(self.stride, self.pad, W.shape, W.dtype).apply(
-                (ggx, gy))[0])
-        if 1 in indexes:
-            ret.append(Convolution2D(self.stride, self.pad).apply((ggx, W))[0])
-        return ret
+    def _conv_inputs(self, W, ggx):
+        return ggx, W
 
 
-class Convolution2DGradW(function_node.FunctionNode):
+class Convolution2DGradW(_Gradient):
     """gW = correlation of x with gy, the weight gradient (bilinear in x and gy)."""
 
-    def __init__(self, stride, pad, w_shape, w_dtype):
-        self.stride = stride
-        self.pad = pad
-        self.w_shape = tuple(w_shape)
-        self.w_dtype = w_dtype
+    def _compute(self, x, gy):
+        return _grad_w(x, gy, _geom(x.shape, self.shape, self.stride, self.pad), self.dtype)
 
-    def forward_cpu(self, inputs):
-        self.retain_inputs((0, 1))
-        x, gy = inputs
-        g = _geom(x.shape, self.w_shape, self.stride, self.pad)
-        return _grad_w(x, gy, g, self.w_dtype),
+    def _other(self, *args):
+        return Convolution2DGradX(*args)
 
-    def backward(self, indexes, grad_outputs):
-        x, gy = self.get_retained_inputs()
-        ggW, = grad_outputs
-        ret = []
-        if 0 in indexes:
-            ret.append(Convolution2DGradX(self.stride, self.pad, x.shape, x.dtype).apply(
-                (ggW, gy))[0])
-        if 1 in indexes:
-            ret.append(Convolution2D(self.stride, self.pad).apply((x, ggW))[0])
-        return ret
+    def _conv_inputs(self, x, ggW):
+        return x, ggW
+
+
+def supports(link):
+    """Whether the fast kernel computes this ``L.Convolution2D`` (no groups, no dilation)."""
+    return link.groups == 1 and _pair(link.dilate) == (1, 1)
 
 
 def convolution_2d(x, W, b=None, stride=1, pad=0):
-    """Drop-in for ``chainer.functions.convolution_2d`` (cover_all=False, no dilation/groups).
-
-    numpy inputs run the fast CPU kernels; anything else (CuPy, ChainerX) goes to Chainer's own
-    function.
-    """
-    arr = x.array if isinstance(x, chainer.Variable) else x
-    if not isinstance(arr, numpy.ndarray):
-        return chainer.functions.convolution_2d(x, W, b, stride=stride, pad=pad)
+    """``chainer.functions.convolution_2d`` (cover_all=False, no dilation or groups) on numpy
+    inputs; ``branchynet.fast.switch`` decides when it runs."""
     args = (x, W) if b is None else (x, W, b)
     y, = Convolution2D(_pair(stride), _pair(pad)).apply(args)
     return y

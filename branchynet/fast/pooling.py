@@ -10,7 +10,7 @@ data (outputs are computed on a slightly larger grid whose extra rows and column
 Semantics are Chainer's: ``F.max_pooling_2d`` (cover_all, padding with -inf, gradient to the
 first maximum of each window in row-major window order, exactly as its argmax) and
 ``F.average_pooling_2d`` (floor mode, zero padding, divide by kh*kw). NaN inputs are not given
-Chainer's argmax-of-NaN treatment. Non-numpy inputs go to Chainer's own functions.
+Chainer's argmax-of-NaN treatment.
 """
 import threading
 
@@ -18,7 +18,6 @@ import numpy
 
 import chainer
 from chainer import function_node
-import chainer.functions
 
 from branchynet.fast import threads
 from branchynet.fast.conv import _pair
@@ -349,33 +348,22 @@ class MaxPooling2D(function_node.FunctionNode):
 
 
 class MaxPooling2DGrad(function_node.FunctionNode):
-    """gy -> gx for a fixed input x (linear in gy)."""
+    """gy -> gx for a fixed input x (linear in gy); its ``adjoint``, ggx -> ggy, has each window
+    take ggx at the position of its max. Each is the other's gradient."""
 
-    def __init__(self, plan, x):
+    def __init__(self, plan, x, adjoint=False):
         self.plan = plan
         self.x = x
+        self.adjoint = adjoint
 
     def forward_cpu(self, inputs):
-        gy, = inputs
-        return _max_backward(self.x, gy, self.plan),
+        g, = inputs
+        if self.adjoint:
+            return _max_gather(self.x, g, self.plan),
+        return _max_backward(self.x, g, self.plan),
 
     def backward(self, indexes, grad_outputs):
-        return MaxPooling2DGather(self.plan, self.x).apply(grad_outputs)
-
-
-class MaxPooling2DGather(function_node.FunctionNode):
-    """ggx -> ggy: each window takes ggx at the position of its max (the adjoint of the above)."""
-
-    def __init__(self, plan, x):
-        self.plan = plan
-        self.x = x
-
-    def forward_cpu(self, inputs):
-        ggx, = inputs
-        return _max_gather(self.x, ggx, self.plan),
-
-    def backward(self, indexes, grad_outputs):
-        return MaxPooling2DGrad(self.plan, self.x).apply(grad_outputs)
+        return MaxPooling2DGrad(self.plan, self.x, not self.adjoint).apply(grad_outputs)
 
 
 class AveragePooling2D(function_node.FunctionNode):
@@ -412,24 +400,15 @@ class AveragePooling2DGrad(function_node.FunctionNode):
         return AveragePooling2D(f.ksize, f.stride, f.pad).apply(grad_outputs)
 
 
-def _is_numpy(x):
-    arr = x.array if isinstance(x, chainer.Variable) else x
-    return isinstance(arr, numpy.ndarray)
-
-
 def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True):
-    """Drop-in for ``chainer.functions.max_pooling_2d`` (without return_indices)."""
-    if not _is_numpy(x):
-        return chainer.functions.max_pooling_2d(x, ksize, stride, pad, cover_all)
+    """``chainer.functions.max_pooling_2d`` (without return_indices) on numpy inputs."""
     if stride is None:
         stride = ksize
     return MaxPooling2D(_pair(ksize), _pair(stride), _pair(pad), cover_all).apply((x,))[0]
 
 
 def average_pooling_2d(x, ksize, stride=None, pad=0):
-    """Drop-in for ``chainer.functions.average_pooling_2d``."""
-    if not _is_numpy(x):
-        return chainer.functions.average_pooling_2d(x, ksize, stride, pad)
+    """``chainer.functions.average_pooling_2d`` on numpy inputs."""
     if stride is None:
         stride = ksize
     return AveragePooling2D(_pair(ksize), _pair(stride), _pair(pad)).apply((x,))[0]

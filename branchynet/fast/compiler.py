@@ -1,37 +1,128 @@
-"""Batch-1 inference programs: a layer list compiled for one sample of one input shape.
+"""The CPU inference compiler: a trunk segment's or head's layer list into a numpy program.
 
-Why: at batch 1 a layer's arithmetic takes a few microseconds and so does each numpy call, so an
-early exit saves little unless every layer is a handful of calls. Here each layer gets its buffers
-and strided views once, at compile time (padded inputs whose padding stays as set, im2col
-buffers, pooling window views); a run is then a fixed list of numpy calls writing into those
-buffers, with no allocation, no shape arithmetic and no Chainer. A max pooling followed by a ReLU
-(or preceded by one) runs as one stage, a pooling writes straight into the next convolution's padded input, and a
-program may read another's output buffer in place (``source``): ``BranchyNet`` chains its segments
-and heads that way. Parameters are read from the links at every run, so training in between is
-seen.
+Inference needs no Chainer graph, and at batch 1 each Chainer call costs as much as a small layer's
+arithmetic, so inference on numpy runs programs compiled here. Each layer type says once, in
+``numpy_function``'s table, how it runs on a numpy batch. A program for one sample goes further:
+its stages get their buffers and strided views once, at compile time (zero-padded convolution
+inputs whose padding stays as set, im2col buffers, pooling window views), so a run is a fixed list
+of numpy calls with no allocation and no shape arithmetic; a max pooling and its ReLU run as one
+stage, a pooling writes straight into the next convolution's padded input, and a program may read
+another's output buffer in place (``source``), which ``Runner`` uses to chain segments and heads.
+Parameters are read from the links at every run, so training in between is seen.
 
-A program owns its buffers: its output is overwritten by its next run, and one program must not
-run on two threads at once (``BranchyNet`` keeps one per thread). Layers without a stage of their
-own run through ``lean.compile_layer`` and are copied into a buffer (compiling runs them once, on
-the zeros every buffer starts as).
+A batch-1 program owns its buffers: its output is overwritten by its next run, and it must not run
+on two threads at once (``Runner`` keeps one set per thread).
 """
+import threading
+
 import numpy
 
+import chainer
 import chainer.functions as F
 import chainer.links as L
 
 from branchynet import layers as blayers
-from branchynet import lean
+from branchynet import links as blinks
 from branchynet.fast import conv as fconv
 from branchynet.fast import pooling as fpool
+from branchynet.fast.switch import relu_after_pool
 
-__all__ = ["Program", "chain"]
+__all__ = ["numpy_function", "Program", "Runner"]
+
+
+# ------------------------------------------------------------------ layers on a numpy batch
+def _conv(link):
+    def run(x):
+        return fconv.conv2d_numpy(x, link.W.array, None if link.b is None else link.b.array,
+                                  link.stride, link.pad)
+    return run
+
+
+def _linear(link):
+    def run(x):
+        y = x.reshape(x.shape[0], -1) @ link.W.array.T
+        return y if link.b is None else y + link.b.array
+    return run
+
+
+def _batch_norm(link):
+    def run(x):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        scale = (link.gamma.array / numpy.sqrt(link.avg_var + link.eps)).reshape(shape)
+        shift = link.beta.array.reshape(shape) - link.avg_mean.reshape(shape) * scale
+        return x * scale + shift
+    return run
+
+
+def _relu(x):
+    return numpy.maximum(x, 0, dtype=x.dtype)
+
+
+def _lrn(layer):
+    def run(x):
+        half = layer.n // 2
+        padded = numpy.zeros((x.shape[0], x.shape[1] + 2 * half) + x.shape[2:], dtype=x.dtype)
+        padded[:, half:half + x.shape[1]] = numpy.square(x)
+        window = sum(padded[:, i:i + x.shape[1]] for i in range(layer.n))
+        return x * (layer.k + layer.alpha * window) ** -layer.beta
+    return run
+
+
+def _res_block(block):
+    conv1, bn1, conv2, bn2 = (numpy_function(link)
+                              for link in (block.conv1, block.bn1, block.conv2, block.bn2))
+
+    def run(x):
+        h = bn2(conv2(_relu(bn1(conv1(x)))))
+        s = x
+        if s.shape[2:] != h.shape[2:]:
+            s = s[:, :, ::block.stride, ::block.stride]  # = 1x1 average pooling, floor mode
+        pad_c = h.shape[1] - s.shape[1]
+        if pad_c:
+            s = numpy.concatenate(
+                (numpy.zeros((s.shape[0], pad_c) + s.shape[2:], dtype=s.dtype), s), axis=1)
+        return numpy.maximum(h + s, 0)
+    return run
+
+
+def _chainer_test_mode(layer):
+    def run(x):
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            return chainer.as_array(layer(x))
+    return run
 
 
 def _is_conv(layer):
-    return isinstance(layer, L.Convolution2D) and layer.groups == 1 and layer.dilate == (1, 1)
+    return isinstance(layer, L.Convolution2D) and fconv.supports(layer)
 
 
+# (applies to the layer?, numpy function of a batch): the first entry that applies is used.
+_FUNCTIONS = (
+    (_is_conv, _conv),
+    (lambda l: isinstance(l, L.Linear), _linear),
+    (lambda l: (isinstance(l, L.BatchNormalization) and l.axis is None
+                and l.avg_mean is not None), _batch_norm),
+    (lambda l: l is F.relu, lambda l: _relu),
+    (lambda l: isinstance(l, blayers.MaxPool),
+     lambda l: lambda x: fpool.max_pool_numpy(x, l.ksize, l.stride, l.pad, l.cover_all)),
+    (lambda l: isinstance(l, blayers.AvgPool),
+     lambda l: lambda x: fpool.avg_pool_numpy(x, l.ksize, l.stride, l.pad)),
+    (lambda l: isinstance(l, blayers.LRN), _lrn),
+    (lambda l: isinstance(l, blayers.Dropout), lambda l: lambda x: x),  # identity at inference
+    (lambda l: isinstance(l, blinks.ResBlock), _res_block),
+)
+
+
+def numpy_function(layer):
+    """The inference function of one network item on a numpy batch (BN with running statistics,
+    no dropout); items the table does not know run through Chainer in test mode."""
+    for applies, build in _FUNCTIONS:
+        if applies(layer):
+            return build(layer)
+    return _chainer_test_mode(layer)
+
+
+# ------------------------------------------------------------------ stages of a batch-1 program
 class _ConvInput:
     """A convolution's zero-padded input buffer and its interior, where the input goes: the
     padding stays zero because only the interior is ever written."""
@@ -150,7 +241,7 @@ def _linear_stage(link, src):
 
 
 def _generic_stage(layer, src):
-    fn = lean.compile_layer(layer)
+    fn = numpy_function(layer)
     out = numpy.array(fn(src), dtype=src.dtype)  # its shape, from one run on the buffer
 
     def run():
@@ -167,12 +258,9 @@ def _stage(layers, i, src, conv_inputs):
     if _is_conv(layer):
         inp = conv_inputs.get(id(src)) or _ConvInput(layer, src.shape, src.dtype)
         return _conv_stage(layer, src, inp) + (1,)
-    if layer is F.relu and isinstance(nxt, blayers.MaxPool):  # max(relu) = relu(max)
-        layer, relu, used = nxt, True, 2
-    else:
+    if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
         relu = isinstance(layer, blayers.MaxPool) and nxt is F.relu  # relu(max): one stage
         used = 2 if relu else 1
-    if isinstance(layer, (blayers.MaxPool, blayers.AvgPool)):
         shape = _pool_sizes(src.shape, layer)[-1]
         after = layers[i + used] if i + used < len(layers) else None
         if _is_conv(after):
@@ -191,12 +279,14 @@ def _stage(layers, i, src, conv_inputs):
     return _generic_stage(layer, src) + (1,)
 
 
-class Program:
+# ------------------------------------------------------------------ programs
+class SampleProgram:
     """``layers`` compiled for one sample: of ``shape`` and ``dtype`` into an input buffer of its
     own, or read from ``source``, an array another program writes (its output buffer), which
     saves a copy when programs are chained."""
 
     def __init__(self, layers, shape=None, dtype=None, source=None):
+        layers = relu_after_pool(layers)
         conv_inputs = {}
         if source is None:
             if shape is None or shape[0] != 1:
@@ -231,15 +321,57 @@ class Program:
         return self.output
 
 
+class BatchProgram:
+    """``layers`` compiled for a batch of any size: one numpy function per layer."""
+
+    def __init__(self, layers):
+        self.functions = tuple(numpy_function(layer) for layer in relu_after_pool(layers))
+
+    def __call__(self, x):
+        for fn in self.functions:
+            x = fn(x)
+        return x
+
+
 def chain(segments, heads, shape, dtype):
-    """Programs for a BranchyNet's trunk segments and heads (layer lists) on one sample of
+    """Batch-1 programs for a BranchyNet's trunk segments and heads (layer lists) on one sample of
     ``shape``: segment k reads segment k-1's output buffer and head k segment k's, in place.
     Returns (segment programs, head programs)."""
     seg_programs, head_programs, source = [], [], None
     for seg, head in zip(segments, heads):
-        program = (Program(seg, shape, dtype) if source is None
-                   else Program(seg, source=source))
+        program = (SampleProgram(seg, shape, dtype) if source is None
+                   else SampleProgram(seg, source=source))
         source = program.output
         seg_programs.append(program)
-        head_programs.append(Program(head, source=source))
+        head_programs.append(SampleProgram(head, source=source))
     return seg_programs, head_programs
+
+
+class Runner:
+    """What inference on numpy runs for a BranchyNet's segments and heads (layer lists): batch
+    programs, and for one floating-point sample, chained batch-1 programs per thread and shape."""
+
+    _MAX_SAMPLE_CHAINS = 64  # threads come and go; programs are cheap to rebuild
+
+    def __init__(self, segments, heads):
+        self.segments, self.heads = segments, heads
+        self._batch = None
+        self._sample = {}
+
+    def steps(self, x):
+        """(segment k on h, head k on h) for inputs like x. A batch-1 program returns its own
+        buffer, which its next run overwrites."""
+        if len(x) == 1 and x.dtype.kind == "f":
+            key = (threading.get_ident(), x.shape, x.dtype.str)
+            programs = self._sample.get(key)
+            if programs is None:
+                if len(self._sample) >= self._MAX_SAMPLE_CHAINS:
+                    self._sample.clear()
+                programs = self._sample[key] = chain(self.segments, self.heads, x.shape, x.dtype)
+        else:
+            if self._batch is None:
+                self._batch = ([BatchProgram(s) for s in self.segments],
+                               [BatchProgram(h) for h in self.heads])
+            programs = self._batch
+        segments, heads = programs
+        return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))

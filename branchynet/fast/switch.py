@@ -1,0 +1,80 @@
+"""The one switch between the fast CPU kernels and stock Chainer, for Chainer graphs (training).
+
+A network item runs on the fast kernels when its input is a numpy array and the flag is on; CuPy
+arrays, or the flag off, run stock Chainer. The flag is Chainer's configuration key
+``branchynet_fast_cpu``: on by default, off with ``BRANCHYNET_FAST_CPU=0`` or
+``with chainer.using_config('branchynet_fast_cpu', False): ...`` (every script's ``--stock-chainer``).
+"""
+import contextlib
+import os
+
+import numpy
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from branchynet import layers as blayers
+from branchynet.fast import blas, threads
+from branchynet.fast.conv import convolution_2d, supports
+from branchynet.fast.pooling import average_pooling_2d, max_pooling_2d
+
+chainer.global_config.branchynet_fast_cpu = os.environ.get("BRANCHYNET_FAST_CPU", "1") != "0"
+
+
+def is_numpy(x):
+    """True for a numpy array or a Variable holding one."""
+    return isinstance(chainer.as_array(x), numpy.ndarray)
+
+
+def enabled(x=None):
+    """True when the fast CPU kernels should run (for the input ``x``, if given)."""
+    return bool(chainer.config.branchynet_fast_cpu) and (x is None or is_numpy(x))
+
+
+def cpu_scope(x):
+    """The context for one training step or one batched inference on x: BLAS on one thread while
+    the kernels split batches over several (OpenBLAS helpers left spinning after a multi-threaded
+    call take the cores the kernels' workers need)."""
+    if enabled(x) and threads.get_threads() > 1:
+        return blas.one_thread()
+    return contextlib.nullcontext()
+
+
+def _graph_rule(layer):
+    """The fast kernel's Chainer function for a network item, or None (the item runs itself)."""
+    if isinstance(layer, blayers.MaxPool):
+        return lambda x: max_pooling_2d(x, layer.ksize, layer.stride, layer.pad, layer.cover_all)
+    if isinstance(layer, blayers.AvgPool):
+        return lambda x: average_pooling_2d(x, layer.ksize, layer.stride, layer.pad)
+    if isinstance(layer, L.Convolution2D) and supports(layer):
+        return lambda x: convolution_2d(x, layer.W, layer.b, layer.stride, layer.pad)
+    if hasattr(layer, "forward_with"):  # a composite link: its parts go through this switch
+        return lambda x: layer.forward_with(x, apply)
+    return None
+
+
+def apply(layer, x):
+    """Applies one network item to x, on the fast kernels where they apply."""
+    rule = _graph_rule(layer) if enabled(x) else None
+    return layer(x) if rule is None else rule(x)
+
+
+def relu_after_pool(layers):
+    """``layers`` with each ReLU that precedes a max pooling moved after it: the same values and
+    gradients (the two commute, and where a window's maximum is positive both route the gradient
+    to its first occurrence; elsewhere both give zero), on a tensor the pooling made smaller."""
+    layers = list(layers)
+    for i in range(len(layers) - 1):
+        if layers[i] is F.relu and isinstance(layers[i + 1], blayers.MaxPool):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    return layers
+
+
+def run_layers(layers, x):
+    """Runs a list of network items on x in a Chainer graph (fast kernels where they apply)."""
+    if enabled(x):
+        layers = relu_after_pool(layers)
+    for layer in layers:
+        x = apply(layer, x)
+    return x

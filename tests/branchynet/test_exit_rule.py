@@ -1,0 +1,37 @@
+"""The exit rule's batch-1 decision (exit_rule.leaves_one) against the batched float32 rule."""
+import numpy as np
+
+import branchynet  # noqa: F401  (compatibility shims before chainer)
+from branchynet import exit_rule
+
+
+def _float32_entropy(logits):
+    return exit_rule.entropy(exit_rule.softmax(logits))
+
+
+def test_leaves_one_decides_as_leaves_at_and_around_the_threshold():
+    """Thresholds at a sample's own float32 entropy and one ulp either side: where the float64
+    screen cannot tell, the float32 rule decides, so the answers are identical."""
+    rng = np.random.RandomState(0)
+    checked = 0
+    for scale in (0.01, 1.0, 5.0, 30.0, 200.0):
+        logits = (scale * rng.randn(200, 10)).astype(np.float32)
+        H = _float32_entropy(logits)
+        for i in range(len(logits)):
+            row = logits[i:i + 1]
+            h = np.float64(H[i])
+            for T in (h, np.nextafter(h, np.inf), np.nextafter(h, -np.inf), h + 1e-6, h - 1e-6,
+                      h + 0.01, h - 0.01, 0.0, np.inf, -np.inf):
+                assert exit_rule.leaves_one(row, T) == bool(exit_rule.leaves(row, T)[0])
+                checked += 1
+    assert checked == 5 * 200 * 10
+
+
+def test_leaves_one_with_non_finite_logits():
+    rows = [[0.0, -np.inf] + [0.0] * 8, [np.inf] + [0.0] * 9, [np.nan] * 10,
+            [1e30, 0.0] + [0.0] * 8]
+    for row in rows:
+        logits = np.array([row], dtype=np.float32)
+        for T in (0.0, 0.5, 3.0):
+            with np.errstate(invalid="ignore", over="ignore"):
+                assert exit_rule.leaves_one(logits, T) == bool(exit_rule.leaves(logits, T)[0])
