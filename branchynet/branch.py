@@ -13,7 +13,7 @@ import chainer.functions as F
 class Branch:
     """An exit: its head (a list of layers) and its loss weight w_n in L = sum_n w_n L_n.
 
-    Unlike the original (bug B1) the weight is kept and used.
+    Unlike the original's, the weight is kept and used (docs/original.md, B1).
     """
 
     def __init__(self, layers, weight=1.0):
@@ -77,9 +77,9 @@ def _same_function(a, b):
 
 def shared_prefixes(segments, heads):
     """For each exit k, how many leading layers head k has in common with segment k+1 (0 for the
-    last exit). The original's heads often begin with the trunk's next steps (B-LeNet's exit 1 with
-    its pool and ReLU, B-AlexNet's with ReLU, pool and LRN); joint training runs those once, on the
-    trunk's path, instead of once for the trunk and again for the head."""
+    last exit). Several of the original's heads begin with the trunk's next steps (B-LeNet's exit 1
+    with pool and ReLU); joint training runs those once, on the trunk's path, instead of twice
+    (docs/original.md#differences)."""
     counts = []
     for k, head in enumerate(heads):
         n = 0

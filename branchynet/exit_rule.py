@@ -1,7 +1,7 @@
 """The exit rule: a sample leaves at the first exit whose softmax entropy is below its threshold.
 
-Entropy is Shannon's, in nats (the paper writes sum y log y, without the minus sign: a typo; the
-original code uses nats), so for C classes it lies in [0, ln C] and T >= ln C lets everything out.
+Entropy is Shannon's, in nats, as in the original code, so for C classes it lies in [0, ln C] and
+T >= ln C lets everything out (docs/original.md#threshold-lists).
 """
 import math
 
@@ -55,7 +55,7 @@ def leaves(logits, threshold):
 
 
 def leaves_one(logits, threshold):
-    """``leaves`` for one sample's logits (shape (1, C)) as a Python bool, in a few microseconds.
+    """``leaves`` for one sample's logits (shape (1, C)) as a Python bool, in plain Python where it can.
 
     At batch 1 the dozen numpy calls of ``leaves`` cost more than a small head. Here the entropy
     is computed in float64 from the logits (H = log sum e - sum e z / sum e, z shifted by its max);

@@ -1,5 +1,6 @@
-"""Figures in the paper's style (reference section 4.4): 4.5 x 3.5 inch, runtime (ms) against
-accuracy (%), the frontier as a blue line, the baseline as a red diamond, the knee as a green star.
+"""Figures in the original's style (docs/original.md#frontier-and-knee): 4.5 x 3.5 inch, runtime (ms)
+against accuracy (%), the frontier as a blue line, the baseline as a red diamond, the knee as a green
+star.
 
 All functions write a PNG to ``path`` and return it. They build figures with matplotlib's
 object-oriented API, not pyplot: no window opens, and the backend of a session that imports this

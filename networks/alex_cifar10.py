@@ -1,28 +1,15 @@
-"""B-AlexNet for CIFAR-10 (3x32x32), as the original code builds it (reference section 2.5).
+"""B-AlexNet for CIFAR-10 (3x32x32), built as the original code builds it.
 
-Trunk: conv 3->32 5x5 p2, ReLU, max pool 3/2, LRN; conv 32->64 5x5 p2, ReLU, pool, LRN; conv 64->96,
-96->96, 96->64 (3x3 p1, each followed by ReLU), pool; Linear 1024->256, ReLU, dropout 0.5;
-Linear 256->128, ReLU, dropout 0.5; final exit Linear 128->10. Max pooling is ceil-mode (Chainer's
-``cover_all=True``, on which the FC sizes depend); LRN is Chainer's (n=3, k=2, alpha=5e-5, beta=0.75:
-alpha not divided by n) and comes after the pooling. The heads are built from the original's
-helpers: norm() = [ReLU, pool 3/2, LRN], conv(n) = [conv n->32 3x3 p1, ReLU], cap(n) = [pool 3/2,
-Linear n->10]. The branches tap the trunk **before** the ReLU of the convolution they follow, so
-each head starts with its own ReLU (kept as in the original).
+Trunk: five convolutions (the first two followed by ReLU, max pool 3/2 and LRN), a max pool, two
+fully connected layers with ReLU and dropout, and the final exit Linear 128->10. The heads are made
+of the original's helpers ``norm``, ``conv`` and ``cap`` below and tap the trunk before the ReLU of
+the convolution they follow. Max pooling rounds up and LRN is Chainer's, as the FC sizes and the
+original's results depend on both (docs/original.md#chainer-v1-semantics).
 
-Two variants (the sources disagree on where the branches go):
-
-* ``"faithful"`` (``b-alexnet``): the code's positions, after conv2 and conv3. Branch 1 =
-  norm()+conv(64)+conv(32)+cap(512) (2 conv + 1 FC on 64x16x16), branch 2 = norm()+conv(96)+cap(128)
-  (1 conv + 1 FC on 96x8x8). FC inputs 512, 128, and 1024 into the trunk's first FC.
-* ``"paper"`` (``b-alexnet-paper``): the paper text's positions, after conv1 and conv2 (its Fig. 1
-  shows a third placement, conv1 and conv3). The heads keep their recipes (branch 1: two convs,
-  branch 2: one) with their input channels changed to the tapped conv's: branch 1 =
-  norm()+conv(32)+conv(32)+cap(2048) on 32x32x32, branch 2 = norm()+conv(64)+cap(512) on 64x16x16.
-  FC inputs 2048, 512, 1024.
-
-Table I's B-AlexNet most likely came from the faithful variant: the code produced the notebooks,
-whose saved 121-row sweep is close to Table I (its T=(0.0001, 0.05) gives 79.36 % against the
-paper's 79.19 %, from a different training run).
+The code and the paper place the branches differently, hence two variants: ``"faithful"`` (the
+code: after conv2 and conv3, the likely source of Table I) and ``"paper"`` (the paper's text: after
+conv1 and conv2, heads with the tapped convolution's input channels). Layer tables and the
+reasoning: docs/original.md#b-alexnet.
 """
 import chainer.functions as F
 import chainer.links as L

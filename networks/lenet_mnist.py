@@ -1,9 +1,9 @@
-"""B-LeNet for MNIST (1x28x28), as the original code builds it (reference section 2.4).
+"""B-LeNet for MNIST (1x28x28), built as the original code builds it.
 
 Trunk: three 5x5 convolutions with pad 3, each followed by a ceil-mode 2x2 max pool and a ReLU, then
-Linear 720->84 with no activation after it (kept as in the original); the final exit is Linear 84->10.
-Exit 1 taps the first convolution's output (5x30x30): pool, ReLU, conv 5->10 3x3, pool, ReLU,
-Linear 640->10.
+Linear 720->84 and the final exit Linear 84->10, with no activation between the two (the original's,
+kept: docs/original.md, B22). Exit 1 taps the first convolution's output (5x30x30): pool, ReLU,
+conv 5->10 3x3, pool, ReLU, Linear 640->10. Layer table: docs/original.md#b-lenet.
 """
 import chainer.functions as F
 import chainer.links as L
