@@ -1,5 +1,13 @@
 """Installs the BranchyNet reproduction: the library (branchynet) and the network definitions (networks)."""
+import os
+import sys
+import sysconfig
+
 from setuptools import find_packages, setup
+
+# The .pth line that lets ``import chainer`` come before ``import branchynet`` (see
+# _branchynet_chainer_hook.py), installed into site-packages for plain and editable installs alike.
+SITE_PACKAGES = os.path.relpath(sysconfig.get_path("purelib"), sys.prefix)
 
 setup(
     name="branchynet",
@@ -7,6 +15,8 @@ setup(
     description="BranchyNet (ICPR 2016) early-exit networks on a modern Chainer stack",
     python_requires=">=3.11",
     packages=find_packages(include=["branchynet", "branchynet.*", "networks", "networks.*"]),
+    py_modules=["_branchynet_chainer_hook"],
+    data_files=[(SITE_PACKAGES, ["branchynet_chainer_hook.pth"])],
     install_requires=[
         "chainer==7.8.1",
         "numpy>=2.0,<3",
