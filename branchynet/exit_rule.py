@@ -13,12 +13,14 @@ import chainer
 def entropy(p):
     """Per-row entropy -sum_c p_c ln p_c of an (N, C) probability array, numpy or cupy.
 
-    0 ln 0 is taken as 0, so a one-hot row gives exactly 0, never NaN.
+    0 ln 0 is taken as 0, so a one-hot row gives exactly 0; a row holding NaN (from non-finite
+    logits) gives NaN, which is below no threshold: such a sample never leaves early.
     """
     xp = chainer.backend.get_array_module(p)
     positive = p > 0
     logp = xp.log(xp.where(positive, p, 1))
-    return -(xp.where(positive, p * logp, 0)).sum(axis=1)
+    ent = -(xp.where(positive, p * logp, 0)).sum(axis=1)
+    return xp.where(xp.isnan(p).any(axis=1), xp.nan, ent).astype(ent.dtype, copy=False)
 
 
 def softmax(logits):
@@ -34,13 +36,13 @@ def as_thresholds(thresholds, num_exits):
         raise ValueError("no exit thresholds: pass thresholds=... (one per non-final exit, "
                          "in nats) or set net.thresholds")
     values = numpy.asarray(thresholds, dtype=numpy.float64)
+    if numpy.isnan(values).any():
+        raise ValueError("thresholds must not be NaN, got %r" % (thresholds,))
     if values.ndim == 0:
         return numpy.full(num_exits - 1, float(values))
     if values.shape != (num_exits - 1,):
         raise ValueError("expected %d thresholds (one per non-final exit of a %d-exit network), got %d"
                          % (num_exits - 1, num_exits, values.size))
-    if numpy.isnan(values).any():
-        raise ValueError("thresholds must not be NaN, got %r" % (thresholds,))
     return values
 
 

@@ -87,6 +87,7 @@ class BranchyNet(chainer.Chain):
                                  weight_decay=weight_decay)
         self.optimizer = None
         self.reset_optimizer()
+        self.input_shape = None  # one sample's shape, recorded at first use
         self._runner = fast.Runner([s.layers for s in self.segments], [h.layers for h in self.heads])
 
     # ------------------------------------------------------------------ structure
@@ -102,6 +103,26 @@ class BranchyNet(chainer.Chain):
     def _to_device(self, x):
         x = x.array if isinstance(x, chainer.Variable) else x
         return self.device.send(x)
+
+    def _inputs(self, x, t=None):
+        """x (and labels t) on the device, checked: a float batch of the shape the net has seen
+        before (recorded at first use), one integer label per sample."""
+        x = self._to_device(x)
+        if getattr(x, "dtype", None) is None or x.dtype.kind != "f" or x.ndim < 2:
+            raise TypeError("inputs must be a float array (N, ...) such as float32 images; got %s"
+                            % (getattr(x, "dtype", type(x).__name__),))
+        if self.input_shape is None:
+            self.input_shape = tuple(x.shape[1:])
+        elif tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError("inputs of shape (N, %s) expected, got %s"
+                             % (", ".join(map(str, self.input_shape)), tuple(x.shape)))
+        if t is None:
+            return x
+        t = self._to_device(t)
+        if t.ndim != 1 or len(t) != len(x) or t.dtype.kind not in "iu":
+            raise ValueError("labels must be %d integers, one per sample; got %s of shape %s"
+                             % (len(x), t.dtype, tuple(t.shape)))
+        return x, t
 
     def forward(self, x):
         """Logits of every exit (a list of Variables), without early exit, in the current
@@ -121,7 +142,7 @@ class BranchyNet(chainer.Chain):
 
     def train_main(self, x, t):
         """One pretraining step of the main network. Returns (loss, accuracy) as floats."""
-        x, t = self._to_device(x), self._to_device(t)
+        x, t = self._inputs(x, t)
         with fast.cpu_scope(x):
             with chainer.using_config("train", True):
                 y = self.forward_main(x)
@@ -176,7 +197,7 @@ class BranchyNet(chainer.Chain):
         Returns (per-exit losses, per-exit accuracies) as lists of floats (None for an exit that
         no sample reached).
         """
-        x, t = self._to_device(x), self._to_device(t)
+        x, t = self._inputs(x, t)
         with fast.cpu_scope(x):
             with chainer.using_config("train", True):
                 losses, accs = self.joint_losses(x, t)
@@ -210,7 +231,9 @@ class BranchyNet(chainer.Chain):
         the split stay on the device; only the final result comes back to the host.
         """
         thresholds = self._thresholds(thresholds)
-        x = self._to_device(x)
+        x = self._inputs(x)
+        if len(x) == 0:
+            return numpy.zeros(0, numpy.int32), numpy.zeros(0, numpy.int32)
         segment, head, context = self.inference_steps(x)
         with context:
             if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
@@ -228,15 +251,20 @@ class BranchyNet(chainer.Chain):
         labels, exits = self.predict(x, thresholds)
         seconds = timing.clock(self.xp) - start
         t = chainer.backend.CpuDevice().send(t.array if isinstance(t, chainer.Variable) else t)
+        if len(t) != len(labels):
+            raise ValueError("%d labels for %d samples" % (len(t), len(labels)))
         correct = labels == t
         counts = numpy.bincount(exits, minlength=self.numexits())
         per_exit = [float(correct[exits == k].mean()) if counts[k] else float("nan")
                     for k in range(self.numexits())]
-        return float(correct.mean()), per_exit, counts.tolist(), seconds
+        overall = float(correct.mean()) if len(correct) else float("nan")
+        return overall, per_exit, counts.tolist(), seconds
 
     def predict_main(self, x):
         """Labels of the main (baseline) network, as a numpy int array."""
-        x = self._to_device(x)
+        x = self._inputs(x)
+        if len(x) == 0:
+            return numpy.zeros(0, numpy.int32)
         segment, head, context = self.inference_steps(x)
         with context:
             h = x
@@ -250,7 +278,9 @@ class BranchyNet(chainer.Chain):
 
         A list of K host arrays of shape (N, classes); the trunk runs once, segment by segment.
         """
-        x = self._to_device(x)
+        x = self._inputs(x)
+        if len(x) == 0:  # the class count from one blank sample
+            return [p[:0] for p in self.exit_probs(self.xp.zeros((1,) + x.shape[1:], x.dtype))]
         segment, head, context = self.inference_steps(x)
         probs = []
         h = x
