@@ -100,7 +100,7 @@ class SettingsMismatch(ValueError):
 def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=False,
           data_dir=None, progress=None, command=None, echo=None):
     """Trains (or resumes) the run ``settings`` in the folder ``out`` and records it in run.json
-    (and ``command``, the equivalent command line, in command.txt); returns the log entries.
+    (and ``command``, the command line that launched it, in command.txt); returns the log entries.
 
     ``build(network, **kwargs)`` makes the net (``networks.build``), ``dataset`` and ``family``
     are the network's (``networks.dataset_of``, ``networks.family_of``). Raises
