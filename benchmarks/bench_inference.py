@@ -63,7 +63,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import paper, serialization, timing  # noqa: E402
+from branchynet import paper, timing  # noqa: E402
 
 MODES = ("fast", "stock")
 ALL_OUT, NONE_OUT = 10.0, 0.0  # thresholds (nats): every sample / no sample leaves at an exit
@@ -247,7 +247,7 @@ def _overheads(res, out):
 
 def bench_trained(path, args, out):
     from branchynet import datasets
-    net = serialization.load(path)
+    net = networks.load(path)
     _, test = datasets.get_mnist(download=False)
     x, t = test._datasets
     n = min(args.real_samples, len(x))

@@ -101,7 +101,7 @@ def bench_network(name, kwargs, batch, repeats, warmup, seed, sgemm, notes):
     rng = numpy.random.default_rng(seed)
     numpy.random.seed(seed)
     net = networks.build(name, **kwargs)
-    dataset = networks.registry.dataset_of(name)
+    dataset = networks.dataset_of(name)
     x, t = _inputs(dataset, batch, rng, notes)
     macs = timing.count_macs(net, x[:1])
     step_macs = {"main": timing.baseline_macs(macs),

@@ -1,7 +1,7 @@
-"""The authors' published numbers, kept as data in this one place.
+"""The authors' numbers and settings, kept as data in this one place.
 
-Everything here is transcribed from the paper (Teerapittayanon, McDanel, Kung, ICPR 2016) as
-summarised in ``/work/shared/reference/branchynet_original.md``:
+Everything here is transcribed from the paper (Teerapittayanon, McDanel, Kung, ICPR 2016) and its
+code as summarised in the project's reference notes on the original (``branchynet_original.md``):
 
 * ``TABLE1``: Table I (reference section 5.1): the knee points, batch size 1, mean ms per test
   sample, on "3.0GHz CPU with 20MB L3 Cache and NVIDIA GeForce GTX TITAN X (Maxwell) 12GB".
@@ -9,11 +9,19 @@ summarised in ``/work/shared/reference/branchynet_original.md``:
   baseline timed end to end, so their gains are best compared with our "trunk-only" gains.
 * ``MACS_M``: multiply-accumulates per sample of each trunk segment and head, in millions
   (reference section 2.7, computed there from the layer specifications of the original code).
+* ``SCHEDULES``: the training schedule of each network (reference section 4.1).
+* ``THRESHOLD_LISTS`` and ``INC_AMT``: the threshold sweep and the frontier's tolerance of the
+  original experiments (reference sections 4.1 and 4.4).
+
+Everything is keyed by the *family*, the paper's network a registered variant belongs to
+(``networks.family_of``): "lenet", "alexnet" or "resnet110".
 """
 
 PAPER_HARDWARE = "3.0GHz CPU with 20MB L3 Cache; NVIDIA GeForce GTX TITAN X (Maxwell) 12GB"
 
-# Networks as Table I names them, keyed by our family name (``family_of``).
+FAMILIES = ("lenet", "alexnet", "resnet110")
+
+# Networks as Table I names them.
 DISPLAY_NAMES = {
     "lenet": ("LeNet", "B-LeNet"),
     "alexnet": ("AlexNet", "B-AlexNet"),
@@ -58,16 +66,33 @@ MACS_M = {
 }
 
 
-def family_of(network):
-    """The paper's network a registered name belongs to: "lenet", "alexnet" or "resnet110"
-    (``b-alexnet-paper`` is an AlexNet, ``b-resnet110-paper`` a ResNet-110)."""
-    name = network.lower()
-    for family in ("lenet", "alexnet", "resnet110"):
-        if family in name:
-            return family
-    raise KeyError("%r is none of the paper's networks (LeNet, AlexNet, ResNet-110)" % (network,))
+# Reference section 4.1: the paper's schedule, pretraining epochs of the main network, joint
+# epochs of all exits, batch size; and the registered network each family's script runs by default.
+SCHEDULES = {
+    "lenet": {"network": "b-lenet", "main_epochs": 100, "joint_epochs": 100, "batchsize": 512},
+    "alexnet": {"network": "b-alexnet", "main_epochs": 50, "joint_epochs": 100, "batchsize": 512},
+    "resnet110": {"network": "b-resnet110", "main_epochs": 100, "joint_epochs": 100,
+                  "batchsize": 128},
+}
+
+# Ours, not the paper's (which chose its thresholds on the test set): the training images held
+# out as the validation split on which thresholds are chosen.
+DEFAULT_VAL_SIZE = 5000
+
+# Reference section 4.1: the per-exit threshold lists of the original experiments (nats); the
+# sweep is their Cartesian product over the K-1 non-final exits.
+LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+                    1.0, 2.0, 3.0, 5.0, 10.0)  # 17 configurations (B-LeNet has one early exit)
+ALEXNET_THRESHOLDS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 0.75, 1.0, 5.0, 10.0)  # 11 x 11
+RESNET_THRESHOLDS = LENET_THRESHOLDS  # 17 x 17 = 289; the paper's (0.3, 0.2) is not in it
+
+THRESHOLD_LISTS = {"lenet": LENET_THRESHOLDS, "alexnet": ALEXNET_THRESHOLDS,
+                   "resnet110": RESNET_THRESHOLDS}
+
+# Reference section 4.4: the original's frontier tolerance, a fraction of accuracy (0.01 points).
+INC_AMT = -0.0001
 
 
-def paper_thresholds(network):
-    """The thresholds of the paper's Table I row for this network, one per non-final exit."""
-    return tuple(TABLE1[family_of(network)]["thresholds"])
+def paper_thresholds(family):
+    """The thresholds of the paper's Table I row for a family, one per non-final exit."""
+    return tuple(TABLE1[family]["thresholds"])

@@ -17,32 +17,17 @@ import chainer
 from branchynet import exit_rule, paper
 from branchynet.progress import ProgressBar
 
-# Reference section 4.1: the per-exit threshold lists of the original experiments (nats); the
-# sweep is their Cartesian product over the K-1 non-final exits.
-LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
-                    1.0, 2.0, 3.0, 5.0, 10.0)  # 17 configurations (B-LeNet has one early exit)
-ALEXNET_THRESHOLDS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 0.75, 1.0, 5.0, 10.0)  # 11 x 11
-RESNET_THRESHOLDS = LENET_THRESHOLDS  # 17 x 17 = 289; the paper's (0.3, 0.2) is not in it
-
-THRESHOLD_LISTS = {"lenet": LENET_THRESHOLDS, "alexnet": ALEXNET_THRESHOLDS,
-                   "resnet110": RESNET_THRESHOLDS}
-
-# The paper's Table I thresholds (kept with the rest of Table I in branchynet.paper).
-PAPER_THRESHOLDS = {family: tuple(row["thresholds"]) for family, row in paper.TABLE1.items()}
-
-# Reference section 4.4: the original's frontier tolerance, a fraction of accuracy (0.01 points).
-INC_AMT = -0.0001
-
-
 def threshold_grid(lists):
     """The Cartesian product of per-exit threshold lists, as a list of float tuples; the first
     exit's threshold varies slowest."""
     return [tuple(float(v) for v in combo) for combo in itertools.product(*lists)]
 
 
-def paper_grid(network, num_exits):
-    """The original's sweep for a registered network: its family's list for each non-final exit."""
-    values = THRESHOLD_LISTS[paper.family_of(network)]
+def paper_grid(family, num_exits):
+    """The original's sweep for a network of the paper's ``family`` ("lenet", "alexnet",
+    "resnet110"; ``networks.family_of`` names a registered network's): the family's list for each
+    non-final exit."""
+    values = paper.THRESHOLD_LISTS[family]
     return threshold_grid([values] * (num_exits - 1))
 
 
@@ -155,7 +140,7 @@ class ExitOutputs:
         return (self.predictions == self.labels[None, :]).mean(axis=1).tolist()
 
 
-def frontier(times, accuracies, inc_amt=INC_AMT):
+def frontier(times, accuracies, inc_amt=paper.INC_AMT):
     """Indices of the original's "incremental" frontier (reference section 4.4), fastest first.
 
     Configurations are sorted by runtime (ties: the more accurate first, then grid order); the
@@ -202,7 +187,7 @@ def knee(times, accuracies, frontier_indices, baseline_accuracy):
     return int(next(i for i in by_time if accuracies[i] == best))
 
 
-def choose(rows, time_key, baseline_accuracy, inc_amt=INC_AMT):
+def choose(rows, time_key, baseline_accuracy, inc_amt=paper.INC_AMT):
     """Frontier and knee of sweep rows by one runtime column: {"frontier": [...], "knee": i}."""
     times = [row[time_key] for row in rows]
     accs = [row["accuracy"] for row in rows]
@@ -211,7 +196,7 @@ def choose(rows, time_key, baseline_accuracy, inc_amt=INC_AMT):
             "knee": knee(times, accs, front, baseline_accuracy)}
 
 
-def select_on_validation(val_rows, test_rows, time_key, val_baseline_accuracy, inc_amt=INC_AMT):
+def select_on_validation(val_rows, test_rows, time_key, val_baseline_accuracy, inc_amt=paper.INC_AMT):
     """Threshold selection on the held-out validation split, applied unchanged to the test set.
 
     ``val_rows`` and ``test_rows`` are sweeps of the same grid (same order) on the two sets, each

@@ -14,11 +14,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+import measure  # noqa: E402  (experiments/measure.py)
 
 
 def main(argv=None):
-    return common.run("lenet", argv, __doc__)
+    return measure.main("lenet", __file__, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+import measure  # noqa: E402  (experiments/measure.py)
 
 
 def main(argv=None):
-    return common.run("resnet110", argv, __doc__)
+    return measure.main("resnet110", __file__, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ import os
 import statistics
 import sys
 
-import common  # experiments/common.py (puts the repository on sys.path)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from branchynet import serialization  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,15 +33,15 @@ def summarize(folder):
     with open(os.path.join(folder, "results.json")) as f:
         result = json.load(f)
     run_dir = result["settings"]["run_dir"]
-    trained = common.result_training_args(result)
+    trained = serialization.read_run_info(os.path.join(ROOT, run_dir))  # its run.json
     val_knee = result["selection"]["cpu"]["val"]["knee"]
     val_row = result["rows"][val_knee] if val_knee is not None else None
     baseline = 100 * result["accuracy"]["main"]
     paper_row = result["paper_row"]
-    return {"results": folder, "run": run_dir, "seed": trained.seed if trained else None,
-            "device": trained.device if trained else None,
-            "weights": trained.weights if trained else None,
-            "pretrained": (trained.main_from or "here") if trained else None,
+    return {"results": folder, "run": run_dir, "seed": trained["seed"] if trained else None,
+            "device": trained["device"] if trained else None,
+            "weights": trained["loss_weights"]["preset"] if trained else None,
+            "pretrained": (trained["main_from"] or "here") if trained else None,
             "baseline": baseline,
             "last_exit": 100 * result["accuracy"]["branchy_final"],
             "paper_t": paper_row["thresholds"], "paper_t_acc": 100 * paper_row["accuracy"],

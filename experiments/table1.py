@@ -19,9 +19,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import branchynet  # noqa: E402,F401
-from branchynet import paper, report  # noqa: E402
-
-import common  # noqa: E402  (experiments/common.py: the paper's schedules, a run's training options)
+import networks  # noqa: E402
+from branchynet import paper, report, serialization  # noqa: E402
 
 NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")
 SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
@@ -39,12 +38,13 @@ def parse_args(argv=None):
 
 
 def _placeholder(network, device, why):
-    names = paper.DISPLAY_NAMES[paper.family_of(network)]
+    family = networks.family_of(network)
+    names = paper.DISPLAY_NAMES[family]
     return [{"device": device, "network": names[0], "row": why,
-             "paper": report.paper_entry(network, device, False)},
+             "paper": report.paper_entry(family, device, False)},
             {"device": device, "network": names[1], "row": why,
-             "thresholds": list(paper.paper_thresholds(network)),
-             "paper": report.paper_entry(network, device, True)}]
+             "thresholds": list(paper.paper_thresholds(family)),
+             "paper": report.paper_entry(family, device, True)}]
 
 
 def _read(path):
@@ -56,24 +56,24 @@ def _read(path):
 
 def schedule_of(result):
     """{"trained": "M + J epochs, batch B" or None, "paper": the same for the paper's schedule,
-    "matches": bool or None} for a network's results, from its run folder's command.txt."""
-    family = paper.family_of(result["network"])
-    ref = common.SCHEDULES[family]
+    "matches": bool or None} for a network's results, from its run folder's run.json."""
+    ref = paper.SCHEDULES[networks.family_of(result["network"])]
     text = "%d + %d epochs, batch %d"
-    trained = common.result_training_args(result)
+    run = serialization.read_run_info(os.path.join(ROOT, result["settings"]["run_dir"]))
     out = {"paper": text % (ref["main_epochs"], ref["joint_epochs"], ref["batchsize"]),
            "trained": None, "matches": None}
-    if trained is not None:
-        out["trained"] = text % (trained.main_epochs, trained.joint_epochs, trained.batchsize)
-        out["matches"] = (not trained.train_subset and out["trained"] == out["paper"])
-        if trained.train_subset:
-            out["trained"] += ", %d training images" % trained.train_subset
+    if run is not None:
+        out["trained"] = text % (run["schedule"]["main_epochs"], run["schedule"]["joint_epochs"],
+                                 run["batchsize"])
+        out["matches"] = (not run["train_subset"] and out["trained"] == out["paper"])
+        if run["train_subset"]:
+            out["trained"] += ", %d training images" % run["train_subset"]
     return out
 
 
 def _schedule_text(schedule):
     if schedule["trained"] is None:
-        return "training schedule unknown (no command.txt in the run folder)"
+        return "training schedule unknown (no run.json in the run folder)"
     if schedule["matches"]:
         return "trained with the paper's schedule (%s)" % schedule["paper"]
     return ("trained %s, NOT the paper's schedule (%s): its accuracies and exit shares are not "
@@ -91,7 +91,7 @@ def assemble(results_root, network_names):
         if os.path.exists(path):
             found[network] = _read(path)
         else:
-            command = "python %s" % SCRIPTS[paper.family_of(network)]
+            command = "python %s" % SCRIPTS[networks.family_of(network)]
             if network not in NETWORKS:
                 command += " --network %s" % network
             notes.append("%s: no results (%s not found); run `%s`." % (network, path, command))

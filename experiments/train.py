@@ -4,57 +4,50 @@
     python experiments/train.py --network b-lenet --main-epochs 100 --joint-epochs 100 \
         --batchsize 512 --out results/b-lenet/run
 
-Run it again with the same --out to resume from the last finished epoch. The folder receives
-checkpoint.npz and optimizer.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz
-and command.txt.
+Run it again with the same --out to resume from the last finished epoch; a resume with other
+settings than the run.json records is refused. The folder receives checkpoint.npz and
+optimizer.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz, run.json (the
+settings, branchynet.runs) and command.txt.
 """
 import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy  # noqa: E402
-
 import branchynet  # noqa: E402,F401
-import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import serialization, training  # noqa: E402
-from branchynet.data_split import load_split  # noqa: E402
+from branchynet import paper, runs  # noqa: E402
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--network", required=True, choices=networks.names())
-    p.add_argument("--main-epochs", type=int, required=True, help="pretraining epochs of the main network")
-    p.add_argument("--joint-epochs", type=int, required=True, help="joint training epochs of all exits")
-    p.add_argument("--batchsize", type=int, default=512)
-    p.add_argument("--weights", default="slides", help="loss-weight preset: slides (1..1, 0.3) or code (all 1)")
-    p.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (code 0.9, paper text 0.99)")
-    p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
-    p.add_argument("--main-from", default=None, metavar="MAIN_NPZ",
-                   help="start from this pretrained main network (another run's main.npz, copied "
-                        "into --out as its baseline) instead of pretraining; use with "
-                        "--main-epochs 0, e.g. to compare joint-training settings on one trunk")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
-    p.add_argument("--train-subset", type=int, default=0, help="train on the first N images only (smoke runs)")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
-    p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
-    p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
-    p.add_argument("--no-progress", action="store_true")
+def add_training_arguments(p, schedule=None, val_size=paper.DEFAULT_VAL_SIZE):
+    """The flags that make a run's settings (``settings_from_args``). ``schedule``: a
+    ``paper.SCHEDULES`` entry giving the epochs' and batch size's defaults, else the epochs are
+    required; ``val_size``: --val-size's default (None: the caller decides)."""
+    for flag, key, what in (("--main-epochs", "main_epochs", "pretraining epochs of the main network"),
+                            ("--joint-epochs", "joint_epochs", "joint training epochs of all exits")):
+        if schedule is None:
+            p.add_argument(flag, type=int, required=True, help=what)
+        else:
+            p.add_argument(flag, type=int, default=schedule[key],
+                           help=what + " (default %(default)s, the paper's)")
+    p.add_argument("--batchsize", type=int, default=512 if schedule is None else schedule["batchsize"],
+                   help="training batch size (default %(default)s)")
+    p.add_argument("--weights", default="slides",
+                   help="loss-weight preset: slides (1..1, 0.3; the default) or code (all 1)")
+    p.add_argument("--beta1", type=float, default=0.9,
+                   help="Adam beta1 (default %(default)s, the code's; the paper's text says 0.99)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
+    p.add_argument("--val-size", type=int, default=val_size,
+                   help="training images held out for validation (default %s)"
+                        % (val_size if val_size is not None
+                           else "the run's, else %d" % paper.DEFAULT_VAL_SIZE))
+    p.add_argument("--train-subset", type=int, default=0,
+                   help="train on the first N images only (smoke runs; default: all)")
     p.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
-    args = p.parse_args(argv)
-    if args.main_from is not None:
-        if args.main_epochs != 0:
-            p.error("--main-from replaces pretraining: give --main-epochs 0")
-        if not os.path.isfile(args.main_from):
-            p.error("--main-from: no file %s" % args.main_from)
-    return args
+                   help="network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
 
 
 def net_kwargs(pairs):
@@ -71,27 +64,58 @@ def net_kwargs(pairs):
     return kwargs
 
 
+def settings_from_args(args, val_size=None):
+    """The run settings of parsed training flags (``val_size`` replaces --val-size if given)."""
+    return runs.RunSettings(
+        network=args.network, main_epochs=args.main_epochs, joint_epochs=args.joint_epochs,
+        batchsize=args.batchsize, weights=args.weights, beta1=args.beta1, seed=args.seed,
+        val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset,
+        main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg))
+
+
+def launch(settings, out, args, command):
+    """Trains (or resumes) ``settings`` in ``out`` with the flags' device, kernels, data folder and
+    progress bars; a run.json with other settings stops the script with their names."""
+    try:
+        return runs.train(settings, out, networks.build, networks.dataset_of(settings.network),
+                          networks.family_of(settings.network), device=args.device,
+                          stock_chainer=args.stock_chainer, data_dir=args.data_dir,
+                          progress=False if args.no_progress else None, command=command)
+    except runs.SettingsMismatch as err:
+        raise SystemExit("refused: %s; use another run folder" % err)
+
+
+def command_line(argv, script):
+    """The command that ran: ``sys.argv``, or ``script`` with ``argv`` where main(argv) is called."""
+    command = sys.argv if argv is None else [os.path.relpath(script)] + list(argv)
+    return "python " + " ".join(shlex.quote(a) for a in command)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True, choices=networks.names())
+    add_training_arguments(p)
+    p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--main-from", default=None, metavar="MAIN_NPZ",
+                   help="start from this pretrained main network (another run's main.npz, copied "
+                        "into --out as its baseline) instead of pretraining; use with "
+                        "--main-epochs 0, e.g. to compare joint-training settings on one trunk")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
+    p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
+    p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.main_from is not None:
+        if args.main_epochs != 0:
+            p.error("--main-from replaces pretraining: give --main-epochs 0")
+        if not os.path.isfile(args.main_from):
+            p.error("--main-from: no file %s" % args.main_from)
+    return args
+
+
 def main(argv=None):
     args = parse_args(argv)
-    chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
-    train, val, _ = load_split(networks.dataset_of(args.network), args.val_size, args.data_dir)
-    if args.train_subset:
-        train = (train[0][:args.train_subset], train[1][:args.train_subset])
-    numpy.random.seed(args.seed)
-    net = networks.build(args.network, weights=args.weights, beta1=args.beta1, **net_kwargs(args.net_arg))
-    os.makedirs(args.out, exist_ok=True)
-    if args.main_from is not None:
-        serialization.load_into(net, args.main_from)
-        baseline = os.path.join(args.out, "main.npz")
-        if not os.path.exists(baseline):
-            shutil.copyfile(args.main_from, baseline)
-    net.to_device(args.device)
-    with open(os.path.join(args.out, "command.txt"), "a") as f:
-        # the equivalent train.py command, also when main(argv) is called by another script
-        command = sys.argv if argv is None else [os.path.relpath(__file__)] + list(argv)
-        f.write("python " + " ".join(shlex.quote(a) for a in command) + "\n")
-    training.fit(net, train, val, args.out, args.main_epochs, args.joint_epochs, args.batchsize,
-                 seed=args.seed, progress=False if args.no_progress else None)
+    return launch(settings_from_args(args), args.out, args, command_line(argv, __file__))
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
 """Network definitions (branch lists) of the paper's three networks, and their registry."""
 import branchynet  # noqa: F401  (compatibility shims before chainer)
-from networks.registry import build, dataset_of, loss_weights, names, register  # noqa: F401
+from networks.registry import (  # noqa: F401
+    build, dataset_of, family_of, load, load_run, loss_weights, names, register)

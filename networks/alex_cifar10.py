@@ -40,8 +40,8 @@ def cap(n):
     return [MaxPool(3, 2), L.Linear(n, 10)]
 
 
-@register("b-alexnet", variant="faithful")
-@register("b-alexnet-paper", variant="paper")
+@register("b-alexnet", dataset="cifar10", family="alexnet", variant="faithful")
+@register("b-alexnet-paper", dataset="cifar10", family="alexnet", variant="paper")
 def get_network(variant="faithful", weights="slides", **controller_kwargs):
     """B-AlexNet; ``variant`` is "faithful" (branches after conv2 and conv3, as the code) or "paper"
     (after conv1 and conv2, as the paper's text); ``weights`` is a loss-weight preset ("slides":

@@ -13,7 +13,7 @@ from branchynet.layers import MaxPool
 from networks.registry import loss_weights, register
 
 
-@register("b-lenet")
+@register("b-lenet", dataset="mnist", family="lenet")
 def get_network(weights="slides", **controller_kwargs):
     """B-LeNet; ``weights`` is a loss-weight preset ("slides": 1.0 then 0.3 on the last exit,
     "code": all 1.0) or an explicit list, one per exit."""

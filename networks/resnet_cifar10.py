@@ -39,8 +39,8 @@ def _stage(in_size, out_size, n, stride):
     return [ResBlock(in_size, out_size, stride)] + [ResBlock(out_size, out_size) for _ in range(n - 1)]
 
 
-@register("b-resnet110", variant="faithful")
-@register("b-resnet110-paper", variant="paper")
+@register("b-resnet110", dataset="cifar10", family="resnet110", variant="faithful")
+@register("b-resnet110-paper", dataset="cifar10", family="resnet110", variant="paper")
 def get_network(variant="faithful", weights="slides", n=18, **controller_kwargs):
     """B-ResNet-110; ``variant`` is "faithful" (exit 1 after conv 1, as HEAD of the code) or "paper"
     (exit 1 after the first residual block, our reading of the paper's "after the 2nd conv");

@@ -13,6 +13,10 @@ import sys
 import numpy
 import pytest
 
+import branchynet  # noqa: F401
+import networks
+from branchynet import paper, runs, serialization
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPTS = {
@@ -112,9 +116,23 @@ def test_script_writes_well_formed_results(network, results_root):
     assert [r["row"] for r in table] == ["baseline (main.npz)", "final exit (branchy.npz)",
                                          "paper T", "knee (test)", "knee (val)"]
     assert table[2]["thresholds"] == list(result["paper_thresholds"])
-    assert table[0]["paper"]["accuracy"] > 50 and table[2]["paper"]["gain"] > 1
-    for row in table:
-        assert 0 <= row["accuracy"] <= 100 and row["ms_measured"] > 0
+    # each row's numbers are the measurements it names, beside its own family's Table I entry
+    paper_cpu = paper.TABLE1[networks.family_of(network)]["cpu"]
+    assert table[0]["accuracy"] == pytest.approx(100 * result["accuracy"]["main"])
+    assert table[0]["ms_measured"] == cpu["baseline"]["main"]["ms"]
+    assert table[0]["paper"] == paper_cpu["baseline"]
+    assert table[1]["accuracy"] == pytest.approx(100 * result["accuracy"]["per_exit"][-1])
+    assert table[2]["accuracy"] == pytest.approx(100 * result["paper_row"]["accuracy"])
+    assert table[2]["exits"] == pytest.approx([100 * f for f in result["paper_row"]["exit_fractions"]])
+    paper_t_check = [c for c in cpu["checks"] if c["thresholds"] == table[2]["thresholds"]]
+    assert table[2]["ms_measured"] == paper_t_check[0]["ms_measured"]
+    assert table[2]["gain_measured"] == pytest.approx(table[0]["ms_measured"] / table[2]["ms_measured"])
+    knee = result["rows"][sel["test"]["knee"]]
+    assert table[3]["thresholds"] == knee["thresholds"]
+    assert table[3]["accuracy"] == pytest.approx(100 * knee["accuracy"])
+    for row in table[2:]:
+        assert row["paper"]["accuracy"] == paper_cpu["branchy"]["accuracy"]
+        assert row["paper"]["exits"] == list(paper.TABLE1[networks.family_of(network)]["exits"])
     with open(out / "table.md") as f:
         md = f.read()
     assert "| Dev | Network |" in md and "paper T" in md
@@ -130,7 +148,7 @@ def test_second_run_loads_the_weights_instead_of_training(results_root):
     assert "no trained weights" not in stdout
     with open(results_root / "again" / "results.json") as f:
         again = json.load(f)
-    assert again["settings"]["val_size"] == 100  # read back from the run's command.txt
+    assert again["settings"]["val_size"] == 100  # read back from the run's run.json
     assert again["settings"]["test_samples"] == 50 and len(again["rows"]) == 17
     assert again["net_config"] == first["net_config"]
     assert again["settings"]["stock_chainer"] and not again["settings"]["fast_cpu"]
@@ -224,26 +242,91 @@ def test_table1_names_each_runs_schedule_against_the_papers(tmp_path):
     run.mkdir()
     result = {"network": "b-resnet110-paper", "settings": {"run_dir": str(run)}}
     assert table1.schedule_of(result)["trained"] is None
-    for epochs, matches in (("100", True), ("2", False)):
-        (run / "command.txt").write_text(
-            "python experiments/train.py --network b-resnet110-paper --main-epochs %s "
-            "--joint-epochs 100 --batchsize 128 --out x\n" % epochs)
+    for epochs, subset, matches in ((100, 0, True), (2, 0, False), (100, 500, False)):
+        serialization.write_run_info(run, {"schedule": {"main_epochs": epochs, "joint_epochs": 100},
+                                           "batchsize": 128, "train_subset": subset})
         schedule = table1.schedule_of(result)
         assert schedule["paper"] == "100 + 100 epochs, batch 128"
-        assert schedule["trained"] == "%s + 100 epochs, batch 128" % epochs
+        assert schedule["trained"] == ("%d + 100 epochs, batch 128" % epochs
+                                       + (", 500 training images" if subset else ""))
         assert schedule["matches"] is matches
 
 
 def test_runs_summary_compares_runs(results_root, tmp_path):
     _, result, out = run_network("b-lenet", results_root)
+    # a second, different run: its own run folder (another seed, loss weights and trunk) and
+    # results, whose accuracies differ from the first's
+    other_run = tmp_path / "other-run"
+    info = serialization.read_run_info(out / "run")
+    serialization.write_run_info(other_run, dict(info, seed=7, device="@cupy:0",
+                                                 loss_weights={"preset": "code", "values": [1, 1]},
+                                                 main_from="elsewhere/main.npz"))
+    other = json.loads(json.dumps(result))
+    other["settings"]["run_dir"] = str(other_run)
+    other["accuracy"]["main"] = result["accuracy"]["main"] - 0.01
+    other["paper_row"]["accuracy"] = result["paper_row"]["accuracy"] + 0.005
+    (tmp_path / "other").mkdir()
+    with open(tmp_path / "other" / "results.json", "w") as f:
+        json.dump(other, f)
+
     out_md = tmp_path / "runs.md"
-    stdout = run_script("experiments/runs_summary.py", [str(out), str(out), "--out", str(out_md)])
-    delta = 100 * (result["paper_row"]["accuracy"] - result["accuracy"]["main"])
-    assert "over 2 runs: mean %+.3f pp, standard deviation 0.000 pp" % delta in stdout
-    table = [line for line in out_md.read_text().splitlines() if line.startswith("| %s " % out)]
-    # seed, device, loss weights and where pretraining ran, from the run's command.txt
-    assert len(table) == 2 and "| 0 | CPU | slides | here |" in table[0]
+    stdout = run_script("experiments/runs_summary.py",
+                        [str(out), str(tmp_path / "other"), "--out", str(out_md)])
+    deltas = [100 * (r["paper_row"]["accuracy"] - r["accuracy"]["main"]) for r in (result, other)]
+    mean, spread = (deltas[0] + deltas[1]) / 2, abs(deltas[0] - deltas[1]) / math.sqrt(2)
+    assert ("over 2 runs: mean %+.3f pp, standard deviation %.3f pp, range %+.2f to %+.2f pp"
+            % (mean, spread, min(deltas), max(deltas))) in stdout
+    lines = out_md.read_text().splitlines()
+    first = [line for line in lines if line.startswith("| %s " % out)]
+    second = [line for line in lines if line.startswith("| %s " % (tmp_path / "other"))]
+    # seed, device, loss weights and where pretraining ran, from each run's run.json
+    assert len(first) == 1 and "| 0 | CPU | slides | here |" in first[0]
+    assert len(second) == 1 and "| 7 | GPU | code | elsewhere/main.npz |" in second[0]
+    assert "| %+.2f |" % deltas[1] in second[0]
 
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/runs_summary.py"),
                            str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert proc.returncode != 0 and "no results.json in" in proc.stderr
+
+
+def test_training_writes_run_json_and_the_scripts_read_it(results_root):
+    _, result, out = run_network("b-lenet", results_root)
+    info = serialization.read_run_info(out / "run")
+    assert runs.RunSettings.from_info(info) == runs.RunSettings(
+        network="b-lenet", main_epochs=1, joint_epochs=1, batchsize=128, weights="slides",
+        beta1=0.9, seed=0, val_size=100, train_subset=256, main_from=None, net_kwargs={})
+    assert info["dataset"] == "mnist" and info["family"] == "lenet"
+    assert info["loss_weights"]["values"] == [1.0, 0.3]
+    assert info["optimizer"]["opt"] == "Adam" and info["optimizer"]["beta1"] == 0.9
+    assert info["device"] == "@numpy" and info["stock_chainer"] is False
+    assert info["versions"]["chainer"] == "7.8.1" and info["resumes"] == []
+    assert info["git_commit"] is None or len(info["git_commit"].split("+")[0]) == 40
+    assert "lenet_mnist.py" in info["command"] and "--train-subset 256" in info["command"]
+    assert info["command"] in (out / "run" / "command.txt").read_text()  # the human record too
+    assert result["settings"]["val_size"] == info["val_size"]
+    _, resnet, resnet_out = run_network("b-resnet110", results_root)
+    assert serialization.read_run_info(resnet_out / "run")["net_kwargs"] == {"n": 1}
+
+
+def test_a_resume_with_other_settings_is_refused(tmp_path, results_root):
+    _, _, out = run_network("b-lenet", results_root)
+    run = tmp_path / "joint"
+    common = ["--network", "b-lenet", "--main-epochs", "0", "--batchsize", "128",
+              "--train-subset", "256", "--val-size", "100", "--main-from", str(out / "run" / "main.npz"),
+              "--out", str(run), "--no-progress"]
+    run_script("experiments/train.py", common + ["--joint-epochs", "0"])
+    first = serialization.read_run_info(run)
+    assert first["schedule"] == {"main_epochs": 0, "joint_epochs": 0}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/train.py")] + common
+                          + ["--joint-epochs", "2", "--seed", "3", "--weights", "code"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    for name in ("joint_epochs: 0 -> 2", "seed: 0 -> 3", "weights: 'slides' -> 'code'"):
+        assert name in proc.stderr
+    assert "batchsize" not in proc.stderr  # only the differing settings are named
+    assert serialization.read_run_info(run) == first
+    # the same settings resume, on another device flag too, and the launch is recorded
+    run_script("experiments/train.py", common + ["--joint-epochs", "0", "--stock-chainer"])
+    resumed = serialization.read_run_info(run)
+    assert len(resumed["resumes"]) == 1 and resumed["resumes"][0]["stock_chainer"] is True
+    assert dict(resumed, resumes=[]) == first

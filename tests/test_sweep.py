@@ -75,7 +75,7 @@ def _assert_same_as_real_run(net, outputs, x, t, thresholds, batch):
 def test_lenet_sweep_equals_real_early_exit_runs(lenet, mnist_subset):
     x, t = _held_out(mnist_subset)
     outputs = sweep.ExitOutputs.from_net(lenet, x, t)
-    grid = sweep.paper_grid("b-lenet", 2)
+    grid = sweep.paper_grid("lenet", 2)
     assert len(grid) == 17
     rows = outputs.sweep(grid)
     spread = set()
@@ -150,16 +150,16 @@ def test_threshold_equal_to_entropy_does_not_exit():
     assert row["correct"] == 2  # sample 0 at exit 2 (label 2), sample 1 at exit 1 (label 1)
 
 
-def test_paper_lists_and_grids():
-    assert len(sweep.LENET_THRESHOLDS) == 17 and len(sweep.ALEXNET_THRESHOLDS) == 11
-    assert len(sweep.paper_grid("b-lenet", 2)) == 17
-    assert len(sweep.paper_grid("b-alexnet", 3)) == 121
-    assert len(sweep.paper_grid("b-alexnet-paper", 3)) == 121
-    assert len(sweep.paper_grid("b-resnet110", 3)) == 289
-    assert sweep.PAPER_THRESHOLDS == {"lenet": (0.025,), "alexnet": (0.0001, 0.05),
-                                      "resnet110": (0.3, 0.2)}
-    assert paper.paper_thresholds("b-resnet110-paper") == (0.3, 0.2)
-    assert (0.3, 0.2) not in set(sweep.paper_grid("b-resnet110", 3))  # as the reference notes
+def test_paper_grids_are_the_products_of_the_families_lists():
+    for name, exits in (("b-lenet", 2), ("b-alexnet", 3), ("b-alexnet-paper", 3),
+                        ("b-resnet110", 3), ("b-resnet110-paper", 3)):
+        values = paper.THRESHOLD_LISTS[networks.family_of(name)]
+        grid = sweep.paper_grid(networks.family_of(name), exits)
+        assert grid == [tuple(c) for c in itertools.product(*[values] * (exits - 1))]
+    assert len(sweep.paper_grid("lenet", 2)) == 17  # reference section 4.1
+    assert len(sweep.paper_grid("alexnet", 3)) == 121 and len(sweep.paper_grid("resnet110", 3)) == 289
+    assert paper.paper_thresholds("resnet110") == (0.3, 0.2)
+    assert (0.3, 0.2) not in set(sweep.paper_grid("resnet110", 3))  # as the reference notes
 
 
 def test_wrong_threshold_count_is_a_clear_error():

@@ -77,7 +77,7 @@ def test_mac_count_does_not_depend_on_the_fast_path(lenet, images):
 def test_cifar_network_macs_match_the_reference_table(name, kwargs, shape):
     net = networks.build(name, **kwargs)
     macs = timing.count_macs(net, numpy.zeros(shape, numpy.float32))
-    ref = paper.MACS_M[paper.family_of(name)]
+    ref = paper.MACS_M[networks.family_of(name)]
     for part in ("segments", "heads"):
         for ours, expected in zip(macs[part], ref[part]):
             assert ours / 1e6 == pytest.approx(expected, rel=0.01, abs=0.0006)

@@ -93,8 +93,8 @@ def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, mnist_sub
     probs = net.exit_probs(x)
     script = (
         "import sys, numpy, json; sys.path.insert(0, %r)\n"
-        "from branchynet import serialization\n"
-        "net = serialization.load(%r)\n"
+        "import networks\n"
+        "net = networks.load(%r)\n"
         "x = numpy.load(%r)\n"
         "l, e = net.predict(x, 0.1)\n"
         "p = net.exit_probs(x)\n"
@@ -119,10 +119,10 @@ def test_save_needs_a_registered_network(tmp_path):
 
 def test_load_of_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no saved model"):
-        serialization.load(str(tmp_path / "nothing.npz"))
+        networks.load(str(tmp_path / "nothing.npz"))
     numpy.savez(tmp_path / "foreign.npz", a=numpy.zeros(3))
     with pytest.raises(ValueError, match="branchynet_config"):
-        serialization.load(str(tmp_path / "foreign.npz"))
+        networks.load(str(tmp_path / "foreign.npz"))
 
 
 def test_config_records_factory_arguments(tmp_path):

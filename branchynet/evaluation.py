@@ -1,0 +1,238 @@
+"""Measuring a trained network: Table I's numbers and everything behind them.
+
+``evaluate`` takes a network's trained nets (the branchy net and, if the run has one, the main
+network saved after pretraining, ``main.npz``), its validation and test sets and a few
+``Options``, and returns the result dict that ``branchynet.report`` writes (``results.json``):
+accuracies, the paper's threshold sweep computed analytically (``branchynet.sweep``), every exit
+timed at batch 1 on the CPU and, given GPU nets, the GPU (``branchynet.timing``), a few threshold
+configurations run for real (at batch 1 and batched, against the sweep and the MAC bound), the
+frontier, the knee and the thresholds chosen on the validation split, and Table I's rows.
+"""
+import dataclasses
+
+import numpy
+
+import chainer
+
+from branchynet import paper, report, sweep, timing
+
+KNEE_RULE = ("fastest frontier point with accuracy >= the baseline's (main.npz); else the most "
+             "accurate frontier point")
+
+
+@dataclasses.dataclass
+class Options:
+    """How much to measure (the experiment scripts' flags of the same names)."""
+    timing_samples: int = 1000  # test samples timed at batch 1
+    repeats: int = 7  # timing repeats; the median is reported
+    warmup: int = 20  # warm-up calls before each timing
+    throughput_batch: int = 1000  # batch size of the batched runs
+    throughput_samples: int = 0  # test samples of the batched runs (0: the whole test set)
+    gpu_only: bool = False  # with GPU nets, time on the GPU only
+    progress: bool = None  # progress bars (None: where the output is a terminal)
+
+
+def _batched_accuracy(net, x, t, batchsize=1000):
+    labels = numpy.concatenate([net.predict_main(x[s:s + batchsize])
+                                for s in range(0, len(x), batchsize)])
+    return float((labels == t).mean())
+
+
+def _check_configs(grid, test_rows, choices, val_choice, paper_t):
+    """Threshold tuples to run for real: the paper's, the knees and the grid's two ends."""
+    configs = [("paper T", tuple(paper_t))]
+    for name, choice in choices:
+        configs.append((name, tuple(test_rows[choice["knee"]]["thresholds"])))
+    if val_choice is not None:
+        configs.append(("knee (val)", tuple(val_choice["thresholds"])))
+    configs += [("smallest T", tuple(grid[0])), ("largest T", tuple(grid[-1]))]
+    seen, unique = {}, []
+    for name, t in configs:
+        if t in seen:
+            unique[seen[t]] = (unique[seen[t]][0] + " = " + name, t)
+        else:
+            seen[t] = len(unique)
+            unique.append((name, t))
+    return unique
+
+
+def _agreement(outputs, thresholds, labels, exits, t):
+    """Real run against the analytic sweep on the same samples."""
+    analytic = outputs.evaluate(thresholds)
+    index = outputs.exit_index(numpy.asarray(thresholds, dtype=numpy.float64))[0]
+    predicted = outputs.predictions[index, numpy.arange(outputs.num_samples)]
+    counts = numpy.bincount(exits, minlength=outputs.num_exits).tolist()
+    accuracy = float((labels == t).mean())
+    return {"accuracy_real": accuracy, "accuracy_analytic": analytic["accuracy"],
+            "exit_counts_real": counts, "exit_counts_analytic": analytic["exit_counts"],
+            "mismatched_samples": int(((index != exits) | (predicted != labels)).sum()),
+            "agree": counts == analytic["exit_counts"] and int((labels == t).sum()) == analytic["correct"]}
+
+
+def measure_costs(dev, net, main, options, x_time, t_time, echo=print):
+    """Per-exit timing at batch 1 and the two baselines (main.npz; branchy.npz's final exit)."""
+    progress = options.progress
+    result = {"device": dev}
+    echo("[%s] timing every exit at batch 1 (%d samples x %d repeats)" % (dev, len(x_time), options.repeats))
+    result["exits"] = timing.time_exits(net, x_time, options.repeats, options.warmup, progress,
+                                        "%s per-exit" % dev)
+    base = {}
+    if main is not None:
+        base["main"] = timing.time_baseline(main, x_time, options.repeats, options.warmup, progress,
+                                            "%s baseline main.npz" % dev)
+    base["branchy_final"] = timing.time_baseline(net, x_time, options.repeats, options.warmup, progress,
+                                                 "%s final exit branchy.npz" % dev)
+    for b in base.values():
+        b["accuracy_timed_samples"] = float((b.pop("labels") == t_time).mean())
+    result["baseline"] = base
+    result["baseline_ms"] = (base.get("main") or base["branchy_final"])["ms"]
+    return result
+
+
+def measure_runs(result, net, main, options, x_time, t_time, x_tp, t_tp, outputs, configs, macs,
+                 echo=print):
+    """Real early-exit runs of ``configs`` at batch 1 (against the predictions) and batched
+    (throughput against the baseline's and the MAC bound); added to ``result``."""
+    dev, progress = result["device"], options.progress
+    baseline_ms = result["baseline_ms"]
+    time_outputs = outputs.subset(slice(0, len(x_time)))
+    tp_outputs = outputs.subset(slice(0, len(x_tp)))
+    seg, head = result["exits"]["segment_ms"], result["exits"]["head_ms"]
+    checks, batched = [], []
+    if main is not None:
+        base_tp = timing.time_calls(main.predict_main, x_tp, options.throughput_batch, options.repeats,
+                                    options.warmup, main.xp, progress, "%s batched baseline" % dev)
+    else:
+        base_tp = timing.time_calls(net.predict_main, x_tp, options.throughput_batch, options.repeats,
+                                    options.warmup, net.xp, progress, "%s batched baseline" % dev)
+    base_tp.pop("outputs")
+    result["batched_baseline"] = base_tp
+    for name, thresholds in configs:
+        real = timing.time_early_exit(net, x_time, thresholds, 1, options.repeats, options.warmup,
+                                      progress, "%s real run %s" % (dev, name))
+        row = time_outputs.evaluate(thresholds)
+        e2e, trunk = timing.predicted_ms(row["reach_fractions"], seg, head)
+        check = {"name": name, "thresholds": list(thresholds), "samples": len(x_time),
+                 "ms_measured": real["ms"], "ms_measured_detail": real["detail"],
+                 "ms_predicted_e2e": e2e, "ms_predicted_trunk": trunk,
+                 "measured_over_predicted": real["ms"] / e2e if e2e > 0 else None,
+                 "gain_measured": baseline_ms / real["ms"]}
+        check.update(_agreement(time_outputs, thresholds, real["labels"], real["exits"], t_time))
+        checks.append(check)
+        if not check["agree"]:
+            echo("warning: [%s] real batch-1 run at T=%s differs from the analytic sweep in %d "
+                 "samples" % (dev, list(thresholds), check["mismatched_samples"]))
+
+        tp = timing.time_early_exit(net, x_tp, thresholds, options.throughput_batch, options.repeats,
+                                    options.warmup, progress, "%s batched %s" % (dev, name))
+        tp_row = tp_outputs.evaluate(thresholds)
+        work = timing.macs_of(tp_row["reach_fractions"], macs)
+        entry = {"name": name, "thresholds": list(thresholds), "samples": len(x_tp),
+                 "batchsize": options.throughput_batch, "ms": tp["ms"], "per_second": tp["per_second"],
+                 "speedup": base_tp["ms"] / tp["ms"], "macs_per_sample": work,
+                 "mac_bound": timing.baseline_macs(macs) / work if work else None}
+        entry.update(_agreement(tp_outputs, thresholds, tp["labels"], tp["exits"], t_tp))
+        batched.append(entry)
+        if not entry["agree"]:
+            echo("warning: [%s] batched run at T=%s differs from the analytic sweep in %d samples"
+                 % (dev, list(thresholds), entry["mismatched_samples"]))
+    result["checks"] = checks
+    result["batched"] = batched
+    return result
+
+
+def _select(test_rows, val_rows, dev, baseline_acc, val_baseline_acc):
+    return {"test": sweep.choose(test_rows, "%s_ms_e2e" % dev, baseline_acc),
+            "test_trunk": sweep.choose(test_rows, "%s_ms_trunk" % dev, baseline_acc),
+            "val": (sweep.select_on_validation(val_rows, test_rows, "%s_ms_e2e" % dev,
+                                               val_baseline_acc) if val_rows else None)}
+
+
+def _add_times(rows, dev, measured, baseline_ms):
+    seg, head = measured["exits"]["segment_ms"], measured["exits"]["head_ms"]
+    for row in rows:
+        e2e, trunk = timing.predicted_ms(row["reach_fractions"], seg, head)
+        row["%s_ms_e2e" % dev], row["%s_ms_trunk" % dev] = e2e, trunk
+        row["%s_gain_e2e" % dev] = baseline_ms / e2e if e2e > 0 else None
+        row["%s_gain_trunk" % dev] = baseline_ms / trunk if trunk > 0 else None
+
+
+def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=None,
+             settings=None, echo=print):
+    """Measures a network; returns ``(result, test_outputs)``: the result dict (the schema of
+    ``results.json``) and the test set's per-exit outputs (``sweep.ExitOutputs``, for figures).
+
+    ``network``, ``family``, ``dataset``: the registered name and its paper family and dataset;
+    ``cpu_nets`` and ``gpu_nets`` (or None): (branchy net, main net or None) on the CPU and a GPU;
+    ``val``, ``test``: (x, t) arrays (the validation set may be empty); ``settings``: what the
+    caller records first in ``result["settings"]`` (run folder, device flags, validation size).
+    """
+    (x_val, t_val), (x_test, t_test) = val, test
+    n_time = min(options.timing_samples, len(x_test))
+    n_tp = min(options.throughput_samples or len(x_test), len(x_test))
+    x_time, t_time = x_test[:n_time], t_test[:n_time]
+    x_tp, t_tp = x_test[:n_tp], t_test[:n_tp]
+    branchy_cpu, main_cpu = cpu_nets
+    branchy, main = gpu_nets if gpu_nets is not None else cpu_nets
+    k = branchy.numexits()
+
+    test_out = sweep.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
+                                          desc="test set, every exit")
+    val_out = (sweep.ExitOutputs.from_net(branchy, x_val, t_val, progress=options.progress,
+                                          desc="validation set, every exit") if len(x_val) else None)
+    acc = {"main": _batched_accuracy(main, x_test, t_test) if main is not None else None,
+           "branchy_final": test_out.exit_accuracy()[-1],
+           "per_exit": test_out.exit_accuracy()}
+    base_key = "main" if main is not None else "branchy_final"
+    val_base_acc = None
+    if val_out is not None:
+        val_base_acc = (_batched_accuracy(main, x_val, t_val) if main is not None
+                        else val_out.exit_accuracy()[-1])
+
+    grid = sweep.paper_grid(family, k)
+    paper_t = paper.paper_thresholds(family)
+    test_rows = test_out.sweep(grid)
+    paper_row = test_out.evaluate(paper_t)
+    paper_row["in_grid"] = tuple(paper_t) in set(grid)
+    val_rows = val_out.sweep(grid) if val_out is not None else None
+
+    macs = timing.count_macs(branchy_cpu, x_test[:1])
+
+    devices = [] if gpu_nets is not None and options.gpu_only else [("cpu", branchy_cpu, main_cpu)]
+    if gpu_nets is not None:
+        devices.append(("gpu", branchy, main))
+    measured, selection = {}, {}
+    for dev, net, main_net in devices:
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, echo)
+        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
+            _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
+        selection[dev] = _select(test_rows, val_rows, dev, acc[base_key], val_base_acc)
+        configs = _check_configs(grid, test_rows,
+                                 [("knee (test)", selection[dev]["test"]),
+                                  ("knee (test, trunk-only)", selection[dev]["test_trunk"])],
+                                 selection[dev]["val"], paper_t)
+        measure_runs(measured[dev], net, main_net, options, x_time, t_time, x_tp, t_tp, test_out,
+                     configs, macs, echo)
+
+    table = []
+    for dev in measured:
+        table += report.table_rows(family, dev, measured[dev], acc, test_rows, paper_row,
+                                   selection[dev])
+
+    result = {
+        "network": network, "family": family, "dataset": dataset,
+        "net_config": getattr(branchy, "config", None),
+        "environment": report.environment(gpu=branchy.device if gpu_nets is not None else None),
+        "settings": dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu),
+                         test_samples=len(x_test), val_samples=len(x_val),
+                         timing_samples=n_time, throughput_samples=n_tp,
+                         throughput_batch=options.throughput_batch, repeats=options.repeats,
+                         warmup=options.warmup, inc_amt=paper.INC_AMT,
+                         threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE),
+        "accuracy": acc, "val_baseline_accuracy": val_base_acc,
+        "macs": macs, "macs_reference_M": paper.MACS_M[family],
+        "paper_thresholds": list(paper_t), "paper_row": paper_row,
+        "rows": test_rows, "val_rows": val_rows,
+        "selection": selection, "devices": measured, "table": table,
+    }
+    return result, test_out

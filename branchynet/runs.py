@@ -1,0 +1,141 @@
+"""Training runs: the settings that define one (recorded as the run folder's ``run.json``), and
+launching, or resuming, one (``train``).
+
+``run.json`` holds the network and its factory arguments, its dataset and paper family, the loss
+weights (preset and values), the schedule, batch size, seed, validation split, training subset,
+the optimizer's settings, the main network it started from (``main_from``), and where and with what
+it ran (device, stock or fast CPU kernels, library versions, git commit, date, command). Each later
+launch that resumes the run is appended to its ``resumes``. The experiment scripts read a run's
+settings from it; a resume whose settings differ from the recorded ones is refused.
+"""
+import dataclasses
+import datetime
+import os
+import shutil
+import subprocess
+
+import numpy
+
+import chainer
+
+from branchynet import report, serialization, training
+from branchynet.data_split import load_split
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """What a training run is: a resume must have the same (device and kernels may change)."""
+    network: str
+    main_epochs: int
+    joint_epochs: int
+    batchsize: int = 512
+    weights: str = "slides"
+    beta1: float = 0.9
+    seed: int = 0
+    val_size: int = 5000
+    train_subset: int = 0
+    main_from: str = None
+    net_kwargs: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_info(cls, info):
+        """The settings recorded in a run.json (a dict)."""
+        return cls(network=info["network"], main_epochs=info["schedule"]["main_epochs"],
+                   joint_epochs=info["schedule"]["joint_epochs"], batchsize=info["batchsize"],
+                   weights=info["loss_weights"]["preset"], beta1=info["optimizer"]["beta1"],
+                   seed=info["seed"], val_size=info["val_size"],
+                   train_subset=info["train_subset"], main_from=info["main_from"],
+                   net_kwargs=dict(info["net_kwargs"]))
+
+
+def differences(recorded, settings):
+    """The settings that differ between a run.json (``recorded``) and ``settings``, as
+    "name: recorded -> new" strings (empty if none)."""
+    old, new = dataclasses.asdict(RunSettings.from_info(recorded)), dataclasses.asdict(settings)
+    return ["%s: %r -> %r" % (key, old[key], new[key]) for key in old if old[key] != new[key]]
+
+
+def git_commit(repo=REPO):
+    """The commit checked out in ``repo`` (with "+dirty" if files differ from it), or None."""
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def launch_info(device, stock_chainer, command=None):
+    """Where and with what one launch of a training ran."""
+    gpu = chainer.get_device(device)
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": device, "stock_chainer": stock_chainer,
+            "versions": report.versions(gpu if gpu.xp is not numpy else None),
+            "git_commit": git_commit(), "command": command}
+
+
+def run_info(settings, net, dataset, family, launch):
+    """The run.json of a new run: ``settings``, what ``net`` was built with, and its first
+    ``launch`` (``launch_info``)."""
+    return dict({
+        "network": settings.network, "dataset": dataset, "family": family,
+        "net_kwargs": settings.net_kwargs,
+        "loss_weights": {"preset": settings.weights, "values": [float(w) for w in net.weights]},
+        "schedule": {"main_epochs": settings.main_epochs, "joint_epochs": settings.joint_epochs},
+        "batchsize": settings.batchsize, "seed": settings.seed, "val_size": settings.val_size,
+        "train_subset": settings.train_subset, "optimizer": dict(net.opt_settings),
+        "main_from": settings.main_from}, **launch, resumes=[])
+
+
+class SettingsMismatch(ValueError):
+    """A resume asked for other settings than the run folder was trained with."""
+
+
+def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=False,
+          data_dir=None, progress=None, command=None, echo=None):
+    """Trains (or resumes) the run ``settings`` in the folder ``out`` and records it in run.json
+    (and ``command``, the command line that launched it, in command.txt); returns the log entries.
+
+    ``build(network, **kwargs)`` makes the net (``networks.build``), ``dataset`` and ``family``
+    are the network's (``networks.dataset_of``, ``networks.family_of``). Raises
+    ``SettingsMismatch``, naming each differing setting, if ``out`` has a run.json with other
+    settings.
+    """
+    recorded = serialization.read_run_info(out)
+    if recorded is not None:
+        diffs = differences(recorded, settings)
+        if diffs:
+            raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
+                                   % (out, "; ".join(diffs)))
+    train_set, val_set, _ = load_split(dataset, settings.val_size, data_dir)
+    if settings.train_subset:
+        train_set = tuple(a[:settings.train_subset] for a in train_set)
+    numpy.random.seed(settings.seed)
+    net = build(settings.network, weights=settings.weights, beta1=settings.beta1,
+                **settings.net_kwargs)
+    os.makedirs(out, exist_ok=True)
+    if settings.main_from is not None:
+        serialization.load_into(net, settings.main_from)
+        baseline = os.path.join(out, serialization.MAIN)
+        if not os.path.exists(baseline):
+            shutil.copyfile(settings.main_from, baseline)
+    net.to_device(device)
+    if command is not None:
+        with open(os.path.join(out, "command.txt"), "a") as f:
+            f.write(command + "\n")
+    launch = launch_info(device, stock_chainer, command)
+    if recorded is None:
+        info = run_info(settings, net, dataset, family, launch)
+    else:
+        info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
+    serialization.write_run_info(out, info)
+    with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
+        return training.fit(net, train_set, val_set, out, settings.main_epochs,
+                            settings.joint_epochs, settings.batchsize, seed=settings.seed,
+                            progress=progress, echo=echo)

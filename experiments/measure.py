@@ -1,0 +1,120 @@
+"""The command line shared by experiments/lenet_mnist.py, alex_cifar10.py and resnet_cifar10.py.
+
+For one network: train the run folder first if it has no branchy.npz (``branchynet.runs``, with the
+paper's schedule by default; a stopped training resumes), load its nets
+(``networks.load_run``), measure them (``branchynet.evaluation``), write the results and figures
+(``branchynet.report``) and print the Table I rows.
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy  # noqa: E402
+
+import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
+import chainer  # noqa: E402
+import networks  # noqa: E402
+from branchynet import evaluation, paper, report, serialization, training  # noqa: E402
+from branchynet.data_split import load_split  # noqa: E402
+
+import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
+
+
+def parse_args(family, argv=None, description=None):
+    schedule = paper.SCHEDULES[family]
+    defaults = evaluation.Options()
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", default=schedule["network"],
+                   choices=[n for n in networks.names() if networks.family_of(n) == family],
+                   help="which variant (default %(default)s)")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder with branchy.npz and main.npz (default results/<network>/run); "
+                        "trained there first if branchy.npz is absent")
+    p.add_argument("--results", default=None, help="output folder (default results/<network>)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (default $BRANCHYNET_DATA, then the cache)")
+    p.add_argument("--device", default="@numpy",
+                   help="Chainer device for the sweep and, if a GPU (@cupy:0), GPU timing too; "
+                        "CPU timing is done too unless --gpu-only (default %(default)s)")
+    p.add_argument("--gpu-only", action="store_true",
+                   help="with a GPU --device, time on the GPU only (on the GPU machine, where the "
+                        "CPU rows would take long and are measured on a CPU machine instead)")
+    p.add_argument("--stock-chainer", action="store_true",
+                   help="stock Chainer kernels, not the fast CPU path")
+    p.add_argument("--timing-samples", type=int, default=defaults.timing_samples,
+                   help="test samples timed at batch 1 (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=defaults.repeats,
+                   help="timing repeats, the median is reported (default %(default)s: a shared "
+                        "machine's stalls of tens of ms spoil some repeats' means)")
+    p.add_argument("--warmup", type=int, default=defaults.warmup,
+                   help="warm-up calls before each timing (default %(default)s)")
+    p.add_argument("--throughput-batch", type=int, default=defaults.throughput_batch,
+                   help="batch size of the batched runs (default %(default)s)")
+    p.add_argument("--throughput-samples", type=int, default=defaults.throughput_samples,
+                   help="test samples of the batched runs (default: the whole test set)")
+    p.add_argument("--test-subset", type=int, default=0,
+                   help="use the first N test images only (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_training_arguments(
+        p.add_argument_group("training (only if the run folder has no branchy.npz)"),
+        schedule, val_size=None)
+    args = p.parse_args(argv)
+    if args.gpu_only and chainer.get_device(args.device).xp is numpy:
+        p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
+    args.run_dir = args.run_dir or os.path.join(ROOT, "results", args.network, "run")
+    args.results = args.results or os.path.join(ROOT, "results", args.network)
+    return args
+
+
+def ensure_weights(args, command, echo=print):
+    """Trains the run folder if it has no branchy.npz (recording ``command`` as its command line);
+    returns the validation size to use: the flag's, else the run's (run.json), else the default."""
+    recorded = serialization.read_run_info(args.run_dir)
+    trained_with = None if recorded is None else recorded["val_size"]
+    val_size = next(v for v in (args.val_size, trained_with, paper.DEFAULT_VAL_SIZE) if v is not None)
+    if serialization.has_weights(args.run_dir):
+        if trained_with is not None and val_size != trained_with:
+            echo("warning: %s was trained with --val-size %d; a validation split of %d overlaps "
+                 "its training images" % (args.run_dir, trained_with, val_size))
+        return val_size
+    echo("no trained weights in %s: training %s (%d + %d epochs, batch %d%s); this takes long"
+         % (args.run_dir, args.network, args.main_epochs, args.joint_epochs, args.batchsize,
+            ", %d training images" % args.train_subset if args.train_subset else ""))
+    train.launch(train.settings_from_args(args, val_size), args.run_dir, args, command)
+    return val_size
+
+
+def main(family, script, argv=None, description=None, echo=print):
+    """Runs the whole experiment for one network family (the command line of ``script``, or
+    ``argv``); returns the result dict."""
+    args = parse_args(family, argv, description)
+    chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
+    val_size = ensure_weights(args, train.command_line(argv, script), echo)
+    dataset = networks.dataset_of(args.network)
+    # the split's own seed (0), as the training uses: the same held-out images
+    _, val, test = load_split(dataset, val_size, args.data_dir)
+    if args.test_subset:
+        test = tuple(a[:args.test_subset] for a in test)
+    device = chainer.get_device(args.device)
+    cpu_nets = networks.load_run(args.run_dir)
+    gpu_nets = networks.load_run(args.run_dir, device) if device.xp is not numpy else None
+    echo("%s: %d exits, %d test / %d validation samples, weights from %s"
+         % (args.network, cpu_nets[0].numexits(), len(test[0]), len(val[0]), args.run_dir))
+    options = evaluation.Options(
+        timing_samples=args.timing_samples, repeats=args.repeats, warmup=args.warmup,
+        throughput_batch=args.throughput_batch, throughput_samples=args.throughput_samples,
+        gpu_only=args.gpu_only, progress=False if args.no_progress else None)
+    settings = {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
+                "stock_chainer": args.stock_chainer, "gpu_only": args.gpu_only,
+                "val_size": val_size}
+    result, test_outputs = evaluation.evaluate(args.network, family, dataset, cpu_nets, val, test,
+                                               options, gpu_nets, settings, echo)
+    log = training.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
+    report.write_results(result, args.results, test_outputs, log, echo)
+    echo(report.summary(result, args.results))
+    return result
