@@ -1,17 +1,17 @@
 """The authors' numbers and settings, kept as data in this one place.
 
 Everything here is transcribed from the paper (Teerapittayanon, McDanel, Kung, ICPR 2016) and its
-code as summarised in the project's reference notes on the original (``branchynet_original.md``):
+code, as docs/original.md describes them:
 
-* ``TABLE1``: Table I (reference section 5.1): the knee points, batch size 1, mean ms per test
-  sample, on "3.0GHz CPU with 20MB L3 Cache and NVIDIA GeForce GTX TITAN X (Maxwell) 12GB".
-  Their times are the original's trunk-only accounting (reference section 3.4, bug B9) against a
-  baseline timed end to end, so their gains are best compared with our "trunk-only" gains.
+* ``TABLE1``: Table I (docs/original.md#table-i): the knee points, batch size 1, mean ms per test
+  sample, on "3.0GHz CPU with 20MB L3 Cache and NVIDIA GeForce GTX TITAN X (Maxwell) 12GB". Their
+  times are the original's trunk-only accounting (docs/original.md, B9) against a baseline timed
+  end to end, so their gains are best compared with our "trunk-only" gains.
 * ``MACS_M``: multiply-accumulates per sample of each trunk segment and head, in millions
-  (reference section 2.7, computed there from the layer specifications of the original code).
-* ``SCHEDULES``: the training schedule of each network (reference section 4.1).
+  (docs/original.md#cost-per-segment, computed from the layer specifications of the original code).
+* ``SCHEDULES``: the training schedule of each network (docs/original.md#schedules).
 * ``THRESHOLD_LISTS`` and ``INC_AMT``: the threshold sweep and the frontier's tolerance of the
-  original experiments (reference sections 4.1 and 4.4).
+  original experiments (docs/original.md#threshold-lists, #frontier-and-knee).
 
 Everything is keyed by the *family*, the paper's network a registered variant belongs to
 (``networks.family_of``): "lenet", "alexnet" or "resnet110".
@@ -28,7 +28,7 @@ DISPLAY_NAMES = {
     "resnet110": ("ResNet-110", "B-ResNet"),
 }
 
-# Reference section 5.1, Table I. Accuracy and exit fractions in %, time in ms per sample, gain as
+# Table I (docs/original.md#table-i). Accuracy and exit fractions in %, time in ms per sample, gain as
 # the paper prints it (baseline time / B-net time). "exits" lists the % of test samples leaving
 # at each exit, first exit first.
 TABLE1 = {
@@ -58,7 +58,7 @@ TABLE1 = {
     },
 }
 
-# Reference section 2.7: MACs per sample, in millions, of trunk segments 1..K and heads 1..K.
+# docs/original.md#cost-per-segment: MACs per sample, in millions, of trunk segments 1..K and heads 1..K.
 MACS_M = {
     "lenet": {"segments": (0.11, 1.03), "heads": (0.11, 0.001)},
     "alexnet": {"segments": (15.6, 3.54, 9.14), "heads": (1.78, 0.44, 0.001)},
@@ -66,7 +66,7 @@ MACS_M = {
 }
 
 
-# Reference section 4.1: the paper's schedule, pretraining epochs of the main network, joint
+# docs/original.md#schedules: the paper's schedule, pretraining epochs of the main network, joint
 # epochs of all exits, batch size; and the registered network each family's script runs by default.
 SCHEDULES = {
     "lenet": {"network": "b-lenet", "main_epochs": 100, "joint_epochs": 100, "batchsize": 512},
@@ -79,7 +79,7 @@ SCHEDULES = {
 # out as the validation split on which thresholds are chosen.
 DEFAULT_VAL_SIZE = 5000
 
-# Reference section 4.1: the per-exit threshold lists of the original experiments (nats); the
+# docs/original.md#threshold-lists: the per-exit threshold lists of the original experiments (nats); the
 # sweep is their Cartesian product over the K-1 non-final exits.
 LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
                     1.0, 2.0, 3.0, 5.0, 10.0)  # 17 configurations (B-LeNet has one early exit)
@@ -89,7 +89,7 @@ RESNET_THRESHOLDS = LENET_THRESHOLDS  # 17 x 17 = 289; the paper's (0.3, 0.2) is
 THRESHOLD_LISTS = {"lenet": LENET_THRESHOLDS, "alexnet": ALEXNET_THRESHOLDS,
                    "resnet110": RESNET_THRESHOLDS}
 
-# Reference section 4.4: the original's frontier tolerance, a fraction of accuracy (0.01 points).
+# docs/original.md#frontier-and-knee: the original's frontier tolerance, a fraction of accuracy (0.01 points).
 INC_AMT = -0.0001
 
 

@@ -238,7 +238,7 @@ LEGEND = (
     "(batch 1), end to end (input copy, every segment and head reached, softmax, entropy, exit "
     "decision, label), median over repeats of the mean per sample. *ms predicted e2e*: "
     "sum_k reach_k (seg_k + head_k) from per-exit timings; *ms trunk-only*: sum_k reach_k seg_k, "
-    "the original's accounting (bug B9), which leaves out every head. Gains divide the baseline's "
+    "the original's accounting (docs/original.md, B9), which leaves out every head. Gains divide the baseline's "
     "measured time (main network after pretraining, timed end to end, as the original did) by "
     "the row's time. The paper's ms and gains are its own (trunk-only) accounting on its "
     "hardware (%s); compare ratios, not absolute times.\n" % paper.PAPER_HARDWARE)
@@ -257,7 +257,7 @@ def _details_markdown(result):
               "|---|" + "---|" * len(macs["segments"])]
     for part in ("segments", "heads"):
         lines.append("| %s (ours) | %s |" % (part, " | ".join("%.3f" % (v / 1e6) for v in macs[part])))
-        lines.append("| %s (reference §2.7) | %s |" % (part, " | ".join("%g" % v for v in ref[part])))
+        lines.append("| %s (docs/original.md#cost-per-segment) | %s |" % (part, " | ".join("%g" % v for v in ref[part])))
     for dev, m in result["devices"].items():
         lines += ["", "## %s: per-exit time at batch 1 (ms per sample, median of %d)"
                   % (dev.upper(), m["exits"]["repeats"]), "",

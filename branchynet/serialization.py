@@ -1,7 +1,7 @@
 """Saving and loading: Chainer's npz serializers plus the configuration that rebuilds the net, and
 the files of a run folder.
 
-The original pickled the whole object with dill (bug B21: fragile, optimizer state on the wrong
+The original pickled the whole object with dill (docs/original.md, B21: fragile, optimizer state on the wrong
 device). Here the npz holds the parameters and BN statistics under Chainer's usual keys, and one
 extra entry, ``branchynet_config``, a JSON string naming the registered network and its factory
 arguments (``networks.build``). A fresh process rebuilds the net from it with a builder (``load``

@@ -1,7 +1,7 @@
 """Exact threshold sweeps, the accuracy/runtime frontier, its knee, and threshold selection.
 
 The original re-ran all 10,000 test samples one at a time for every threshold configuration
-(bug B10). Here the set runs once through every exit (``BranchyNet.exit_probs``); each exit's
+(docs/original.md, B10). Here the set runs once through every exit (``BranchyNet.exit_probs``); each exit's
 entropies and predicted labels are kept, and any threshold tuple is then evaluated analytically
 with the network's own exit rule (``branchynet.exit_rule``): a sample leaves at the first exit k
 whose entropy is strictly below T_k, else at the last exit. Accuracy and exit counts are exactly
@@ -141,7 +141,7 @@ class ExitOutputs:
 
 
 def frontier(times, accuracies, inc_amt=paper.INC_AMT):
-    """Indices of the original's "incremental" frontier (reference section 4.4), fastest first.
+    """Indices of the original's "incremental" frontier (docs/original.md#frontier-and-knee), fastest first.
 
     Configurations are sorted by runtime (ties: the more accurate first, then grid order); the
     fastest is kept, and after it a configuration is kept if its accuracy exceeds the last kept
@@ -169,7 +169,7 @@ def frontier(times, accuracies, inc_amt=paper.INC_AMT):
 
 
 def knee(times, accuracies, frontier_indices, baseline_accuracy):
-    """The automatic knee rule (the paper chose its knees by hand, reference section 4.4).
+    """The automatic knee rule (the paper chose its knees by hand, docs/original.md#frontier-and-knee).
 
     The knee is the fastest frontier point whose accuracy is at least the baseline's; if no
     frontier point reaches the baseline's accuracy, it is the most accurate frontier point (the

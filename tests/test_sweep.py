@@ -156,7 +156,7 @@ def test_paper_grids_are_the_products_of_the_families_lists():
         values = paper.THRESHOLD_LISTS[networks.family_of(name)]
         grid = sweep.paper_grid(networks.family_of(name), exits)
         assert grid == [tuple(c) for c in itertools.product(*[values] * (exits - 1))]
-    assert len(sweep.paper_grid("lenet", 2)) == 17  # reference section 4.1
+    assert len(sweep.paper_grid("lenet", 2)) == 17  # docs/original.md#threshold-lists
     assert len(sweep.paper_grid("alexnet", 3)) == 121 and len(sweep.paper_grid("resnet110", 3)) == 289
     assert paper.paper_thresholds("resnet110") == (0.3, 0.2)
     assert (0.3, 0.2) not in set(sweep.paper_grid("resnet110", 3))  # as the reference notes
