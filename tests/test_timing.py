@@ -90,7 +90,7 @@ def test_mac_count_of_a_tiny_network_from_its_layer_sizes():
 
 @pytest.mark.parametrize("name,kwargs,shape", [("b-alexnet", {}, (1, 3, 32, 32)),
                                                ("b-resnet110", {}, (1, 3, 32, 32))])
-def test_cifar_network_macs_match_the_reference_table(name, kwargs, shape):
+def test_cifar_network_macs_match_the_mac_table(name, kwargs, shape):
     net = networks.build(name, **kwargs)
     macs = timing.count_macs(net, numpy.zeros(shape, numpy.float32))
     ref = paper.MACS_M[paper.family_of(name)]
