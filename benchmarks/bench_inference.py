@@ -101,7 +101,7 @@ def _exits_of(net, xs, thresholds, fast):
         return numpy.concatenate([net.predict(x1, thresholds)[1] for x1 in xs])
 
 
-def _per_exit(net, x, repeats, warmup):
+def _per_exit(net, x, repeats, warmup, thresholds):
     """``timing.time_exits`` in both modes, in turns, one pass per call: medians over passes of
     each segment's and head's ms per sample, and of the CPU ms of a whole pass per sample."""
     k = net.numexits()
@@ -112,7 +112,8 @@ def _per_exit(net, x, repeats, warmup):
         for mode in MODES:
             c0 = time.process_time()
             with _mode(mode == "fast"):
-                res = timing.time_exits(net, x, repeats=1, warmup=warmup if r == 0 else 0)
+                res = timing.time_exits(net, x, repeats=1, warmup=warmup if r == 0 else 0,
+                                        thresholds=thresholds)
             c1 = time.process_time()
             if r == 0:  # warm-up round
                 continue
@@ -308,7 +309,7 @@ def main(args):
     p1 = args.exit1_fraction
     out("timing B-LeNet (%d MNIST test images) ..." % len(xs))
     lenet = bench_early_exit("B-LeNet", net, xs, [p1, 1 - p1], args.repeats, args.warmup, out)
-    pe = _per_exit(net, x, args.repeats, 20)
+    pe = _per_exit(net, x, args.repeats, 20, paper.paper_thresholds("lenet"))
     lenet["per_exit"] = pe
     lenet["paper_exits_pct"] = list(paper.TABLE1["lenet"]["exits"])
     _print_early_exit(lenet, out, target=3)
@@ -338,7 +339,7 @@ def main(args):
         out("timing B-AlexNet (%d random CIFAR-shaped images) ..." % len(xas))
         alex = bench_early_exit("B-AlexNet", anet, xas, fractions, args.alexnet_repeats,
                                 args.warmup, out)
-        pe = _per_exit(anet, xa, args.alexnet_repeats, 5)
+        pe = _per_exit(anet, xa, args.alexnet_repeats, 5, paper.paper_thresholds("alexnet"))
         alex["per_exit"] = pe
         _print_early_exit(alex, out)
         base = {m: alex[m]["wall"]["main_ms"] for m in MODES}

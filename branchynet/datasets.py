@@ -14,7 +14,7 @@ CIFAR-10: the original experiments read a preprocessed ``data.npz`` that was nev
 how it was made is undocumented. ``preprocessing`` therefore makes the choice explicit:
 
 * ``"gcn"`` (default): the candidate found in the original repository, ``datasets/cifar10gcn.py``:
-  x / 255, minus the per-pixel mean of the *training* set (the test set uses the training mean), then
+  x / 255, minus the per-pixel mean of the *training* images (the test set uses the training mean), then
   per-image global contrast normalisation: minus the image's own mean, divided by the image's
   standard deviation (ddof=1); as in that code (pylearn2's ``global_contrast_normalize``), an image
   whose divisor is below 1e-8 is not divided (divisor 1). It is the default because it is the
@@ -24,7 +24,9 @@ how it was made is undocumented. ``preprocessing`` therefore makes the choice ex
 * ``"standardize"``: x / 255, then minus the per-channel mean and divided by the per-channel
   standard deviation, both of the training set.
 
-Absolute CIFAR-10 accuracies depend on this choice; report it with any result.
+"gcn" and "standardize" use statistics of training images (``cifar10_statistics``): all 50,000 in
+``get_cifar10``; in ``data_split.load_split`` those of the training part only, unless told otherwise.
+Absolute CIFAR-10 accuracies depend on these choices; report them with any result.
 
 Where the files are
 -------------------
@@ -502,29 +504,52 @@ def _global_contrast_normalize(x, chunk=5000):
         part /= divisor
 
 
+def cifar10_statistics(x_raw, preprocessing):
+    """The statistics ``preprocessing`` takes from the uint8 images ``x_raw`` (float32 arrays):
+    "gcn": the per-pixel mean (``pixel_mean``, 3 x 32 x 32); "standardize": the per-channel mean
+    and standard deviation (``channel_mean``, ``channel_std``, 3 x 1 x 1); "scale": none."""
+    if preprocessing == "scale":
+        return {}
+    x = _scaled(x_raw)
+    if preprocessing == "gcn":
+        return {"pixel_mean": x.mean(axis=0, dtype=np.float64).astype(np.float32)}
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0].astype(np.float32)
+    x -= mean
+    std = np.sqrt(np.square(x).mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0])
+    return {"channel_mean": mean, "channel_std": std.astype(np.float32)}
+
+
+def preprocess_cifar10(x_raw, preprocessing, statistics):
+    """float32 copy of the uint8 images ``x_raw``, preprocessed with ``statistics`` (from
+    ``cifar10_statistics`` of the images the network is trained on)."""
+    x = _scaled(x_raw)
+    if preprocessing == "gcn":
+        x -= statistics["pixel_mean"]
+        _global_contrast_normalize(x)
+    elif preprocessing == "standardize":
+        x -= statistics["channel_mean"]
+        x /= statistics["channel_std"]
+    return x
+
+
 def _preprocess_cifar10(x_train, x_test, preprocessing):
     """float32 copies of the uint8 images, preprocessed with statistics of the training set only."""
-    train, test = _scaled(x_train), _scaled(x_test)
-    if preprocessing == "gcn":
-        pixel_mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
-        for x in (train, test):
-            x -= pixel_mean
-            _global_contrast_normalize(x)
-    elif preprocessing == "standardize":
-        mean = train.mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0]
-        train -= mean.astype(np.float32)
-        test -= mean.astype(np.float32)
-        std = np.sqrt(np.square(train).mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0])
-        train /= std.astype(np.float32)
-        test /= std.astype(np.float32)
-    return train, test
+    statistics = cifar10_statistics(x_train, preprocessing)
+    return (preprocess_cifar10(x_train, preprocessing, statistics),
+            preprocess_cifar10(x_test, preprocessing, statistics))
+
+
+def check_preprocessing(preprocessing):
+    if preprocessing not in PREPROCESSINGS:
+        raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, not {preprocessing!r}")
 
 
 def get_cifar10(data_dir=None, preprocessing="gcn", download=True):
     """CIFAR-10 ``(train, test)`` TupleDatasets of float32 N x 3 x 32 x 32 images and int32 labels;
-    ``preprocessing`` is one of ``PREPROCESSINGS`` (see the module docstring for why "gcn")."""
-    if preprocessing not in PREPROCESSINGS:
-        raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, not {preprocessing!r}")
+    ``preprocessing`` is one of ``PREPROCESSINGS`` (see the module docstring for why "gcn"), its
+    statistics taken from all 50,000 training images (``data_split.load_split`` takes them from
+    the training part only, the validation images left out)."""
+    check_preprocessing(preprocessing)
     x_train, y_train, x_test, y_test = load_cifar10_raw(data_dir, download)
     train, test = _preprocess_cifar10(x_train, x_test, preprocessing)
     return TupleDataset(train, y_train.astype(np.int32)), TupleDataset(test, y_test.astype(np.int32))

@@ -69,13 +69,14 @@ def _agreement(outputs, thresholds, labels, exits, t):
             "agree": counts == analytic["exit_counts"] and int((labels == t).sum()) == analytic["correct"]}
 
 
-def measure_costs(dev, net, main, options, x_time, t_time, echo=print):
-    """Per-exit timing at batch 1 and the two baselines (main.npz; branchy.npz's final exit)."""
+def measure_costs(dev, net, main, options, x_time, t_time, thresholds, echo=print):
+    """Per-exit timing at batch 1, each head deciding at ``thresholds`` (the paper's T), and the
+    two baselines (main.npz; branchy.npz's final exit)."""
     progress = options.progress
     result = {"device": dev}
     echo("[%s] timing every exit at batch 1 (%d samples x %d repeats)" % (dev, len(x_time), options.repeats))
     result["exits"] = timing.time_exits(net, x_time, options.repeats, options.warmup, progress,
-                                        "%s per-exit" % dev)
+                                        "%s per-exit" % dev, thresholds=thresholds)
     base = {}
     if main is not None:
         base["main"] = timing.time_baseline(main, x_time, options.repeats, options.warmup, progress,
@@ -203,7 +204,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         devices.append(("gpu", branchy, main))
     measured, selection = {}, {}
     for dev, net, main_net in devices:
-        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, echo)
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
         for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
             _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
         selection[dev] = _select(test_rows, val_rows, dev, acc[base_key], val_base_acc)

@@ -19,7 +19,7 @@ import numpy
 import chainer
 
 from branchynet import report, serialization, training
-from branchynet.data_split import load_split
+from branchynet.data_split import load_split, run_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,11 +80,12 @@ def launch_info(device, stock_chainer, command=None):
             "git_commit": git_commit(), "command": command}
 
 
-def run_info(settings, net, dataset, family, launch):
-    """The run.json of a new run: ``settings``, what ``net`` was built with, and its first
-    ``launch`` (``launch_info``)."""
+def run_info(settings, net, dataset, family, launch, split):
+    """The run.json of a new run: ``settings``, what ``net`` was built with, the data ``split``
+    (its description: sizes, preprocessing and whose statistics), and its first ``launch``
+    (``launch_info``)."""
     return dict({
-        "network": settings.network, "dataset": dataset, "family": family,
+        "network": settings.network, "dataset": dataset, "family": family, "split": split,
         "net_kwargs": settings.net_kwargs,
         "loss_weights": {"preset": settings.weights, "values": [float(w) for w in net.weights]},
         "schedule": {"main_epochs": settings.main_epochs, "joint_epochs": settings.joint_epochs},
@@ -113,7 +114,10 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
         if diffs:
             raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
                                    % (out, "; ".join(diffs)))
-    train_set, val_set, _ = load_split(dataset, settings.val_size, data_dir)
+    # a resumed run keeps the preprocessing statistics it was trained with
+    statistics = run_statistics(out) if recorded is not None else "train"
+    split = load_split(dataset, settings.val_size, data_dir, statistics=statistics)
+    train_set, val_set, _ = split
     if settings.train_subset:
         train_set = tuple(a[:settings.train_subset] for a in train_set)
     numpy.random.seed(settings.seed)
@@ -131,7 +135,7 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
             f.write(command + "\n")
     launch = launch_info(device, stock_chainer, command)
     if recorded is None:
-        info = run_info(settings, net, dataset, family, launch)
+        info = run_info(settings, net, dataset, family, launch, split.description)
     else:
         info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
     serialization.write_run_info(out, info)

@@ -1,6 +1,6 @@
 """Honest timing of early-exit inference: per-exit costs, predicted and real runtimes, MACs.
 
-What the original got wrong (reference sections 3.4-3.5, bugs B8-B10): ``time.time()``, no device
+What the original got wrong (docs/original.md, B8-B10): ``time.time()``, no device
 synchronisation, no warm-up, one pass, and only the trunk segments timed (no heads, softmax,
 entropy or exit decision) while the baseline was timed whole. Here:
 
@@ -11,12 +11,15 @@ entropy or exit decision) while the baseline was timed whole. Here:
   and every head, and times separately segment k (``seg_k``, including the input's copy to the
   device for k = 1) and head k (``head_k``: the head's layers, softmax, entropy and the exit
   decision read back on the host, plus the argmax label: what a user waits for at that exit).
+  The decision is made at the thresholds of the configuration being costed, as ``predict``
+  makes it: its cost depends on them (see ``time_exits``).
 * Two accountings of the runtime of a threshold configuration whose samples reach exit k with
   frequency ``reach_k`` (``predicted_ms``):
 
   - end to end:  sum_k reach_k * (seg_k + head_k);
-  - trunk only (the original's, bug B9): sum_k reach_k * seg_k, against a baseline that is
-    the whole main network (trunk + last head) timed end to end, as the original did.
+  - trunk only (the original's, docs/original.md, B9): sum_k reach_k * seg_k, against a
+    baseline that is the whole main network (trunk + last head) timed end to end, as the
+    original did.
 
   Both use the same baseline, the main network timed on its own at batch 1 (``time_calls`` of
   ``predict_main``).
@@ -104,9 +107,10 @@ def _summary(per_repeat):
 
 
 # ------------------------------------------------------------------ per-exit timing
-def _sample_pass(net, x_host, steps, record):
+def _sample_pass(net, x_host, steps, thresholds, record):
     """One sample through every segment and head (``steps``: ``net.inference_steps``, the ones
-    ``predict`` runs); ``record(kind, k, seconds)``."""
+    ``predict`` runs), each non-final head deciding at its threshold as ``predict`` does at batch 1;
+    ``record(kind, k, seconds)``."""
     segment, head = steps
     xp = net.xp
     num_exits = net.numexits()
@@ -119,20 +123,30 @@ def _sample_pass(net, x_host, steps, record):
         record("segment", k, mid - start)
         logits = head(k, h)
         if k < last:
-            exit_rule.leaves_one(logits, 0.0)  # the decision, as predict makes it at batch 1
+            exit_rule.leaves_one(logits, thresholds[k])  # predict's batch-1 decision
         int(logits.argmax(axis=1)[0])
         start = clock(xp)
         record("head", k, start - mid)
 
 
-def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timing"):
+def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timing",
+               thresholds=None):
     """Per-sample (batch 1) time of every trunk segment and every head, in ms.
 
     Each of ``repeats`` passes runs every sample of ``x`` alone through every segment and head;
     a pass gives the mean ms per sample of each; the result holds, per segment and per head, the
-    median over passes (``segment_ms``, ``head_ms``) and the detail (``segments``, ``heads``).
+    median over passes (``segment_ms``, ``head_ms``), the detail (``segments``, ``heads``) and the
+    thresholds the heads decided with (``thresholds``).
+
+    ``thresholds`` (one per non-final exit, or a scalar; None: ``net.thresholds``, as ``predict``)
+    are those of the configuration being costed. The decision's cost depends on them:
+    ``exit_rule.leaves_one`` decides in float64 unless the entropy is within about 1e-4 of T, where
+    it falls back to the slower float32 rule. At T = 0 that is every confident sample, so head
+    times taken at one T hold for another only where few samples lie that close to either.
     """
     num_exits = net.numexits()
+    thresholds = exit_rule.as_thresholds(
+        getattr(net, "thresholds", None) if thresholds is None else thresholds, num_exits)
     n = len(x)
     if n == 0:
         raise ValueError("no samples to time")
@@ -142,19 +156,20 @@ def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timin
     steps = (run_segment, run_head)
     with context:
         for i in range(min(warmup, n)):
-            _sample_pass(net, x[i:i + 1], steps, lambda *a: None)
+            _sample_pass(net, x[i:i + 1], steps, thresholds, lambda *a: None)
         with ProgressBar(repeats * n, desc, enabled=progress) as bar:
             for r in range(repeats):
                 def record(kind, k, seconds, r=r):
                     (seg if kind == "segment" else head)[r, k] += seconds
                 for i in range(n):
-                    _sample_pass(net, x[i:i + 1], steps, record)
+                    _sample_pass(net, x[i:i + 1], steps, thresholds, record)
                     bar.update()
     seg *= 1000.0 / n
     head *= 1000.0 / n
     segments = [_summary(seg[:, k].tolist()) for k in range(num_exits)]
     heads = [_summary(head[:, k].tolist()) for k in range(num_exits)]
     return {"samples": n, "repeats": repeats, "warmup": min(warmup, n),
+            "thresholds": thresholds.tolist(),
             "segment_ms": [s["median"] for s in segments], "head_ms": [h["median"] for h in heads],
             "segments": segments, "heads": heads}
 
@@ -226,8 +241,8 @@ class MacCounter(chainer.FunctionHook):
     """Counts multiply-accumulates of convolutions and fully connected layers.
 
     Convolution2DFunction: output elements x C_in/groups x kh x kw; LinearFunction: rows x in x
-    out. Everything else (pooling, ReLU, BN, LRN, softmax) is not counted, as in the reference's
-    table (section 2.7).
+    out. Everything else (pooling, ReLU, BN, LRN, softmax) is not counted, as in the MAC table of
+    docs/original.md.
     """
 
     name = "MacCounter"

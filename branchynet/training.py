@@ -2,13 +2,21 @@
 
 Each epoch shuffles with a seeded generator, steps through the whole training set (the last
 partial batch included, as the original), averages losses and accuracies per sample (not per batch,
-bug B20), evaluates every exit on a held-out set, appends one line to ``log.jsonl`` and writes a
-checkpoint. A run started again with the same ``out`` folder resumes from that checkpoint, with the
-same random stream and a continuous log, so a schedule can be completed across runs and machines.
+docs/original.md, B20), evaluates every exit on a held-out set, appends one line to ``log.jsonl``
+and writes a checkpoint. A run started again with the same ``out`` folder resumes from that
+checkpoint, with the same random stream and a continuous log, so a schedule can be completed across
+runs and machines.
+
+Random streams: the shuffle's generator and numpy's global one (dropout on the CPU) are saved in
+the checkpoint and restored. On a GPU, dropout draws from CuPy's generator, whose state CuPy cannot
+save; it is seeded instead at the start of every epoch from (seed, stage, epoch), so a resumed run
+draws what an uninterrupted one does. CuPy is imported only for a net on a GPU. Chainer's dropout
+with cuDNN enabled draws from cuDNN's own states instead (seeded from ``CHAINER_SEED`` or at
+random), which cannot be restored: ``fit`` warns, and ``CHAINER_USE_CUDNN=never`` avoids it.
 
 Files in ``out``: ``checkpoint.npz`` (model, loop state), ``optimizer.npz``, ``log.jsonl``, ``main.npz``
 (the baseline, saved when pretraining ends: joint training goes on changing the shared final head,
-bug B11) and ``branchy.npz`` (the jointly trained net).
+docs/original.md, B11) and ``branchy.npz`` (the jointly trained net).
 """
 import json
 import os
@@ -103,6 +111,33 @@ def _restore_rng(rng, state):
     numpy.random.set_state((name, numpy.array(keys, dtype=numpy.uint32), pos, has_gauss, gauss))
 
 
+def epoch_seed(seed, stage, epoch):
+    """The device generator's seed for one epoch: a 32-bit function of (seed, stage, epoch)."""
+    entropy = [int(seed), STAGES.index(stage), int(epoch)]
+    return int(numpy.random.SeedSequence(entropy).generate_state(1, numpy.uint32)[0])
+
+
+def device_seeder(net):
+    """A function seeding the generator that dropout on ``net``'s device draws from, or None where
+    that is numpy's global generator (CPU), which the checkpoint saves. Imports CuPy only for a net
+    on a CUDA device."""
+    device = net.device
+    if not isinstance(device, chainer.backend.GpuDevice):
+        return None
+    import cupy
+
+    def seed(value):
+        with device.device:
+            cupy.random.seed(value)
+    return seed
+
+
+def _cudnn_dropout():
+    """Whether Chainer's dropout on a GPU would take cuDNN's path (states this loop cannot seed)."""
+    cuda = chainer.backends.cuda
+    return bool(cuda.cudnn_enabled) and chainer.config.use_cudnn != "never"
+
+
 def train_epoch(net, x_all, t_all, batchsize, rng, stage, desc="", progress=None):
     """One pass over the training set; returns per-exit (mean loss, mean accuracy) lists."""
     order = rng.permutation(len(x_all))
@@ -142,11 +177,20 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     x_all, t_all = dataset_arrays(train)
     checkpoint = _Checkpoint(out)
     rng = numpy.random.default_rng(seed)
+    seed_device = device_seeder(net)
+    if seed_device is not None and _cudnn_dropout():
+        echo("warning: cuDNN is enabled: Chainer's dropout draws from cuDNN's states, which are "
+             "not seeded per epoch nor checkpointed; set CHAINER_USE_CUDNN=never for a run that "
+             "can be regenerated from its seed")
     log = []
     state = {"stage": "main", "epoch": 0}
     if checkpoint.exists():
         state = checkpoint.load(net)
         log = state["log"]
+        if state.get("seed", seed) != seed:
+            echo("warning: %s was started with seed %d, not %d; it goes on with %d"
+                 % (out, state["seed"], seed, state["seed"]))
+            seed = state["seed"]
         _restore_rng(rng, state["rng"])
         echo("resumed from %s: stage %s, %d epochs done" % (checkpoint.path, state["stage"],
                                                             state["epoch"]))
@@ -160,6 +204,8 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
         for epoch in range(state["epoch"] + 1, epochs + 1):
             started = time.perf_counter()
             desc = "%s %d/%d" % (stage, epoch, epochs)
+            if seed_device is not None:
+                seed_device(epoch_seed(seed, stage, epoch))
             train_loss, train_acc = train_epoch(net, x_all, t_all, batchsize, rng, stage, desc,
                                                 progress)
             val_loss, val_acc = evaluate(net, val, eval_batchsize)
@@ -168,7 +214,8 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
                      "seconds": time.perf_counter() - started}
             log.append(entry)
             echo(_format_entry(entry))
-            state = {"stage": stage, "epoch": epoch, "log": log, "rng": _rng_state(rng)}
+            state = {"stage": stage, "epoch": epoch, "log": log, "rng": _rng_state(rng),
+                     "seed": seed}
             checkpoint.save(net, state)
             _write_log(out, log)
         if stage == "main" and epochs > 0 and not os.path.exists(os.path.join(out, "main.npz")):

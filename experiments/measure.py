@@ -19,7 +19,7 @@ import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
 from branchynet import evaluation, paper, report, serialization, training  # noqa: E402
-from branchynet.data_split import load_split  # noqa: E402
+from branchynet.data_split import load_split, run_statistics  # noqa: E402
 
 import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
 
@@ -97,7 +97,8 @@ def main(family, script, argv=None, description=None, echo=print):
     val_size = ensure_weights(args, train.command_line(argv, script), echo)
     dataset = networks.dataset_of(args.network)
     # the split's own seed (0), as the training uses: the same held-out images
-    _, val, test = load_split(dataset, val_size, args.data_dir)
+    _, val, test = load_split(dataset, val_size, args.data_dir,
+                              statistics=run_statistics(args.run_dir))
     if args.test_subset:
         test = tuple(a[:args.test_subset] for a in test)
     device = chainer.get_device(args.device)

@@ -31,7 +31,53 @@ def test_bench_training_tiny(tmp_path, cores):
     assert [r["step"] for r in rows] == ["main", "joint"]
     for r in rows:
         assert r["fast"]["wall_ms"] > 0 and r["stock"]["wall_ms"] > 0
-        assert r["speedup_wall"] == pytest.approx(r["stock"]["wall_ms"] / r["fast"]["wall_ms"])
+
+
+def test_bench_training_rows_from_scripted_timings(monkeypatch):
+    """bench_network in-process, its clock replaced by fixed times: every step runs in its mode
+    (fast kernels on or off), and each derived number is checked against a hand computation."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import _bench
+        import bench_training
+    finally:
+        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    import chainer
+    from branchynet import BranchyNet
+    times = {("fast", "main"): (2.0, 3.0), ("fast", "joint"): (4.0, 5.0),
+             ("stock", "main"): (10.0, 9.0), ("stock", "joint"): (12.0, 30.0)}
+    steps, modes = [], {}
+    for method, step in (("train_main", "main"), ("train", "joint")):
+        real = getattr(BranchyNet, method)
+        monkeypatch.setattr(BranchyNet, method, lambda self, x, t, real=real, step=step: (
+            steps.append((step, chainer.config.branchynet_fast_cpu)), real(self, x, t))[1])
+
+    def scripted(fns, repeats, warmup=1, inner=1):
+        out = {}
+        for key, fn in fns.items():
+            del steps[:]
+            fn()
+            modes[key] = list(steps)
+            out[key] = {"wall_ms": times[key][0], "cpu_ms": times[key][1]}
+        return out
+    monkeypatch.setattr(_bench, "time_interleaved", scripted)
+    result = bench_training.bench_network("b-lenet", {}, 8, 1, 0, 0,
+                                          {"wall_gflops": 10.0, "cpu_gflops": 20.0}, [])
+    assert modes == {("fast", "main"): [("main", True)], ("fast", "joint"): [("joint", True)],
+                     ("stock", "main"): [("main", False)], ("stock", "joint"): [("joint", False)]}
+    main, joint = result["rows"]
+    # B-LeNet's MACs per sample (test_timing.lenet_macs_by_hand): segments 112,500 + 1,026,730,
+    # heads 107,650 + 840
+    assert (main["step"], main["macs_per_sample"]) == ("main", 112500 + 1026730 + 840)
+    assert (joint["step"], joint["macs_per_sample"]) == ("joint", 112500 + 1026730 + 107650 + 840)
+    assert main["flop_per_step"] == 6 * 1140070 * 8
+    assert main["speedup_wall"] == pytest.approx(5.0) and main["speedup_cpu"] == pytest.approx(3.0)
+    assert joint["speedup_wall"] == pytest.approx(3.0) and joint["speedup_cpu"] == pytest.approx(6.0)
+    assert main["fast"]["epoch_s_wall"] == pytest.approx(2e-3 * 55000 / 8)
+    assert main["fast"]["gflops_wall"] == pytest.approx(6 * 1140070 * 8 / 2e-3 / 1e9)
+    assert main["stock"]["pct_sgemm_cpu"] == pytest.approx(
+        100 * 6 * 1140070 * 8 / 9e-3 / 1e9 / 20.0)
+    assert result["joint_over_main"]["fast"] == {"wall": 2.0, "cpu": pytest.approx(5.0 / 3.0)}
 
 
 def test_bench_training_refuses_zero_cores():
@@ -62,5 +108,5 @@ def test_bench_batch1_stages_runs(tmp_path):
                 "--plot", str(plot))
     summary = json.loads(out.read_text())
     assert "MAC bound (a = 0)" in text and plot.stat().st_size > 0
-    assert summary["paths"]["exit 1"]["macs"] == 220150  # reference §2.7: 112,500 + 107,650
+    assert summary["paths"]["exit 1"]["macs"] == 220150  # segment 1 + head 1: 112,500 + 107,650
     assert summary["gains"]["MAC bound (a = 0)"] == pytest.approx(4.09, abs=0.01)

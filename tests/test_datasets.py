@@ -5,6 +5,7 @@ every download goes through a monkeypatched ``datasets.open_url``.
 """
 import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet import datasets
+from branchynet import data_split, datasets
 from branchynet.datasets import DatasetError
 
 DATA = datasets.resolve_data_dir()
@@ -486,3 +487,93 @@ def test_download_into_a_read_only_data_folder_is_a_clear_error(tmp_path, monkey
     with pytest.raises(DatasetError, match="not writable") as err:
         datasets.load_mnist_raw(tmp_path)
     assert str(tmp_path / "mnist") in str(err.value)
+
+
+# ------------------------------------------------------------------------- validation split (CIFAR-10)
+
+@pytest.fixture
+def small_cifar(monkeypatch):
+    """A 200 + 40 image stand-in for CIFAR-10's raw arrays (uneven brightness, so that the means of
+    different subsets differ clearly)."""
+    rng = np.random.RandomState(7)
+    bright = rng.randint(0, 156, (240, 1, 1, 1))
+    x = (bright + rng.randint(0, 100, (240, 3, 32, 32))).astype(np.uint8)
+    y = rng.randint(0, 10, 240).astype(np.uint8)
+    raw = (x[:200], y[:200], x[200:], y[200:])
+    monkeypatch.setattr(datasets, "load_cifar10_raw", lambda data_dir=None, download=True: raw)
+    return raw
+
+
+def _split_index(n, val_size, seed=0):
+    order = np.random.RandomState(seed).permutation(n)
+    return np.sort(order[:val_size]), np.sort(order[val_size:])
+
+
+def _gcn64(image, pixel_mean):
+    v = image.reshape(-1) / 255.0 - pixel_mean.reshape(-1)
+    v -= v.mean()
+    return v / v.std(ddof=1)
+
+
+def test_split_takes_gcn_statistics_from_the_training_part_only(small_cifar):
+    x_raw, y_raw, x_test_raw, _ = small_cifar
+    (x, t), (xv, tv), (xt, tt) = data_split.load_split("cifar10", 50, statistics="train")
+    val, keep = _split_index(200, 50)
+    np.testing.assert_array_equal(t, y_raw[keep])
+    np.testing.assert_array_equal(tv, y_raw[val])
+    assert t.dtype == tv.dtype == tt.dtype == np.int32
+    train_mean = x_raw[keep].mean(axis=0, dtype=np.float64) / 255
+    all_mean = x_raw.mean(axis=0, dtype=np.float64) / 255
+    assert np.abs(train_mean - all_mean).max() > 0.01  # the two candidates differ here
+    for images, raw in ((x, x_raw[keep]), (xv, x_raw[val]), (xt, x_test_raw)):
+        for i in (0, len(raw) - 1):
+            np.testing.assert_allclose(images[i].reshape(-1), _gcn64(raw[i], train_mean), atol=2e-5)
+
+
+def test_split_with_all_statistics_is_the_earlier_preprocessing(small_cifar):
+    """statistics="all": what runs trained before the option used, bit for bit (get_cifar10 on
+    all 50,000 training images, then the split)."""
+    for preprocessing in datasets.PREPROCESSINGS:
+        train, test = datasets.get_cifar10(preprocessing=preprocessing)
+        split = data_split.load_split("cifar10", 50, statistics="all", preprocessing=preprocessing)
+        val, keep = _split_index(200, 50)
+        np.testing.assert_array_equal(split[0][0], train._datasets[0][keep])
+        np.testing.assert_array_equal(split[1][0], train._datasets[0][val])
+        np.testing.assert_array_equal(split[2][0], test._datasets[0])
+
+
+def test_split_standardizes_with_the_training_part(small_cifar):
+    x_raw = small_cifar[0]
+    _, (xv, _), _ = data_split.load_split("cifar10", 50, preprocessing="standardize")
+    val, keep = _split_index(200, 50)
+    part = x_raw[keep] / 255.0
+    mean = part.mean(axis=(0, 2, 3))[:, None, None]
+    std = part.std(axis=(0, 2, 3))[:, None, None]
+    np.testing.assert_allclose(xv[3], (x_raw[val][3] / 255.0 - mean) / std, atol=1e-5)
+
+
+def test_split_description(small_cifar):
+    split = data_split.load_split("cifar10", 50)
+    assert split.description == {
+        "dataset": "cifar10", "val_size": 50, "split_seed": 0, "train_images": 150,
+        "val_images": 50, "test_images": 40, "preprocessing": "gcn", "statistics": "train",
+        "statistics_images": 150}
+    assert data_split.load_split("cifar10", 50, statistics="all").description[
+        "statistics_images"] == 200
+    assert data_split.load_split("cifar10", 50, preprocessing="scale").description[
+        "statistics"] is None
+    with pytest.raises(ValueError, match="statistics"):
+        data_split.load_split("cifar10", 50, statistics="val")
+
+
+def test_run_statistics_of_old_and_new_run_folders(tmp_path):
+    assert data_split.run_statistics(str(tmp_path)) == "all"  # before run.json recorded it
+    (tmp_path / "run.json").write_text(json.dumps({"split": {"statistics": "train"}}))
+    assert data_split.run_statistics(str(tmp_path)) == "train"
+
+
+def test_mnist_split_description():
+    split = data_split.load_split("mnist", 100)
+    assert split.description["statistics"] is None and split.description["train_images"] == 59900
+    (x, _), (xv, _), _ = split
+    assert len(xv) == 100 and x.dtype == np.float32 and x.max() <= 1

@@ -8,7 +8,7 @@ import pytest
 import branchynet  # noqa: F401
 import chainer
 import networks
-from branchynet import paper, report, sweep, timing
+from branchynet import exit_rule, paper, report, sweep, timing
 
 
 def conv_out(size, k, stride=1, pad=0):
@@ -25,7 +25,7 @@ def conv_macs(c_in, c_out, k, out):
 
 
 def lenet_macs_by_hand():
-    """From the layer table of B-LeNet (reference section 2.4), input 1x28x28."""
+    """From the layer table of B-LeNet (docs/original.md), input 1x28x28."""
     s1 = conv_out(28, 5, pad=3)  # 30
     seg1 = conv_macs(1, 5, 5, s1)
     h = pool_out(s1, 2, 2)  # 15
@@ -60,21 +60,37 @@ def test_lenet_macs_equal_hand_computation(lenet, images):
     expected = lenet_macs_by_hand()
     assert expected == {"segments": [112500, 1026730], "heads": [107650, 840]}
     assert timing.count_macs(lenet, images[:1]) == expected
-    # and the reference's table (section 2.7), to its rounding
+    # and the MAC table of docs/original.md (paper.MACS_M), to its rounding
     for part in ("segments", "heads"):
         for ours, ref in zip(expected[part], paper.MACS_M["lenet"][part]):
             assert ours / 1e6 == pytest.approx(ref, abs=0.006)
 
 
-def test_mac_count_does_not_depend_on_the_fast_path(lenet, images):
+def test_mac_count_sees_every_layer_with_the_fast_path_on(lenet, images):
+    """count_macs must run stock Chainer: with the fast CPU kernels (the default here) the hook
+    would miss the convolutions."""
     with chainer.using_config("branchynet_fast_cpu", True):
-        a = timing.count_macs(lenet, images[:1])
-    assert a == timing.count_macs(lenet, images[1:2])
+        assert timing.count_macs(lenet, images[:1]) == lenet_macs_by_hand()
+
+
+def test_mac_count_of_a_tiny_network_from_its_layer_sizes():
+    """A 3-exit network small enough to count by hand: conv 2->4 3x3 pad 1 on 6x6 (trunk 1),
+    Linear 144->5 (trunk 2), Linear 5->3 (trunk 3); heads Linear 144->3, conv 4->2 1x1 ... """
+    import chainer.links as L
+    import chainer.functions as F
+    from branchynet import Branch, BranchyNet
+    net = BranchyNet([L.Convolution2D(2, 4, 3, pad=1), F.relu,
+                      Branch([L.Convolution2D(4, 2, 1), L.Linear(72, 3)]),
+                      L.Linear(144, 5), Branch([L.Linear(5, 3)]),
+                      L.Linear(5, 7), Branch([L.Linear(7, 3)])])
+    macs = timing.count_macs(net, numpy.zeros((1, 2, 6, 6), numpy.float32))
+    assert macs == {"segments": [6 * 6 * 4 * 2 * 3 * 3, 144 * 5, 5 * 7],
+                    "heads": [6 * 6 * 2 * 4 + 72 * 3, 5 * 3, 7 * 3]}
 
 
 @pytest.mark.parametrize("name,kwargs,shape", [("b-alexnet", {}, (1, 3, 32, 32)),
                                                ("b-resnet110", {}, (1, 3, 32, 32))])
-def test_cifar_network_macs_match_the_reference_table(name, kwargs, shape):
+def test_cifar_network_macs_match_the_mac_table(name, kwargs, shape):
     net = networks.build(name, **kwargs)
     macs = timing.count_macs(net, numpy.zeros(shape, numpy.float32))
     ref = paper.MACS_M[networks.family_of(name)]
@@ -104,14 +120,102 @@ def test_work_done_and_baseline_macs():
 
 # ---------------------------------------------------------------- timings
 def test_time_exits_structure(lenet, images):
-    result = timing.time_exits(lenet, images, repeats=2, warmup=2)
+    result = timing.time_exits(lenet, images, repeats=2, warmup=2, thresholds=0.5)
     assert result["samples"] == len(images) and result["repeats"] == 2
+    assert result["thresholds"] == [0.5]
     for key in ("segment_ms", "head_ms"):
         assert len(result[key]) == 2 and all(v > 0 for v in result[key])
     for part in ("segments", "heads"):
         for summary in result[part]:
             assert len(summary["repeats"]) == 2
             assert summary["min"] <= summary["median"] <= summary["max"]
+
+
+def test_time_exits_needs_the_configuration_it_costs(lenet, images):
+    assert lenet.thresholds is None
+    with pytest.raises(ValueError, match="no exit thresholds"):
+        timing.time_exits(lenet, images[:2], repeats=1, warmup=0)
+    lenet.thresholds = (0.25,)
+    try:
+        assert timing.time_exits(lenet, images[:2], repeats=1, warmup=0)["thresholds"] == [0.25]
+    finally:
+        lenet.thresholds = None
+
+
+class _FakeClock:
+    """A clock that only moves when the fake steps say so (seconds)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self, xp=numpy):
+        return self.now
+
+
+class _ScriptedNet:
+    """Three exits whose segments and heads take fixed (fake) times and return fixed logits."""
+
+    SEG_MS, HEAD_MS = (3.0, 5.0, 7.0), (0.5, 0.25, 0.125)
+    xp, device, thresholds = numpy, chainer.backend.CpuDevice(), None
+
+    def __init__(self, clock, logits):
+        self.clock, self.logits = clock, logits
+
+    def numexits(self):
+        return 3
+
+    def inference_steps(self, x):
+        import contextlib
+
+        def segment(k, h):
+            self.clock.now += self.SEG_MS[k] / 1000
+            return h
+
+        def head(k, h):
+            self.clock.now += self.HEAD_MS[k] / 1000
+            return self.logits
+        return segment, head, contextlib.nullcontext()
+
+
+CONFIDENT = numpy.array([[30.0, 0.0, 0.0, 0.0]], numpy.float32)  # entropy ~ 3e-12 nats
+
+
+def test_head_time_includes_the_exit_decision_at_the_configuration_thresholds(monkeypatch):
+    """Head k's time is its layers plus softmax, entropy and the decision (``leaves_one``, which
+    computes all three) at T_k, not at some other T; the last head makes no decision."""
+    clock = _FakeClock()
+    monkeypatch.setattr(timing, "clock", clock)
+    decisions = []
+    real_leaves_one = exit_rule.leaves_one
+
+    def leaves_one(logits, threshold):
+        decisions.append(float(threshold))
+        clock.now += 0.002  # 2 ms, only inside the window the decision is timed in
+        return real_leaves_one(logits, threshold)
+    monkeypatch.setattr(exit_rule, "leaves_one", leaves_one)
+    net = _ScriptedNet(clock, CONFIDENT)
+    result = timing.time_exits(net, numpy.zeros((4, 1), numpy.float32), repeats=2, warmup=1,
+                               thresholds=(0.5, 0.75))
+    assert result["segment_ms"] == pytest.approx([3.0, 5.0, 7.0])
+    assert result["head_ms"] == pytest.approx([2.5, 2.25, 0.125])
+    assert sorted(set(decisions)) == [0.5, 0.75]
+    assert len(decisions) == 2 * (1 + 2 * 4)  # warm-up sample + 2 passes of 4, two decisions each
+
+
+def test_head_time_of_confident_samples_takes_the_fast_decision(monkeypatch):
+    """At T = 0 every confident sample is within leaves_one's margin and pays the slow float32
+    rule; at a real threshold none does. time_exits must pay what predict pays at that T."""
+    counted = []
+    real_leaves = exit_rule.leaves
+    monkeypatch.setattr(exit_rule, "leaves",
+                        lambda logits, t: counted.append(t) or real_leaves(logits, t))
+    net = _ScriptedNet(_FakeClock(), CONFIDENT)
+    timing.time_exits(net, numpy.zeros((5, 1), numpy.float32), repeats=1, warmup=0,
+                      thresholds=0.025)
+    assert counted == []
+    timing.time_exits(net, numpy.zeros((5, 1), numpy.float32), repeats=1, warmup=0,
+                      thresholds=0.0)
+    assert len(counted) == 2 * 5  # the slow rule at both decisions of every sample
 
 
 def test_baseline_and_early_exit_timings(lenet, images):
@@ -125,22 +229,20 @@ def test_baseline_and_early_exit_timings(lenet, images):
     assert real["samples"] == len(images) and real["ms"] > 0
 
 
-def test_the_two_accountings(lenet, images):
-    measured = timing.time_exits(lenet, images, repeats=1, warmup=1)
-    seg, head = measured["segment_ms"], measured["head_ms"]
-    outputs = sweep.ExitOutputs.from_net(lenet, images, numpy.zeros(len(images), numpy.int32))
-    entropies = numpy.sort(outputs.entropies[0])
-    grid = [(0.0,), (float(entropies[len(entropies) // 2]),), (10.0,)]
-    for row in outputs.sweep(grid):
-        e2e, trunk = timing.predicted_ms(row["reach_fractions"], seg, head)
-        assert e2e >= trunk > 0
-        reach = row["reach_fractions"]
-        assert e2e == pytest.approx(sum(r * (s + h) for r, s, h in zip(reach, seg, head)))
-        assert trunk == pytest.approx(sum(r * s for r, s in zip(reach, seg)))
-    # nobody exits early: every segment and every head is paid
-    assert timing.predicted_ms([1.0, 1.0], seg, head)[0] == pytest.approx(sum(seg) + sum(head))
-    # everybody exits at exit 1: trunk-only counts only the first segment
-    assert timing.predicted_ms([1.0, 0.0], seg, head) == pytest.approx((seg[0] + head[0], seg[0]))
+def test_the_two_accountings_on_a_sweep_by_hand():
+    """Reach fractions from a sweep of known entropies, then both accountings, by hand."""
+    entropies = numpy.array([[0.1, 0.2, 0.9, 1.5], [0.0, 0.0, 0.0, 0.0]])
+    outputs = sweep.ExitOutputs(entropies, numpy.zeros((2, 4), numpy.int64), numpy.zeros(4))
+    seg, head = [2.0, 3.0], [0.5, 0.25]
+    rows = outputs.sweep([(0.0,), (0.5,), (10.0,)])
+    assert [row["reach_fractions"] for row in rows] == [[1.0, 1.0], [1.0, 0.5], [1.0, 0.0]]
+    got = [timing.predicted_ms(row["reach_fractions"], seg, head) for row in rows]
+    # nobody leaves early: 2 + 0.5 + 3 + 0.25; trunk only 2 + 3
+    assert got[0] == pytest.approx((5.75, 5.0))
+    # half leave at exit 1: 2.5 + 0.5 * 3.25; trunk only 2 + 0.5 * 3
+    assert got[1] == pytest.approx((4.125, 3.5))
+    # everybody leaves at exit 1
+    assert got[2] == pytest.approx((2.5, 2.0))
 
 
 def test_predicted_ms_by_hand():

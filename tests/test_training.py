@@ -132,3 +132,82 @@ def test_config_records_factory_arguments(tmp_path):
     assert serialization.read_config(path) == {"network": "b-lenet",
                                                "kwargs": {"weights": "code", "beta1": 0.99}}
     assert json.dumps(net.config)
+
+
+# ---------------------------------------------------------------- the GPU's dropout generator
+class _DeviceGenerator:
+    """Stands for CuPy's generator: a stream that is not in the checkpoint and, like a new
+    process's, starts from an unknown state unless seeded."""
+
+    def __init__(self):
+        self.rng = numpy.random.RandomState(int.from_bytes(os.urandom(4), "little"))
+        self.seeds = []
+
+    def seed(self, value):
+        self.seeds.append(value)
+        self.rng = numpy.random.RandomState(value)
+
+
+def _alexnet_run(out, main_epochs, joint_epochs, monkeypatch):
+    """A tiny B-AlexNet run whose dropout draws from a fresh _DeviceGenerator (a new process on a
+    GPU), seeded through training.device_seeder as a CuPy device's would be."""
+    from branchynet import layers
+    generator = _DeviceGenerator()
+
+    def dropout(self, x):
+        mask = (generator.rng.rand(*x.shape) >= self.ratio) / (1 - self.ratio)
+        return x * mask.astype(numpy.float32)
+    monkeypatch.setattr(layers.Dropout, "__call__", dropout)
+    monkeypatch.setattr(training, "device_seeder", lambda net: generator.seed)
+    numpy.random.seed(0)
+    net = networks.build("b-alexnet")
+    data = numpy.random.RandomState(1)
+    x = data.randn(48, 3, 32, 32).astype(numpy.float32)
+    t = data.randint(0, 10, 48).astype(numpy.int32)
+    training.fit(net, (x[:32], t[:32]), (x[32:], t[32:]), out, main_epochs, joint_epochs,
+                 batchsize=16, seed=3, echo=lambda s: None)
+    return net, generator.seeds
+
+
+def test_resumed_gpu_run_draws_the_same_dropout_masks(tmp_path, monkeypatch):
+    net_a, seeds_a = _alexnet_run(str(tmp_path / "a"), 1, 2, monkeypatch)
+    _, seeds_1 = _alexnet_run(str(tmp_path / "b"), 1, 0, monkeypatch)
+    _, seeds_2 = _alexnet_run(str(tmp_path / "b"), 1, 1, monkeypatch)
+    net_b, seeds_3 = _alexnet_run(str(tmp_path / "b"), 1, 2, monkeypatch)
+    expected = [training.epoch_seed(3, "main", 1), training.epoch_seed(3, "joint", 1),
+                training.epoch_seed(3, "joint", 2)]
+    assert seeds_a == seeds_1 + seeds_2 + seeds_3 == expected
+    assert len(set(expected)) == 3
+    for name, value in params(net_a).items():
+        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
+
+
+def test_device_seeder_seeds_cupy_on_the_net_device(monkeypatch):
+    import sys
+    import types
+    import chainer
+    events = []
+
+    class FakeCudaDevice:
+        def __enter__(self):
+            events.append("enter")
+
+        def __exit__(self, *exc):
+            events.append("exit")
+
+    class FakeGpuDevice:
+        device = FakeCudaDevice()
+    fake_cupy = types.SimpleNamespace(random=types.SimpleNamespace(
+        seed=lambda value: events.append(("seed", value))))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setattr(chainer.backend, "GpuDevice", FakeGpuDevice)
+    seed = training.device_seeder(types.SimpleNamespace(device=FakeGpuDevice()))
+    seed(123)
+    assert events == ["enter", ("seed", 123), "exit"]
+
+
+def test_cpu_training_does_not_import_cupy(tmp_path, monkeypatch, mnist_subset):
+    import sys
+    monkeypatch.setitem(sys.modules, "cupy", None)  # any import of cupy now raises ImportError
+    net, _ = small_run(str(tmp_path), 1, 1, mnist_subset)
+    assert training.device_seeder(net) is None
