@@ -63,8 +63,11 @@ def leaves_one(logits, threshold):
     is computed in float64 from the logits (H = log sum e - sum e z / sum e, z shifted by its max);
     it differs from the float32 ``leaves`` by far less than the margin below, so wherever it is
     further than that from T it decides alike, and within the margin (or for non-finite logits)
-    ``leaves`` itself decides: the same decisions at a fraction of the calls.
+    ``leaves`` itself decides: the same decisions at a fraction of the calls. An entropy is never
+    negative, so with T <= 0 nothing leaves.
     """
+    if threshold <= 0:
+        return False
     values = logits.ravel().tolist()
     top = max(values)
     exps = [math.exp(v - top) for v in values]
