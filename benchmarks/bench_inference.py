@@ -250,7 +250,7 @@ def bench_trained(path, args, out):
     from branchynet import datasets
     net = networks.load(path)
     _, test = datasets.get_mnist(download=False)
-    x, t = test._datasets
+    x, t = datasets.arrays(test)
     n = min(args.real_samples, len(x))
     xs = [x[i:i + 1] for i in range(n)]
     t = numpy.asarray(t[:n])
@@ -302,7 +302,7 @@ def main(args):
     # ---------------------------------------------------------------- B-LeNet
     from branchynet import datasets
     _, test = datasets.get_mnist(download=False)
-    x = numpy.ascontiguousarray(test._datasets[0][:args.lenet_samples])
+    x = numpy.ascontiguousarray(datasets.arrays(test)[0][:args.lenet_samples])
     xs = [x[i:i + 1] for i in range(len(x))]
     numpy.random.seed(args.seed)
     net = networks.build("b-lenet")

@@ -74,7 +74,7 @@ def _inputs(dataset, batch, rng, note):
         try:
             from branchynet import datasets
             train, _ = datasets.get_mnist(download=False)
-            x, t = train._datasets
+            x, t = datasets.arrays(train)
             if len(x) >= batch:
                 note.append("B-LeNet: the first %d real MNIST training images" % batch)
                 return numpy.ascontiguousarray(x[:batch]), numpy.asarray(t[:batch], numpy.int32)

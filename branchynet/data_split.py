@@ -41,8 +41,8 @@ def load_split(dataset, val_size=5000, data_dir=None, seed=0, statistics="train"
         raise ValueError(f"statistics must be one of {STATISTICS}, not {statistics!r}")
     if dataset == "mnist":
         train, test = datasets.get_mnist(data_dir=data_dir)
-        x, t = train._datasets
-        x_test, t_test = test._datasets
+        x, t = datasets.arrays(train)
+        x_test, t_test = datasets.arrays(test)
     elif dataset == "cifar10":
         datasets.check_preprocessing(preprocessing)
         x, t, x_test, t_test = datasets.load_cifar10_raw(data_dir)

@@ -553,3 +553,11 @@ def get_cifar10(data_dir=None, preprocessing="gcn", download=True):
     x_train, y_train, x_test, y_test = load_cifar10_raw(data_dir, download)
     train, test = _preprocess_cifar10(x_train, x_test, preprocessing)
     return TupleDataset(train, y_train.astype(np.int32)), TupleDataset(test, y_test.astype(np.int32))
+
+
+def arrays(dataset):
+    """(x, t) numpy arrays of a loaded dataset (a TupleDataset), or of an (x, t) pair."""
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        return dataset
+    x, t = dataset._datasets
+    return x, t

@@ -26,7 +26,7 @@ import numpy
 
 import chainer
 
-from branchynet import serialization
+from branchynet import datasets, serialization
 from branchynet.progress import ProgressBar
 
 STAGES = ("main", "joint")
@@ -34,7 +34,7 @@ STAGES = ("main", "joint")
 
 def evaluate(net, dataset, batchsize=1000):
     """Per-exit mean cross-entropy and accuracy on a dataset, every exit on every sample."""
-    x_all, t_all = dataset_arrays(dataset)
+    x_all, t_all = datasets.arrays(dataset)
     k = net.numexits()
     loss_sum, correct = numpy.zeros(k), numpy.zeros(k)
     for start in range(0, len(x_all), batchsize):
@@ -44,13 +44,6 @@ def evaluate(net, dataset, batchsize=1000):
             correct[i] += (p.argmax(axis=1) == t).sum()
     n = len(x_all)
     return (loss_sum / n).tolist(), (correct / n).tolist()
-
-
-def dataset_arrays(dataset):
-    """(x, t) numpy arrays of a TupleDataset, or of an (x, t) pair of arrays."""
-    if isinstance(dataset, tuple) and len(dataset) == 2:
-        return dataset
-    return dataset._datasets[0], dataset._datasets[1]
 
 
 class _Checkpoint:
@@ -174,7 +167,7 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     """
     echo = echo or (lambda line: print(line, flush=True))
     os.makedirs(out, exist_ok=True)
-    x_all, t_all = dataset_arrays(train)
+    x_all, t_all = datasets.arrays(train)
     checkpoint = _Checkpoint(out)
     rng = numpy.random.default_rng(seed)
     seed_device = device_seeder(net)

@@ -20,7 +20,7 @@ status=0
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     python3 -c "import sys, numpy, cupy, branchynet, chainer; print('python', sys.version.split()[0]); print('numpy', numpy.__version__); print('cupy', cupy.__version__); print('chainer', chainer.__version__); print('cuda available to chainer', chainer.backends.cuda.available); print('cudnn enabled', chainer.backends.cuda.cudnn_enabled)"
 } 2>&1 | tee "$out/environment.txt" || status=1
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_fast_ops.py -k "gpu or cupy" 2>&1 \
+python3 -m pytest -q -p no:cacheprovider tests/branchynet/test_gpu.py tests/fast/test_kernels.py -k "gpu or cupy" 2>&1 \
     | tee "$out/gpu_tests.txt" || status=1
 python3 experiments/lenet_mnist.py --device @cupy:0 --results /tmp/gpu_check/b-lenet --no-progress \
     --timing-samples 1000 --repeats 7 2>&1 | tee "$out/lenet_gpu.txt" || status=1

@@ -22,5 +22,5 @@ def mnist_subset():
     """The first 2,000 real MNIST training images (float32 N x 1 x 28 x 28 in [0, 1]) and labels."""
     from branchynet import datasets
     train, _ = datasets.get_mnist(download=False)
-    x, t = train._datasets
+    x, t = datasets.arrays(train)
     return x[:2000], t[:2000]

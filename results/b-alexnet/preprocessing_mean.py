@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
 import numpy  # noqa: E402
 
-from branchynet import data_split, datasets, serialization, sweep  # noqa: E402
+from branchynet import data_split, datasets, sweep  # noqa: E402
+import networks  # noqa: E402
 
 RUN = os.path.join(HERE, "run")
 
@@ -29,8 +30,8 @@ def main(val_size=5000):
           % (os.path.relpath(RUN), val_size))
     print("per-pixel mean (x / 255), all 50,000 vs the 45,000 training-part images: max |diff| "
           "%.5f, mean |diff| %.5f" % (diff.max(), diff.mean()))
-    branchy = serialization.load(os.path.join(RUN, "branchy.npz"))
-    main_net = serialization.load(os.path.join(RUN, "main.npz"))
+    branchy = networks.load(os.path.join(RUN, "branchy.npz"))
+    main_net = networks.load(os.path.join(RUN, "main.npz"))
     results = {}
     for statistics in ("all", "train"):
         split = data_split.load_split("cifar10", val_size, statistics=statistics)

@@ -12,17 +12,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy  # noqa: E402
 
-from branchynet import datasets, exit_rule, paper, serialization, timing  # noqa: E402
+from branchynet import datasets, exit_rule, paper, timing  # noqa: E402
+import networks  # noqa: E402
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run", "branchy.npz")
 
 
 def main(n=1000, repeats=5):
-    net = serialization.load(RUN)
+    net = networks.load(RUN)
     _, test = datasets.get_mnist(download=False)
-    x = test._datasets[0][:n]
-    paper_t = paper.paper_thresholds("b-lenet")[0]
-    logits = net.run_head(0, net.run_segment(0, x))
+    x = datasets.arrays(test)[0][:n]
+    paper_t = paper.paper_thresholds("lenet")[0]
+    segment, head, context = net.inference_steps(x)
+    with context:
+        logits = head(0, segment(0, x))
     calls = []
     slow = exit_rule.leaves
 

@@ -96,7 +96,7 @@ def cifar_subset():
         train, _ = datasets.get_cifar10(download=False)
     except datasets.DatasetError as err:
         pytest.skip("CIFAR-10 not available: %s" % err)
-    x, t = train._datasets
+    x, t = datasets.arrays(train)
     return numpy.ascontiguousarray(x[:80]), numpy.asarray(t[:80])
 
 

@@ -11,7 +11,7 @@ import networks
 from branchynet import serialization
 from networks import registry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_the_five_networks_carry_their_dataset_and_family():

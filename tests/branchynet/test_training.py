@@ -10,7 +10,7 @@ import pytest
 import networks
 from branchynet import serialization, training
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def small_run(out, main_epochs, joint_epochs, data):

@@ -171,8 +171,8 @@ def cifar_forms(tmp_path_factory, cifar_raw):
 def test_mnist_contents(mnist_raw):
     train, test = datasets.get_mnist(download=False)
     assert (len(train), len(test)) == (60000, 10000)
-    x_test, y_test = test._datasets
-    for x, y in (train._datasets, test._datasets):
+    x_test, y_test = datasets.arrays(test)
+    for x, y in (datasets.arrays(train), datasets.arrays(test)):
         assert x.dtype == np.float32 and x.shape[1:] == (1, 28, 28)
         assert y.dtype == np.int32
         assert x.min() == 0.0 and x.max() == 1.0
@@ -190,7 +190,7 @@ def test_second_mnist_load_is_fast_and_uses_the_cache(tmp_cache, mnist_raw):
     start = time.perf_counter()
     train, _ = datasets.get_mnist(download=False)
     assert time.perf_counter() - start < 1.0
-    np.testing.assert_array_equal(train._datasets[1], mnist_raw[1])
+    np.testing.assert_array_equal(datasets.arrays(train)[1], mnist_raw[1])
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_cache, mnist_raw):
@@ -308,12 +308,12 @@ def test_cifar10_raw_contents(cifar_raw):
 def test_cifar10_gcn(cifar_raw):
     train, test = datasets.get_cifar10(download=False)
     assert (len(train), len(test)) == (50000, 10000)
-    for x, y in (train._datasets, test._datasets):
+    for x, y in (datasets.arrays(train), datasets.arrays(test)):
         assert x.dtype == np.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == np.int32
-    x_test = test._datasets[0].reshape(10000, -1)
+    x_test = datasets.arrays(test)[0].reshape(10000, -1)
     np.testing.assert_allclose(x_test.mean(axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(x_test.std(axis=1, ddof=1), 1, atol=1e-4)
-    np.testing.assert_array_equal(test._datasets[1], cifar_raw[3])
+    np.testing.assert_array_equal(datasets.arrays(test)[1], cifar_raw[3])
     # independently, in float64: minus the *training* pixel mean, then per-image GCN
     train_mean = cifar_raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
     for i in (0, 1, 4321, 9999):
@@ -324,7 +324,7 @@ def test_cifar10_gcn(cifar_raw):
 
 def test_cifar10_scale_and_standardize(cifar_raw):
     _, test = datasets.get_cifar10(preprocessing="scale", download=False)
-    np.testing.assert_array_equal(test._datasets[0], cifar_raw[2] / np.float32(255))
+    np.testing.assert_array_equal(datasets.arrays(test)[0], cifar_raw[2] / np.float32(255))
     del test
     train, test = datasets.get_cifar10(preprocessing="standardize", download=False)
     # independently, exactly: the training set's per-channel statistics from histograms of its bytes
@@ -334,7 +334,7 @@ def test_cifar10_scale_and_standardize(cifar_raw):
         p = np.bincount(cifar_raw[0][:, c].ravel(), minlength=256) / (50000 * 32 * 32)
         mean[c] = p @ values
         std[c] = np.sqrt(p @ (values - mean[c]) ** 2)
-    for x_raw, x in ((cifar_raw[0], train._datasets[0]), (cifar_raw[2], test._datasets[0])):
+    for x_raw, x in ((cifar_raw[0], datasets.arrays(train)[0]), (cifar_raw[2], datasets.arrays(test)[0])):
         for i in (0, 4321, 9999):  # the test set too uses the training statistics
             want = (x_raw[i] / 255 - mean[:, None, None]) / std[:, None, None]
             np.testing.assert_allclose(x[i], want, atol=1e-5)
@@ -537,9 +537,9 @@ def test_split_with_all_statistics_is_the_earlier_preprocessing(small_cifar):
         train, test = datasets.get_cifar10(preprocessing=preprocessing)
         split = data_split.load_split("cifar10", 50, statistics="all", preprocessing=preprocessing)
         val, keep = _split_index(200, 50)
-        np.testing.assert_array_equal(split[0][0], train._datasets[0][keep])
-        np.testing.assert_array_equal(split[1][0], train._datasets[0][val])
-        np.testing.assert_array_equal(split[2][0], test._datasets[0])
+        np.testing.assert_array_equal(split[0][0], datasets.arrays(train)[0][keep])
+        np.testing.assert_array_equal(split[1][0], datasets.arrays(train)[0][val])
+        np.testing.assert_array_equal(split[2][0], datasets.arrays(test)[0])
 
 
 def test_split_standardizes_with_the_training_part(small_cifar):

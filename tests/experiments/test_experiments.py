@@ -17,7 +17,7 @@ import branchynet  # noqa: F401
 import networks
 from branchynet import paper, runs, serialization
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPTS = {
     "b-lenet": ("experiments/lenet_mnist.py", [], 17, 2),

@@ -230,9 +230,9 @@ def test_numpy_inference_equals_chainer(name, kwargs):
 @pytest.fixture(scope="module")
 def cifar10_train():
     """Real CIFAR-10 training images through the project's loader (default preprocessing)."""
-    from branchynet.datasets import get_cifar10
-    train, _ = get_cifar10(download=False)
-    x, t = train._datasets
+    from branchynet import datasets
+    train, _ = datasets.get_cifar10(download=False)
+    x, t = datasets.arrays(train)
     return x[:512], t[:512]
 
 
