@@ -13,6 +13,7 @@ Parameters are read from the links at every run, so training in between is seen.
 A batch-1 program owns its buffers: its output is overwritten by its next run, and it must not run
 on two threads at once (``Runner`` keeps one set per thread).
 """
+import copy
 import threading
 
 import numpy
@@ -357,6 +358,11 @@ class Runner:
         self.segments, self.heads = segments, heads
         self._batch = None
         self._sample = {}
+
+    def __deepcopy__(self, memo):
+        """A copy over copied layers, with no programs: compiled closures would still read the
+        original links."""
+        return Runner(copy.deepcopy(self.segments, memo), copy.deepcopy(self.heads, memo))
 
     def steps(self, x):
         """(segment k on h, head k on h) for inputs like x. A batch-1 program returns its own

@@ -5,7 +5,7 @@ import numpy
 import pytest
 
 import chainer
-import networks
+from tests.helpers import build
 
 cupy = pytest.importorskip("cupy")
 if not chainer.backends.cuda.available:
@@ -16,8 +16,7 @@ PROB_TOLERANCE = dict(rtol=1e-3, atol=1e-5)  # float32 kernels differ between cu
 
 @pytest.fixture(scope="module")
 def nets(mnist_subset):
-    numpy.random.seed(0)
-    cpu = networks.build("b-lenet")
+    cpu = build("b-lenet")
     x, t = mnist_subset
     for start in range(0, 1024, 64):
         cpu.train(x[start:start + 64], t[start:start + 64])

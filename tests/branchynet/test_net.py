@@ -8,18 +8,9 @@ import branchynet
 import chainer
 import chainer.functions as F
 import chainer.links as L
-import networks
 from branchynet import Branch, BranchyNet, entropy
 from branchynet.layers import MaxPool
-
-
-def make_lenet(seed=0, **kwargs):
-    numpy.random.seed(seed)
-    return networks.build("b-lenet", **kwargs)
-
-
-def random_images(n, seed=1):
-    return numpy.random.RandomState(seed).rand(n, 1, 28, 28).astype(numpy.float32)
+from tests.helpers import build, random_images
 
 
 def brute_force(probs, thresholds):
@@ -34,17 +25,6 @@ def brute_force(probs, thresholds):
                 labels[i], exits[i] = int(numpy.argmax(p)), e
                 break
     return labels, exits
-
-
-@pytest.fixture(scope="module")
-def trained_lenet(mnist_subset):
-    """A B-LeNet trained a little on real MNIST, so that entropies spread over a useful range."""
-    net = make_lenet()
-    x, t = mnist_subset
-    for _ in range(4):
-        for start in range(0, len(x), 64):
-            net.train(x[start:start + 64], t[start:start + 64])
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +170,7 @@ def test_batch_one_skips_later_segments(trained_lenet, mnist_subset, monkeypatch
 
 # ---------------------------------------------------------------- errors
 def test_wrong_threshold_count_is_a_clear_error():
-    net = make_lenet()
+    net = build()
     with pytest.raises(ValueError, match="expected 1 thresholds"):
         net.predict(random_images(2), [0.1, 0.2])
     with pytest.raises(ValueError, match="no exit thresholds"):
@@ -257,7 +237,7 @@ def test_train_step_gradient_is_the_weighted_sum_of_exit_gradients(mnist_subset,
     """The gradients net.train(x, t) leaves are w1 grad L1 + w2 grad L2, each grad L_k from a
     separate plain-Chainer backward pass; with joint=False exit 1's loss does not reach the trunk."""
     weights = [0.7, 0.2]
-    net = make_lenet(weights=weights, joint=joint)
+    net = build(weights=weights, joint=joint)
     x, t = mnist_subset[0][:32], mnist_subset[1][:32]
     per_exit = _independent_exit_grads(net, x, t)
     net.train(x, t)
@@ -299,8 +279,7 @@ def test_joint_training_runs_a_heads_leading_trunk_layers_once(name, shared, mni
     layer call counted), and the losses and gradients are those of running every head whole."""
     from branchynet.fast import switch
     kwargs = {"n": 1} if "resnet" in name else {}
-    numpy.random.seed(0)
-    net = networks.build(name, **kwargs)
+    net = build(name, **kwargs)
     assert net.shared == shared
     x, t = _inputs_for(name, mnist_subset)
     calls = []
@@ -328,7 +307,7 @@ def test_joint_training_runs_a_heads_leading_trunk_layers_once(name, shared, mni
 def test_lenet_exit_1_shares_the_trunk_pool_on_the_fast_path(mnist_subset, monkeypatch):
     """On the fast CPU path too (where ReLU and pool swap): 4 poolings, not 5."""
     from branchynet.fast import switch
-    net = make_lenet()
+    net = build()
     x, t = mnist_subset[0][:16], mnist_subset[1][:16]
     calls = []
     real = switch.max_pooling_2d
@@ -354,7 +333,7 @@ def test_only_deterministic_parameter_free_layers_are_shared():
 
 def test_train_step_uses_the_weighted_loss(mnist_subset):
     """One momentum-free SGD step of train() moves parameters by -lr * sum_n w_n grad L_n."""
-    net = make_lenet(weights=[0.7, 0.3], opt="MomentumSGD", lr=0.01, momentum=0.0, weight_decay=0)
+    net = build(weights=[0.7, 0.3], opt="MomentumSGD", lr=0.01, momentum=0.0, weight_decay=0)
     x, t = mnist_subset[0][:32], mnist_subset[1][:32]
     before = {n: p.array.copy() for n, p in net.namedparams()}
     per_exit = _independent_exit_grads(net, x, t)
@@ -382,7 +361,7 @@ def test_entropy_filtered_training_drops_confident_samples(trained_lenet, mnist_
 
 def test_short_training_on_real_mnist_lowers_every_exit_loss(trained_lenet, mnist_subset):
     from branchynet.training import evaluate
-    loss_before, _ = evaluate(make_lenet(), mnist_subset)
+    loss_before, _ = evaluate(build(), mnist_subset)
     loss_after, acc_after = evaluate(trained_lenet, mnist_subset)
     for before, after, acc in zip(loss_before, loss_after, acc_after):
         assert before > 2.0

@@ -12,23 +12,7 @@ import chainer.links as L
 import networks
 from branchynet import Branch, BranchyNet, paper, sweep, timing
 from branchynet.layers import MaxPool
-
-
-def _train(net, x, t, steps, batch, seed=0):
-    order = numpy.random.RandomState(seed).permutation(len(x))
-    for i in range(steps):
-        index = order[(i * batch) % len(x):(i * batch) % len(x) + batch]
-        net.train(x[index], t[index])
-    return net
-
-
-@pytest.fixture(scope="module")
-def lenet(mnist_subset):
-    """B-LeNet trained 300 steps (batch 16) on 1,500 real MNIST images: entropies spread from
-    ~1e-3 to ~1.3 nats, across most of the paper's thresholds."""
-    numpy.random.seed(0)
-    x, t = mnist_subset
-    return _train(networks.build("b-lenet"), x[:1500], t[:1500], steps=300, batch=16)
+from tests.helpers import train_steps
 
 
 def tiny_three_exit_net():
@@ -50,7 +34,7 @@ def tiny_three_exit_net():
 def three_exit(mnist_subset):
     numpy.random.seed(1)
     x, t = mnist_subset
-    return _train(tiny_three_exit_net(), x[:1500], t[:1500], steps=60, batch=32, seed=1)
+    return train_steps(tiny_three_exit_net(), x[:1500], t[:1500], steps=60, batch=32, seed=1)
 
 
 def _held_out(mnist_subset, n=500):
@@ -72,15 +56,15 @@ def _assert_same_as_real_run(net, outputs, x, t, thresholds, batch):
 
 
 # ---------------------------------------------------------------- analytic sweep == real run
-def test_lenet_sweep_equals_real_early_exit_runs(lenet, mnist_subset):
+def test_lenet_sweep_equals_real_early_exit_runs(trained_lenet, mnist_subset):
     x, t = _held_out(mnist_subset)
-    outputs = sweep.ExitOutputs.from_net(lenet, x, t)
+    outputs = sweep.ExitOutputs.from_net(trained_lenet, x, t)
     grid = sweep.paper_grid("lenet", 2)
     assert len(grid) == 17
     rows = outputs.sweep(grid)
     spread = set()
     for thresholds, row in zip(grid, rows):
-        real = _assert_same_as_real_run(lenet, outputs, x, t, thresholds, batch=len(x))
+        real = _assert_same_as_real_run(trained_lenet, outputs, x, t, thresholds, batch=len(x))
         assert real == row
         spread.add(row["exit_counts"][0])
     assert len(spread) >= 8, "the trained net should exit different numbers at different T"
@@ -92,10 +76,10 @@ def test_lenet_sweep_equals_real_early_exit_runs(lenet, mnist_subset):
 
 
 @pytest.mark.parametrize("thresholds", [(0.0001,), (0.025,), (0.25,), (10.0,)])
-def test_lenet_sweep_equals_batch_one_runs(lenet, mnist_subset, thresholds):
+def test_lenet_sweep_equals_batch_one_runs(trained_lenet, mnist_subset, thresholds):
     x, t = _held_out(mnist_subset, 150)
-    outputs = sweep.ExitOutputs.from_net(lenet, x, t)
-    _assert_same_as_real_run(lenet, outputs, x, t, thresholds, batch=1)
+    outputs = sweep.ExitOutputs.from_net(trained_lenet, x, t)
+    _assert_same_as_real_run(trained_lenet, outputs, x, t, thresholds, batch=1)
 
 
 def test_three_exit_sweep_equals_real_runs(three_exit, mnist_subset):
@@ -275,10 +259,10 @@ def test_grid_order_first_exit_slowest():
     assert sweep.threshold_grid([(1, 2), (3, 4)]) == list(itertools.product((1.0, 2.0), (3.0, 4.0)))
 
 
-def test_outputs_are_host_arrays(lenet, mnist_subset):
-    outputs = sweep.ExitOutputs.from_net(lenet, mnist_subset[0][:10], mnist_subset[1][:10],
+def test_outputs_are_host_arrays(trained_lenet, mnist_subset):
+    outputs = sweep.ExitOutputs.from_net(trained_lenet, mnist_subset[0][:10], mnist_subset[1][:10],
                                          batchsize=4)
     assert isinstance(outputs.entropies, numpy.ndarray) and outputs.entropies.shape == (2, 10)
     with chainer.using_config("branchynet_fast_cpu", False):
-        stock = sweep.ExitOutputs.from_net(lenet, mnist_subset[0][:10], mnist_subset[1][:10])
+        stock = sweep.ExitOutputs.from_net(trained_lenet, mnist_subset[0][:10], mnist_subset[1][:10])
     numpy.testing.assert_array_equal(stock.predictions, outputs.predictions)

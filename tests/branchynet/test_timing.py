@@ -9,6 +9,7 @@ import branchynet  # noqa: F401
 import chainer
 import networks
 from branchynet import exit_rule, paper, report, sweep, timing
+from tests.helpers import build
 
 
 def conv_out(size, k, stride=1, pad=0):
@@ -46,8 +47,7 @@ def lenet_macs_by_hand():
 
 @pytest.fixture(scope="module")
 def lenet():
-    numpy.random.seed(0)
-    return networks.build("b-lenet")
+    return build("b-lenet")
 
 
 @pytest.fixture(scope="module")

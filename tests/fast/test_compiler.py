@@ -167,3 +167,20 @@ def test_threads_get_their_own_programs():
     assert not errors and len(results) == 3
     for got in results.values():
         assert got == expected
+
+
+def test_a_copied_net_runs_its_own_parameters():
+    """copy.deepcopy of a net that has run inference: the copy's programs read the copy's links."""
+    import copy
+    net = _build("b-lenet", {})
+    x = _input("b-lenet", 1)
+    net.exit_probs(x), net.exit_probs(_input("b-lenet", 4))  # batch-1 and batch programs cached
+    twin = copy.deepcopy(net)
+    for link in twin.heads[0].layers:
+        if isinstance(link, L.Linear):
+            link.W.array[...] *= 3
+    for batch in (x, _input("b-lenet", 4)):
+        np.testing.assert_allclose(twin.exit_probs(batch)[0], _stock_probs(twin, batch)[0],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(net.exit_probs(batch)[0], _stock_probs(net, batch)[0],
+                                   rtol=1e-5, atol=1e-6)

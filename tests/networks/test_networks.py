@@ -13,6 +13,7 @@ import networks
 from networks import alex_cifar10, resnet_cifar10
 from branchynet.fast import switch
 from branchynet.links import ResBlock
+from tests.helpers import build
 
 LN10 = math.log(10)
 
@@ -93,8 +94,7 @@ def test_registry_holds_the_five_networks():
 @pytest.mark.parametrize("name", networks.names())
 def test_network_shapes_sizes_params_and_gradients(name):
     spec = SPECS[name]
-    np.random.seed(0)
-    net = networks.build(name)
+    net = build(name)
     assert net.numexits() == len(spec["head_fc"])
     x = np.random.rand(2, *spec["input"]).astype(np.float32)
     t = np.array([3, 7], dtype=np.int32)
@@ -227,15 +227,6 @@ def test_numpy_inference_equals_chainer(name, kwargs):
 
 
 # ---------------------------------------------------------------- real training steps
-@pytest.fixture(scope="module")
-def cifar10_train():
-    """Real CIFAR-10 training images through the project's loader (default preprocessing)."""
-    from branchynet import datasets
-    train, _ = datasets.get_cifar10(download=False)
-    x, t = datasets.arrays(train)
-    return x[:512], t[:512]
-
-
 def _losses(net, x, t, train_mode):
     with chainer.using_config("train", train_mode), chainer.no_backprop_mode():
         losses, _ = net.joint_losses(x, t)
@@ -254,25 +245,22 @@ def _check_training_lowers_every_exit(net, x, t, steps, batch, eval_train_mode, 
     assert np.all(after < LN10 - margin), (before, after)
 
 
-def test_alexnet_training_steps_lower_every_exit_loss(cifar10_train):
-    np.random.seed(0)  # dropout masks
-    x, t = cifar10_train
-    net = networks.build("b-alexnet")
+def test_alexnet_training_steps_lower_every_exit_loss(cifar_subset):
+    x, t = cifar_subset
+    net = build("b-alexnet")  # the seed fixes the dropout masks too
     # 32 real images, whole-batch Adam steps (Chainer's defaults); losses in test mode (no dropout)
     _check_training_lowers_every_exit(net, x[:32], t[:32], steps=16, batch=32, eval_train_mode=False)
 
 
 @pytest.mark.slow
-def test_alexnet_training_on_512_images_lowers_every_exit_loss(cifar10_train):
-    np.random.seed(0)
-    x, t = cifar10_train
-    net = networks.build("b-alexnet")
+def test_alexnet_training_on_512_images_lowers_every_exit_loss(cifar_subset):
+    x, t = cifar_subset
+    net = build("b-alexnet")
     _check_training_lowers_every_exit(net, x, t, steps=48, batch=64, eval_train_mode=False)
 
 
-def test_resnet_training_steps_lower_every_exit_loss(cifar10_train):
-    np.random.seed(0)
-    x, t = cifar10_train
-    net = networks.build("b-resnet110", n=1)
+def test_resnet_training_steps_lower_every_exit_loss(cifar_subset):
+    x, t = cifar_subset
+    net = build("b-resnet110", n=1)
     # BN's running statistics lag after a few steps: compare losses with batch statistics
     _check_training_lowers_every_exit(net, x[:16], t[:16], steps=8, batch=16, eval_train_mode=True)
