@@ -89,19 +89,8 @@ def test_b_lenet_fast_training_follows_stock_chainer(mnist_subset):
     _assert_params_close(nets, rtol=1e-3, atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def cifar_subset():
-    from branchynet import datasets
-    try:
-        train, _ = datasets.get_cifar10(download=False)
-    except datasets.DatasetError as err:
-        pytest.skip("CIFAR-10 not available: %s" % err)
-    x, t = datasets.arrays(train)
-    return numpy.ascontiguousarray(x[:80]), numpy.asarray(t[:80])
-
-
 def test_b_alexnet_fast_training_follows_stock_chainer(cifar_subset):
-    x, t = cifar_subset
+    x, t = cifar_subset[0][:80], cifar_subset[1][:80]
     nets = _pair("b-alexnet")
     _follow(nets, x, t, batch=16, main_steps=2, joint_steps=3)
     _assert_params_close(nets, rtol=1e-3, atol=1e-4)
