@@ -75,6 +75,12 @@ def check_run_dir(args, family, explicit):
     return None
 
 
+def default_results_dir(network):
+    """Where a script writes unless told: out/<network>, git-ignored; the committed results/<network>
+    is rewritten only when named (``make results``)."""
+    return os.path.join(ROOT, "out", network)
+
+
 def default_run_dir(network):
     return os.path.join(ROOT, "results", network, "run")
 
@@ -93,7 +99,9 @@ def parse_args(family, argv=None, description=None):
     p.add_argument("--train-if-missing", action="store_true",
                    help="train an explicit --run-dir that has no weights (the default run folder "
                         "is trained without it)")
-    p.add_argument("--results", default=None, help="output folder (default results/<network>)")
+    p.add_argument("--results", default=None,
+                   help="output folder (default out/<network>, git-ignored; give results/<network> "
+                        "to regenerate the committed results)")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder (default $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy",
@@ -129,7 +137,7 @@ def parse_args(family, argv=None, description=None):
     problem = check_run_dir(args, family, explicit)
     if problem is not None:
         p.error(problem)
-    args.results = args.results or os.path.join(ROOT, "results", args.network)
+    args.results = args.results or default_results_dir(args.network)
     return args
 
 

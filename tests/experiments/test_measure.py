@@ -74,3 +74,12 @@ def test_a_truncated_model_is_named(tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:1000])
     err = refusal(capsys, "lenet", ["--run-dir", str(run)])
     assert str(path) in err and "truncated or corrupt" in err
+
+
+def test_the_default_output_folder_is_not_the_committed_results(tmp_path):
+    run = saved_run(tmp_path / "run", "b-lenet")
+    args = measure.parse_args("lenet", ["--run-dir", str(run)])
+    out = os.path.relpath(args.results, ROOT)
+    assert not out.startswith("results") and out == os.path.join("out", "b-lenet")
+    assert measure.parse_args("lenet", ["--run-dir", str(run), "--results", "results/b-lenet"]).results \
+        == "results/b-lenet"
