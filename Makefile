@@ -17,7 +17,7 @@ endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce results test venv clean-venv gpu-wheel gpu-cifar
+.PHONY: reproduce results notebooks test venv clean-venv gpu-wheel gpu-cifar
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ reproduce: $(STAMP)
 
 results: $(STAMP)
 	$(PY) experiments/lenet_mnist.py --results results/b-lenet
+
+# Runs every notebook's code cells and writes their outputs (text, figures) into the .ipynb files.
+notebooks: $(STAMP)
+	$(PY) notebooks/run_notebooks.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
