@@ -2,8 +2,8 @@
 report, medians of wall and CPU time over interleaved runs, the numpy sgemm reference rate, a
 one-line header and the writing of results.
 
-Importing it puts the repository root on ``sys.path`` and points ``BRANCHYNET_DATA`` at a
-shared/data folder beside the checkout, unless set. It does not import numpy, so that a script can
+Importing it puts the repository root on ``sys.path``; the datasets are found as everywhere else
+(``BRANCHYNET_DATA``, else the user cache: ``branchynet.datasets``). It does not import numpy, so that a script can
 import it, parse its options and set the BLAS threads before numpy loads (``parse_args``).
 """
 import argparse
@@ -15,9 +15,6 @@ import time
 
 _REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, _REPO)
-_SHARED_DATA = os.path.normpath(os.path.join(_REPO, "..", "shared", "data"))
-if os.path.isdir(_SHARED_DATA):  # as the Makefile and the tests: the shared datasets by default
-    os.environ.setdefault("BRANCHYNET_DATA", _SHARED_DATA)
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

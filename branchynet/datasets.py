@@ -30,8 +30,11 @@ Absolute CIFAR-10 accuracies depend on these choices; report them with any resul
 
 Where the files are
 -------------------
-The data folder is the ``data_dir`` argument, else the environment variable ``BRANCHYNET_DATA``,
-else ``$XDG_CACHE_HOME/branchynet/data`` (``~/.cache/branchynet/data``). Inside it:
+The data folder is, in this order: the ``data_dir`` argument (the scripts' ``--data-dir``), else the
+environment variable ``BRANCHYNET_DATA``, else the per-user cache ``$XDG_CACHE_HOME/branchynet/data``
+(``~/.cache/branchynet/data``), where missing files are downloaded and checksummed. Nothing else is
+searched (no folder beside the checkout: the Makefile, CI and the tests set ``BRANCHYNET_DATA`` when
+they want one). Errors say which folder was used and why. Inside it:
 
 * ``mnist/``: the four official idx files, gzip-compressed as published
   (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
@@ -153,6 +156,22 @@ def resolve_data_dir(data_dir=None):
     if os.environ.get("BRANCHYNET_DATA"):
         return Path(os.environ["BRANCHYNET_DATA"]).expanduser()
     return _user_cache_base() / "data"
+
+
+def data_dir_source(data_dir=None):
+    """Why ``resolve_data_dir(data_dir)`` is the folder it is, in words for error messages."""
+    if data_dir is not None:
+        return "given by --data-dir"
+    if os.environ.get("BRANCHYNET_DATA"):
+        return "from BRANCHYNET_DATA"
+    return "the user cache: neither --data-dir nor BRANCHYNET_DATA was given"
+
+
+def _where(folder, data_dir, subfolder):
+    """The sentence of an error that says where data are looked for and how to point elsewhere."""
+    return (f"This run looked in {folder.parent} ({data_dir_source(data_dir)}); data are looked for "
+            f"in --data-dir FOLDER, else $BRANCHYNET_DATA, else {_user_cache_base() / 'data'}. Give "
+            f"the scripts --data-dir or set BRANCHYNET_DATA to a folder whose {subfolder}/ holds them.")
 
 
 def decoded_cache_dir():
@@ -296,9 +315,9 @@ def _write_cache(folder, arrays):
 
 # ------------------------------------------------------------------------------------------- MNIST
 
-def _mnist_hint(folder):
-    return (f"Put the official files {', '.join(MNIST_MD5)} (from {MNIST_MIRRORS[0]}) in {folder}, or "
-            f"pass data_dir= or set BRANCHYNET_DATA to a folder whose mnist/ holds them.")
+def _mnist_hint(folder, data_dir=None):
+    return (f"Put the official files {', '.join(MNIST_MD5)} (from {MNIST_MIRRORS[0]}) in {folder}. "
+            + _where(folder, data_dir, "mnist"))
 
 
 def _check_mnist_file(path):
@@ -307,8 +326,8 @@ def _check_mnist_file(path):
     if digest != MNIST_MD5[path.name]:
         raise DatasetError(
             f"{path} ({path.stat().st_size} bytes) has md5 {digest}, not the official "
-            f"{MNIST_MD5[path.name]}: it is truncated, corrupt or not the official file. Delete it; "
-            f"get_mnist(download=True) fetches it again, or copy the official file there.")
+            f"{MNIST_MD5[path.name]}: it is truncated, corrupt or not the official file. Delete it and "
+            f"rerun (it is downloaded again and checked), or copy the official file there.")
     return digest
 
 
@@ -330,10 +349,10 @@ def load_mnist_raw(data_dir=None, download=True):
     folder = resolve_data_dir(data_dir) / "mnist"
     missing = [name for name in MNIST_MD5 if not (folder / name).is_file()]
     if missing and not download:
-        raise DatasetError(f"Missing in {folder}: {', '.join(missing)}. {_mnist_hint(folder)}")
+        raise DatasetError(f"Missing in {folder}: {', '.join(missing)}. {_mnist_hint(folder, data_dir)}")
     for name in missing:
         _download([mirror + name for mirror in MNIST_MIRRORS], folder / name, MNIST_MD5[name],
-                  _mnist_hint(folder))
+                  _mnist_hint(folder, data_dir))
     digests = {name: _check_mnist_file(folder / name) for name in MNIST_MD5}
     return _cached("mnist", digests, _MNIST_SHAPES, lambda: _decode_mnist(folder))
 
@@ -433,8 +452,8 @@ def _locate_cifar10(folder):
     for name, suffixes, to_records in extracted:
         path = folder / name
         if path.is_dir():
-            remedy = (f"Replace it with the official file, or delete {path} and rerun with download=True "
-                      f"or with another official form of CIFAR-10 in {folder}.")
+            remedy = (f"Replace it with the official file, or delete {path} and rerun (CIFAR-10 is "
+                      f"downloaded again and checked), or put another official form of CIFAR-10 in {folder}.")
             files = _batch_files(path, suffixes, remedy)
             return path, files, functools.partial(_read_files, files, to_records, remedy)
     archives = (
@@ -444,7 +463,7 @@ def _locate_cifar10(folder):
     for name, member_dir, suffix, to_records in archives:
         path = folder / name
         if path.is_file():
-            remedy = f"Delete {path} and rerun with download=True, or put an official copy there."
+            remedy = f"Delete {path} and rerun (it is downloaded again and checked), or put an official copy there."
             return path, [path], functools.partial(_read_tar, path, member_dir, suffix, to_records, remedy)
     return None
 
@@ -454,8 +473,8 @@ def _checked_records(batch, records, where, path):
         raise DatasetError(
             f"{where}: the content of {batch} ({len(records)} bytes as binary records; the official "
             f"has {10000 * _CIFAR10_RECORD}) does not have the official sha1 {CIFAR10_BIN_SHA1[batch]}: "
-            f"the file is truncated, corrupt or not the official CIFAR-10. Delete {path} and rerun with "
-            f"download=True, or put an official copy of CIFAR-10 there.")
+            f"the file is truncated, corrupt or not the official CIFAR-10. Delete {path} and rerun (it is "
+            f"downloaded again and checked), or put an official copy of CIFAR-10 there.")
     return np.frombuffer(records, np.uint8).reshape(-1, _CIFAR10_RECORD)
 
 
@@ -474,8 +493,7 @@ def load_cifar10_raw(data_dir=None, download=True):
     folder = resolve_data_dir(data_dir) / "cifar10"
     source = _locate_cifar10(folder)
     if source is None:
-        hint = f"Put {_CIFAR10_FORMS} in {folder}, or pass data_dir= or set BRANCHYNET_DATA to a folder " \
-               f"whose cifar10/ holds it."
+        hint = f"Put {_CIFAR10_FORMS} in {folder}. " + _where(folder, data_dir, "cifar10")
         if not download:
             raise DatasetError(f"No CIFAR-10 in {folder}. {hint}")
         _download(CIFAR10_PYTHON_URLS, folder / CIFAR10_PYTHON_TAR, CIFAR10_PYTHON_MD5, hint)

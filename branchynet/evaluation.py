@@ -176,6 +176,8 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     branchy_cpu, main_cpu = cpu_nets
     branchy, main = gpu_nets if gpu_nets is not None else cpu_nets
     k = branchy.numexits()
+    if main is None:
+        echo(report.missing_baseline_warning((settings or {}).get("run_dir", "the run folder")))
 
     test_out = sweep.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
                                           desc="test set, every exit")

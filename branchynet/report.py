@@ -198,6 +198,16 @@ def text_table(rows):
                      + [fmt % tuple(r) for r in body]) + "\n"
 
 
+MISSING_BASELINE_ROW = "baseline: MISSING (no main.npz)"
+FINAL_AS_BASELINE_ROW = "final exit (branchy.npz), gains' reference"
+
+
+def missing_baseline_warning(run_dir):
+    return ("warning: %s has no main.npz (the main network saved when pretraining ended): there is "
+            "no baseline to set beside the paper's, its row is marked MISSING, and gains and the knee "
+            "are against branchy.npz's final exit instead" % run_dir)
+
+
 def table_rows(family, dev, measured, acc, test_rows, paper_row, selection):
     """One device's Table I rows of a network (see the module docstring): the baseline, the final
     exit, and the B-net at the paper's T and at the knees chosen on the test and validation sets.
@@ -213,10 +223,14 @@ def table_rows(family, dev, measured, acc, test_rows, paper_row, selection):
         rows.append({"device": dev, "network": names[0], "row": "baseline (main.npz)",
                      "accuracy": 100 * acc["main"], "ms_measured": base["main"]["ms"],
                      "paper": paper_entry(family, dev, False)})
-    rows.append({"device": dev, "network": names[0], "row": "final exit (branchy.npz)",
+    else:  # kept, and marked, so that the missing baseline is seen, not silently dropped
+        rows.append({"device": dev, "network": names[0], "row": MISSING_BASELINE_ROW,
+                     "accuracy": None, "ms_measured": None, "paper": paper_entry(family, dev, False)})
+    rows.append({"device": dev, "network": names[0],
+                 "row": "final exit (branchy.npz)" if "main" in base else FINAL_AS_BASELINE_ROW,
                  "accuracy": 100 * acc["branchy_final"], "ms_measured": base["branchy_final"]["ms"],
                  "gain_measured": baseline_ms / base["branchy_final"]["ms"],
-                 "paper": None if "main" in base else paper_entry(family, dev, False)})
+                 "paper": None})  # never beside the paper's baseline: it is not that network
     picks = [("paper T", paper_row), ("knee (test)", test_rows[selection["test"]["knee"]])]
     if selection.get("val") is not None:
         picks.append(("knee (val)", selection["val"]["test_row"]))
@@ -362,4 +376,6 @@ def summary(result, out):
              text_table(result["table"])]
     if any(not c["agree"] for m in result["devices"].values() for c in m["checks"] + m["batched"]):
         lines.append("note: some real runs differ from the analytic sweep (see table.md)")
+    if result["accuracy"]["main"] is None:
+        lines.append(missing_baseline_warning(result["settings"].get("run_dir", "the run folder")))
     return "\n".join(lines)

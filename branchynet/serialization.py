@@ -3,9 +3,15 @@ the files of a run folder.
 
 The original pickled the whole object with dill (docs/original.md, B21: fragile, optimizer state on the wrong
 device). Here the npz holds the parameters and BN statistics under Chainer's usual keys, and one
-extra entry, ``branchynet_config``, a JSON string naming the registered network and its factory
-arguments (``networks.build``). A fresh process rebuilds the net from it with a builder (``load``
-takes one; ``networks.load`` passes the registry's) and loads the arrays.
+extra entries: ``branchynet_config``, a JSON string naming the registered network and its factory
+arguments (``networks.build``), and ``branchynet_thresholds``, the net's default exit thresholds
+(``net.thresholds``, JSON: null, a number or one per non-final exit) when it was saved. A fresh
+process rebuilds the net from the first with a builder (``load`` takes one; ``networks.load``
+passes the registry's), loads the arrays and sets ``net.thresholds`` from the second (files saved
+before it existed keep the factory's thresholds).
+
+A file that cannot be read (truncated, corrupt, not an npz) raises ``ModelFileError`` naming the
+file and what to do, not the zip or zlib error underneath.
 
 A run folder (``branchynet.training.fit``'s ``out``) holds ``main.npz`` (the baseline, after
 pretraining), ``branchy.npz`` (the jointly trained net) and ``run.json``, the settings it was trained
@@ -14,12 +20,38 @@ with (``branchynet.runs``).
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy
 
 import chainer
 
 CONFIG_KEY = "branchynet_config"
+THRESHOLDS_KEY = "branchynet_thresholds"
+
+
+class ModelFileError(ValueError):
+    """A saved model cannot be read: truncated, corrupt or not a model; the message says what to do."""
+
+
+def _unreadable(path, err):
+    return ModelFileError(
+        "%s cannot be read (%s: %s): it is truncated or corrupt, e.g. an interrupted copy or "
+        "download. Copy it again from where it came from, or delete it and train it again "
+        "(experiments/train.py --out FOLDER, see README.md)." % (path, type(err).__name__, err))
+
+
+# what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError)
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+
+def _plain_thresholds(thresholds):
+    """``net.thresholds`` as JSON-able data: None, a float, or a list of floats."""
+    if thresholds is None:
+        return None
+    values = numpy.asarray(chainer.backend.CpuDevice().send(thresholds), dtype=numpy.float64)
+    return float(values) if values.ndim == 0 else [float(v) for v in values.ravel()]
 
 
 def save(net, path):
@@ -32,6 +64,7 @@ def save(net, path):
     serializer.save(net)
     arrays = {key: chainer.backend.CpuDevice().send(value) for key, value in serializer.target.items()}
     arrays[CONFIG_KEY] = numpy.array(json.dumps(config))
+    arrays[THRESHOLDS_KEY] = numpy.array(json.dumps(_plain_thresholds(getattr(net, "thresholds", None))))
     _atomic_savez(path, arrays)
 
 
@@ -48,31 +81,60 @@ def _atomic_savez(path, arrays):
         raise
 
 
-def read_config(path):
-    """The configuration stored in a saved model."""
+def _read_entries(path):
+    """(config, thresholds entry or the string "absent") of a saved model."""
     if not os.path.exists(path):
         raise FileNotFoundError("no saved model at %s" % path)
-    with numpy.load(path) as data:
-        if CONFIG_KEY not in data.files:
-            raise ValueError("%s has no %r entry: it was not written by branchynet.serialization.save"
-                             % (path, CONFIG_KEY))
-        return json.loads(str(data[CONFIG_KEY]))
+    try:
+        with numpy.load(path) as data:
+            if CONFIG_KEY not in data.files:
+                raise ModelFileError("%s has no %r entry: it was not written by "
+                                     "branchynet.serialization.save" % (path, CONFIG_KEY))
+            config = json.loads(str(data[CONFIG_KEY]))
+            thresholds = (json.loads(str(data[THRESHOLDS_KEY])) if THRESHOLDS_KEY in data.files
+                          else "absent")
+    except ModelFileError:
+        raise
+    except _READ_ERRORS as err:
+        raise _unreadable(path, err) from err
+    return config, thresholds
+
+
+def read_config(path):
+    """The configuration stored in a saved model."""
+    return _read_entries(path)[0]
+
+
+def read_thresholds(path):
+    """The exit thresholds saved with a model (None, a float or a tuple), or None for a file
+    saved before they were."""
+    thresholds = _read_entries(path)[1]
+    if thresholds == "absent":
+        return None
+    return tuple(thresholds) if isinstance(thresholds, list) else thresholds
 
 
 def load_into(net, path):
     """Loads the arrays of a saved model into an existing net of the same architecture."""
-    chainer.serializers.load_npz(path, net)
+    try:
+        chainer.serializers.load_npz(path, net)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise _unreadable(path, err) from err
     return net
 
 
 def load(path, build, **overrides):
     """Rebuilds and loads a saved model: ``build(network_name, **kwargs)`` makes the net from the
     stored configuration (``networks.build``; ``networks.load`` passes it), whose factory arguments
-    ``overrides`` replace (e.g. controller settings such as ``thresholds``)."""
-    config = read_config(path)
+    ``overrides`` replace (e.g. controller settings such as ``thresholds``). ``net.thresholds`` is
+    the saved one unless ``overrides`` give thresholds."""
+    config, thresholds = _read_entries(path)
     kwargs = dict(config["kwargs"], **overrides)
     net = build(config["network"], **kwargs)
-    return load_into(net, path)
+    load_into(net, path)
+    if thresholds != "absent" and "thresholds" not in overrides:
+        net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
+    return net
 
 
 # ------------------------------------------------------------------ run folders

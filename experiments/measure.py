@@ -4,6 +4,12 @@ For one network: train the run folder first if it has no branchy.npz (``branchyn
 paper's schedule by default; a stopped training resumes), load its nets
 (``networks.load_run``), measure them (``branchynet.evaluation``), write the results and figures
 (``branchynet.report``) and print the Table I rows.
+
+Before any work the run folder is checked: one that holds another network (its run.json, else its
+npz configuration) is refused, naming the network and the script or ``--network`` that measures it;
+an explicit ``--run-dir`` without weights is trained only with ``--train-if-missing`` (a mistyped
+folder must not start days of training), or resumed where it holds an unfinished training (run.json).
+The default run folder, results/<network>/run, is trained when it has no weights.
 """
 import argparse
 import os
@@ -24,6 +30,61 @@ from branchynet.data_split import load_split, run_statistics  # noqa: E402
 import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
 
 
+SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
+           "resnet110": "experiments/resnet_cifar10.py"}
+
+
+def network_in(run_dir):
+    """The registered network a run folder holds (its run.json, else the configuration in its
+    branchy.npz or main.npz), or None where it holds none. A damaged npz raises
+    ``serialization.ModelFileError``."""
+    info = serialization.read_run_info(run_dir)
+    if info is not None and info.get("network"):
+        return info["network"]
+    for name in (serialization.BRANCHY, serialization.MAIN):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            return serialization.read_config(path)["network"]
+    return None
+
+
+def check_run_dir(args, family, explicit):
+    """The reason the run folder cannot be used by this script for ``args.network``, or None."""
+    try:
+        held = network_in(args.run_dir)
+    except serialization.ModelFileError as err:
+        return str(err)
+    if held is not None and held != args.network:
+        if held not in networks.names():
+            return "%s holds %r, which is not a registered network" % (args.run_dir, held)
+        held_family = networks.family_of(held)
+        if held_family != family:
+            return ("%s holds %s (a %s network on %s), not a %s: measure it with %s --run-dir %s"
+                    % (args.run_dir, held, held_family, networks.dataset_of(held), family,
+                       SCRIPTS[held_family], args.run_dir))
+        return "%s holds %s, not %s: add --network %s" % (args.run_dir, held, args.network, held)
+    started = serialization.read_run_info(args.run_dir) is not None
+    if explicit and not serialization.has_weights(args.run_dir) and not started \
+            and not args.train_if_missing:
+        what = "does not exist" if not os.path.exists(args.run_dir) else "has no branchy.npz"
+        return ("--run-dir %s %s. Check the path; to train %s there (%d + %d epochs, which takes "
+                "long) add --train-if-missing. Without --run-dir the default run folder %s is "
+                "used, and trained when it has no weights."
+                % (args.run_dir, what, args.network, args.main_epochs, args.joint_epochs,
+                   os.path.relpath(default_run_dir(args.network), ROOT)))
+    return None
+
+
+def default_results_dir(network):
+    """Where a script writes unless told: out/<network>, git-ignored; the committed results/<network>
+    is rewritten only when named (``make results``)."""
+    return os.path.join(ROOT, "out", network)
+
+
+def default_run_dir(network):
+    return os.path.join(ROOT, "results", network, "run")
+
+
 def parse_args(family, argv=None, description=None):
     schedule = paper.SCHEDULES[family]
     defaults = evaluation.Options()
@@ -34,8 +95,13 @@ def parse_args(family, argv=None, description=None):
                    help="which variant (default %(default)s)")
     p.add_argument("--run-dir", default=None,
                    help="run folder with branchy.npz and main.npz (default results/<network>/run); "
-                        "trained there first if branchy.npz is absent")
-    p.add_argument("--results", default=None, help="output folder (default results/<network>)")
+                        "an explicit folder without branchy.npz is trained only with --train-if-missing")
+    p.add_argument("--train-if-missing", action="store_true",
+                   help="train an explicit --run-dir that has no weights (the default run folder "
+                        "is trained without it)")
+    p.add_argument("--results", default=None,
+                   help="output folder (default out/<network>, git-ignored; give results/<network> "
+                        "to regenerate the committed results)")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder (default $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy",
@@ -66,8 +132,12 @@ def parse_args(family, argv=None, description=None):
     args = p.parse_args(argv)
     if args.gpu_only and chainer.get_device(args.device).xp is numpy:
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
-    args.run_dir = args.run_dir or os.path.join(ROOT, "results", args.network, "run")
-    args.results = args.results or os.path.join(ROOT, "results", args.network)
+    explicit = args.run_dir is not None
+    args.run_dir = args.run_dir or default_run_dir(args.network)
+    problem = check_run_dir(args, family, explicit)
+    if problem is not None:
+        p.error(problem)
+    args.results = args.results or default_results_dir(args.network)
     return args
 
 
@@ -82,6 +152,8 @@ def ensure_weights(args, command, echo=print):
             echo("warning: %s was trained with --val-size %d; a validation split of %d overlaps "
                  "its training images" % (args.run_dir, trained_with, val_size))
         return val_size
+    if serialization.read_run_info(args.run_dir) is not None:
+        echo("resuming the unfinished training in %s" % args.run_dir)
     echo("no trained weights in %s: training %s (%d + %d epochs, batch %d%s); this takes long"
          % (args.run_dir, args.network, args.main_epochs, args.joint_epochs, args.batchsize,
             ", %d training images" % args.train_subset if args.train_subset else ""))
@@ -102,8 +174,11 @@ def main(family, script, argv=None, description=None, echo=print):
     if args.test_subset:
         test = tuple(a[:args.test_subset] for a in test)
     device = chainer.get_device(args.device)
-    cpu_nets = networks.load_run(args.run_dir)
-    gpu_nets = networks.load_run(args.run_dir, device) if device.xp is not numpy else None
+    try:
+        cpu_nets = networks.load_run(args.run_dir)
+        gpu_nets = networks.load_run(args.run_dir, device) if device.xp is not numpy else None
+    except serialization.ModelFileError as err:
+        raise SystemExit("error: %s" % err)
     echo("%s: %d exits, %d test / %d validation samples, weights from %s"
          % (args.network, cpu_nets[0].numexits(), len(test[0]), len(val[0]), args.run_dir))
     options = evaluation.Options(

@@ -7,7 +7,8 @@ loads results/<network>/run/{branchy,main}.npz, or first trains them with the pa
 (100 pretraining + 100 joint epochs, batch 128; resumable), then sweeps the paper's 17 x 17
 thresholds (plus Table I's T = (0.3, 0.2), which is not among them), times every exit at batch 1
 on the CPU (and the GPU with --device @cupy:0), checks real early-exit runs against the sweep,
-and writes results/<network>/ (results.json, sweep.csv, table.md, figures).
+and writes out/<network>/ (results.json, sweep.csv, table.md, figures; --results
+results/<network> regenerates the committed ones).
 `--net-arg n=1` builds a shallow variant (1 block per stage) for quick trials.
 """
 import os

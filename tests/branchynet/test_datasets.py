@@ -12,6 +12,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -577,3 +578,55 @@ def test_mnist_split_description():
     assert split.description["statistics"] is None and split.description["train_images"] == 59900
     (x, _), (xv, _), _ = split
     assert len(xv) == 100 and x.dtype == np.float32 and x.max() <= 1
+
+
+def test_nothing_beside_the_checkout_is_searched(tmp_path, monkeypatch):
+    """No BRANCHYNET_DATA, no argument: the user cache, even where a shared/data folder sits
+    beside the checkout (as on this project's machines) or beside the working directory."""
+    monkeypatch.delenv("BRANCHYNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "shared" / "data" / "mnist").mkdir(parents=True)
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")
+    assert datasets.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
+    assert datasets.data_dir_source().startswith("the user cache")
+
+
+def test_only_the_makefile_ci_and_tests_point_at_a_shared_folder():
+    root = Path(__file__).resolve().parents[2]
+    files = [*root.glob("branchynet/**/*.py"), *root.glob("networks/*.py"), *root.glob("experiments/*.py"),
+             *root.glob("benchmarks/*.py"), *root.glob("notebooks/*.ipynb")]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text()
+        assert '"shared"' not in text and "shared/data" not in text, path
+
+
+@pytest.mark.parametrize("how", ["argument", "env", "cache"])
+def test_missing_data_errors_name_the_flag_the_variable_and_the_folder_used(tmp_path, monkeypatch, how):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("BRANCHYNET_DATA", raising=False)
+    arg = None
+    if how == "argument":
+        arg, folder, source = tmp_path / "arg", tmp_path / "arg", "given by --data-dir"
+    elif how == "env":
+        monkeypatch.setenv("BRANCHYNET_DATA", str(tmp_path / "env"))
+        folder, source = tmp_path / "env", "from BRANCHYNET_DATA"
+    else:
+        folder, source = tmp_path / "xdg" / "branchynet" / "data", "the user cache"
+    for load, sub in ((datasets.load_mnist_raw, "mnist"), (datasets.load_cifar10_raw, "cifar10")):
+        with pytest.raises(DatasetError) as err:
+            load(arg, download=False)
+        message = str(err.value)
+        assert str(folder / sub) in message and f"looked in {folder} ({source}" in message
+        assert "--data-dir" in message and "BRANCHYNET_DATA" in message
+        assert "data_dir=" not in message and "download=True" not in message
+
+
+def test_damaged_file_errors_name_no_python_keywords(tmp_path, tmp_cache):
+    folder = copy_mnist(tmp_path)
+    truncate(folder / "t10k-labels-idx1-ubyte.gz", 100)
+    with pytest.raises(DatasetError) as err:
+        datasets.load_mnist_raw(tmp_path, download=False)
+    assert "Delete it and rerun" in str(err.value)
+    assert "download=True" not in str(err.value) and "get_mnist(" not in str(err.value)

@@ -49,8 +49,8 @@ def run_network(network, results_root):
     if network not in _RUNS:
         script, extra, _, _ = SCRIPTS[network]
         out = results_root / network
-        stdout = run_script(script, TINY + extra + ["--results", str(out),
-                                                     "--run-dir", str(out / "run")])
+        stdout = run_script(script, TINY + extra + ["--results", str(out), "--run-dir",
+                                                     str(out / "run"), "--train-if-missing"])
         with open(out / "results.json") as f:
             _RUNS[network] = (stdout, json.load(f), out)
     return _RUNS[network]
