@@ -3,13 +3,17 @@ layout of the paper's Table I with the authors' numbers (``branchynet.paper``) b
 network's measurements (``branchynet.evaluation``), its Table I rows (``table_rows``), its results
 folder with figures (``write_results``) and the console's summary (``summary``).
 
-A *table row* (what ``markdown_table`` and ``text_table`` print) is a dict with keys ``device``
-("cpu"/"gpu"), ``network`` (Table I's name), ``row`` (what it is, e.g. "paper T"),
-``thresholds`` (list or None), ``accuracy`` (%), ``ms_measured`` (a real batch-1 run, end to
-end), ``ms_e2e`` (predicted from per-exit timings, end to end), ``ms_trunk`` (predicted, the
-original's trunk-only accounting), ``gain_measured``, ``gain_e2e``, ``gain_trunk`` (baseline ms
-/ these), ``exits`` (% per exit) and ``paper`` (the matching Table I entry or None). Missing
-values are None and print as "–".
+A *table row* (what ``accuracy_table``, ``time_table``, ``markdown_table`` and ``text_table``
+print) is a dict with keys ``device`` ("cpu"/"gpu"), ``network`` (Table I's name), ``row`` (what it
+is, e.g. "paper T"), ``thresholds`` (list or None); on the whole test set (``test_samples``
+images): ``accuracy`` (%), ``exits`` (% per exit), ``ms_e2e`` and ``ms_trunk`` (predicted from
+per-exit timings, end to end and in the original's trunk-only accounting) and their gains; on the
+timed images only, ``timed`` (``samples``, ``accuracy``, ``exits``, ``ms_measured``, a real batch-1
+run end to end, ``ms_e2e``, ``ms_trunk``, ``gain_measured``, ``gain_e2e``, ``gain_trunk``), with
+``ms_measured`` and ``gain_measured`` repeated at the top level; ``paper`` and ``notebook`` (the
+matching entries of the paper's Table I and of the authors' notebooks, or None). Rows of several
+runs (``combine_runs``) add ``runs``, ``accuracy_sd``, ``exits_sd`` and ``thresholds_per_run``.
+Missing values are None and print as "–".
 """
 import csv
 import datetime
