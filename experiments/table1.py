@@ -159,6 +159,28 @@ def _exit_note(rows):
     return notes
 
 
+DISTURBED = 1.5  # measured / predicted ms beyond which (or below whose inverse) a timing is flagged
+
+
+def _timing_notes(rows):
+    """A real run should take about what its per-exit costs predict; where it took far longer (or
+    shorter), the machine was busy during one of the timings and the row's measured ms says so."""
+    notes, worst = [], {}
+    for row in rows:
+        timed = row.get("timed") or {}
+        if timed.get("ms_measured") and timed.get("ms_e2e"):
+            ratio = timed["ms_measured"] / timed["ms_e2e"]
+            if ratio > DISTURBED or ratio < 1 / DISTURBED:
+                worst.setdefault((row["device"], row["network"]), []).append((row["row"], ratio))
+    for (device, network), bad in worst.items():
+        notes.append("%s %s: measured ms are %s the per-exit prediction for the same images: the "
+                     "machine was busy during some of these timings, and these measured ms and "
+                     "gains are unreliable."
+                     % (device.upper(), network,
+                        ", ".join("%.2fx (%s)" % (r, label) for label, r in bad)))
+    return notes
+
+
 def assemble(results_root, network_names):
     """Everything Table I shows: {"accuracy_rows", "time_rows", "networks" (per-network status),
     "runs" (per network: the comparable runs and those left out), "per_run" (each run's accuracy
@@ -230,6 +252,7 @@ def assemble(results_root, network_names):
                     notes.append("%s: no GPU results (rerun its script with --device @cupy:0)."
                                  % network)
     notes += _exit_note(accuracy_rows)
+    notes += _timing_notes(time_rows)
     status = {n: {"found": n in found,
                   "path": os.path.join(results_root, n, "results.json"),
                   "environment": found[n]["environment"] if n in found else None,

@@ -170,3 +170,86 @@ def test_measurement_fixes_and_records_its_threads(tmp_path):
     assert got["fast_kernel_threads"] == 2 and got["openblas_threads"] in (2, None)
     assert "1 BLAS thread, 1 fast-kernel thread" == table1.threads_text(recorded["default"][1]) \
         or recorded["default"][1]["openblas_threads"] is None
+
+
+def _gain_at(result, dev, thresholds, key="gain_measured"):
+    rows = report.result_rows(result, dev)
+    return next(r["timed"][key] for r in rows if r.get("thresholds") == thresholds
+                and r["row"] != "final exit (branchy.npz)")
+
+
+def _doc_quotes():
+    """(phrase, where its numbers come from) for the numbers docs/results.md quotes from the files."""
+    lenet, alex, resnet = _result("b-lenet"), _result("b-alexnet"), _result("b-resnet110")
+    g_lenet, g_alex, g_resnet = (_result("gpu/b-lenet"), _result("gpu/b-alexnet"),
+                                 _result("gpu/b-resnet110"))
+    val = lenet["selection"]["cpu"]["val"]["test_row"]
+    alex_knee = alex["rows"][alex["selection"]["cpu"]["test"]["knee"]]
+    resnet_knee = resnet["rows"][resnet["selection"]["cpu"]["test"]["knee"]]
+    cpu_exits = resnet["devices"]["cpu"]["exits"]
+
+    def base_ms(r, dev):
+        return r["devices"][dev]["baseline"]["main"]["ms"]
+
+    def paper_t(r):
+        return r["paper_thresholds"]
+
+    return [
+        ("Baseline %.2f %% (paper 99.20)" % (100 * lenet["accuracy"]["main"]), "b-lenet"),
+        ("%.2f %% of the test digits leave at exit 1" % (100 * lenet["paper_row"]["exit_fractions"][0]),
+         "b-lenet"),
+        ("accuracy is %.2f %%" % (100 * lenet["paper_row"]["accuracy"]), "b-lenet"),
+        ("(T = %g) give %.2f %% with %.1f %% leaving early"
+         % (val["thresholds"][0], 100 * val["accuracy"], 100 * (1 - val["exit_fractions"][-1])),
+         "b-lenet"),
+        ("%.2fx measured on the first %d test digits (%.2fx at the val-chosen T)"
+         % (_gain_at(lenet, "cpu", [0.025]), lenet["settings"]["timing_samples"],
+            _gain_at(lenet, "cpu", val["thresholds"])), "b-lenet timing"),
+        ("trunk-only accounting of the same timings gives %.2fx"
+         % _gain_at(lenet, "cpu", [0.025], "gain_trunk"), "b-lenet timing"),
+        ("Baseline %.2f %% (paper 78.38" % (100 * alex["accuracy"]["main"]), "b-alexnet"),
+        ("T = (0.0001, 0.05) %.2f %%" % (100 * alex["paper_row"]["accuracy"]), "b-alexnet"),
+        ("(%s %%" % " / ".join("%.1f" % (100 * f) for f in alex["paper_row"]["exit_fractions"]),
+         "b-alexnet"),
+        ("(%.2fx; trunk-only %.2fx, paper 1.50x)" % (_gain_at(alex, "cpu", paper_t(alex)),
+                                                    _gain_at(alex, "cpu", paper_t(alex), "gain_trunk")),
+         "b-alexnet timing"),
+        ("is T = (%g, %g): %.2f %%, %.2fx" % (alex_knee["thresholds"][0], alex_knee["thresholds"][1],
+                                             100 * alex_knee["accuracy"],
+                                             _gain_at(alex, "cpu", alex_knee["thresholds"])),
+         "b-alexnet"),
+        ("baseline %.1f %%, paper 80.7" % (100 * resnet["accuracy"]["main"]), "b-resnet110"),
+        ("a ResNet-110 sample takes %.1f ms on this CPU (paper 137 ms) and %.1f ms on the H100"
+         % (base_ms(resnet, "cpu"), base_ms(g_resnet, "gpu")), "b-resnet110 timing"),
+        ("48 M MACs, %.2f ms on the CPU) costs %d times its trunk segment (0.39 M MACs, %.2f ms)"
+         % (cpu_exits["head_ms"][0], round(cpu_exits["head_ms"][0] / cpu_exits["segment_ms"][0]),
+            cpu_exits["segment_ms"][0]), "b-resnet110 timing"),
+        ('"all at exit 1" (%.1f %%, %.1fx)' % (100 * resnet_knee["accuracy"],
+                                               _gain_at(resnet, "cpu", resnet_knee["thresholds"])),
+         "b-resnet110"),
+        ("LeNet %.2f ms against %.3f ms, AlexNet %.2f against %.2f, ResNet-110 %.1f against %.1f"
+         % (base_ms(g_lenet, "gpu"), base_ms(lenet, "cpu"), base_ms(g_alex, "gpu"),
+            base_ms(alex, "cpu"), base_ms(g_resnet, "gpu"), base_ms(resnet, "cpu")), "timing"),
+        ("(B-LeNet at the paper's T %.2fx, B-AlexNet %.2fx, the short-trained B-ResNet %.2fx)"
+         % tuple(_gain_at(r, "gpu", paper_t(r)) for r in (g_lenet, g_alex, g_resnet)), "gpu"),
+        ("gives %.2fx, %.2fx and %.2fx (paper 4.70x, 2.40x, 1.90x)"
+         % tuple(_gain_at(r, "gpu", paper_t(r), "gain_trunk") for r in (g_lenet, g_alex, g_resnet)),
+         "gpu"),
+    ]
+
+
+def test_docs_results_quotes_the_result_files():
+    """docs/results.md's numbers, where they quote a result file, are that file's."""
+    text = " ".join(_read("docs", "results.md").split())
+    missing = [(phrase, source) for phrase, source in _doc_quotes() if phrase not in text]
+    assert not missing, missing
+
+
+def test_a_timing_far_from_its_prediction_is_flagged():
+    def row(measured, predicted, label="paper T"):
+        return {"device": "cpu", "network": "B-LeNet", "row": label,
+                "timed": {"ms_measured": measured, "ms_e2e": predicted}}
+    assert table1._timing_notes([row(0.06, 0.057), row(0.05, 0.053, "knee (test)")]) == []
+    notes = table1._timing_notes([row(0.06, 0.057), row(0.092, 0.040, "knee (test)")])
+    assert len(notes) == 1 and "CPU B-LeNet: measured ms are 2.30x (knee (test))" in notes[0]
+    assert table1._timing_notes([row(0.02, 0.057)])  # far faster is as suspect
