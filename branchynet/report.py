@@ -443,13 +443,9 @@ def _threads_text(threads):
     return ", ".join(parts)
 
 
-def write_results(result, out, test_outputs, log, echo=print):
-    """Writes a network's results into the folder ``out``: results.json, sweep.csv, table.md and
-    the figures (trade-offs, training curves from the run's ``log``, entropies and exit fractions
-    of ``test_outputs``, a ``sweep.ExitOutputs``)."""
-    os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, "results.json"), result)
-    write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+def table_markdown(result):
+    """A network's table.md: its Table I rows (rebuilt from the result, ``result_rows``) and the
+    measurements behind them."""
     head = ["# %s on %s" % (result["network"], result["dataset"]), "",
             "Weights: `%s`. %d test samples, %d validation samples; timing on %d test samples, "
             "%d repeats. CPU: %s. %s" % (
@@ -460,7 +456,18 @@ def write_results(result, out, test_outputs, log, echo=print):
                 if result["environment"]["hardware"]["gpu"] else ""), "",
             "CPU threads: %s." % _threads_text(result["environment"]["hardware"]["cpu_threads"]),
             "", LEGEND]
-    text = "\n".join(head) + "\n" + markdown_table(result["table"]) + _details_markdown(result)
+    rows = [row for dev in result["devices"] for row in result_rows(result, dev)]
+    return "\n".join(head) + "\n" + markdown_table(rows) + _details_markdown(result)
+
+
+def write_results(result, out, test_outputs, log, echo=print):
+    """Writes a network's results into the folder ``out``: results.json, sweep.csv, table.md and
+    the figures (trade-offs, training curves from the run's ``log``, entropies and exit fractions
+    of ``test_outputs``, a ``sweep.ExitOutputs``)."""
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "results.json"), result)
+    write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+    text = table_markdown(result)
     write_text(os.path.join(out, "table.md"), text)
 
     rows = result["rows"]
