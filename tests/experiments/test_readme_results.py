@@ -211,7 +211,7 @@ def _doc_quotes():
         ("T = (0.0001, 0.05) %.2f %%" % (100 * alex["paper_row"]["accuracy"]), "b-alexnet"),
         ("(%s %%" % " / ".join("%.1f" % (100 * f) for f in alex["paper_row"]["exit_fractions"]),
          "b-alexnet"),
-        ("(%.2fx; trunk-only %.2fx, paper 1.50x)" % (_gain_at(alex, "cpu", paper_t(alex)),
+        ("(%.2fx; trunk-only %.2fx, paper 1.50x" % (_gain_at(alex, "cpu", paper_t(alex)),
                                                     _gain_at(alex, "cpu", paper_t(alex), "gain_trunk")),
          "b-alexnet timing"),
         ("is T = (%g, %g): %.2f %%, %.2fx" % (alex_knee["thresholds"][0], alex_knee["thresholds"][1],
@@ -232,7 +232,7 @@ def _doc_quotes():
             base_ms(alex, "cpu"), base_ms(g_resnet, "gpu"), base_ms(resnet, "cpu")), "timing"),
         ("(B-LeNet at the paper's T %.2fx, B-AlexNet %.2fx, the short-trained B-ResNet %.2fx)"
          % tuple(_gain_at(r, "gpu", paper_t(r)) for r in (g_lenet, g_alex, g_resnet)), "gpu"),
-        ("gives %.2fx, %.2fx and %.2fx (paper 4.70x, 2.40x, 1.90x)"
+        ("gives %.2fx, %.2fx and %.2fx (paper 4.70x, 2.40x, 1.90x"
          % tuple(_gain_at(r, "gpu", paper_t(r), "gain_trunk") for r in (g_lenet, g_alex, g_resnet)),
          "gpu"),
     ]
