@@ -7,6 +7,10 @@ code, as docs/original.md describes them:
   sample, on "3.0GHz CPU with 20MB L3 Cache and NVIDIA GeForce GTX TITAN X (Maxwell) 12GB". Their
   times are the original's trunk-only accounting (docs/original.md, B9) against a baseline timed
   end to end, so their gains are best compared with our "trunk-only" gains.
+* ``NOTEBOOK``: the second set of the authors' numbers, the outputs saved in their notebooks (the
+  original repository's HEAD; docs/original.md, the study of the original, section 5.2): a CPU
+  table of another training run on unknown hardware, at the paper's thresholds. Their B-AlexNet exit
+  mix differs from the paper's Table I.
 * ``MACS_M``: multiply-accumulates per sample of each trunk segment and head, in millions
   (docs/original.md#cost-per-segment, computed from the layer specifications of the original code).
 * ``SCHEDULES``: the training schedule of each network (docs/original.md#schedules).
@@ -55,6 +59,26 @@ TABLE1 = {
                 "branchy": {"accuracy": 79.17, "ms": 73.5, "gain": 1.9}},
         "gpu": {"baseline": {"accuracy": 80.70, "ms": 70.9},
                 "branchy": {"accuracy": 79.17, "ms": 37.2, "gain": 1.9}},
+    },
+}
+
+# The authors' notebooks' saved outputs (HEAD; reference study section 5.2): their CPU tables, at the
+# paper's thresholds, from another training run than the paper's, on a Windows machine whose hardware
+# is not known. Their ms are the original's trunk-only accounting; the baseline may have been timed
+# with the net still on the GPU (bug B8). Their "GPU" tables reuse the CPU times (bug B7), so there
+# are no GPU entries. No ResNet sweep output was saved.
+NOTEBOOK = {
+    "lenet": {
+        "thresholds": (0.025,),
+        "exits": (93.95, 6.05),
+        "cpu": {"baseline": {"accuracy": 99.07, "ms": 2.79},
+                "branchy": {"accuracy": 99.25, "ms": 0.56, "gain": 4.96}},
+    },
+    "alexnet": {
+        "thresholds": (0.0001, 0.05),
+        "exits": (43.61, 35.79, 20.6),
+        "cpu": {"baseline": {"accuracy": 77.76, "ms": 5.26},
+                "branchy": {"accuracy": 79.36, "ms": 4.11, "gain": 1.28}},
     },
 }
 

@@ -3,13 +3,17 @@ layout of the paper's Table I with the authors' numbers (``branchynet.paper``) b
 network's measurements (``branchynet.evaluation``), its Table I rows (``table_rows``), its results
 folder with figures (``write_results``) and the console's summary (``summary``).
 
-A *table row* (what ``markdown_table`` and ``text_table`` print) is a dict with keys ``device``
-("cpu"/"gpu"), ``network`` (Table I's name), ``row`` (what it is, e.g. "paper T"),
-``thresholds`` (list or None), ``accuracy`` (%), ``ms_measured`` (a real batch-1 run, end to
-end), ``ms_e2e`` (predicted from per-exit timings, end to end), ``ms_trunk`` (predicted, the
-original's trunk-only accounting), ``gain_measured``, ``gain_e2e``, ``gain_trunk`` (baseline ms
-/ these), ``exits`` (% per exit) and ``paper`` (the matching Table I entry or None). Missing
-values are None and print as "–".
+A *table row* (what ``accuracy_table``, ``time_table``, ``markdown_table`` and ``text_table``
+print) is a dict with keys ``device`` ("cpu"/"gpu"), ``network`` (Table I's name), ``row`` (what it
+is, e.g. "paper T"), ``thresholds`` (list or None); on the whole test set (``test_samples``
+images): ``accuracy`` (%), ``exits`` (% per exit), ``ms_e2e`` and ``ms_trunk`` (predicted from
+per-exit timings, end to end and in the original's trunk-only accounting) and their gains; on the
+timed images only, ``timed`` (``samples``, ``accuracy``, ``exits``, ``ms_measured``, a real batch-1
+run end to end, ``ms_e2e``, ``ms_trunk``, ``gain_measured``, ``gain_e2e``, ``gain_trunk``), with
+``ms_measured`` and ``gain_measured`` repeated at the top level; ``paper`` and ``notebook`` (the
+matching entries of the paper's Table I and of the authors' notebooks, or None). Rows of several
+runs (``combine_runs``) add ``runs``, ``accuracy_sd``, ``exits_sd`` and ``thresholds_per_run``.
+Missing values are None and print as "–".
 """
 import csv
 import datetime
@@ -19,6 +23,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 
 import numpy
@@ -149,11 +154,9 @@ def _gain(value):
     return "–" if value is None else "%.2fx" % value
 
 
-def paper_entry(family, device, branchy):
-    """The Table I entry of a family's baseline (``branchy=False``) or B-net row, with the
-    thresholds and exit % for the latter; None if the paper has no such row."""
-    table = paper.TABLE1[family]
-    if device not in table:
+def _entry(source, family, device, branchy):
+    table = source.get(family)
+    if table is None or device not in table:
         return None
     entry = dict(table[device]["branchy" if branchy else "baseline"])
     if branchy:
@@ -162,40 +165,16 @@ def paper_entry(family, device, branchy):
     return entry
 
 
-COLUMNS = ("Dev", "Network", "Row", "T", "Acc %", "Paper acc %", "Δ acc (pp)", "ms measured",
-           "ms predicted e2e", "ms trunk-only", "Paper ms", "Gain measured", "Gain trunk-only",
-           "Paper gain", "Exit %", "Paper exit %")
+def paper_entry(family, device, branchy):
+    """The paper's Table I entry of a family's baseline (``branchy=False``) or B-net row, with the
+    thresholds and exit % for the latter; None if the paper has no such row."""
+    return _entry(paper.TABLE1, family, device, branchy)
 
 
-def _cells(row):
-    p = row.get("paper") or {}
-    acc, pacc = row.get("accuracy"), p.get("accuracy")
-    delta = None if acc is None or pacc is None else acc - pacc
-    return (row["device"].upper(), row["network"], row["row"], _thresholds(row.get("thresholds")),
-            _num(acc), _num(pacc), ("%+.2f" % delta) if delta is not None else "–",
-            _num(row.get("ms_measured"), 3), _num(row.get("ms_e2e"), 3),
-            _num(row.get("ms_trunk"), 3), _num(p.get("ms")), _gain(row.get("gain_measured")),
-            _gain(row.get("gain_trunk")), _gain(p.get("gain")), _list(row.get("exits")),
-            _list(p.get("exits")) if p.get("exits") is not None else "–")
-
-
-def markdown_table(rows):
-    """Table I layout, ours beside the authors' (see the module docstring for the row keys)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cells(row)) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def text_table(rows):
-    """A compact fixed-width version for the terminal."""
-    keep = (0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-    header = [COLUMNS[i] for i in keep]
-    body = [[_cells(row)[i] for i in keep] for row in rows]
-    widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
-    fmt = "  ".join("%%-%ds" % w for w in widths)
-    return "\n".join([fmt % tuple(header), fmt % tuple("-" * w for w in widths)]
-                     + [fmt % tuple(r) for r in body]) + "\n"
+def notebook_entry(family, device, branchy):
+    """The same from the authors' notebooks' saved outputs (``paper.NOTEBOOK``): CPU only, no
+    ResNet; None where they have no such entry."""
+    return _entry(paper.NOTEBOOK, family, device, branchy)
 
 
 MISSING_BASELINE_ROW = "baseline: MISSING (no main.npz)"
@@ -213,50 +192,214 @@ def table_rows(family, dev, measured, acc, test_rows, paper_row, selection):
     exit, and the B-net at the paper's T and at the knees chosen on the test and validation sets.
 
     ``measured``: the device's ``branchynet.evaluation.measure_costs`` and ``measure_runs``;
-    ``acc``: the accuracies; ``selection``: the device's frontier/knee choices."""
+    ``acc``: the accuracies; ``selection``: the device's frontier/knee choices. ``accuracy`` and
+    ``exits`` are on the whole test set (``test_samples``); ``timed`` holds what was measured on the
+    timed images (the first ``timed["samples"]``): their accuracy and exit %, the measured ms and
+    the ms predicted for them from the per-exit costs, and the gains."""
     names = paper.DISPLAY_NAMES[family]
     base = measured["baseline"]
     baseline_ms = measured["baseline_ms"]
-    check_ms = {tuple(c["thresholds"]): c["ms_measured"] for c in measured["checks"]}
+    n_test = int(sum(paper_row["exit_counts"]))
+    n_timed = measured["exits"]["samples"]
+    checks = {tuple(c["thresholds"]): c for c in measured["checks"]}
+
+    def baseline_timed(b):
+        return {"samples": n_timed, "accuracy": 100 * b["accuracy_timed_samples"], "exits": None,
+                "ms_measured": b["ms"], "gain_measured": baseline_ms / b["ms"]}
+
     rows = []
     if "main" in base:
         rows.append({"device": dev, "network": names[0], "row": "baseline (main.npz)",
-                     "accuracy": 100 * acc["main"], "ms_measured": base["main"]["ms"],
-                     "paper": paper_entry(family, dev, False)})
+                     "test_samples": n_test, "accuracy": 100 * acc["main"],
+                     "ms_measured": base["main"]["ms"], "timed": dict(baseline_timed(base["main"]),
+                                                                      gain_measured=None),
+                     "paper": paper_entry(family, dev, False),
+                     "notebook": notebook_entry(family, dev, False)})
     else:  # kept, and marked, so that the missing baseline is seen, not silently dropped
         rows.append({"device": dev, "network": names[0], "row": MISSING_BASELINE_ROW,
-                     "accuracy": None, "ms_measured": None, "paper": paper_entry(family, dev, False)})
+                     "test_samples": n_test, "accuracy": None, "ms_measured": None,
+                     "paper": paper_entry(family, dev, False),
+                     "notebook": notebook_entry(family, dev, False)})
     rows.append({"device": dev, "network": names[0],
                  "row": "final exit (branchy.npz)" if "main" in base else FINAL_AS_BASELINE_ROW,
-                 "accuracy": 100 * acc["branchy_final"], "ms_measured": base["branchy_final"]["ms"],
+                 "test_samples": n_test, "accuracy": 100 * acc["branchy_final"],
+                 "ms_measured": base["branchy_final"]["ms"],
                  "gain_measured": baseline_ms / base["branchy_final"]["ms"],
-                 "paper": None})  # never beside the paper's baseline: it is not that network
+                 "timed": baseline_timed(base["branchy_final"]),
+                 "paper": None, "notebook": None})  # never beside the paper's baseline
     picks = [("paper T", paper_row), ("knee (test)", test_rows[selection["test"]["knee"]])]
     if selection.get("val") is not None:
         picks.append(("knee (val)", selection["val"]["test_row"]))
     for label, row in picks:
-        ms = check_ms.get(tuple(row["thresholds"]))
+        check = checks.get(tuple(row["thresholds"]))
+        timed = None
+        if check is not None:
+            e2e, trunk = check["ms_predicted_e2e"], check["ms_predicted_trunk"]
+            timed = {"samples": check["samples"], "accuracy": 100 * check["accuracy_real"],
+                     "exits": [100.0 * c / check["samples"] for c in check["exit_counts_real"]],
+                     "ms_measured": check["ms_measured"], "ms_e2e": e2e, "ms_trunk": trunk,
+                     "gain_measured": baseline_ms / check["ms_measured"],
+                     "gain_e2e": baseline_ms / e2e if e2e > 0 else None,
+                     "gain_trunk": baseline_ms / trunk if trunk > 0 else None}
+        ms = None if check is None else check["ms_measured"]
         rows.append({"device": dev, "network": names[1], "row": label,
-                     "thresholds": row["thresholds"], "accuracy": 100 * row["accuracy"],
+                     "thresholds": row["thresholds"], "test_samples": n_test,
+                     "accuracy": 100 * row["accuracy"],
                      "ms_measured": ms, "ms_e2e": row["%s_ms_e2e" % dev],
                      "ms_trunk": row["%s_ms_trunk" % dev],
                      "gain_measured": baseline_ms / ms if ms else None,
                      "gain_e2e": row["%s_gain_e2e" % dev], "gain_trunk": row["%s_gain_trunk" % dev],
-                     "exits": [100 * f for f in row["exit_fractions"]],
-                     "paper": paper_entry(family, dev, True)})
+                     "exits": [100 * f for f in row["exit_fractions"]], "timed": timed,
+                     "paper": paper_entry(family, dev, True),
+                     "notebook": notebook_entry(family, dev, True)})
     return rows
 
 
-LEGEND = (
-    "Acc %% and Exit %% are on the test set. *ms measured*: real inference one sample at a time "
-    "(batch 1), end to end (input copy, every segment and head reached, softmax, entropy, exit "
-    "decision, label), median over repeats of the mean per sample. *ms predicted e2e*: "
-    "sum_k reach_k (seg_k + head_k) from per-exit timings; *ms trunk-only*: sum_k reach_k seg_k, "
-    "the original's accounting (docs/original.md, B9), which leaves out every head. Gains divide the baseline's "
-    "measured time (main network after pretraining, timed end to end, as the original did) by "
-    "the row's time. The paper's ms and gains are its own (trunk-only) accounting on its "
-    "hardware (%s); compare ratios, not absolute times.\n" % paper.PAPER_HARDWARE)
+def result_rows(result, device):
+    """A results.json's Table I rows of one device (``table_rows`` rebuilt from what the file
+    holds, so that results written by older versions render the same way); [] if not measured."""
+    if device not in result["devices"]:
+        return []
+    return table_rows(result["family"], device, result["devices"][device], result["accuracy"],
+                      result["rows"], result["paper_row"], result["selection"][device])
 
+
+# ------------------------------------------------------------------ several runs
+def combine_runs(runs):
+    """Accuracy and exit shares of several runs of one network (lists of ``table_rows`` rows of
+    one device, the same rows in the same order, first the run whose timings are shown): one row
+    per row with ``accuracy`` and ``exits`` the means, ``accuracy_sd`` and ``exits_sd`` the sample
+    standard deviations (None for one run), ``runs`` the number of runs and ``thresholds_per_run``
+    each run's thresholds (the knees differ between runs); the rest is the first run's."""
+    first = runs[0]
+    for rows in runs[1:]:
+        if [r["row"] for r in rows] != [r["row"] for r in first]:
+            raise ValueError("runs with different rows: %s against %s"
+                             % ([r["row"] for r in rows], [r["row"] for r in first]))
+    combined = []
+    for i, row in enumerate(first):
+        same = [rows[i] for rows in runs]
+        accs = [r["accuracy"] for r in same]
+        out = dict(row, runs=len(same), accuracy=statistics.mean(accs),
+                   accuracy_sd=statistics.stdev(accs) if len(same) > 1 else None,
+                   thresholds_per_run=[r.get("thresholds") for r in same])
+        if row.get("exits") is not None:
+            shares = list(zip(*[r["exits"] for r in same]))
+            out["exits"] = [statistics.mean(s) for s in shares]
+            out["exits_sd"] = [statistics.stdev(s) for s in shares] if len(same) > 1 else None
+        combined.append(out)
+    return combined
+
+
+# ------------------------------------------------------------------ tables
+ACCURACY_COLUMNS = ("Network", "Row", "T", "Runs", "Acc %", "Paper acc %", "Notebook acc %",
+                    "Δ acc vs paper (pp)", "Exit %", "Paper exit %", "Notebook exit %")
+TIME_COLUMNS = ("Dev", "Network", "Row", "T", "Timed images", "Acc % (timed)", "Exit % (timed)",
+                "ms measured", "ms predicted e2e", "ms trunk-only", "Gain measured",
+                "Gain trunk-only", "Paper ms", "Paper gain", "Notebook ms", "Notebook gain")
+
+
+def _mean_sd(mean, sd, digits=2):
+    if mean is None:
+        return "–"
+    return _num(mean, digits) if sd is None else "%s ± %s" % (_num(mean, digits), _num(sd, digits))
+
+
+def _exits_cell(row):
+    exits = row.get("exits")
+    if exits is None:
+        return "–"
+    sds = row.get("exits_sd") or [None] * len(exits)
+    return ", ".join(_mean_sd(m, s) for m, s in zip(exits, sds))
+
+
+def _t_cell(row):
+    per_run = row.get("thresholds_per_run")
+    if per_run and len(per_run) > 1 and row.get("thresholds") is not None and \
+            any(t != per_run[0] for t in per_run):
+        return " / ".join("(%s)" % _thresholds(t) if len(t) > 1 else _thresholds(t) for t in per_run)
+    return _thresholds(row.get("thresholds"))
+
+
+def _accuracy_cells(row):
+    p, nb = row.get("paper") or {}, row.get("notebook") or {}
+    acc, pacc = row.get("accuracy"), p.get("accuracy")
+    delta = None if acc is None or pacc is None else acc - pacc
+    return (row["network"], row["row"], _t_cell(row), str(row.get("runs", 1) if acc is not None else "–"),
+            _mean_sd(acc, row.get("accuracy_sd")), _num(pacc), _num(nb.get("accuracy")),
+            ("%+.2f" % delta) if delta is not None else "–", _exits_cell(row),
+            _list(p.get("exits")), _list(nb.get("exits")))
+
+
+def _time_cells(row):
+    p, nb, timed = row.get("paper") or {}, row.get("notebook") or {}, row.get("timed") or {}
+    samples = timed.get("samples")
+    return (row["device"].upper(), row["network"], row["row"], _thresholds(row.get("thresholds")),
+            "first %d" % samples if samples else "–", _num(timed.get("accuracy")),
+            _list(timed.get("exits")), _num(timed.get("ms_measured"), 3),
+            _num(timed.get("ms_e2e"), 3), _num(timed.get("ms_trunk"), 3),
+            _gain(timed.get("gain_measured")), _gain(timed.get("gain_trunk")),
+            _num(p.get("ms")), _gain(p.get("gain")), _num(nb.get("ms")), _gain(nb.get("gain")))
+
+
+def _markdown(columns, cells):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_table(rows):
+    """Table I's accuracy part, Markdown: accuracy and exit % on the whole test set, a mean ± sample
+    standard deviation where rows come from ``combine_runs`` of several runs, beside the paper's
+    and the notebooks' numbers."""
+    return _markdown(ACCURACY_COLUMNS, [_accuracy_cells(r) for r in rows])
+
+
+def time_table(rows):
+    """Table I's time part, Markdown: per device, everything on the timed images only (accuracy,
+    exit %, measured and predicted ms, gains), beside the paper's and the notebooks' times."""
+    return _markdown(TIME_COLUMNS, [_time_cells(r) for r in rows])
+
+
+def markdown_table(rows):
+    """Both parts of Table I for one run's rows (``table_rows``; the accuracy part from the first
+    device's rows)."""
+    first = [r for r in rows if r["device"] == rows[0]["device"]] if rows else []
+    return ("Accuracy and exits on all %s test images:\n\n" % (first[0].get("test_samples") if first else "–")
+            + accuracy_table(first) + "\nBatch-1 time, and accuracy and exits on the timed images "
+            "only:\n\n" + time_table(rows))
+
+
+def _text(columns, cells):
+    widths = [max(len(r[j]) for r in [columns] + cells) for j in range(len(columns))]
+    fmt = "  ".join("%%-%ds" % w for w in widths)
+    return "\n".join([fmt % tuple(columns), fmt % tuple("-" * w for w in widths)]
+                     + [fmt % tuple(r) for r in cells]) + "\n"
+
+
+def text_table(rows):
+    """A compact fixed-width version of ``markdown_table`` for the terminal."""
+    first = [r for r in rows if r["device"] == rows[0]["device"]] if rows else []
+    return (_text(ACCURACY_COLUMNS, [_accuracy_cells(r) for r in first]) + "\n"
+            + _text(TIME_COLUMNS, [_time_cells(r) for r in rows]))
+
+
+LEGEND = (
+    "Two sample sets, each column on one. **Accuracy part**: Acc %% and Exit %% on the whole test "
+    "set; where several comparable runs of a network exist, their mean ± sample standard deviation "
+    "(Runs: how many; each run's knee T is its own, listed per run). **Time part**: one run, one "
+    "device; every column on the *timed images* only (the first N test images, N in the column "
+    "Timed images): their accuracy and exit %%, *ms measured*, a real inference one sample at a "
+    "time (batch 1), end to end (input copy, every segment and head reached, softmax, entropy, exit "
+    "decision, label), median over repeats of the mean per sample; *ms predicted e2e*: "
+    "sum_k reach_k (seg_k + head_k) from per-exit timings and those images' exits; *ms "
+    "trunk-only*: sum_k reach_k seg_k, the original's accounting (docs/original.md, B9), which "
+    "leaves out every head. Gains divide the baseline's measured time (main network after "
+    "pretraining, timed end to end on the same images, as the original did) by the row's time. "
+    "*Paper*: the paper's Table I; *Notebook*: the outputs saved in the authors' notebooks "
+    "(another training run, CPU only, unknown hardware, at the paper's T). The authors' ms and "
+    "gains are their own trunk-only accounting on their hardware (paper: %s); compare ratios, not "
+    "absolute times.\n" % paper.PAPER_HARDWARE)
 
 # ------------------------------------------------------------------ a network's results
 ACCOUNTINGS = (("e2e", "end to end"), ("trunk", "trunk only (original's accounting)"))
@@ -315,13 +458,9 @@ def _threads_text(threads):
     return ", ".join(parts)
 
 
-def write_results(result, out, test_outputs, log, echo=print):
-    """Writes a network's results into the folder ``out``: results.json, sweep.csv, table.md and
-    the figures (trade-offs, training curves from the run's ``log``, entropies and exit fractions
-    of ``test_outputs``, a ``sweep.ExitOutputs``)."""
-    os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, "results.json"), result)
-    write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+def table_markdown(result):
+    """A network's table.md: its Table I rows (rebuilt from the result, ``result_rows``) and the
+    measurements behind them."""
     head = ["# %s on %s" % (result["network"], result["dataset"]), "",
             "Weights: `%s`. %d test samples, %d validation samples; timing on %d test samples, "
             "%d repeats. CPU: %s. %s" % (
@@ -332,7 +471,18 @@ def write_results(result, out, test_outputs, log, echo=print):
                 if result["environment"]["hardware"]["gpu"] else ""), "",
             "CPU threads: %s." % _threads_text(result["environment"]["hardware"]["cpu_threads"]),
             "", LEGEND]
-    text = "\n".join(head) + "\n" + markdown_table(result["table"]) + _details_markdown(result)
+    rows = [row for dev in result["devices"] for row in result_rows(result, dev)]
+    return "\n".join(head) + "\n" + markdown_table(rows) + _details_markdown(result)
+
+
+def write_results(result, out, test_outputs, log, echo=print):
+    """Writes a network's results into the folder ``out``: results.json, sweep.csv, table.md and
+    the figures (trade-offs, training curves from the run's ``log``, entropies and exit fractions
+    of ``test_outputs``, a ``sweep.ExitOutputs``)."""
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "results.json"), result)
+    write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+    text = table_markdown(result)
     write_text(os.path.join(out, "table.md"), text)
 
     rows = result["rows"]

@@ -24,7 +24,7 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import evaluation, paper, report, serialization, training  # noqa: E402
+from branchynet import evaluation, fast, paper, report, serialization, training  # noqa: E402
 from branchynet.data_split import load_split, run_statistics  # noqa: E402
 
 import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
@@ -125,11 +125,20 @@ def parse_args(family, argv=None, description=None):
                    help="test samples of the batched runs (default: the whole test set)")
     p.add_argument("--test-subset", type=int, default=0,
                    help="use the first N test images only (default: all)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="OpenBLAS threads while measuring, set before any timing (default "
+                        "%(default)s, what the committed timings used; 0: leave as it is)")
+    p.add_argument("--kernel-threads", type=int, default=1,
+                   help="threads the fast CPU kernels split a large batch over (default "
+                        "%(default)s; 0: leave as it is, $BRANCHYNET_CPU_THREADS or the CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_training_arguments(
         p.add_argument_group("training (only if the run folder has no branchy.npz)"),
         schedule, val_size=None)
     args = p.parse_args(argv)
+    for flag in ("blas_threads", "kernel_threads"):
+        if getattr(args, flag) < 0:
+            p.error("--%s must be 0 or more" % flag.replace("_", "-"))
     if args.gpu_only and chainer.get_device(args.device).xp is numpy:
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
     explicit = args.run_dir is not None
@@ -161,11 +170,24 @@ def ensure_weights(args, command, echo=print):
     return val_size
 
 
+def apply_threads(args, echo=print):
+    """Fixes the CPU thread settings of the measurement (``--blas-threads``, ``--kernel-threads``;
+    0 leaves one as it is) so that timings do not depend on the caller's environment; returns
+    what was asked, for ``results.json``'s settings (what was got is in its environment)."""
+    if args.blas_threads and fast.blas.set_threads(args.blas_threads) is None:
+        echo("warning: numpy's BLAS is not an OpenBLAS found here; --blas-threads %d not applied"
+             % args.blas_threads)
+    if args.kernel_threads:
+        fast.threads.set_threads(args.kernel_threads)
+    return {"blas_threads": args.blas_threads or None, "kernel_threads": args.kernel_threads or None}
+
+
 def main(family, script, argv=None, description=None, echo=print):
     """Runs the whole experiment for one network family (the command line of ``script``, or
     ``argv``); returns the result dict."""
     args = parse_args(family, argv, description)
     chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
+    threads = apply_threads(args, echo)
     val_size = ensure_weights(args, train.command_line(argv, script), echo)
     dataset = networks.dataset_of(args.network)
     # the split's own seed (0), as the training uses: the same held-out images
@@ -187,7 +209,7 @@ def main(family, script, argv=None, description=None, echo=print):
         gpu_only=args.gpu_only, progress=False if args.no_progress else None)
     settings = {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
                 "stock_chainer": args.stock_chainer, "gpu_only": args.gpu_only,
-                "val_size": val_size}
+                "val_size": val_size, "threads_requested": threads}
     result, test_outputs = evaluation.evaluate(args.network, family, dataset, cpu_nets, val, test,
                                                options, gpu_nets, settings, echo)
     log = training.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []

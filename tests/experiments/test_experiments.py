@@ -198,10 +198,11 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     with open(results_root / "table1.json") as f:
         table = json.load(f)
     assert all(s["found"] for s in table["networks"].values())
-    ours = [r for r in table["rows"] if r["device"] == "cpu"]
+    ours = [r for r in table["time_rows"] if r["device"] == "cpu"]
     assert {r["network"] for r in ours} == {"LeNet", "B-LeNet", "AlexNet", "B-AlexNet",
                                            "ResNet-110", "B-ResNet"}
-    gpu = [r for r in table["rows"] if r["device"] == "gpu"]
+    assert {r["network"] for r in table["accuracy_rows"]} == {r["network"] for r in ours}
+    gpu = [r for r in table["time_rows"] if r["device"] == "gpu"]
     assert gpu and all(r["row"] == "no GPU run" for r in gpu)  # the authors' GPU rows, ours absent
     md = (results_root / "table1.md").read_text()
     assert "B-ResNet" in md and "99.25" in md and "no GPU results" in md
@@ -220,7 +221,12 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     # GPU rows from a GPU-machine run in <root>/gpu/<network>/ (its CPU rows stay unused)
     with open(results_root / "b-lenet" / "results.json") as f:
         gpu_result = json.load(f)
-    gpu_result["table"] = [dict(r, device="gpu", accuracy=12.34) for r in gpu_result["table"]]
+    gpu_result["devices"] = {"gpu": gpu_result["devices"]["cpu"]}
+    gpu_result["selection"] = {"gpu": gpu_result["selection"]["cpu"]}
+    for row in (gpu_result["rows"] + [gpu_result["paper_row"]]
+                + [gpu_result["selection"]["gpu"]["val"]["test_row"]]):
+        row.update({"gpu" + k[3:]: v for k, v in list(row.items()) if k.startswith("cpu_")})
+    gpu_result["devices"]["gpu"]["baseline_ms"] = 12.34
     gpu_result["environment"]["hardware"]["gpu"] = "Some GPU"
     (results_root / "gpu" / "b-lenet").mkdir(parents=True)
     with open(results_root / "gpu" / "b-lenet" / "results.json", "w") as f:
@@ -228,10 +234,13 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
     run_script("experiments/table1.py", ["--results-root", str(results_root),
                                          "--out", str(tmp_path / "t2.md")])
     with open(tmp_path / "t2.json") as f:
-        rows = json.load(f)["rows"]
-    lenet_gpu = [r for r in rows if r["device"] == "gpu" and "LeNet" in r["network"]]
-    assert lenet_gpu and all(r["accuracy"] == 12.34 for r in lenet_gpu)
-    assert all(r.get("accuracy") != 12.34 for r in rows if r["device"] == "cpu")
+        rows = json.load(f)["time_rows"]
+    lenet_gpu = [r for r in rows if r["device"] == "gpu" and r["network"] == "B-LeNet"]
+    assert lenet_gpu and all(r["timed"]["gain_measured"] == pytest.approx(12.34 / r["ms_measured"])
+                             for r in lenet_gpu)
+    assert all(r.get("timed") is None or r["timed"].get("gain_measured") is None
+               or r["timed"]["gain_measured"] < 12.34 / r["ms_measured"]
+               for r in rows if r["device"] == "cpu" and r["network"] == "B-LeNet")
     assert "b-lenet, GPU rows" in (tmp_path / "t2.md").read_text()
 
 

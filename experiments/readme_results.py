@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Writes the README's results block (between ``<!-- results:begin -->`` and
+``<!-- results:end -->``) from the committed result files, so that no number there is typed by hand.
+
+    python experiments/readme_results.py [--readme README.md] [--results-root results] [--check]
+
+The block is Table I as experiments/table1.py assembles it from <results-root>/*/results.json
+(and results/gpu/*), the hardware and thread settings those files record, and the prose that reads
+the table, every number in it taken from the same files. ``--check`` writes nothing and exits 1
+if the README's block differs from what the files give (tests/experiments/test_readme_results.py
+runs the same comparison).
+"""
+import argparse
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import branchynet  # noqa: E402,F401
+import networks  # noqa: E402
+from branchynet import paper, report  # noqa: E402
+
+import table1  # noqa: E402  (experiments/table1.py)
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    p.add_argument("--results-root", default=os.path.join(ROOT, "results"))
+    p.add_argument("--check", action="store_true",
+                   help="compare only: exit 1 if the README's block is not what the files give")
+    return p.parse_args(argv)
+
+
+def _row(rows, device, network, label):
+    for row in rows:
+        if row["device"] == device and row["network"] == network and row["row"] == label:
+            return row
+    return None
+
+
+def _devices_text(table):
+    """Where the time part ran, from the results' environments."""
+    cpu, gpu = set(), set()
+    for s in table["networks"].values():
+        if s["found"]:
+            hw = s["environment"]["hardware"]
+            cpu.add("%s (%d CPUs), %s" % (hw["cpu"], hw["cpu_threads"]["cpu_count"],
+                                          table1.threads_text(hw["cpu_threads"])))
+        if s["gpu_environment"] is not None:
+            gpu.add("%s, no cuDNN" % s["gpu_environment"]["hardware"]["gpu"])
+    return ("CPU rows: %s. GPU rows: %s (results/gpu)."
+            % ("; ".join(sorted(cpu)) or "none", "; ".join(sorted(gpu)) or "none"))
+
+
+def _prose(table):
+    """The paragraph that reads the table, its numbers from the same rows."""
+    acc, time = table["accuracy_rows"], table["time_rows"]
+    parts = []
+    for network, s in table["networks"].items():
+        if s["found"] and s["schedule"]["trained"] and not s["schedule"]["matches"]:
+            name = paper.DISPLAY_NAMES[networks.family_of(network)][1]
+            parts.append("**%s (%s) ran %s only** (the paper: %s), so its accuracies and exit "
+                         "shares say nothing about the paper's (its per-exit costs do carry over)."
+                         % (name, network, s["schedule"]["trained"], s["schedule"]["paper"]))
+    lenet = _row(acc, "cpu", "B-LeNet", "paper T")
+    base = _row(acc, "cpu", "LeNet", "baseline (main.npz)")
+    if lenet and base and lenet.get("runs", 1) > 1:
+        parts.append("B-LeNet at the paper's T over %d runs: %.2f ± %.2f %% against its baseline's "
+                     "%.2f ± %.2f %% (paper: %.2f against %.2f), with %.1f ± %.1f %% of the "
+                     "digits leaving at exit 1; each run is in "
+                     "[results/table1_runs.md](results/table1_runs.md)."
+                     % (lenet["runs"], lenet["accuracy"], lenet["accuracy_sd"], base["accuracy"],
+                        base["accuracy_sd"], lenet["paper"]["accuracy"], base["paper"]["accuracy"],
+                        lenet["exits"][0], lenet["exits_sd"][0]))
+    parts += [n for n in table["notes"] if "exit mix" in n]
+    slower = ["%s on the %s %.2fx" % (r["network"], r["device"].upper(), r["timed"]["gain_measured"])
+              for r in time if r["row"] == "paper T" and r.get("timed")
+              and r["timed"]["gain_measured"] < 1]
+    if slower:
+        parts.append("Measured gains are far below trunk-only ones because heads cost time; at the "
+                     "paper's T some B-nets are slower end to end than their baselines (%s)."
+                     % ", ".join(slower))
+    return " ".join(parts)
+
+
+def block(results_root):
+    """The README's results block (the text between the markers, markers excluded)."""
+    table = table1.assemble(results_root, list(table1.NETWORKS))
+    lines = ["", "*Written by `python experiments/readme_results.py` from the committed "
+             "results/\\*/results.json; [results/table1.md](results/table1.md) has the same tables "
+             "with each run's date and command line.* " + _devices_text(table), "",
+             report.LEGEND.strip(), "",
+             "**Accuracy and exits, all test images** (mean ± sample standard deviation where a "
+             "network has several comparable runs):", "",
+             report.accuracy_table(table["accuracy_rows"]).rstrip("\n"), "",
+             "**Batch-1 time, one run per network, on the timed images only** (ms per sample):", "",
+             report.time_table(table["time_rows"]).rstrip("\n"), "", _prose(table), ""]
+    return "\n".join(lines)
+
+
+def replace_block(text, new_block):
+    """``text`` with the block between the markers replaced; ValueError if a marker is missing."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError("no %s ... %s block" % (BEGIN, END))
+    return pattern.sub(lambda _: BEGIN + new_block + END, text, count=1)
+
+
+def current_block(text):
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with open(args.readme) as f:
+        text = f.read()
+    new = block(args.results_root)
+    if args.check:
+        if current_block(text) != new:
+            print("%s: the results block differs from the result files; run python "
+                  "experiments/readme_results.py" % args.readme)
+            return 1
+        print("%s: the results block agrees with the result files" % args.readme)
+        return 0
+    updated = replace_block(text, new)
+    if updated != text:
+        with open(args.readme, "w") as f:
+            f.write(updated)
+    print("%s: results block %s" % (args.readme, "rewritten" if updated != text else "unchanged"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
