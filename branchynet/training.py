@@ -319,7 +319,8 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
             echo("resumed from %s: stage %s, %d epochs done" % (resume, stage, epoch))
     if dist is not None:
         trainer.extend(_FromRoot(dist), name="from_root")
-    trainer.run()
+    if main_epochs + joint_epochs > 0:  # (an epoch trigger of period 0 would divide by zero)
+        trainer.run()
     if root:
         log.write()
         serialization.save(net, os.path.join(out, serialization.BRANCHY))
