@@ -133,7 +133,7 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
     numpy.random.seed(settings.seed)
     net = build(settings.network, weights=settings.weights, beta1=settings.beta1,
                 **settings.net_kwargs)
-    if settings.main_from is not None:
+    if settings.main_from is not None and root:  # (the others get rank 0's parameters)
         serialization.load_into(net, settings.main_from)
     net.to_device(device)
     if root:

@@ -280,10 +280,20 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     root = dist is None or dist.is_root
     if root:
         os.makedirs(out, exist_ok=True)
-    if _legacy_run(out, main_epochs, joint_epochs):
-        echo("%s: the schedule is done (%s of the earlier loop); nothing to train"
-             % (out, LEGACY_CHECKPOINT))
-        return read_log(out)
+    # rank 0 looks at the folder and tells the others (they may have no copy of it)
+    try:
+        legacy = _legacy_run(out, main_epochs, joint_epochs) if root else None
+    except UnfinishedLegacyRun as err:
+        legacy = err
+    if dist is not None:
+        legacy = dist.bcast(legacy)
+    if isinstance(legacy, UnfinishedLegacyRun):
+        raise legacy
+    if legacy:
+        if root:
+            echo("%s: the schedule is done (%s of the earlier loop); nothing to train"
+                 % (out, LEGACY_CHECKPOINT))
+        return read_log(out) if root else []
     seed_device = device_seeder(net)
     if seed_device is not None and _cudnn_dropout() and root:
         echo("warning: cuDNN is enabled: Chainer's dropout draws from cuDNN's states, which are "

@@ -16,12 +16,12 @@ from branchynet import serialization, training
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def small_run(out, main_epochs, joint_epochs, data):
+def small_run(out, main_epochs, joint_epochs, data, echo=lambda s: None):
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x, t = data
     log = training.fit(net, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), out,
-                       main_epochs, joint_epochs, batchsize=128, seed=3, echo=lambda s: None)
+                       main_epochs, joint_epochs, batchsize=128, seed=3, echo=echo)
     return net, log
 
 
@@ -47,8 +47,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
     # the same schedule, stopped after one epoch of each stage, then resumed by a new process' worth
     # of objects (a new net built from scratch, a new Trainer autoloading the snapshot)
     small_run(str(tmp_path / "b"), 1, 0, mnist_subset)
-    small_run(str(tmp_path / "b"), 1, 1, mnist_subset)
-    net_b, log_b = small_run(str(tmp_path / "b"), 1, 2, mnist_subset)
+    lines = []
+    small_run(str(tmp_path / "b"), 1, 1, mnist_subset, lines.append)
+    net_b, log_b = small_run(str(tmp_path / "b"), 1, 2, mnist_subset, lines.append)
+    resumed = [line for line in lines if line.startswith("resumed from")]
+    assert len(resumed) == 2 and "snapshot_epoch_0001.npz: stage main, 1 epochs" in resumed[0]
+    assert "snapshot_epoch_0002.npz: stage joint, 1 epochs" in resumed[1]
     assert_same_params(net_a, net_b)
     assert strip_times(log_a) == strip_times(log_b)
     assert strip_times(training.read_log(str(tmp_path / "b"))) == strip_times(log_a)
