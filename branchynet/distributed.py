@@ -61,16 +61,16 @@ class _WeightedMultiNodeOptimizer:
 
     * each process's gradient is scaled by ``size * n / total`` first (``set_share``), so that the
       mean is the gradient of the global batch's mean loss also when the parts differ in size;
-    * the parameters are broadcast from rank 0 when it is made, so its first ``update`` steps
-      (ChainerMN's would only broadcast).
+    * its first ``update`` is a step (ChainerMN's would only broadcast the parameters from rank 0):
+      the processes start from rank 0's parameters already (``training.fit`` broadcasts them, or
+      rank 0's snapshot, before the first step). Making it communicates nothing, so that a stage's
+      optimizer can be made anywhere, e.g. while rank 0 alone loads a snapshot.
     """
 
     def __init__(self, optimizer, comm):
         import chainermn
-        target = optimizer.target
-        comm.bcast_data(target)
         inner = chainermn.create_multi_node_optimizer(optimizer, comm)
-        inner.is_changed(target)  # records the parameters: the first update is a step
+        inner.is_changed(optimizer.target)  # records the parameters: the first update is a step
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_size", comm.size)
         object.__setattr__(self, "_scale", 1.0)
@@ -125,6 +125,10 @@ class Distributed:
 
     def optimizer(self, optimizer):
         return _WeightedMultiNodeOptimizer(optimizer, self.comm)
+
+    def bcast_params(self, link):
+        """Rank 0's parameters of ``link``, on every process."""
+        self.comm.bcast_data(link)
 
     def allreduce(self, array):
         """The element-wise sum of a float64 numpy array over the processes."""

@@ -159,7 +159,9 @@ def _save_baseline(out):
 class _FromRoot(chainer.training.Extension):
     """With several processes: after rank 0 has loaded its snapshot (the snapshot extension's
     autoload), sends rank 0's whole trainer state to the others, so that they need no shared
-    folder. Initialized after the snapshot extension (lower priority)."""
+    folder; in a new run, rank 0's parameters (its --main-from, say). Initialized after the
+    snapshot extension (lower priority), on every process at the same point: the processes start
+    alike."""
     priority = -200
     trigger = None
 
@@ -171,7 +173,9 @@ class _FromRoot(chainer.training.Extension):
         if self.dist.is_root and trainer.updater.iteration > 0:
             state = chainer.serializers.npz.serialize(trainer)
         state = self.dist.bcast(state)
-        if state is not None and not self.dist.is_root:
+        if state is None:
+            self.dist.bcast_params(trainer.updater.net)
+        elif not self.dist.is_root:
             chainer.serializers.NpzDeserializer(state).load(trainer)
 
     def __call__(self, trainer):
