@@ -107,15 +107,18 @@ def test_a_failing_rank_ends_the_job_and_the_run_resumes(tmp_path):
     failed = _train(tmp_path / "run", 1, 2, processes=2, script=str(script), timeout=120,
                     FAIL_AT="10")
     assert failed.returncode != 0
-    assert "rank 1 of 2 failed" in failed.stderr and "injected failure" in failed.stderr
+    assert "rank 1 of 2 failed" in failed.stderr and "injected failure" in failed.stderr, \
+        failed.stderr
     snapshots = sorted(glob.glob(str(tmp_path / "run" / "snapshot_*")))
     assert [os.path.basename(p) for p in snapshots] == ["snapshot_epoch_0001.npz",
-                                                          "snapshot_epoch_0002.npz"]
+                                                          "snapshot_epoch_0002.npz"], \
+        failed.stdout + failed.stderr
     assert all(training._readable(p) for p in snapshots)
     assert not os.path.exists(tmp_path / "run" / "branchy.npz")
     resumed = _train(tmp_path / "run", 1, 2, processes=2, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout and "snapshot_epoch_0002.npz" in resumed.stdout
+    assert "resumed from" in resumed.stdout and "snapshot_epoch_0002.npz" in resumed.stdout, \
+        resumed.stdout
     whole = _train(tmp_path / "whole", 1, 2, processes=2)
     assert whole.returncode == 0, whole.stderr
     _assert_params(tmp_path / "run" / "branchy.npz", tmp_path / "whole" / "branchy.npz")
