@@ -23,13 +23,14 @@ venv: $(STAMP)
 
 # Chainer 7.8.1 ships only an sdist whose setup.py imports pkg_resources, which setuptools 82 removed:
 # build it without isolation against a setuptools that still has it (see branchynet/_compat.py).
-# An editable install leaves out data files: the .pth line that lets `import chainer` come first
-# (_branchynet_chainer_hook.py) is copied into site-packages by hand.
+# Extras: test, and mpi (mpi4py and MPICH's wheel with its mpiexec: the ChainerMN tests run under
+# mpiexec -n 2). An editable install leaves out data files: the .pth line that lets
+# `import chainer` come first (_branchynet_chainer_hook.py) is copied into site-packages by hand.
 $(STAMP): setup.py branchynet_chainer_hook.pth
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "setuptools>=70.1,<82" wheel
 	$(PY) -m pip install --quiet --no-build-isolation "chainer==7.8.1"
-	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,mpi]"
 	$(PY) -c "import shutil, sysconfig; shutil.copy('branchynet_chainer_hook.pth', sysconfig.get_path('purelib'))"
 	touch $(STAMP)
 

@@ -25,5 +25,8 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "gpu": ["cupy-cuda13x>=14"],
+        # data parallel training (ChainerMN, part of chainer): mpi4py and MPICH's wheel, whose
+        # mpiexec lands in the environment's bin/ (docs/distributed.md)
+        "mpi": ["mpi4py>=4", "mpich>=4"],
     },
 )

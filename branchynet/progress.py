@@ -1,4 +1,4 @@
-"""A small progress bar on stderr for long loops (training epochs, sweeps, timing runs)."""
+"""A small progress bar on stderr for long loops (sweeps, timing runs; training uses Chainer's)."""
 import sys
 import time
 

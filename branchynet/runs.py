@@ -71,13 +71,16 @@ def git_commit(repo=REPO):
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def launch_info(device, stock_chainer, command=None):
-    """Where and with what one launch of a training ran."""
+def launch_info(device, stock_chainer, command=None, dist=None):
+    """Where and with what one launch of a training ran (``dist``: its processes, if several)."""
     gpu = chainer.get_device(device)
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device, "stock_chainer": stock_chainer,
             "versions": report.versions(gpu if gpu.xp is not numpy else None),
             "git_commit": git_commit(), "command": command}
+    if dist is not None:
+        info["processes"] = {"count": dist.size, "communicator": dist.communicator_name}
+    return info
 
 
 def run_info(settings, net, dataset, family, launch, split):
@@ -99,47 +102,55 @@ class SettingsMismatch(ValueError):
 
 
 def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=False,
-          data_dir=None, progress=None, command=None, echo=None):
+          data_dir=None, progress=None, command=None, echo=None, dist=None):
     """Trains (or resumes) the run ``settings`` in the folder ``out`` and records it in run.json
     (and ``command``, the command line that launched it, in command.txt); returns the log entries.
 
     ``build(network, **kwargs)`` makes the net (``networks.build``), ``dataset`` and ``family``
     are the network's (``networks.dataset_of``, ``networks.family_of``). Raises
     ``SettingsMismatch``, naming each differing setting, if ``out`` has a run.json with other
-    settings.
+    settings. ``dist``: a ``distributed.Distributed`` to train data parallel (every process calls
+    ``train``; rank 0 reads and writes the run folder and tells the others what it found).
     """
-    recorded = serialization.read_run_info(out)
+    root = dist is None or dist.is_root
+    recorded = serialization.read_run_info(out) if root else None
+    statistics = (run_statistics(out) if recorded is not None else "train") if root else None
+    if dist is not None:
+        recorded, statistics = dist.bcast((recorded, statistics))
     if recorded is not None:
         diffs = differences(recorded, settings)
         if diffs:
             raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
                                    % (out, "; ".join(diffs)))
     # a resumed run keeps the preprocessing statistics it was trained with
-    statistics = run_statistics(out) if recorded is not None else "train"
     split = load_split(dataset, settings.val_size, data_dir, statistics=statistics)
     train_set, val_set, _ = split
     if settings.train_subset:
+        if settings.train_subset > len(train_set[0]):
+            raise ValueError("train_subset %d is more than the %d training images"
+                             % (settings.train_subset, len(train_set[0])))
         train_set = tuple(a[:settings.train_subset] for a in train_set)
     numpy.random.seed(settings.seed)
     net = build(settings.network, weights=settings.weights, beta1=settings.beta1,
                 **settings.net_kwargs)
-    os.makedirs(out, exist_ok=True)
-    if settings.main_from is not None:
+    if settings.main_from is not None and root:  # (the others get rank 0's parameters)
         serialization.load_into(net, settings.main_from)
-        baseline = os.path.join(out, serialization.MAIN)
-        if not os.path.exists(baseline):
-            shutil.copyfile(settings.main_from, baseline)
     net.to_device(device)
-    if command is not None:
-        with open(os.path.join(out, "command.txt"), "a") as f:
-            f.write(command + "\n")
-    launch = launch_info(device, stock_chainer, command)
-    if recorded is None:
-        info = run_info(settings, net, dataset, family, launch, split.description)
-    else:
-        info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
-    serialization.write_run_info(out, info)
+    if root:
+        os.makedirs(out, exist_ok=True)
+        baseline = os.path.join(out, serialization.MAIN)
+        if settings.main_from is not None and not os.path.exists(baseline):
+            shutil.copyfile(settings.main_from, baseline)
+        if command is not None:
+            with open(os.path.join(out, "command.txt"), "a") as f:
+                f.write(command + "\n")
+        launch = launch_info(device, stock_chainer, command, dist)
+        if recorded is None:
+            info = run_info(settings, net, dataset, family, launch, split.description)
+        else:
+            info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
+        serialization.write_run_info(out, info)
     with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
         return training.fit(net, train_set, val_set, out, settings.main_epochs,
                             settings.joint_epochs, settings.batchsize, seed=settings.seed,
-                            progress=progress, echo=echo)
+                            progress=progress, echo=echo, dist=dist)

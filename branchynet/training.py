@@ -1,40 +1,57 @@
-"""The training loop: pretrain the main network, then train all exits jointly (the paper's schedule).
+"""Training on Chainer's Trainer: pretrain the main network, then train all exits jointly (the
+paper's schedule), resumably, in one process or several (``branchynet.distributed``).
 
-Each epoch shuffles with a seeded generator, steps through the whole training set (the last
-partial batch included, as the original), averages losses and accuracies per sample (not per batch,
-docs/original.md, B20), evaluates every exit on a held-out set, appends one line to ``log.jsonl``
-and writes a checkpoint. A run started again with the same ``out`` folder resumes from that
-checkpoint, with the same random stream and a continuous log, so a schedule can be completed across
-runs and machines.
+``fit`` builds a ``chainer.training.Trainer`` around ``updater.BranchyUpdater`` (the two stages,
+each exit's loss and accuracy reported per step) with these extensions:
 
-Random streams: the shuffle's generator and numpy's global one (dropout on the CPU) are saved in
-the checkpoint and restored. On a GPU, dropout draws from CuPy's generator, whose state CuPy cannot
-save; it is seeded instead at the start of every epoch from (seed, stage, epoch), so a resumed run
-draws what an uninterrupted one does. CuPy is imported only for a net on a GPU. Chainer's dropout
-with cuDNN enabled draws from cuDNN's own states instead (seeded from ``CHAINER_SEED`` or at
-random), which cannot be restored: ``fit`` warns, and ``CHAINER_USE_CUDNN=never`` avoids it.
+* ``ExitEvaluator`` (an ``Evaluator``): every exit on the validation split, once per epoch;
+* ``RunLog`` (a ``LogReport``): the epoch's means, also written to ``log.jsonl`` in the format the
+  readers use (``read_log``, ``plots.training_curves``, the notebooks): one line per epoch with
+  ``stage``, ``epoch`` (within the stage), per-exit lists ``train/loss``, ``train/accuracy``,
+  ``val/loss``, ``val/accuracy`` (None for an exit not trained in pretraining), ``seconds``;
+* ``PrintReport`` and ``ProgressBar`` (on stderr, where it is a terminal);
+* ``extensions.snapshot(autoload=True)``: the whole state (model, optimizer, order, random streams,
+  log) after every epoch in ``snapshot_epoch_NNNN.npz``, written atomically (a temporary folder,
+  then a rename), the last two kept. A run started again with the same ``out`` resumes from the
+  newest snapshot that reads back; one that does not (a copy cut short, a full disk) is renamed
+  ``*.unreadable``, never deleted, and the one before it is used.
 
-Files in ``out``: ``checkpoint.npz`` (model, loop state), ``optimizer.npz``, ``log.jsonl``, ``main.npz``
-(the baseline, saved when pretraining ends: joint training goes on changing the shared final head,
-docs/original.md, B11) and ``branchy.npz`` (the jointly trained net).
+Per epoch the order is a fresh seeded permutation (``updater.SeededOrder``), every batch is used
+(the last one partial, as the original), losses and accuracies are averaged per sample (not per
+batch, docs/original.md, B20). A resumed run equals an uninterrupted one bit for bit on the CPU.
+On a GPU, dropout draws from CuPy's generator, whose state cannot be saved: it is seeded at the
+start of every epoch from (seed, stage, epoch) instead. Chainer's dropout with cuDNN draws from
+cuDNN's own states, which cannot be restored: ``fit`` warns, ``CHAINER_USE_CUDNN=never`` avoids it.
+
+Other files in ``out``: ``main.npz`` (the baseline, saved when pretraining ends: joint training goes
+on changing the shared final head, docs/original.md, B11) and ``branchy.npz`` (the jointly trained
+net). Run folders of the earlier hand-written loop (``checkpoint.npz``) that finished their
+schedule are recognized as finished; an unfinished one is refused with what to do.
 """
+import glob
 import json
 import os
-import time
+import shutil
+import sys
+import zipfile
 
 import numpy
 
 import chainer
+from chainer.training import extensions, triggers
 
 from branchynet import datasets, serialization
-from branchynet.progress import ProgressBar
+from branchynet.updater import (STAGES, BranchyUpdater, EpochIterator, SeededOrder,  # noqa: F401
+                                device_seeder, epoch_seed)
 
-STAGES = ("main", "joint")
+SNAPSHOT = "snapshot_epoch_{.updater.epoch:04d}.npz"
+SNAPSHOT_GLOB = "snapshot_epoch_*.npz"
+LEGACY_CHECKPOINT = "checkpoint.npz"
 
 
-def evaluate(net, dataset, batchsize=1000):
-    """Per-exit mean cross-entropy and accuracy on a dataset, every exit on every sample."""
-    x_all, t_all = datasets.arrays(dataset)
+def exit_sums(net, x_all, t_all, batchsize=1000):
+    """Per-exit sums of cross-entropy and of correct predictions over (x_all, t_all), every exit
+    on every sample (numpy float64 arrays)."""
     k = net.numexits()
     loss_sum, correct = numpy.zeros(k), numpy.zeros(k)
     for start in range(0, len(x_all), batchsize):
@@ -42,87 +59,212 @@ def evaluate(net, dataset, batchsize=1000):
         for i, p in enumerate(net.exit_probs(x)):
             loss_sum[i] -= numpy.log(numpy.maximum(p[numpy.arange(len(t)), t], 1e-30)).sum()
             correct[i] += (p.argmax(axis=1) == t).sum()
+    return loss_sum, correct
+
+
+def evaluate(net, dataset, batchsize=1000):
+    """Per-exit mean cross-entropy and accuracy on a dataset, every exit on every sample."""
+    x_all, t_all = datasets.arrays(dataset)
+    loss_sum, correct = exit_sums(net, x_all, t_all, batchsize)
     n = len(x_all)
     return (loss_sum / n).tolist(), (correct / n).tolist()
 
 
-class _Checkpoint:
-    """Model and loop state in ``checkpoint.npz``, optimizer state in ``optimizer.npz``.
+class ExitEvaluator(extensions.Evaluator):
+    """Every exit of ``net`` on the validation arrays ``(x, t)``; reports
+    ``validation/main/exit<k>/loss`` and ``.../accuracy`` (means over samples). With ``dist``
+    (``distributed.Distributed``) each process evaluates its part and the sums are added."""
 
-    Two files so that each stays small enough to commit and to carry between machines (Adam keeps
-    two arrays per parameter: B-ResNet-110's single-file checkpoint would be about 24 MB). Each is
-    written atomically, the optimizer first; both carry the loop state, which must agree on load.
-    A run folder from before the split (optimizer inside ``checkpoint.npz``) still loads.
-    """
+    def __init__(self, val, net, batchsize=1000, dist=None):
+        x, t = datasets.arrays(val)
+        self.total = len(x)
+        if dist is not None:
+            part = dist.part(len(x))
+            x, t = x[part], t[part]
+        iterator = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t),
+                                                    batchsize, repeat=False, shuffle=False)
+        super().__init__(iterator, net)
+        self.net, self.dist = net, dist
 
-    def __init__(self, out):
-        self.path = os.path.join(out, "checkpoint.npz")
-        self.optimizer_path = os.path.join(out, "optimizer.npz")
-
-    def exists(self):
-        return os.path.exists(self.path)
-
-    @staticmethod
-    def _arrays(serializer, state):
-        arrays = {key: chainer.backend.CpuDevice().send(v) for key, v in serializer.target.items()}
-        arrays["state"] = numpy.array(json.dumps(state))
-        return arrays
-
-    def save(self, net, state):
-        optimizer = chainer.serializers.DictionarySerializer()
-        net.optimizer.serialize(optimizer["optimizer"])
-        serialization._atomic_savez(self.optimizer_path, self._arrays(optimizer, state))
-        model = chainer.serializers.DictionarySerializer()
-        net.serialize(model["model"])
-        serialization._atomic_savez(self.path, self._arrays(model, state))
-
-    def load(self, net):
-        with numpy.load(self.path) as data:
-            state = str(data["state"])
-        optimizer_path = self.path
-        if os.path.exists(self.optimizer_path):
-            optimizer_path = self.optimizer_path
-            with numpy.load(optimizer_path) as data:
-                if str(data["state"]) != state:
-                    raise RuntimeError(
-                        "%s and %s come from different epochs (a save was interrupted); delete "
-                        "both to start the run again" % (self.path, self.optimizer_path))
-        chainer.serializers.load_npz(self.path, net, path="model/")
-        chainer.serializers.load_npz(optimizer_path, net.optimizer, path="optimizer/")
-        return json.loads(state)
+    def evaluate(self):
+        iterator = self.get_iterator("main")
+        iterator.reset()
+        k = self.net.numexits()
+        sums = numpy.zeros((2, k))
+        for batch in iterator:
+            x, t = chainer.dataset.concat_examples(batch)
+            sums += exit_sums(self.net, x, t, len(t))
+        if self.dist is not None:
+            sums = self.dist.allreduce(sums)
+        loss_sum, correct = sums
+        result = {}
+        for i in range(k):
+            result["validation/main/exit%d/loss" % (i + 1)] = loss_sum[i] / self.total
+            result["validation/main/exit%d/accuracy" % (i + 1)] = correct[i] / self.total
+        return result
 
 
-def _rng_state(rng):
-    name, keys, pos, has_gauss, gauss = numpy.random.get_state()
-    return {"shuffle": rng.bit_generator.state,
-            "numpy_global": [name, keys.tolist(), pos, has_gauss, gauss]}
+def run_log_entry(entry, stage_epoch, num_exits, previous_elapsed=0.0):
+    """The log.jsonl line of one LogReport entry (Chainer's flat keys)."""
+    stage, epoch = stage_epoch(entry["epoch"])
+    line = {"stage": stage, "epoch": epoch}
+    for split, prefix in (("train", "main"), ("val", "validation/main")):
+        for metric in ("loss", "accuracy"):
+            line["%s/%s" % (split, metric)] = [
+                entry.get("%s/exit%d/%s" % (prefix, k + 1, metric)) for k in range(num_exits)]
+    line["seconds"] = entry["elapsed_time"] - previous_elapsed
+    line["iteration"] = entry["iteration"]
+    return line
 
 
-def _restore_rng(rng, state):
-    rng.bit_generator.state = state["shuffle"]
-    name, keys, pos, has_gauss, gauss = state["numpy_global"]
-    numpy.random.set_state((name, numpy.array(keys, dtype=numpy.uint32), pos, has_gauss, gauss))
+class RunLog(extensions.LogReport):
+    """LogReport whose entries are also written, as ``run_log_entry`` lines, to ``log.jsonl``
+    (atomically) each time one is added."""
+
+    def __init__(self, out, stage_epoch, num_exits):
+        super().__init__(trigger=(1, "epoch"), filename=None, log_name=None)
+        self.out, self.stage_epoch, self.num_exits = out, stage_epoch, num_exits
+
+    def __call__(self, trainer):
+        before = len(self.log)
+        super().__call__(trainer)
+        if len(self.log) != before:
+            self.write()
+
+    def entries(self):
+        lines, elapsed = [], 0.0
+        for entry in self.log:
+            lines.append(run_log_entry(entry, self.stage_epoch, self.num_exits, elapsed))
+            elapsed = entry["elapsed_time"]
+        return lines
+
+    def write(self):
+        tmp = os.path.join(self.out, "log.jsonl.tmp")
+        with open(tmp, "w") as f:
+            for line in self.entries():
+                f.write(json.dumps(line) + "\n")
+        os.replace(tmp, os.path.join(self.out, "log.jsonl"))
 
 
-def epoch_seed(seed, stage, epoch):
-    """The device generator's seed for one epoch: a 32-bit function of (seed, stage, epoch)."""
-    entropy = [int(seed), STAGES.index(stage), int(epoch)]
-    return int(numpy.random.SeedSequence(entropy).generate_state(1, numpy.uint32)[0])
+def _save_baseline(out):
+    """An extension saving the main network as ``main.npz`` (unless there is one) when run."""
+    @chainer.training.make_extension(priority=chainer.training.PRIORITY_READER)
+    def save_baseline(trainer):
+        path = os.path.join(out, serialization.MAIN)
+        if not os.path.exists(path):
+            serialization.save(trainer.updater.net, path)
+    return save_baseline
 
 
-def device_seeder(net):
-    """A function seeding the generator that dropout on ``net``'s device draws from, or None where
-    that is numpy's global generator (CPU), which the checkpoint saves. Imports CuPy only for a net
-    on a CUDA device."""
-    device = net.device
-    if not isinstance(device, chainer.backend.GpuDevice):
+class _FromRoot(chainer.training.Extension):
+    """With several processes: after rank 0 has loaded its snapshot (the snapshot extension's
+    autoload), sends rank 0's whole trainer state to the others, so that they need no shared
+    folder; in a new run, rank 0's parameters (its --main-from, say). Initialized after the
+    snapshot extension (lower priority), on every process at the same point: the processes start
+    alike."""
+    priority = -200
+    trigger = None
+
+    def __init__(self, dist):
+        self.dist = dist
+
+    def initialize(self, trainer):
+        state = None
+        if self.dist.is_root and trainer.updater.iteration > 0:
+            state = chainer.serializers.npz.serialize(trainer)
+        state = self.dist.bcast(state)
+        if state is None:
+            self.dist.bcast_params(trainer.updater.net)
+        elif not self.dist.is_root:
+            chainer.serializers.NpzDeserializer(state).load(trainer)
+
+    def __call__(self, trainer):
+        pass
+
+
+class _EchoStream:
+    """A file-like object handing each complete line to ``echo`` (for PrintReport)."""
+
+    def __init__(self, echo):
+        self.echo, self.buffer = echo, ""
+
+    def write(self, text):
+        self.buffer += text.replace("\033[J", "")  # PrintReport's clear-line for terminals
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self.echo(line)
+
+    def flush(self):
+        pass
+
+
+def snapshot_epoch(path):
+    """The overall epoch count a snapshot file was taken after."""
+    with numpy.load(path) as data:
+        return int(data["updater/iterator:main/epoch"])
+
+
+def _readable(path):
+    """Whether the npz at ``path`` reads back whole (every member, checksums included)."""
+    try:
+        with numpy.load(path) as data:
+            for key in data.files:
+                data[key]
+            return "updater/iterator:main/epoch" in data.files
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return False
+
+
+def prepare_snapshots(out, echo=print):
+    """Makes ``extensions.snapshot(autoload=True)`` load the newest snapshot in ``out`` that reads
+    back: unreadable ones are renamed ``*.unreadable`` (with a warning naming them), temporary
+    folders of interrupted saves removed, and the newest intact one (by epoch) gets the newest
+    modification time (autoload goes by it). Returns that snapshot's path, or None."""
+    for tmp in glob.glob(os.path.join(out, "tmpsnapshot_epoch_*")):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    intact = []
+    for path in sorted(glob.glob(os.path.join(out, SNAPSHOT_GLOB))):
+        if _readable(path):
+            intact.append((snapshot_epoch(path), path))
+        else:
+            os.replace(path, path + ".unreadable")
+            echo("warning: %s does not read back (a save cut short?); set aside as %s.unreadable, "
+                 "resuming from the snapshot before it" % (path, os.path.basename(path)))
+    if not intact:
         return None
-    import cupy
+    _, newest = max(intact)
+    os.utime(newest)
+    return newest
 
-    def seed(value):
-        with device.device:
-            cupy.random.seed(value)
-    return seed
+
+def latest_snapshot(out):
+    """The newest intact snapshot of a run folder (path), or None."""
+    intact = [(snapshot_epoch(p), p) for p in glob.glob(os.path.join(out, SNAPSHOT_GLOB))
+              if _readable(p)]
+    return max(intact)[1] if intact else None
+
+
+class UnfinishedLegacyRun(RuntimeError):
+    """A run folder of the earlier training loop, stopped before the end of its schedule."""
+
+
+def _legacy_run(out, main_epochs, joint_epochs):
+    """For a folder with the earlier loop's ``checkpoint.npz`` and no snapshot: True if its
+    schedule is done (nothing to train); raises UnfinishedLegacyRun otherwise. False for others."""
+    path = os.path.join(out, LEGACY_CHECKPOINT)
+    if not os.path.exists(path) or glob.glob(os.path.join(out, SNAPSHOT_GLOB)):
+        return False
+    with numpy.load(path) as data:
+        state = json.loads(str(data["state"]))
+    done = {"main": state["epoch"] if state["stage"] == "main" else main_epochs,
+            "joint": state["epoch"] if state["stage"] == "joint" else 0}
+    if done["main"] >= main_epochs and done["joint"] >= joint_epochs:
+        return True
+    raise UnfinishedLegacyRun(
+        "%s holds a checkpoint of the training loop before Chainer's Trainer (stage %s, epoch %d "
+        "done), which this version cannot resume; finish it with that version (git worktree add "
+        "/tmp/oldloop 71ead2e) or train in a new folder" % (path, state["stage"], state["epoch"]))
 
 
 def _cudnn_dropout():
@@ -131,107 +273,72 @@ def _cudnn_dropout():
     return bool(cuda.cudnn_enabled) and chainer.config.use_cudnn != "never"
 
 
-def train_epoch(net, x_all, t_all, batchsize, rng, stage, desc="", progress=None):
-    """One pass over the training set; returns per-exit (mean loss, mean accuracy) lists."""
-    order = rng.permutation(len(x_all))
-    k = net.numexits()
-    loss_sum, acc_sum, seen = numpy.zeros(k), numpy.zeros(k), numpy.zeros(k)
-    with ProgressBar(len(order), desc, enabled=progress) as bar:
-        for start in range(0, len(order), batchsize):
-            index = order[start:start + batchsize]
-            x, t = x_all[index], t_all[index]
-            if stage == "main":
-                loss, acc = net.train_main(x, t)
-                losses, accs = [None] * (k - 1) + [loss], [None] * (k - 1) + [acc]
-            else:
-                losses, accs = net.train(x, t)
-            for i, (loss, acc) in enumerate(zip(losses, accs)):
-                if loss is not None:
-                    loss_sum[i] += loss * len(index)
-                    acc_sum[i] += acc * len(index)
-                    seen[i] += len(index)
-            bar.update(len(index), loss=losses[-1] if losses[-1] is not None else float("nan"))
-    with numpy.errstate(invalid="ignore", divide="ignore"):
-        return _nan_to_none(loss_sum / seen), _nan_to_none(acc_sum / seen)
-
-
-def _nan_to_none(values):
-    return [None if numpy.isnan(v) else float(v) for v in values]
-
-
 def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval_batchsize=1000,
-        progress=None, echo=None):
+        progress=None, echo=None, dist=None):
     """Runs (or resumes) the schedule: ``main_epochs`` of pretraining, then ``joint_epochs``.
 
-    Returns the list of log entries (one per epoch, both stages).
+    ``dist``: a ``distributed.Distributed`` for data parallel training (every process calls
+    ``fit`` alike; only rank 0 writes). Returns the log entries (``read_log``'s, one per epoch).
     """
     echo = echo or (lambda line: print(line, flush=True))
-    os.makedirs(out, exist_ok=True)
-    x_all, t_all = datasets.arrays(train)
-    checkpoint = _Checkpoint(out)
-    rng = numpy.random.default_rng(seed)
+    root = dist is None or dist.is_root
+    if root:
+        os.makedirs(out, exist_ok=True)
+    # rank 0 looks at the folder and tells the others (they may have no copy of it)
+    try:
+        legacy = _legacy_run(out, main_epochs, joint_epochs) if root else None
+    except UnfinishedLegacyRun as err:
+        legacy = err
+    if dist is not None:
+        legacy = dist.bcast(legacy)
+    if isinstance(legacy, UnfinishedLegacyRun):
+        raise legacy
+    if legacy:
+        if root:
+            echo("%s: the schedule is done (%s of the earlier loop); nothing to train"
+                 % (out, LEGACY_CHECKPOINT))
+        return read_log(out) if root else []
     seed_device = device_seeder(net)
-    if seed_device is not None and _cudnn_dropout():
+    if seed_device is not None and _cudnn_dropout() and root:
         echo("warning: cuDNN is enabled: Chainer's dropout draws from cuDNN's states, which are "
-             "not seeded per epoch nor checkpointed; set CHAINER_USE_CUDNN=never for a run that "
-             "can be regenerated from its seed")
-    log = []
-    state = {"stage": "main", "epoch": 0}
-    if checkpoint.exists():
-        state = checkpoint.load(net)
-        log = state["log"]
-        if state.get("seed", seed) != seed:
-            echo("warning: %s was started with seed %d, not %d; it goes on with %d"
-                 % (out, state["seed"], seed, state["seed"]))
-            seed = state["seed"]
-        _restore_rng(rng, state["rng"])
-        echo("resumed from %s: stage %s, %d epochs done" % (checkpoint.path, state["stage"],
-                                                            state["epoch"]))
-    _write_log(out, log)
-    for stage, epochs in zip(STAGES, (main_epochs, joint_epochs)):
-        if STAGES.index(stage) < STAGES.index(state["stage"]):
-            continue
-        if stage != state["stage"]:
-            net.reset_optimizer()
-            state = {"stage": stage, "epoch": 0}
-        for epoch in range(state["epoch"] + 1, epochs + 1):
-            started = time.perf_counter()
-            desc = "%s %d/%d" % (stage, epoch, epochs)
-            if seed_device is not None:
-                seed_device(epoch_seed(seed, stage, epoch))
-            train_loss, train_acc = train_epoch(net, x_all, t_all, batchsize, rng, stage, desc,
-                                                progress)
-            val_loss, val_acc = evaluate(net, val, eval_batchsize)
-            entry = {"stage": stage, "epoch": epoch, "train/loss": train_loss,
-                     "train/accuracy": train_acc, "val/loss": val_loss, "val/accuracy": val_acc,
-                     "seconds": time.perf_counter() - started}
-            log.append(entry)
-            echo(_format_entry(entry))
-            state = {"stage": stage, "epoch": epoch, "log": log, "rng": _rng_state(rng),
-                     "seed": seed}
-            checkpoint.save(net, state)
-            _write_log(out, log)
-        if stage == "main" and epochs > 0 and not os.path.exists(os.path.join(out, "main.npz")):
-            serialization.save(net, os.path.join(out, "main.npz"))
-        state = {"stage": stage, "epoch": epochs}
-    serialization.save(net, os.path.join(out, "branchy.npz"))
-    return log
-
-
-def _write_log(out, log):
-    tmp = os.path.join(out, "log.jsonl.tmp")
-    with open(tmp, "w") as f:
-        for entry in log:
-            f.write(json.dumps(entry) + "\n")
-    os.replace(tmp, os.path.join(out, "log.jsonl"))
-
-
-def _format_entry(entry):
-    def fmt(values):
-        return "/".join("-" if v is None else "%.4f" % v for v in values)
-    return "%-5s epoch %3d  train loss %s acc %s  val loss %s acc %s  (%.1fs)" % (
-        entry["stage"], entry["epoch"], fmt(entry["train/loss"]), fmt(entry["train/accuracy"]),
-        fmt(entry["val/loss"]), fmt(entry["val/accuracy"]), entry["seconds"])
+             "not seeded per epoch nor saved; set CHAINER_USE_CUDNN=never for a run that can be "
+             "regenerated from its seed")
+    iterator = EpochIterator(datasets.arrays(train), batchsize, SeededOrder(seed),
+                             *((dist.rank, dist.size) if dist is not None else ()))
+    updater = BranchyUpdater(iterator, net, main_epochs, seed, seed_device,
+                             wrap_optimizer=None if dist is None else dist.optimizer,
+                             allreduce=None if dist is None else dist.allreduce,
+                             rank=None if dist is None else dist.rank)
+    trainer = chainer.training.Trainer(updater, (main_epochs + joint_epochs, "epoch"), out=out)
+    trainer.extend(ExitEvaluator(val, net, eval_batchsize, dist), name="validation")
+    k = net.numexits()
+    log = RunLog(out, updater.stage_epoch, k)
+    if root:
+        trainer.extend(log, name="LogReport")
+        if main_epochs > 0:
+            trainer.extend(_save_baseline(out),
+                           trigger=triggers.ManualScheduleTrigger(main_epochs, "epoch"))
+        trainer.extend(extensions.PrintReport(
+            ["epoch"] + ["main/exit%d/loss" % (i + 1) for i in range(k)]
+            + ["validation/main/exit%d/accuracy" % (i + 1) for i in range(k)] + ["elapsed_time"],
+            out=_EchoStream(echo)))
+        if sys.stderr.isatty() if progress is None else progress:
+            trainer.extend(extensions.ProgressBar(update_interval=10, out=sys.stderr))
+        resume = prepare_snapshots(out, echo)
+        trainer.extend(extensions.snapshot(filename=SNAPSHOT, autoload=True, n_retains=2),
+                       trigger=(1, "epoch"))
+        if resume is not None:
+            done = snapshot_epoch(resume)
+            stage, epoch = updater.stage_epoch(done) if done else (STAGES[0], 0)
+            echo("resumed from %s: stage %s, %d epochs done" % (resume, stage, epoch))
+    if dist is not None:
+        trainer.extend(_FromRoot(dist), name="from_root")
+    if main_epochs + joint_epochs > 0:  # (an epoch trigger of period 0 would divide by zero)
+        trainer.run()
+    if root:
+        log.write()
+        serialization.save(net, os.path.join(out, serialization.BRANCHY))
+    return log.entries()
 
 
 def read_log(out):

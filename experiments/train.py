@@ -4,10 +4,14 @@
     python experiments/train.py --network b-lenet --main-epochs 100 --joint-epochs 100 \
         --batchsize 512 --out results/b-lenet/run
 
-Run it again with the same --out to resume from the last finished epoch; a resume with other
-settings than the run.json records is refused. The folder receives checkpoint.npz and
-optimizer.npz, log.jsonl, main.npz (baseline, after pretraining), branchy.npz, run.json (the
-settings, branchynet.runs) and command.txt.
+Run it again with the same --out to resume from the last finished epoch (Ctrl-C keeps the last
+snapshot); a resume with other settings than the run.json records is refused. The folder receives
+snapshot_epoch_NNNN.npz (Chainer Trainer snapshots, the last two), log.jsonl, main.npz (baseline,
+after pretraining), branchy.npz, run.json (the settings, branchynet.runs) and command.txt.
+
+Data parallel over N processes (ChainerMN; pip install -e ".[mpi]"; docs/distributed.md):
+
+    mpiexec -n 2 python experiments/train.py --network b-lenet ... --out RUN
 """
 import argparse
 import json
@@ -17,9 +21,42 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy  # noqa: E402
+
 import branchynet  # noqa: E402,F401
+import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import paper, runs  # noqa: E402
+from branchynet import distributed, paper, runs, training  # noqa: E402
+
+
+def _integer(minimum, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text))
+        return value
+    return parse
+
+
+positive_int = _integer(1, "a whole number >= 1")
+nonnegative_int = _integer(0, "a whole number >= 0")
+
+
+def beta1_value(text):
+    """Adam's beta1: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("must be a number in [0, 1), got %r" % text)
+    return value
+
+
+WEIGHT_PRESETS = ("slides", "code")
 
 
 def add_training_arguments(p, schedule=None, val_size=paper.DEFAULT_VAL_SIZE):
@@ -29,23 +66,23 @@ def add_training_arguments(p, schedule=None, val_size=paper.DEFAULT_VAL_SIZE):
     for flag, key, what in (("--main-epochs", "main_epochs", "pretraining epochs of the main network"),
                             ("--joint-epochs", "joint_epochs", "joint training epochs of all exits")):
         if schedule is None:
-            p.add_argument(flag, type=int, required=True, help=what)
+            p.add_argument(flag, type=nonnegative_int, required=True, help=what)
         else:
-            p.add_argument(flag, type=int, default=schedule[key],
+            p.add_argument(flag, type=nonnegative_int, default=schedule[key],
                            help=what + " (default %(default)s, the paper's)")
-    p.add_argument("--batchsize", type=int, default=512 if schedule is None else schedule["batchsize"],
+    p.add_argument("--batchsize", type=positive_int, default=512 if schedule is None else schedule["batchsize"],
                    help="training batch size (default %(default)s)")
-    p.add_argument("--weights", default="slides",
+    p.add_argument("--weights", default="slides", choices=WEIGHT_PRESETS,
                    help="loss-weight preset: slides (1..1, 0.3; the default) or code (all 1)")
-    p.add_argument("--beta1", type=float, default=0.9,
+    p.add_argument("--beta1", type=beta1_value, default=0.9,
                    help="Adam beta1 (default %(default)s, the code's; the paper's text says 0.99)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
-    p.add_argument("--val-size", type=int, default=val_size,
+    p.add_argument("--val-size", type=positive_int, default=val_size,
                    help="training images held out for validation (default %s)"
                         % (val_size if val_size is not None
                            else "the run's, else %d" % paper.DEFAULT_VAL_SIZE))
-    p.add_argument("--train-subset", type=int, default=0,
-                   help="train on the first N images only (smoke runs; default: all)")
+    p.add_argument("--train-subset", type=positive_int, default=None,
+                   help="train on the first N images only (N >= 1; smoke runs; default: all)")
     p.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
 
@@ -69,20 +106,37 @@ def settings_from_args(args, val_size=None):
     return runs.RunSettings(
         network=args.network, main_epochs=args.main_epochs, joint_epochs=args.joint_epochs,
         batchsize=args.batchsize, weights=args.weights, beta1=args.beta1, seed=args.seed,
-        val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset,
+        val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset or 0,
         main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg))
 
 
-def launch(settings, out, args, command):
+def launch(settings, out, args, command, dist=None):
     """Trains (or resumes) ``settings`` in ``out`` with the flags' device, kernels, data folder and
-    progress bars; a run.json with other settings stops the script with their names."""
+    progress bars (``dist``: the processes of a data parallel run); a run.json with other settings
+    stops the script with their names. Ctrl-C stops it with one line: the snapshot kept."""
+    device = args.device
+    if dist is not None and chainer.get_device(device).xp is not numpy:
+        device = "@cupy:%d" % dist.comm.intra_rank  # one GPU per process of a machine
     try:
         return runs.train(settings, out, networks.build, networks.dataset_of(settings.network),
-                          networks.family_of(settings.network), device=args.device,
+                          networks.family_of(settings.network), device=device,
                           stock_chainer=args.stock_chainer, data_dir=args.data_dir,
-                          progress=False if args.no_progress else None, command=command)
-    except runs.SettingsMismatch as err:
+                          progress=False if args.no_progress else None, command=command,
+                          dist=dist)
+    except (runs.SettingsMismatch, training.UnfinishedLegacyRun) as err:
         raise SystemExit("refused: %s; use another run folder" % err)
+    except KeyboardInterrupt:
+        if dist is not None and dist.size > 1:
+            dist.abort(KeyboardInterrupt(), 130)
+        kept = training.latest_snapshot(out)
+        sys.stderr.write("interrupted: %s; run the same command again to resume\n"
+                         % ("%s kept (%d epochs done)" % (kept, training.snapshot_epoch(kept))
+                            if kept else "no epoch finished, nothing kept"))
+        raise SystemExit(130)
+    except Exception as err:
+        if dist is not None and dist.size > 1:
+            dist.abort(err)  # the other processes would wait for this one forever
+        raise
 
 
 def command_line(argv, script):
@@ -104,6 +158,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
     p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--mpi", action="store_true", default=None,
+                   help="data parallel over the processes of mpiexec (ChainerMN); automatic when "
+                        "mpiexec starts more than one")
+    p.add_argument("--communicator", default=None, choices=("naive", "flat", "pure_nccl"),
+                   help="ChainerMN communicator (default: pure_nccl on GPUs with NCCL, else naive)")
     args = p.parse_args(argv)
     if args.main_from is not None:
         if args.main_epochs != 0:
@@ -115,7 +174,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    return launch(settings_from_args(args), args.out, args, command_line(argv, __file__))
+    try:
+        dist = distributed.connect(args.mpi, args.device, args.communicator)
+    except distributed.MPIUnavailable as err:
+        raise SystemExit("error: %s" % err)
+    return launch(settings_from_args(args), args.out, args, command_line(argv, __file__), dist)
 
 
 if __name__ == "__main__":

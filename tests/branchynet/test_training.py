@@ -1,4 +1,5 @@
 """Training loop (resume gives the same run as no interruption) and save/load round trips."""
+import glob
 import json
 import os
 import subprocess
@@ -7,18 +8,20 @@ import sys
 import numpy
 import pytest
 
+import chainer
+
 import networks
 from branchynet import serialization, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def small_run(out, main_epochs, joint_epochs, data):
+def small_run(out, main_epochs, joint_epochs, data, echo=lambda s: None):
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x, t = data
     log = training.fit(net, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), out,
-                       main_epochs, joint_epochs, batchsize=128, seed=3, echo=lambda s: None)
+                       main_epochs, joint_epochs, batchsize=128, seed=3, echo=echo)
     return net, log
 
 
@@ -26,51 +29,176 @@ def params(net):
     return {name: p.array.copy() for name, p in net.namedparams()}
 
 
+def snapshots(folder):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(folder), "snapshot_*")))
+
+
+def assert_same_params(net_a, net_b):
+    for name, value in params(net_a).items():
+        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
+
+
+def strip_times(log):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in log]
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
     net_a, log_a = small_run(str(tmp_path / "a"), 1, 2, mnist_subset)
     # the same schedule, stopped after one epoch of each stage, then resumed by a new process' worth
-    # of objects (a new net built from scratch, loading the checkpoint)
+    # of objects (a new net built from scratch, a new Trainer autoloading the snapshot)
     small_run(str(tmp_path / "b"), 1, 0, mnist_subset)
-    small_run(str(tmp_path / "b"), 1, 1, mnist_subset)
-    net_b, log_b = small_run(str(tmp_path / "b"), 1, 2, mnist_subset)
-    for name, value in params(net_a).items():
-        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
-    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in log_a]
-    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in log_b]
+    lines = []
+    small_run(str(tmp_path / "b"), 1, 1, mnist_subset, lines.append)
+    net_b, log_b = small_run(str(tmp_path / "b"), 1, 2, mnist_subset, lines.append)
+    resumed = [line for line in lines if line.startswith("resumed from")]
+    assert len(resumed) == 2 and "snapshot_epoch_0001.npz: stage main, 1 epochs" in resumed[0]
+    assert "snapshot_epoch_0002.npz: stage joint, 1 epochs" in resumed[1]
+    assert_same_params(net_a, net_b)
+    assert strip_times(log_a) == strip_times(log_b)
+    assert strip_times(training.read_log(str(tmp_path / "b"))) == strip_times(log_a)
     assert [(e["stage"], e["epoch"]) for e in training.read_log(str(tmp_path / "b"))] == \
         [("main", 1), ("joint", 1), ("joint", 2)]
-    for name in ("main.npz", "branchy.npz", "checkpoint.npz", "optimizer.npz"):
+    for name in ("main.npz", "branchy.npz"):
         assert os.path.exists(tmp_path / "b" / name)
+    # the last two snapshots are kept
+    assert snapshots(tmp_path / "b") == ["snapshot_epoch_0002.npz", "snapshot_epoch_0003.npz"]
 
 
-def _rewrite_npz(path, arrays):
-    numpy.savez_compressed(str(path)[:-len(".npz")], **arrays)
+def test_data_order_is_seeded_and_restored_by_the_snapshot():
+    from branchynet.updater import SeededOrder
+    order = SeededOrder(7)
+    first = order(numpy.arange(10), 0)
+    numpy.testing.assert_array_equal(first, numpy.random.default_rng(7).permutation(10))
+    saved = chainer.serializers.DictionarySerializer()
+    order.serialize(saved)
+    expected = [order(numpy.arange(10), 0) for _ in range(3)]
+    restored = SeededOrder(123)
+    restored.serialize(chainer.serializers.NpzDeserializer(saved.target))
+    numpy.testing.assert_array_equal([restored(numpy.arange(10), 0) for _ in range(3)], expected)
+    assert not numpy.array_equal(expected[0], first)
 
 
-def test_single_file_checkpoint_of_earlier_runs_resumes_the_same(tmp_path, mnist_subset):
-    net_a, _ = small_run(str(tmp_path / "a"), 1, 1, mnist_subset)
-    small_run(str(tmp_path / "b"), 1, 0, mnist_subset)
+def test_every_sample_once_per_epoch_last_batch_partial():
+    from branchynet.updater import EpochIterator, SeededOrder
+    x = numpy.arange(10, dtype=numpy.float32)[:, None]
+    it = EpochIterator((x, numpy.arange(10, dtype=numpy.int32)), 4, SeededOrder(0))
+    sizes, seen = [], []
+    while it.epoch < 2:
+        batch = it.next()
+        sizes.append(len(batch.t))
+        seen.extend(batch.t.tolist())
+    assert sizes == [4, 4, 2, 4, 4, 2]
+    assert sorted(seen[:10]) == sorted(seen[10:]) == list(range(10))
+    assert seen[:10] != seen[10:]
+    # two processes: each takes its consecutive part of every global batch
+    parts = [EpochIterator((x, numpy.arange(10, dtype=numpy.int32)), 4, SeededOrder(0), r, 2)
+             for r in range(2)]
+    joined = []
+    for _ in range(3):
+        batches = [p.next() for p in parts]
+        assert [b.total for b in batches] == [len(batches[0].t) + len(batches[1].t)] * 2
+        joined.extend(batches[0].t.tolist() + batches[1].t.tolist())
+    assert joined == seen[:10]
+
+
+def test_each_exit_reported_with_chainer_report(tmp_path, mnist_subset):
+    """The updater reports every exit's loss and accuracy (the last one only in pretraining), the
+    evaluator every exit on the validation split; the log's means are per sample."""
+    from branchynet.updater import BranchyUpdater, EpochIterator, SeededOrder
+    numpy.random.seed(0)
+    net = networks.build("b-lenet")
+    x, t = mnist_subset[0][:100], mnist_subset[1][:100]
+    updater = BranchyUpdater(EpochIterator((x, t), 64, SeededOrder(0)), net, main_epochs=1)
+    observed = []
+    reporter = chainer.Reporter()
+    for _ in range(4):
+        observation = {}
+        with reporter.scope(observation):
+            updater.update()
+        observed.append(observation)
+    assert sorted(observed[0]) == ["main/exit2/accuracy", "main/exit2/loss"]
+    assert [o["main/exit2/loss"][1] for o in observed[:2]] == [64, 36]  # weighted per sample
+    assert sorted(observed[2]) == ["main/exit1/accuracy", "main/exit1/loss",
+                                   "main/exit2/accuracy", "main/exit2/loss"]
+    observation = {}
+    with reporter.scope(observation):
+        training.ExitEvaluator((x, t), net, 30)()
+    loss, acc = training.evaluate(net, (x, t))
+    for k in range(2):
+        assert observation["validation/main/exit%d/loss" % (k + 1)] == pytest.approx(loss[k])
+        assert observation["validation/main/exit%d/accuracy" % (k + 1)] == acc[k]
+
+
+# The earlier hand-written loop (commit 71ead2e) on small_run(out, 1, 2): its log.jsonl, less the
+# times, made with that commit's training.fit in a temporary worktree (see OLD_LOOP_LOG's note).
+OLD_LOOP_LOG = os.path.join(os.path.dirname(__file__), "data", "oldloop_small_run.json")
+
+
+def test_trainer_reproduces_the_earlier_loop(tmp_path, mnist_subset):
+    with open(OLD_LOOP_LOG) as f:
+        reference = json.load(f)["log"]
+    _, log = small_run(str(tmp_path), 1, 2, mnist_subset)
+    assert [(e["stage"], e["epoch"]) for e in log] == [(e["stage"], e["epoch"]) for e in reference]
+    for entry, old in zip(log, reference):
+        for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy"):
+            assert [v is None for v in entry[key]] == [v is None for v in old[key]], key
+            numpy.testing.assert_allclose([v for v in entry[key] if v is not None],
+                                          [v for v in old[key] if v is not None],
+                                          rtol=1e-5, err_msg=key)
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def test_resume_skips_an_unreadable_snapshot(tmp_path, mnist_subset):
+    net_a, log_a = small_run(str(tmp_path / "a"), 1, 2, mnist_subset)
     folder = tmp_path / "b"
-    with numpy.load(folder / "checkpoint.npz") as model, numpy.load(folder / "optimizer.npz") as opt:
-        merged = dict(model)
-        merged.update({k: v for k, v in opt.items() if k != "state"})
-    _rewrite_npz(folder / "checkpoint.npz", merged)  # the layout before optimizer.npz existed
-    os.remove(folder / "optimizer.npz")
-    net_b, _ = small_run(str(folder), 1, 1, mnist_subset)
-    for name, value in params(net_a).items():
-        numpy.testing.assert_array_equal(value, params(net_b)[name], err_msg=name)
+    small_run(str(folder), 1, 1, mnist_subset)
+    _truncate(folder / "snapshot_epoch_0002.npz")  # the newest, cut short
+    lines = []
+    numpy.random.seed(0)
+    net_b = networks.build("b-lenet")
+    x, t = mnist_subset
+    log_b = training.fit(net_b, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), str(folder),
+                         1, 2, batchsize=128, seed=3, echo=lines.append)
+    assert_same_params(net_a, net_b)
+    assert strip_times(log_a) == strip_times(log_b)
+    assert any("snapshot_epoch_0002.npz" in line and "unreadable" in line for line in lines)
+    assert any(line.startswith("resumed from") and "snapshot_epoch_0001.npz" in line
+               for line in lines)
+    assert os.path.exists(folder / "snapshot_epoch_0002.npz.unreadable")  # set aside, not deleted
 
 
-def test_checkpoint_files_from_different_epochs_are_refused(tmp_path, mnist_subset):
-    small_run(str(tmp_path), 1, 1, mnist_subset)
-    with numpy.load(tmp_path / "optimizer.npz") as opt:
-        arrays = dict(opt)
-    state = json.loads(str(arrays["state"]))
-    state["epoch"] = 0
-    arrays["state"] = numpy.array(json.dumps(state))
-    _rewrite_npz(tmp_path / "optimizer.npz", arrays)
-    with pytest.raises(RuntimeError, match="different epochs"):
-        small_run(str(tmp_path), 1, 2, mnist_subset)
+def test_interrupted_save_leaves_the_previous_snapshot(tmp_path, mnist_subset, monkeypatch):
+    """Ctrl-C in the middle of writing a snapshot: the snapshot before it stays, and resuming from
+    it gives the uninterrupted run."""
+    from chainer.training.extensions import snapshot_writers
+    net_a, log_a = small_run(str(tmp_path / "a"), 1, 1, mnist_subset)
+    folder = tmp_path / "b"
+    real = chainer.serializers.save_npz
+    calls = []
+
+    def interrupted(path, target, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04 half")
+            raise KeyboardInterrupt
+        return real(path, target, *args, **kwargs)
+    monkeypatch.setattr(snapshot_writers.SimpleWriter, "__init__",
+                        lambda self, savefun=None, **kw: (snapshot_writers.Writer.__init__(self),
+                                                          setattr(self, "_savefun", interrupted),
+                                                          setattr(self, "_kwds", kw))[0])
+    with pytest.raises(KeyboardInterrupt):
+        small_run(str(folder), 1, 1, mnist_subset)
+    monkeypatch.undo()
+    assert snapshots(folder) == ["snapshot_epoch_0001.npz"]
+    assert training.latest_snapshot(str(folder)).endswith("snapshot_epoch_0001.npz")
+    net_b, log_b = small_run(str(folder), 1, 1, mnist_subset)
+    assert_same_params(net_a, net_b)
+    assert strip_times(log_a) == strip_times(log_b)
 
 
 def test_log_entries_are_complete(tmp_path, mnist_subset):
@@ -79,6 +207,46 @@ def test_log_entries_are_complete(tmp_path, mnist_subset):
     assert main["train/loss"][0] is None and main["train/loss"][1] is not None
     assert all(v is not None for v in joint["train/loss"] + joint["val/accuracy"])
     assert 0 < joint["val/accuracy"][1] <= 1
+
+
+def _legacy_folder(tmp_path, stage, epoch):
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    numpy.savez(folder / "checkpoint.npz",
+                state=numpy.array(json.dumps({"stage": stage, "epoch": epoch})))
+    (folder / "log.jsonl").write_text(json.dumps({"stage": stage, "epoch": epoch}) + "\n")
+    return folder
+
+
+def test_a_finished_run_of_the_earlier_loop_is_not_retrained(tmp_path, mnist_subset):
+    folder = _legacy_folder(tmp_path, "joint", 2)
+    lines = []
+    log = training.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
+                       batchsize=128, echo=lines.append)
+    assert log == [{"stage": "joint", "epoch": 2}]
+    assert "nothing to train" in lines[0]
+    assert snapshots(folder) == []
+
+
+def test_an_unfinished_run_of_the_earlier_loop_is_refused(tmp_path, mnist_subset):
+    folder = _legacy_folder(tmp_path, "joint", 1)
+    with pytest.raises(training.UnfinishedLegacyRun, match="71ead2e"):
+        training.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
+                     batchsize=128, echo=lambda s: None)
+
+
+@pytest.mark.parametrize("network", ["b-lenet", "b-alexnet"])
+def test_committed_runs_still_load_and_are_finished(network, tmp_path):
+    run = os.path.join(REPO, "results", network, "run")
+    main, branchy = networks.load_run(run)
+    assert main.numexits() == branchy.numexits() >= 2
+    info = serialization.read_run_info(run)
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("checkpoint.npz", "log.jsonl"):
+        os.symlink(os.path.join(run, name), copy / name)
+    assert training._legacy_run(str(copy), info["schedule"]["main_epochs"],
+                                info["schedule"]["joint_epochs"]) is True
 
 
 def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, mnist_subset):

@@ -1,0 +1,169 @@
+"""Data parallel training over MPI processes with ChainerMN (``mpiexec -n N python
+experiments/train.py ...``); docs/distributed.md.
+
+Every process loads the training set and walks the same seeded order; each global batch is cut
+into one consecutive part per process (``updater.EpochIterator``), so N processes take the steps
+one process takes with the same batch size and seed, up to the rounding of the gradient's sum. Each
+process computes the gradient of its part, ChainerMN's multi-node optimizer averages them (weighted
+by the parts' sizes, which differ when a batch does not split evenly) and every process applies
+the same update. The validation split is cut the same way and the per-exit sums are added up.
+Only rank 0 writes files; a resume loads rank 0's snapshot and sends it to the others, so the
+processes need no shared folder.
+
+MPI is optional: ``pip install -e ".[mpi]"`` (mpi4py and MPICH's wheel, whose ``mpiexec`` lands in
+the environment's ``bin``). Nothing here imports mpi4py or ChainerMN unless asked to.
+"""
+import os
+import sys
+import traceback
+
+import numpy
+
+import chainer
+
+MPI_INSTALL_HINT = ('MPI training needs mpi4py and an MPI library: pip install -e ".[mpi]" '
+                    '(mpi4py and mpich; `make venv` installs them), then run under '
+                    '`mpiexec -n N`')
+
+# set by mpiexec of MPICH (hydra), Open MPI, MVAPICH and Slurm's srun
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+
+def launched_size(environ=None):
+    """The process count an MPI launcher gave this process (1 if none launched it)."""
+    environ = os.environ if environ is None else environ
+    for name in _SIZE_VARIABLES:
+        try:
+            return int(environ[name])
+        except (KeyError, ValueError):
+            continue
+    return 1
+
+
+class MPIUnavailable(RuntimeError):
+    """MPI training was asked for (``--mpi`` or ``mpiexec -n N`` with N > 1) without mpi4py."""
+
+
+def communicator_name(device):
+    """ChainerMN's communicator for ``device``: ``pure_nccl`` on a GPU where CuPy has NCCL, else
+    ``naive`` (CPU arrays; on a GPU without NCCL it needs a CUDA-aware MPI)."""
+    device = chainer.get_device(device)
+    if isinstance(device, chainer.backend.GpuDevice):
+        from chainer.backends import cuda
+        if getattr(cuda, "nccl", None) is not None and cuda.nccl.get_build_version() >= 2000:
+            return "pure_nccl"
+    return "naive"
+
+
+class _WeightedMultiNodeOptimizer:
+    """ChainerMN's multi-node optimizer (the gradient's mean over processes, then the update), with
+    two changes for equivalence with one process:
+
+    * each process's gradient is scaled by ``size * n / total`` first (``set_share``), so that the
+      mean is the gradient of the global batch's mean loss also when the parts differ in size;
+    * its first ``update`` is a step (ChainerMN's would only broadcast the parameters from rank 0):
+      the processes start from rank 0's parameters already (``training.fit`` broadcasts them, or
+      rank 0's snapshot, before the first step). Making it communicates nothing, so that a stage's
+      optimizer can be made anywhere, e.g. while rank 0 alone loads a snapshot.
+    """
+
+    def __init__(self, optimizer, comm):
+        import chainermn
+        inner = chainermn.create_multi_node_optimizer(optimizer, comm)
+        inner.is_changed(optimizer.target)  # records the parameters: the first update is a step
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_size", comm.size)
+        object.__setattr__(self, "_scale", 1.0)
+
+    def set_share(self, n, total):
+        object.__setattr__(self, "_scale", self._size * n / total)
+
+    def update(self, lossfun=None, *args, **kwds):
+        if lossfun is not None:
+            raise TypeError("call update() after backward(); a loss function is not supported")
+        if self._scale != 1.0:
+            for param in self._inner.target.params():
+                if param.grad is not None:
+                    param.grad *= self._scale
+        self._inner.update()
+
+    def zero_step(self):
+        """This process's part of a step with no samples of its own: zero gradients."""
+        target = self._inner.target
+        target.cleargrads()
+        for param in target.params():
+            param.grad = param.xp.zeros_like(param.array)
+        self._inner.update()
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+
+class Distributed:
+    """The processes of one data parallel run: a ChainerMN communicator for ``device``.
+
+    Raises MPIUnavailable (with what to install) if mpi4py or an MPI library is missing.
+    """
+
+    def __init__(self, device="@numpy", communicator=None):
+        try:
+            import mpi4py.MPI  # noqa: F401
+            import chainermn
+        except ImportError as err:
+            raise MPIUnavailable("%s (%s)" % (MPI_INSTALL_HINT, err)) from None
+        self.communicator_name = communicator or communicator_name(device)
+        self.comm = chainermn.create_communicator(self.communicator_name)
+        self.rank, self.size = self.comm.rank, self.comm.size
+        self.mpi_comm = self.comm.mpi_comm
+
+    @property
+    def is_root(self):
+        return self.rank == 0
+
+    def optimizer(self, optimizer):
+        return _WeightedMultiNodeOptimizer(optimizer, self.comm)
+
+    def bcast_params(self, link):
+        """Rank 0's parameters of ``link``, on every process."""
+        self.comm.bcast_data(link)
+
+    def allreduce(self, array):
+        """The element-wise sum of a float64 numpy array over the processes."""
+        from mpi4py import MPI
+        array = numpy.ascontiguousarray(array, dtype=numpy.float64)
+        out = numpy.empty_like(array)
+        self.mpi_comm.Allreduce(array, out, op=MPI.SUM)
+        return out
+
+    def bcast(self, obj):
+        """``obj`` of rank 0, on every process."""
+        return self.mpi_comm.bcast(obj, root=0)
+
+    def part(self, n):
+        """This process's consecutive slice of ``range(n)``."""
+        return numpy.array_split(numpy.arange(n), self.size)[self.rank]
+
+    def abort(self, error, code=1):
+        """Ends every process of the job after ``error`` on this one: says which rank failed and
+        why on stderr, then MPI_Abort (the others would wait for it in the next reduction)."""
+        if isinstance(error, KeyboardInterrupt):
+            sys.stderr.write("rank %d of %d: interrupted\n" % (self.rank, self.size))
+        else:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            sys.stderr.write("rank %d of %d failed, ending the job: %s: %s\n%s"
+                             % (self.rank, self.size, type(error).__name__, error, text))
+        sys.stderr.flush()
+        self.mpi_comm.Abort(code)
+
+
+def connect(mpi=None, device="@numpy", communicator=None):
+    """The Distributed of this run, or None for a single process. ``mpi``: True (--mpi), False,
+    or None: only when an MPI launcher started more than one process."""
+    if mpi is None:
+        mpi = launched_size() > 1
+    if not mpi:
+        return None
+    return Distributed(device, communicator)

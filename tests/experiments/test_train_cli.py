@@ -1,0 +1,85 @@
+"""experiments/train.py's command line: flags refused with the flag and its allowed values, and
+Ctrl-C during training: one line, an intact snapshot, a run that resumes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from branchynet import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN = os.path.join(ROOT, "experiments", "train.py")
+BASE = ["--network", "b-lenet", "--main-epochs", "1", "--joint-epochs", "1", "--out", "unused"]
+
+
+def parse(argv):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    return train.parse_args(argv)
+
+
+def with_flag(flag, value):
+    argv = list(BASE)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    return argv
+
+
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--batchsize", "0", ">= 1"),
+    ("--train-subset", "0", ">= 1"),
+    ("--main-epochs", "-1", ">= 0"),
+    ("--joint-epochs", "-2", ">= 0"),
+    ("--beta1", "1.5", "[0, 1)"),
+    ("--beta1", "-0.1", "[0, 1)"),
+    ("--weights", "bogus", "'slides', 'code'"),
+    ("--val-size", "0", ">= 1"),
+])
+def test_bad_values_are_refused_naming_the_flag_and_the_allowed_values(flag, value, allowed, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(with_flag(flag, value))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument %s" % flag in err and allowed in err and value in err, err
+
+
+def test_good_values_pass():
+    args = parse(BASE + ["--batchsize", "1", "--train-subset", "5", "--beta1", "0", "--weights", "code"])
+    assert (args.batchsize, args.train_subset, args.beta1, args.weights) == (1, 5, 0.0, "code")
+    assert parse(BASE).train_subset is None  # all images
+
+
+def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, TRAIN, "--network", "b-lenet", "--main-epochs", "1",
+               "--joint-epochs", "500", "--batchsize", "64", "--train-subset", "640",
+               "--val-size", "100", "--out", str(out), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("snapshot_epoch_0002.npz")) and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ")
+    kept = training.latest_snapshot(str(out))
+    assert kept is not None and os.path.basename(kept) in lines[0]
+    assert "run the same command again to resume" in lines[0]
+    assert training.snapshot_epoch(kept) >= 2
