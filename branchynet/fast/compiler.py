@@ -24,7 +24,9 @@ import chainer.links as L
 from branchynet import layers as blayers
 from branchynet import links as blinks
 from branchynet.fast import conv as fconv
+from branchynet.fast import jit
 from branchynet.fast import pooling as fpool
+from branchynet.fast import threads
 from branchynet.fast.switch import relu_after_pool
 
 __all__ = ["numpy_function", "Program", "Runner"]
@@ -33,9 +35,26 @@ __all__ = ["numpy_function", "Program", "Runner"]
 # ------------------------------------------------------------------ layers on a numpy batch
 def _conv(link):
     def run(x):
-        return fconv.conv2d_numpy(x, link.W.array, None if link.b is None else link.b.array,
-                                  link.stride, link.pad)
+        b = None if link.b is None else link.b.array
+        if jit.direct_conv_applies(link, x.dtype, batch=True):
+            return _conv_direct(x, link.W.array, b, link.pad)
+        return fconv.conv2d_numpy(x, link.W.array, b, link.stride, link.pad)
     return run
+
+
+def _conv_direct(x, W, b, pad):
+    """A stride-1 convolution of a batch by the compiled direct kernel (``jit.conv_direct``) on the
+    padded full-row buffer, the batch split over the kernel threads; a full-row output view."""
+    if x.shape[1] != W.shape[1]:
+        raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
+    g = fconv._geom(x.shape, W.shape, (1, 1), fconv._pair(pad))
+    xbuf = fconv._padded(x, g)
+    ypad = numpy.empty((g.N, g.O, g.L), dtype=x.dtype)
+    span = g.C * g.plane
+    threads.run(lambda n0, n1: jit.conv_direct(xbuf[n0 * span:n1 * span + g.kw], W, b,
+                                               ypad[n0:n1], g, n1 - n0),
+                threads.parts(g.N, (span + g.O * g.L) * x.dtype.itemsize))
+    return fconv._output(ypad, g)
 
 
 def _linear(link):
@@ -133,8 +152,12 @@ class _ConvInput:
 
 
 def _conv_stage(link, src, inp):
-    """im2col copy and one GEMM; the input is copied into ``inp`` unless it is written there."""
+    """im2col copy and one GEMM, or one call of the compiled direct convolution for a short
+    im2col column (``jit.direct_conv_applies``); the input is copied into ``inp`` unless it is
+    written there."""
     g = inp.g
+    if jit.direct_conv_applies(link, src.dtype, batch=False):
+        return _direct_conv_stage(link, src, inp)
     col = numpy.zeros((g.K, g.L), dtype=src.dtype)
     window = fconv._col_view(inp.padded, g, 0, 1)
     col_dst = col.reshape(window.shape)
@@ -151,6 +174,20 @@ def _conv_stage(link, src, inp):
         matmul(link.W.array.reshape(shape2), col, out=out)
         if link.b is not None:
             add(out, link.b.array.reshape(bias_shape), out=out)
+    return run, fconv._output(out, g)
+
+
+def _direct_conv_stage(link, src, inp):
+    g = inp.g
+    out = numpy.zeros((1, g.O, g.L), dtype=src.dtype)
+    no_bias = numpy.zeros(g.O, dtype=src.dtype)
+    copy = None if src is inp.interior else (inp.interior, src)
+    copyto, kernel, padded = numpy.copyto, jit.conv_direct, inp.padded
+
+    def run():
+        if copy is not None:
+            copyto(*copy)
+        kernel(padded, link.W.array, no_bias if link.b is None else link.b.array, out, g)
     return run, fconv._output(out, g)
 
 
@@ -173,6 +210,12 @@ def _pool_stage(src, layer, relu, out):
     is_max = isinstance(layer, blayers.MaxPool)
     (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = _pool_sizes(src.shape, layer)
     H, W = src.shape[2:]
+    if is_max and jit.pool_applies(src.shape, src.dtype) and out.dtype == src.dtype:
+        kernel, sizes = jit.max_pool, ((kh, kw), (sy, sx), (ph, pw))
+
+        def run_compiled():  # one call, ReLU included
+            kernel(src, out, *sizes, relu)
+        return run_compiled
     rows, cols = sy * (OH - 1) + kh, sx * (OW - 1) + kw  # the extent the windows read
     copy = None
     if ph == 0 and pw == 0 and rows <= H and cols <= W:

@@ -1,0 +1,153 @@
+"""The compiled (Numba) inference kernels (branchynet.fast.jit) against the numpy kernels they
+stand in for, and the inference programs with them on against the same programs with them off."""
+import numpy as np
+import pytest
+
+import branchynet  # noqa: F401  (compatibility shims before chainer)
+import chainer
+
+import networks
+from branchynet.fast import compiler, conv as fconv, jit, pooling as fpool
+
+numba = pytest.importorskip("numba", reason="Numba is not installed: the numpy kernels run alone")
+
+
+@pytest.fixture
+def jit_on():
+    previous = jit.set_enabled(True)
+    yield
+    jit.set_enabled(previous)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+@pytest.mark.parametrize("C,H,W,O,kh,kw,pad", [
+    (1, 28, 28, 5, 5, 5, (3, 3)), (5, 15, 15, 10, 3, 3, (1, 1)), (5, 15, 15, 10, 5, 5, (3, 3)),
+    (3, 7, 9, 4, 3, 2, (0, 1)), (2, 6, 5, 3, 1, 1, (0, 0)), (4, 5, 8, 2, 2, 3, (2, 0))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_direct_equals_numpy(jit_on, n, C, H, W, O, kh, kw, pad, bias):
+    rng = np.random.RandomState(C * 100 + O)
+    x = rng.randn(n, C, H, W).astype(np.float32)
+    Wt = rng.randn(O, C, kh, kw).astype(np.float32)
+    b = rng.randn(O).astype(np.float32) if bias else None
+    ref = fconv.conv2d_numpy(x, Wt, b, 1, pad)
+    g = fconv._Geom(x.shape, Wt.shape, (1, 1), pad)
+    out = np.full((n, O, g.L), np.nan, np.float32)
+    jit.conv_direct(fconv._padded(x, g), Wt, b, out, g)
+    got = fconv._output(out, g)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    # the batch function the compiler runs (split over threads) gives the same
+    np.testing.assert_allclose(compiler._conv_direct(x, Wt, b, pad), ref, rtol=1e-5, atol=1e-5)
+
+
+def _strided(a):
+    """a as a view with non-unit strides: the interior of a larger buffer."""
+    buf = np.full(a.shape[:2] + (a.shape[2] + 3, a.shape[3] + 5), 7.0, a.dtype)
+    view = buf[:, :, 1:1 + a.shape[2], 2:2 + a.shape[3]]
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("shape,ksize,stride,pad,cover_all", [
+    ((1, 5, 30, 30), 2, 2, 0, True), ((1, 10, 15, 15), 2, 2, 0, True),
+    ((2, 3, 9, 11), 3, 2, 1, True), ((2, 3, 9, 11), 3, 2, 1, False), ((1, 2, 8, 8), 3, 3, 0, True),
+    ((3, 2, 7, 6), 2, 1, 1, False), ((1, 4, 5, 5), (2, 3), (1, 2), (1, 0), True)])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_max_pool_equals_numpy_exactly(jit_on, shape, ksize, stride, pad, cover_all, relu, layout):
+    rng = np.random.RandomState(sum(shape))
+    x = rng.randn(*shape).astype(np.float32)
+    x.flat[::7] = np.nan  # NaN propagates as through numpy.maximum
+    x.flat[3::11] = -np.inf
+    ref = fpool.max_pool_numpy(x, ksize, stride, pad, cover_all)
+    if relu:
+        ref = np.maximum(ref, 0)
+    src = x if layout == "contiguous" else _strided(x)
+    out = np.empty(ref.shape, np.float32)
+    dst = out if layout == "contiguous" else _strided(out)
+    jit.max_pool(src, dst, fconv._pair(ksize), fconv._pair(stride), fconv._pair(pad), relu)
+    np.testing.assert_array_equal(np.asarray(dst), ref)
+
+
+def _lenet(seed=0):
+    np.random.seed(seed)
+    net = networks.build("b-lenet")
+    rng = np.random.RandomState(seed)
+    for link in net.links():
+        if getattr(link, "b", None) is not None:
+            link.b.array[...] = 0.1 * rng.randn(*link.b.shape)
+    return net
+
+
+def _programs(net, x, batch):
+    segments = [s.layers for s in net.segments]
+    heads = [h.layers for h in net.heads]
+    if batch:
+        return ([compiler.BatchProgram(s) for s in segments],
+                [compiler.BatchProgram(h) for h in heads])
+    return compiler.chain(segments, heads, x.shape, x.dtype)
+
+
+def _outputs(net, x, batch):
+    segs, heads = _programs(net, x, batch)
+    outs, h = [], x
+    for seg, head in zip(segs, heads):
+        h = seg(h)
+        outs.append(np.array(head(h)))
+    return outs
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_programs_with_and_without_jit_agree(batch):
+    """B-LeNet's programs (whose small convolutions and poolings take the compiled kernels) give
+    the numpy programs' outputs, and both give stock Chainer's."""
+    net = _lenet()
+    x = np.random.RandomState(1).rand(6 if batch else 1, 1, 28, 28).astype(np.float32)
+    previous = jit.set_enabled(True)
+    try:
+        with_jit = _outputs(net, x, batch)
+        jit.set_enabled(False)
+        without = _outputs(net, x, batch)
+    finally:
+        jit.set_enabled(previous)
+    with chainer.using_config("train", False), chainer.no_backprop_mode(), \
+            chainer.using_config("branchynet_fast_cpu", False):
+        stock = [y.array for y in net.forward(x)]
+    for a, b, s in zip(with_jit, without, stock):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a, s, rtol=1e-4, atol=1e-5)
+
+
+def test_lenet_batch1_program_uses_the_compiled_kernels(jit_on, monkeypatch):
+    """With Numba the batch-1 programs of B-LeNet run its three small convolutions and all its
+    poolings through the compiled kernels (and the large last convolution through im2col + GEMM)."""
+    calls = {"conv": 0, "pool": 0}
+    real_conv, real_pool = jit.conv_direct, jit.max_pool
+
+    def conv(*a, **k):
+        calls["conv"] += 1
+        return real_conv(*a, **k)
+
+    def pool(*a, **k):
+        calls["pool"] += 1
+        return real_pool(*a, **k)
+    monkeypatch.setattr(jit, "conv_direct", conv)
+    monkeypatch.setattr(jit, "max_pool", pool)
+    net = _lenet()
+    x = np.random.RandomState(2).rand(1, 1, 28, 28).astype(np.float32)
+    _outputs(net, x, batch=False)
+    assert calls == {"conv": 3, "pool": 5}
+
+
+def test_switched_off_means_numpy_only(monkeypatch):
+    previous = jit.set_enabled(False)
+    try:
+        assert not jit.available() and jit.why_not()
+        monkeypatch.setattr(jit, "conv_direct", None)  # would fail if called
+        monkeypatch.setattr(jit, "max_pool", None)
+        net = _lenet()
+        for batch, n in ((False, 1), (True, 4)):
+            x = np.random.RandomState(3).rand(n, 1, 28, 28).astype(np.float32)
+            _outputs(net, x, batch)
+    finally:
+        jit.set_enabled(previous)
