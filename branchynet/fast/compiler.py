@@ -266,6 +266,13 @@ def _relu_stage(src):
 
 
 def _linear_stage(link, src):
+    if src.flags.c_contiguous and jit.linear_applies(link, src.dtype):  # one compiled call
+        out = numpy.zeros((1, link.out_size), dtype=src.dtype)
+        flat, kernel = src.reshape(-1), jit._linear
+
+        def run_compiled():
+            kernel(flat, link.W.array, link.b.array, out)
+        return run_compiled, out
     if src.flags.c_contiguous:
         flat, pre = src.reshape(1, -1), None
     else:  # a strided view: gathered into a buffer at each run

@@ -24,7 +24,7 @@ import os
 import numpy
 
 __all__ = ["available", "set_enabled", "why_not", "direct_conv_applies", "pool_applies",
-           "conv_direct", "max_pool"]
+           "linear_applies", "conv_direct", "max_pool", "linear", "entropy_one"]
 
 # Longest im2col column (C * kh * kw) for which the direct convolution runs instead of im2col +
 # GEMM, for one sample and for a batch (benchmarks/bench_jit.py, results/benchmarks/jit_kernels_cpu.txt):
@@ -40,6 +40,9 @@ DIRECT_MAX_O = 16
 # 10 us of calls plus far less per element; B-LeNet's poolings (2,250-4,500) gain 2.3-3.2x,
 # B-AlexNet's 32x32x32 (32,768) loses (0.56x). In batches numpy's pooling is faster throughout.
 POOL_MAX_ELEMENTS = 8192
+# Largest linear layer (in x out weights) that a batch-1 program runs with the compiled kernel (one
+# call with the bias) instead of numpy's matmul and add: B-LeNet's 640x10, 720x84 and 84x10.
+LINEAR_MAX_MACS = 65536
 
 try:
     if os.environ.get("BRANCHYNET_NUMBA", "1") == "0":
@@ -160,6 +163,61 @@ if numba is not None:
                     else:
                         for ox in range(OW):
                             dst[ox] = acc[ox]
+
+
+    # Sums over a row: reassociation lets LLVM vectorise them (float32 rounding differs, as any
+    # other summation order would); no finite-math assumption, so NaN and inf behave as in numpy.
+    _jit_sum = numba.njit(nogil=True, boundscheck=False, cache=True,
+                          fastmath={"contract", "reassoc"}, error_model="numpy")
+
+    @_jit_sum
+    def _linear(x, W, b, out):
+        """out[0, o] = b[o] + sum_i W[o, i] x[i] for one flattened sample x."""
+        O, I = W.shape
+        for o in range(O):
+            row = W[o]
+            acc = numpy.float32(0.0)
+            for i in range(I):
+                acc += row[i] * x[i]
+            out[0, o] = acc + b[o]
+
+    @_jit
+    def _entropy(z):
+        """The softmax entropy of one row of logits, in float64: log sum e - sum e (z - top) / sum e
+        with e = exp(z - top), top = max z (NaN for non-finite logits, as the formula gives)."""
+        top = -numpy.inf
+        for v in z:
+            f = numpy.float64(v)
+            if f > top or f != f:
+                top = f
+        total = 0.0
+        weighted = 0.0
+        for v in z:
+            d = numpy.float64(v) - top
+            e = numpy.exp(d)
+            total += e
+            weighted += e * d
+        return numpy.log(total) - weighted / total
+
+
+def linear_applies(link, x_dtype):
+    """Whether a batch-1 program runs a linear layer with the compiled kernel: float32 with a bias
+    and at most LINEAR_MAX_MACS multiply-adds."""
+    if not _enabled or numpy.dtype(x_dtype) != numpy.float32 or link.W.array is None:
+        return False
+    return (link.b is not None and link.W.array.dtype == numpy.float32
+            and link.b.array.dtype == numpy.float32 and link.W.array.size <= LINEAR_MAX_MACS)
+
+
+def linear(x, W, b, out):
+    """out (1, O) = x (one sample, C-contiguous, flattened) W^T + b."""
+    _linear(x.reshape(-1), W, b, out)
+    return out
+
+
+def entropy_one(logits):
+    """The float64 softmax entropy of one sample's logits (any float array of one row)."""
+    return float(_entropy(logits.reshape(-1)))
 
 
 def conv_direct(xflat, W, b, out, g, n=None):

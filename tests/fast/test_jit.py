@@ -151,3 +151,41 @@ def test_switched_off_means_numpy_only(monkeypatch):
             _outputs(net, x, batch)
     finally:
         jit.set_enabled(previous)
+
+
+@pytest.mark.parametrize("I,O", [(640, 10), (720, 84), (84, 10), (3, 1)])
+def test_linear_equals_numpy(jit_on, I, O):
+    rng = np.random.RandomState(I + O)
+    x = rng.randn(1, I).astype(np.float32)
+    W = rng.randn(O, I).astype(np.float32)
+    b = rng.randn(O).astype(np.float32)
+    out = np.empty((1, O), np.float32)
+    jit.linear(x, W, b, out)
+    np.testing.assert_allclose(out, x @ W.T + b, rtol=1e-5, atol=1e-5)
+    x[0, 0] = np.nan
+    jit.linear(x, W, b, out)
+    assert np.isnan(out).all()
+
+
+def test_entropy_one_equals_the_python_formula_and_decides_alike(jit_on):
+    from branchynet import exit_rule
+    rng = np.random.RandomState(5)
+    rows = [rng.randn(1, 10).astype(np.float32) * s for s in (0.1, 1, 5, 30)]
+    rows += [np.array([[50, 0, 0, 0]], np.float32), np.array([[1, 1, 1]], np.float64)]
+    for row in rows:
+        h = jit.entropy_one(row)
+        assert h == pytest.approx(exit_rule._entropy_one(row), rel=1e-12, abs=1e-15)
+        for T in (h, np.nextafter(h, 0), np.nextafter(h, 10), h + 1e-3, h - 1e-3, 0.025):
+            if T <= 0:
+                continue
+            with_jit = exit_rule.leaves_one(row, T)
+            jit.set_enabled(False)
+            try:
+                assert exit_rule.leaves_one(row, T) == with_jit == bool(exit_rule.leaves(row, T)[0])
+            finally:
+                jit.set_enabled(True)
+    for bad in ([[np.nan, 0, 1]], [[np.inf, 0, 1]], [[-np.inf, 0, 1]]):
+        row = np.array(bad, np.float32)
+        assert not np.isfinite(jit.entropy_one(row))
+        with np.errstate(invalid="ignore"):
+            assert exit_rule.leaves_one(row, 10.0) == bool(exit_rule.leaves(row, 10.0)[0])
