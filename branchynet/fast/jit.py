@@ -27,19 +27,21 @@ __all__ = ["available", "set_enabled", "why_not", "direct_conv_applies", "pool_a
            "linear_applies", "conv_direct", "max_pool", "linear", "entropy_one"]
 
 # Longest im2col column (C * kh * kw) for which the direct convolution runs instead of im2col +
-# GEMM, for one sample and for a batch (benchmarks/bench_jit.py, results/benchmarks/jit_kernels_cpu.txt):
-# at batch 1 B-LeNet's 25, 45 and 125 gain (3.5x, 2x, 1.35x) and its 250 loses (0.6x); in a batch of
-# 1000 only the 25 gains (1.5x), 45 and 125 lose by about 10 %.
+# GEMM (benchmarks/bench_jit.py, results/benchmarks/jit_kernels_cpu.txt): for up to
+# DIRECT_SMALL_BATCH samples DIRECT_MAX_K (at batch 1 B-LeNet's 25, 45 and 125 gain 3.5x, 2x and
+# 1.35x, its 250 loses, 0.6x), for larger batches DIRECT_MAX_K_BATCH (in a batch of 1000 only the 25
+# gains, 1.5x; 45 and 125 lose by about 10 %).
 DIRECT_MAX_K = 128
+DIRECT_SMALL_BATCH = 4
 DIRECT_MAX_K_BATCH = 32
 # ... and only for few output channels: the direct kernel re-reads the input once per channel
 # (B-AlexNet's first convolution, K = 75 with 32 channels, loses 0.66x).
 DIRECT_MAX_O = 16
-# Largest input (C * H * W elements per sample) that a batch-1 program max-pools with the compiled
-# kernel: it costs about 1 ns per input element plus one call, numpy's separable pooling about
-# 10 us of calls plus far less per element; B-LeNet's poolings (2,250-4,500) gain 2.3-3.2x,
-# B-AlexNet's 32x32x32 (32,768) loses (0.56x). In batches numpy's pooling is faster throughout.
-POOL_MAX_ELEMENTS = 8192
+# Largest input (N * C * H * W elements) that is max-pooled with the compiled kernel: it costs
+# about 1 ns per input element plus one call, numpy's pooling about 10 us of calls plus 0.6 ns per
+# element; one B-LeNet sample (2,250-4,500 elements) gains 2.3-3.2x, one B-AlexNet sample's
+# 32x32x32 (32,768) loses (0.56x), and so do B-LeNet batches of 1000 (0.65-0.76x).
+POOL_MAX_ELEMENTS = 16384
 # Largest linear layer (in x out weights) that a batch-1 program runs with the compiled kernel (one
 # call with the bias) instead of numpy's matmul and add: B-LeNet's 640x10, 720x84 and 84x10.
 LINEAR_MAX_MACS = 65536
@@ -79,9 +81,10 @@ def why_not():
 
 
 def direct_conv_applies(link, x_dtype, batch):
-    """Whether a convolution ``link`` (an ``L.Convolution2D`` the fast kernels support) on inputs of
-    ``x_dtype`` runs as ``conv_direct``: float32, stride 1, a short im2col column and few output
-    channels (DIRECT_MAX_K for one sample, DIRECT_MAX_K_BATCH for a batch; DIRECT_MAX_O)."""
+    """Whether a convolution ``link`` (an ``L.Convolution2D`` the fast kernels support) on ``batch``
+    samples of ``x_dtype`` runs as ``conv_direct``: float32, stride 1, a short im2col column
+    (DIRECT_MAX_K up to DIRECT_SMALL_BATCH samples, else DIRECT_MAX_K_BATCH) and few output
+    channels (DIRECT_MAX_O)."""
     if not _enabled or numpy.dtype(x_dtype) != numpy.float32 or link.W.array is None:
         return False
     if link.W.array.dtype != numpy.float32 or (link.b is not None
@@ -89,14 +92,14 @@ def direct_conv_applies(link, x_dtype, batch):
         return False
     stride = link.stride if isinstance(link.stride, (tuple, list)) else (link.stride,) * 2
     O, C, kh, kw = link.W.shape
-    max_k = DIRECT_MAX_K_BATCH if batch else DIRECT_MAX_K
+    max_k = DIRECT_MAX_K if batch <= DIRECT_SMALL_BATCH else DIRECT_MAX_K_BATCH
     return tuple(stride) == (1, 1) and C * kh * kw <= max_k and O <= DIRECT_MAX_O
 
 
 def pool_applies(x_shape, x_dtype):
-    """Whether a batch-1 program max-pools an input of this shape with the compiled kernel."""
+    """Whether an input of this shape (N, C, H, W) is max-pooled with the compiled kernel."""
     return (_enabled and numpy.dtype(x_dtype).kind == "f"
-            and int(numpy.prod(x_shape[1:])) <= POOL_MAX_ELEMENTS)
+            and int(numpy.prod(x_shape)) <= POOL_MAX_ELEMENTS)
 
 
 if numba is not None:

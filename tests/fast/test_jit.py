@@ -97,12 +97,12 @@ def _outputs(net, x, batch):
     return outs
 
 
-@pytest.mark.parametrize("batch", [False, True])
-def test_programs_with_and_without_jit_agree(batch):
-    """B-LeNet's programs (whose small convolutions and poolings take the compiled kernels) give
-    the numpy programs' outputs, and both give stock Chainer's."""
+@pytest.mark.parametrize("batch,n", [(False, 1), (True, 1), (True, 3), (True, 6), (True, 40)])
+def test_programs_with_and_without_jit_agree(batch, n):
+    """B-LeNet's programs (whose small convolutions and poolings take the compiled kernels, by
+    batch size) give the numpy programs' outputs, and both give stock Chainer's."""
     net = _lenet()
-    x = np.random.RandomState(1).rand(6 if batch else 1, 1, 28, 28).astype(np.float32)
+    x = np.random.RandomState(1).rand(n, 1, 28, 28).astype(np.float32)
     previous = jit.set_enabled(True)
     try:
         with_jit = _outputs(net, x, batch)
@@ -189,3 +189,35 @@ def test_entropy_one_equals_the_python_formula_and_decides_alike(jit_on):
         assert not np.isfinite(jit.entropy_one(row))
         with np.errstate(invalid="ignore"):
             assert exit_rule.leaves_one(row, 10.0) == bool(exit_rule.leaves(row, 10.0)[0])
+
+
+@pytest.mark.parametrize("name", ["b-lenet", "b-alexnet"])
+@pytest.mark.parametrize("jit_state", [True, False])
+def test_runner_runs_small_remainders_sample_by_sample(name, jit_state, monkeypatch):
+    """A batch's segment and head steps on at most Runner.SAMPLE_MAX samples go through the batch-1
+    programs one sample at a time, and give the batch programs' values; larger parts do not."""
+    previous = jit.set_enabled(jit_state)
+    try:
+        np.random.seed(0)
+        net = networks.build(name)
+        shape = (1, 28, 28) if name == "b-lenet" else (3, 32, 32)
+        x = np.random.RandomState(4).rand(5, *shape).astype(np.float32)
+        runner = compiler.Runner([s.layers for s in net.segments], [h.layers for h in net.heads])
+        segment, head = runner.steps(x)
+        bseg = [compiler.BatchProgram(s.layers) for s in net.segments]
+        bhead = [compiler.BatchProgram(h.layers) for h in net.heads]
+        built = []
+        real_chain = compiler.chain
+        monkeypatch.setattr(compiler, "chain", lambda *a: built.append(a[2]) or real_chain(*a))
+        h_all = segment(0, x)
+        assert built == []
+        for m in (1, 2, 3):
+            h, hb = x[:m], x[:m]
+            for k in range(net.numexits()):
+                h, hb = segment(k, h), bseg[k](hb)
+                np.testing.assert_allclose(h, hb, rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(head(k, h), bhead[k](hb), rtol=1e-5, atol=1e-4)
+        assert built == [(1,) + shape]  # one batch-1 chain, built for the remainders of 1-2
+        np.testing.assert_allclose(h_all, bseg[0](x), rtol=1e-5, atol=1e-5)
+    finally:
+        jit.set_enabled(previous)
