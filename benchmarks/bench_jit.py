@@ -29,10 +29,11 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401
 from branchynet.fast import conv as fconv, jit, pooling as fpool  # noqa: E402
 
-# (name, C, H, O, k, pad): B-LeNet's convolutions, B-AlexNet's first two and a head's.
+# (name, C, H, O, k, pad): B-LeNet's convolutions, B-AlexNet's first and a head's, B-ResNet's first.
 CONVS = [("lenet conv1", 1, 28, 5, 5, 3), ("lenet head1 conv", 5, 15, 10, 3, 1),
          ("lenet conv2", 5, 15, 10, 5, 3), ("lenet conv3", 10, 9, 20, 5, 3),
-         ("alexnet conv1", 3, 32, 32, 5, 2), ("alexnet head conv", 32, 8, 32, 3, 1)]
+         ("alexnet conv1", 3, 32, 32, 5, 2), ("alexnet head conv", 32, 8, 32, 3, 1),
+         ("resnet conv1", 3, 32, 16, 3, 1)]
 # (name, C, H, k, stride): the max poolings that follow them (ceil mode).
 POOLS = [("lenet 5x30x30 2/2", 5, 30, 2, 2), ("lenet 10x15x15 2/2", 10, 15, 2, 2),
          ("lenet 10x17x17 2/2", 10, 17, 2, 2), ("alexnet 32x32x32 3/2", 32, 32, 3, 2)]
@@ -54,8 +55,10 @@ def main(args):
         out("Numba kernels unavailable: %s" % jit.why_not())
         return
     rng = numpy.random.default_rng(0)
-    out("direct convolution (jit) against im2col + GEMM (numpy); DIRECT_MAX_K = %d, "
-        "DIRECT_MAX_O = %d" % (jit.DIRECT_MAX_K, jit.DIRECT_MAX_O))
+    out("direct convolution (jit) against im2col + GEMM (numpy); it runs for K <= %d and O <= %d "
+        "up to %d samples, K <= %d and O <= %d beyond" % (
+            jit.DIRECT_MAX_K, jit.DIRECT_MAX_O, jit.DIRECT_SMALL_BATCH, jit.DIRECT_MAX_K_BATCH,
+            jit.DIRECT_MAX_O_BATCH))
     hdr = "%-20s %5s | %10s %10s %7s | %10s %10s %7s" % (
         "layer", "K", "jit us", "numpy us", "x", "jit ms", "numpy ms", "x")
     out(hdr)

@@ -35,8 +35,10 @@ DIRECT_MAX_K = 128
 DIRECT_SMALL_BATCH = 4
 DIRECT_MAX_K_BATCH = 32
 # ... and only for few output channels: the direct kernel re-reads the input once per channel
-# (B-AlexNet's first convolution, K = 75 with 32 channels, loses 0.66x).
+# (B-AlexNet's first convolution, K = 75 with 32 channels, loses 0.64x; B-ResNet's first, K = 27
+# with 16 channels, gains 1.24x at batch 1 and loses 0.88x in a batch of 1000).
 DIRECT_MAX_O = 16
+DIRECT_MAX_O_BATCH = 8
 # Largest input (N * C * H * W elements) that is max-pooled with the compiled kernel: it costs
 # about 1 ns per input element plus one call, numpy's pooling about 10 us of calls plus 0.6 ns per
 # element; one B-LeNet sample (2,250-4,500 elements) gains 2.3-3.2x, one B-AlexNet sample's
@@ -82,9 +84,9 @@ def why_not():
 
 def direct_conv_applies(link, x_dtype, batch):
     """Whether a convolution ``link`` (an ``L.Convolution2D`` the fast kernels support) on ``batch``
-    samples of ``x_dtype`` runs as ``conv_direct``: float32, stride 1, a short im2col column
-    (DIRECT_MAX_K up to DIRECT_SMALL_BATCH samples, else DIRECT_MAX_K_BATCH) and few output
-    channels (DIRECT_MAX_O)."""
+    samples of ``x_dtype`` runs as ``conv_direct``: float32, stride 1, a short im2col column and
+    few output channels (DIRECT_MAX_K and DIRECT_MAX_O up to DIRECT_SMALL_BATCH samples, else
+    DIRECT_MAX_K_BATCH and DIRECT_MAX_O_BATCH)."""
     if not _enabled or numpy.dtype(x_dtype) != numpy.float32 or link.W.array is None:
         return False
     if link.W.array.dtype != numpy.float32 or (link.b is not None
@@ -92,8 +94,10 @@ def direct_conv_applies(link, x_dtype, batch):
         return False
     stride = link.stride if isinstance(link.stride, (tuple, list)) else (link.stride,) * 2
     O, C, kh, kw = link.W.shape
-    max_k = DIRECT_MAX_K if batch <= DIRECT_SMALL_BATCH else DIRECT_MAX_K_BATCH
-    return tuple(stride) == (1, 1) and C * kh * kw <= max_k and O <= DIRECT_MAX_O
+    small = batch <= DIRECT_SMALL_BATCH
+    max_k, max_o = ((DIRECT_MAX_K, DIRECT_MAX_O) if small
+                    else (DIRECT_MAX_K_BATCH, DIRECT_MAX_O_BATCH))
+    return tuple(stride) == (1, 1) and C * kh * kw <= max_k and O <= max_o
 
 
 def pool_applies(x_shape, x_dtype):

@@ -221,3 +221,17 @@ def test_runner_runs_small_remainders_sample_by_sample(name, jit_state, monkeypa
         np.testing.assert_allclose(h_all, bseg[0](x), rtol=1e-5, atol=1e-5)
     finally:
         jit.set_enabled(previous)
+
+
+def test_direct_convolution_rule(jit_on):
+    """Which convolutions take the direct kernel, by shape and batch size (jit.DIRECT_*)."""
+    import chainer.links as L
+    lenet1, lenet_head = L.Convolution2D(1, 5, 5, pad=3), L.Convolution2D(5, 10, 3, pad=1)
+    lenet3, resnet1 = L.Convolution2D(10, 20, 5, pad=3), L.Convolution2D(3, 16, 3, pad=1)
+    strided = L.Convolution2D(1, 5, 5, stride=2)
+    ok = jit.direct_conv_applies
+    assert ok(lenet1, np.float32, 1) and ok(lenet1, np.float32, 1000)
+    assert ok(lenet_head, np.float32, 4) and not ok(lenet_head, np.float32, 5)
+    assert not ok(lenet3, np.float32, 1)
+    assert ok(resnet1, np.float32, 1) and not ok(resnet1, np.float32, 64)
+    assert not ok(strided, np.float32, 1) and not ok(lenet1, np.float64, 1)
