@@ -21,6 +21,9 @@ setup(
         "chainer==7.8.1",
         "numpy>=2.0,<3",
         "matplotlib>=3.8",
+        # compiled CPU inference kernels for the small layers (branchynet/fast/jit.py); 0.68 is
+        # the first release for numpy 2.4/2.5. Without it the numpy kernels run alone.
+        "numba>=0.68",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -25,7 +25,9 @@ import chainer.links as L
 from branchynet import layers as blayers
 from branchynet import links as blinks
 from branchynet.fast import conv as fconv
+from branchynet.fast import jit
 from branchynet.fast import pooling as fpool
+from branchynet.fast import threads
 from branchynet.fast.switch import relu_after_pool
 
 __all__ = ["numpy_function", "Program", "Runner"]
@@ -34,9 +36,26 @@ __all__ = ["numpy_function", "Program", "Runner"]
 # ------------------------------------------------------------------ layers on a numpy batch
 def _conv(link):
     def run(x):
-        return fconv.conv2d_numpy(x, link.W.array, None if link.b is None else link.b.array,
-                                  link.stride, link.pad)
+        b = None if link.b is None else link.b.array
+        if jit.direct_conv_applies(link, x.dtype, batch=len(x)):
+            return _conv_direct(x, link.W.array, b, link.pad)
+        return fconv.conv2d_numpy(x, link.W.array, b, link.stride, link.pad)
     return run
+
+
+def _conv_direct(x, W, b, pad):
+    """A stride-1 convolution of a batch by the compiled direct kernel (``jit.conv_direct``) on the
+    padded full-row buffer, the batch split over the kernel threads; a full-row output view."""
+    if x.shape[1] != W.shape[1]:
+        raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
+    g = fconv._geom(x.shape, W.shape, (1, 1), fconv._pair(pad))
+    xbuf = fconv._padded(x, g)
+    ypad = numpy.empty((g.N, g.O, g.L), dtype=x.dtype)
+    span = g.C * g.plane
+    threads.run(lambda n0, n1: jit.conv_direct(xbuf[n0 * span:n1 * span + g.kw], W, b,
+                                               ypad[n0:n1], g, n1 - n0),
+                threads.parts(g.N, (span + g.O * g.L) * x.dtype.itemsize))
+    return fconv._output(ypad, g)
 
 
 def _linear(link):
@@ -86,6 +105,19 @@ def _res_block(block):
     return run
 
 
+def _max_pool(layer, relu):
+    """Max pooling of a batch, with the ReLU after it when ``relu``: one compiled call for a small
+    batch (``jit.pool_applies``), else the numpy pooling (and an in-place ReLU)."""
+    def run(x):
+        (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = _pool_sizes(x.shape, layer)
+        if jit.pool_applies(x.shape, x.dtype):
+            return jit.max_pool(x, numpy.empty((len(x), C, OH, OW), dtype=x.dtype),
+                                (kh, kw), (sy, sx), (ph, pw), relu)
+        y = fpool.max_pool_numpy(x, layer.ksize, layer.stride, layer.pad, layer.cover_all)
+        return numpy.maximum(y, 0, out=y) if relu else y
+    return run
+
+
 def _chainer_test_mode(layer):
     def run(x):
         with chainer.using_config("train", False), chainer.no_backprop_mode():
@@ -104,8 +136,7 @@ _FUNCTIONS = (
     (lambda l: (isinstance(l, L.BatchNormalization) and l.axis is None
                 and l.avg_mean is not None), _batch_norm),
     (lambda l: l is F.relu, lambda l: _relu),
-    (lambda l: isinstance(l, blayers.MaxPool),
-     lambda l: lambda x: fpool.max_pool_numpy(x, l.ksize, l.stride, l.pad, l.cover_all)),
+    (lambda l: isinstance(l, blayers.MaxPool), lambda l: _max_pool(l, relu=False)),
     (lambda l: isinstance(l, blayers.AvgPool),
      lambda l: lambda x: fpool.avg_pool_numpy(x, l.ksize, l.stride, l.pad)),
     (lambda l: isinstance(l, blayers.LRN), _lrn),
@@ -134,8 +165,12 @@ class _ConvInput:
 
 
 def _conv_stage(link, src, inp):
-    """im2col copy and one GEMM; the input is copied into ``inp`` unless it is written there."""
+    """im2col copy and one GEMM, or one call of the compiled direct convolution for a short
+    im2col column (``jit.direct_conv_applies``); the input is copied into ``inp`` unless it is
+    written there."""
     g = inp.g
+    if jit.direct_conv_applies(link, src.dtype, batch=1):
+        return _direct_conv_stage(link, src, inp)
     col = numpy.zeros((g.K, g.L), dtype=src.dtype)
     window = fconv._col_view(inp.padded, g, 0, 1)
     col_dst = col.reshape(window.shape)
@@ -152,6 +187,20 @@ def _conv_stage(link, src, inp):
         matmul(link.W.array.reshape(shape2), col, out=out)
         if link.b is not None:
             add(out, link.b.array.reshape(bias_shape), out=out)
+    return run, fconv._output(out, g)
+
+
+def _direct_conv_stage(link, src, inp):
+    g = inp.g
+    out = numpy.zeros((1, g.O, g.L), dtype=src.dtype)
+    no_bias = numpy.zeros(g.O, dtype=src.dtype)
+    copy = None if src is inp.interior else (inp.interior, src)
+    copyto, kernel, padded = numpy.copyto, jit.conv_direct, inp.padded
+
+    def run():
+        if copy is not None:
+            copyto(*copy)
+        kernel(padded, link.W.array, no_bias if link.b is None else link.b.array, out, g)
     return run, fconv._output(out, g)
 
 
@@ -174,6 +223,12 @@ def _pool_stage(src, layer, relu, out):
     is_max = isinstance(layer, blayers.MaxPool)
     (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = _pool_sizes(src.shape, layer)
     H, W = src.shape[2:]
+    if is_max and jit.pool_applies(src.shape, src.dtype) and out.dtype == src.dtype:
+        kernel, sizes = jit.max_pool, ((kh, kw), (sy, sx), (ph, pw))
+
+        def run_compiled():  # one call, ReLU included
+            kernel(src, out, *sizes, relu)
+        return run_compiled
     rows, cols = sy * (OH - 1) + kh, sx * (OW - 1) + kw  # the extent the windows read
     copy = None
     if ph == 0 and pw == 0 and rows <= H and cols <= W:
@@ -224,6 +279,13 @@ def _relu_stage(src):
 
 
 def _linear_stage(link, src):
+    if src.flags.c_contiguous and jit.linear_applies(link, src.dtype):  # one compiled call
+        out = numpy.zeros((1, link.out_size), dtype=src.dtype)
+        flat, kernel = src.reshape(-1), jit._linear
+
+        def run_compiled():
+            kernel(flat, link.W.array, link.b.array, out)
+        return run_compiled, out
     if src.flags.c_contiguous:
         flat, pre = src.reshape(1, -1), None
     else:  # a strided view: gathered into a buffer at each run
@@ -326,7 +388,17 @@ class BatchProgram:
     """``layers`` compiled for a batch of any size: one numpy function per layer."""
 
     def __init__(self, layers):
-        self.functions = tuple(numpy_function(layer) for layer in relu_after_pool(layers))
+        layers = relu_after_pool(layers)
+        functions, i = [], 0
+        while i < len(layers):  # relu(max pooling): one function, as in a batch-1 program
+            if (isinstance(layers[i], blayers.MaxPool) and i + 1 < len(layers)
+                    and layers[i + 1] is F.relu):
+                functions.append(_max_pool(layers[i], relu=True))
+                i += 2
+            else:
+                functions.append(numpy_function(layers[i]))
+                i += 1
+        self.functions = tuple(functions)
 
     def __call__(self, x):
         for fn in self.functions:
@@ -350,9 +422,15 @@ def chain(segments, heads, shape, dtype):
 
 class Runner:
     """What inference on numpy runs for a BranchyNet's segments and heads (layer lists): batch
-    programs, and for one floating-point sample, chained batch-1 programs per thread and shape."""
+    programs, and for one floating-point sample, chained batch-1 programs per thread and shape.
+    In a batch, the few samples that early exit leaves in flight (at most ``SAMPLE_MAX``) go on
+    one at a time through the batch-1 programs, which cost less than a batch program's calls."""
 
     _MAX_SAMPLE_CHAINS = 64  # threads come and go; programs are cheap to rebuild
+    # Largest part of a batch run sample by sample: at 1-2 samples the batch-1 programs beat the
+    # batch programs on B-LeNet and B-AlexNet alike (B-LeNet's from 1 to 64 samples, B-AlexNet's
+    # from 4 samples on lose by 10-20 %).
+    SAMPLE_MAX = 2
 
     def __init__(self, segments, heads):
         self.segments, self.heads = segments, heads
@@ -364,20 +442,45 @@ class Runner:
         original links."""
         return Runner(copy.deepcopy(self.segments, memo), copy.deepcopy(self.heads, memo))
 
+    def _chain(self, shape, dtype):
+        key = (threading.get_ident(), shape, dtype.str)
+        programs = self._sample.get(key)
+        if programs is None:
+            if len(self._sample) >= self._MAX_SAMPLE_CHAINS:
+                self._sample.clear()
+            programs = self._sample[key] = chain(self.segments, self.heads, shape, dtype)
+        return programs
+
     def steps(self, x):
         """(segment k on h, head k on h) for inputs like x. A batch-1 program returns its own
         buffer, which its next run overwrites."""
         if len(x) == 1 and x.dtype.kind == "f":
-            key = (threading.get_ident(), x.shape, x.dtype.str)
-            programs = self._sample.get(key)
-            if programs is None:
-                if len(self._sample) >= self._MAX_SAMPLE_CHAINS:
-                    self._sample.clear()
-                programs = self._sample[key] = chain(self.segments, self.heads, x.shape, x.dtype)
-        else:
-            if self._batch is None:
-                self._batch = ([BatchProgram(s) for s in self.segments],
-                               [BatchProgram(h) for h in self.heads])
-            programs = self._batch
-        segments, heads = programs
-        return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
+            segments, heads = self._chain(x.shape, x.dtype)
+            return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
+        if self._batch is None:
+            self._batch = ([BatchProgram(s) for s in self.segments],
+                           [BatchProgram(h) for h in self.heads])
+        segments, heads = self._batch
+        if x.dtype.kind != "f":
+            return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
+        sample_shape = (1,) + tuple(x.shape[1:])
+
+        def by_sample(programs, k, h):  # programs[k] on each sample of h, results stacked
+            program = programs[k]
+            first = program(h[:1])
+            out = numpy.empty((len(h),) + first.shape[1:], dtype=first.dtype)
+            out[0] = first[0]
+            for i in range(1, len(h)):
+                out[i] = program(h[i:i + 1])[0]
+            return out
+
+        def segment(k, h):
+            if 0 < len(h) <= self.SAMPLE_MAX:
+                return by_sample(self._chain(sample_shape, x.dtype)[0], k, h)
+            return segments[k](h)
+
+        def head(k, h):
+            if 0 < len(h) <= self.SAMPLE_MAX:
+                return by_sample(self._chain(sample_shape, x.dtype)[1], k, h)
+            return heads[k](h)
+        return segment, head
