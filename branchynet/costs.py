@@ -31,10 +31,10 @@ def baseline_cost(parts):
 
 
 def _parts(parts):
-    if "segments" in parts:
-        seg, head = parts["segments"], parts["heads"]
-    else:
+    if "segment_ms" in parts:  # time_exits' result also holds per-repeat detail as "segments"
         seg, head = parts["segment_ms"], parts["head_ms"]
+    else:
+        seg, head = parts["segments"], parts["heads"]
     seg = numpy.asarray(seg, dtype=numpy.float64)
     head = numpy.asarray(head, dtype=numpy.float64)
     if seg.shape != head.shape or seg.ndim != 1 or len(seg) == 0:

@@ -63,12 +63,9 @@ def pareto(costs, correct):
     costs = numpy.asarray(costs, dtype=numpy.float64)
     correct = numpy.asarray(correct, dtype=numpy.float64)
     order = numpy.lexsort((numpy.arange(len(costs)), -correct, costs))
-    kept, best = [], -numpy.inf
-    for i in order:
-        if correct[i] > best:
-            kept.append(int(i))
-            best = correct[i]
-    return numpy.array(kept, dtype=numpy.int64)
+    ranked = correct[order]
+    best_before = numpy.concatenate([[-numpy.inf], numpy.maximum.accumulate(ranked)[:-1]])
+    return order[ranked > best_before].astype(numpy.int64)
 
 
 def _check_costs(exit_costs, num_exits):
@@ -78,15 +75,21 @@ def _check_costs(exit_costs, num_exits):
     return costs
 
 
-def _last_exit_sweep(values, first_right, last_right, low_leaves):
+def _confidence_key(values, low_leaves):
+    """Sort key putting the samples in the order they leave (NaN, never leaving, last)."""
+    return numpy.where(numpy.isfinite(values), values if low_leaves else -values, numpy.inf)
+
+
+def _last_exit_sweep(values, first_right, last_right, low_leaves, presorted=False):
     """Every distinct leave set at the last non-final exit, for the samples reaching it.
 
     Returns (thresholds (P,), leavers (P,), correct (P,)): threshold p lets the ``leavers[p]``
-    most confident samples out; ``correct``: right answers among all of these samples then."""
+    most confident samples out; ``correct``: right answers among all of these samples then.
+    ``presorted``: the samples already come in ``_confidence_key`` order."""
     n = len(values)
     finite = numpy.isfinite(values)
-    key = numpy.where(finite, values if low_leaves else -values, numpy.inf)
-    order = numpy.argsort(key, kind="stable")
+    key = _confidence_key(values, low_leaves)
+    order = numpy.arange(n) if presorted else numpy.argsort(key, kind="stable")
     key = key[order]
     n_finite = int(finite.sum())
     cs_first = numpy.concatenate([[0], numpy.cumsum(first_right[order])])
@@ -94,7 +97,6 @@ def _last_exit_sweep(values, first_right, last_right, low_leaves):
     # m samples can leave where the m-th and (m+1)-th keys differ (or none / every finite one)
     m = numpy.concatenate([[0], numpy.flatnonzero(key[1:n_finite] > key[:n_finite - 1]) + 1,
                            [n_finite] if n_finite else []]).astype(numpy.int64)
-    m = numpy.unique(m)
     mids = numpy.empty(len(m))
     inner = (m > 0) & (m < n_finite)
     mids[inner] = (key[m[inner] - 1] + key[m[inner]]) / 2
@@ -125,6 +127,8 @@ def exact_frontier(cache, measure, exit_costs, outer_candidates=None):
             c = c[numpy.unique(numpy.linspace(0, len(c) - 1, outer_candidates).round().astype(int))]
         outer.append(c)
     all_t, all_counts, all_correct = [], [], []
+    j = num_exits - 2  # swept exactly; its samples sorted once, in the order they leave
+    order_j = numpy.argsort(_confidence_key(values[j], m.low_leaves), kind="stable")
     for prefix in itertools.product(*outer):
         in_flight = numpy.ones(n, dtype=bool)
         counts = numpy.zeros(num_exits, dtype=numpy.int64)
@@ -134,10 +138,10 @@ def exact_frontier(cache, measure, exit_costs, outer_candidates=None):
             counts[k] = leave.sum()
             base_correct += int(right[k][leave].sum())
             in_flight &= ~leave
-        j = num_exits - 2
-        idx = numpy.flatnonzero(in_flight)
+        idx = order_j[in_flight[order_j]]
         t_last, leavers, correct = _last_exit_sweep(values[j][idx], right[j][idx],
-                                                    right[num_exits - 1][idx], m.low_leaves)
+                                                    right[num_exits - 1][idx], m.low_leaves,
+                                                    presorted=True)
         block = numpy.repeat(counts[None, :], len(t_last), axis=0)
         block[:, j] = leavers
         block[:, num_exits - 1] = len(idx) - leavers
