@@ -169,3 +169,39 @@ def test_entropy_generic_path_equals_the_fast_rule(three_exit, mnist_subset):
                                               measure=entropy)
             numpy.testing.assert_array_equal(fast[1], generic[1])
             numpy.testing.assert_array_equal(fast[0], generic[0])
+
+
+@pytest.mark.parametrize("name", confidence.NAMES)
+def test_engine_with_scripted_exits_equals_the_cache_for_five_exits(name):
+    """exit_rule.predict_batch / predict_one with scripted heads (each sample's logits at each of 5
+    exits from a table; the activation carries the sample's index) against ExitCache: patience's
+    run of agreeing labels must follow the samples still in flight through several exits."""
+    rng = numpy.random.RandomState(3)
+    n, k, c = 40, 5, 3
+    logits = (rng.randn(k, n, c) * 3).astype(numpy.float32)
+    logits[:, :, 0] += rng.randint(0, 2, size=(k, n)) * 4  # labels often agree across exits
+    x = numpy.arange(n, dtype=numpy.float32)[:, None]
+
+    def segment(j, h):
+        return h
+
+    def head(j, h):
+        return logits[j][h[:, 0].astype(int)]
+
+    cache = confidence.ExitCache([exit_rule.softmax(l) for l in logits])
+    m = confidence.get(name)
+    settings = ([(1.5, 2.5, 2.5, 3.5), (2.5, 1.5, 3.5, 2.5), (0.5, 3.5, 1.5, 2.5)] if name == "patience"
+                else [tuple(numpy.quantile(m.candidates(cache.values(m)[j]), q) for j in range(k - 1))
+                      for q in (0.2, 0.5, 0.8)])
+    seen = set()
+    for thresholds in settings:
+        labels, exits = exit_rule.predict_batch(x, numpy.array(thresholds), segment, head, measure=m)
+        seen |= {(thresholds, e) for e in exits.tolist()}
+        sim_labels, sim_exits = cache.simulate(thresholds, name)
+        numpy.testing.assert_array_equal(exits, sim_exits)
+        numpy.testing.assert_array_equal(labels, sim_labels)
+        for i in range(0, n, 7):
+            label, exit_ = exit_rule.predict_one(x[i:i + 1], numpy.array(thresholds), segment, head, m)
+            assert (int(label[0]), int(exit_[0])) == (sim_labels[i], sim_exits[i])
+    if name == "patience":  # samples leave at several exits, after some left earlier
+        assert max(len({e for t, e in seen if t == s}) for s in settings) >= 3

@@ -169,3 +169,16 @@ def test_paper_knee_on_the_cache_equals_sweep_knee_on_exit_outputs():
         row["cost"] = float(numpy.asarray(row["exit_fractions"]) @ costs)
     chosen = sweep.choose(rows, "cost", base)
     assert knee["knee"] == chosen["knee"] and knee["frontier"] == chosen["frontier"]
+
+
+def test_grid_frontier_is_the_pareto_set_of_the_grid_and_never_beats_the_exact_one():
+    cache = random_cache(k=3, n=40, c=4, seed=4)
+    costs = numpy.array([1.0, 2.0, 4.0])
+    grid = sweep.threshold_grid([[0.1, 0.5, 0.9, 1.3]] * 2)
+    front = selection.grid_frontier(cache, "entropy", grid, costs)
+    rows = [cache.evaluate(t, "entropy", costs) for t in grid]
+    expected = pareto_of({(round(r["cost"], 9), r["correct"]) for r in rows})
+    assert [(round(float(c), 9), int(r)) for c, r in zip(front.costs, front.correct)] == expected
+    exact = selection.exact_frontier(cache, "entropy", costs)
+    for cost, correct in zip(front.costs, front.correct):
+        assert correct <= exact.correct[exact.costs <= cost + 1e-12].max()
