@@ -195,6 +195,7 @@ def _thr(values):
 def markdown(report, title, seeds=None, weighting=None, commands=()):
     base = report["baseline_accuracy"]
     bc = report["base_cost"]
+    report = {k: v for k, v in report.items() if k != "commands"}
     lines = ["# %s: beyond the paper" % title, ""]
     lines += ["Written by `%s`." % c for c in commands] + [""]
     lines += ["Run `%s`; thresholds fitted on the validation split (%d images), applied unchanged "
@@ -385,6 +386,7 @@ def figures(report, out, title, weighting=None):
     if weighting:
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.subplots()
+        first = 100 * report["anytime"][0]["cost"] / bc
         for r, ls in zip(weighting["runs"], ("-", "--", ":")):
             for name in ("entropy", "max_prob"):
                 x, y = _frontier_xy(r["measures"][name]["frontier_test"], bc)
@@ -394,12 +396,19 @@ def figures(report, out, title, weighting=None):
             ax.scatter([100], [100 * base_acc], marker="D", color=BASELINE_COLOR, s=30, zorder=6,
                        label="baseline")
         _zoom(ax, report, base_acc)
+        ax.set_xlim(first - 2, min(110, 2 * first + 10) if net_is_cheap(report) else 110)
         ax.set_xlabel("mean cost (% of baseline MACs)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title("%s: fixed vs sample-dependent loss weights" % title, fontsize=9)
+        ax.set_title("%s: fixed vs sample-dependent loss weights (val-fitted, on test)" % title,
+                     fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
         paths.append(_save(fig, os.path.join(out, "sample_weighting.png")))
     return paths
+
+
+def net_is_cheap(report):
+    """Whether the first exit costs under a third of the baseline (then the action is there)."""
+    return report["anytime"][0]["cost"] < report["base_cost"] / 3
 
 
 def _zoom(ax, report, base_acc):
@@ -414,10 +423,18 @@ def _zoom(ax, report, base_acc):
     ax.grid(alpha=0.3)
 
 
+def rewrite(out, title, commands=()):
+    """report.md and the figures again from ``out``/report.json (no measuring)."""
+    with open(os.path.join(out, "report.json")) as f:
+        full = json.load(f)
+    seeds, weighting = full.pop("seeds", None), full.pop("sample_weighting", None)
+    return write(full, out, title, seeds, weighting, commands or full.get("commands", ()))
+
+
 def write(report, out, title, seeds=None, weighting=None, commands=()):
     """report.json, report.md and the figures into ``out``; returns the paths."""
     os.makedirs(out, exist_ok=True)
-    full = dict(report, seeds=seeds, sample_weighting=weighting)
+    full = dict(report, seeds=seeds, sample_weighting=weighting, commands=list(commands))
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(full, f, indent=1, allow_nan=False)
     with open(os.path.join(out, "report.md"), "w") as f:

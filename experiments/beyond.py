@@ -46,10 +46,16 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--timing-samples", type=int, default=300)
     p.add_argument("--measured-samples", type=int, default=500)
+    p.add_argument("--rewrite", action="store_true",
+                   help="only write report.md and the figures again from OUT/report.json")
     args = p.parse_args(argv)
     name = args.network
     run_dir = args.run_dir or DEFAULT_RUNS[name]
     out = args.out or os.path.join("results", name.split("-paper")[0], "beyond")
+    if args.rewrite:
+        for path in beyond.rewrite(out, TITLES[name]):
+            print("wrote", path)
+        return
     dataset, family = networks.dataset_of(name), networks.family_of(name)
     info = serialization.read_run_info(run_dir) or {}
     net, main_net = networks.load_run(run_dir)
@@ -77,6 +83,8 @@ def main(argv=None):
         def label(d):
             with open(os.path.join(d, "sample_weighting.json")) as f:
                 w = json.load(f)
+            if w["scheme"] == "none":
+                return "fixed (the paper's)"
             return w["scheme"] + ("" if "alpha" not in w else " (alpha %g)" % w["alpha"])
         weighting = beyond.compare_runs(list(entries(w_dirs, label)), lambda _: exit_cost)
         first = serialization.read_run_info(w_dirs[0])
