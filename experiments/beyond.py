@@ -48,6 +48,9 @@ def main(argv=None):
     p.add_argument("--measured-samples", type=int, default=500)
     p.add_argument("--rewrite", action="store_true",
                    help="only write report.md and the figures again from OUT/report.json")
+    p.add_argument("--runs-only", action="store_true",
+                   help="keep OUT/report.json's measurements of the run; compare the seed and "
+                        "weighting runs again")
     args = p.parse_args(argv)
     name = args.network
     run_dir = args.run_dir or DEFAULT_RUNS[name]
@@ -58,11 +61,20 @@ def main(argv=None):
         return
     dataset, family = networks.dataset_of(name), networks.family_of(name)
     info = serialization.read_run_info(run_dir) or {}
-    net, main_net = networks.load_run(run_dir)
-    report = beyond.run_report(net, main_net, run_dir, dataset, family,
-                               val_size=info.get("val_size", 5000), data_dir=args.data_dir,
-                               timing_samples=args.timing_samples,
-                               measured_samples=args.measured_samples, progress=False)
+    command = "python experiments/beyond.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.runs_only:
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        for key in ("seeds", "sample_weighting"):
+            report.pop(key, None)
+        commands = report.pop("commands", [])[:1] + [command.strip()]
+    else:
+        net, main_net = networks.load_run(run_dir)
+        report = beyond.run_report(net, main_net, run_dir, dataset, family,
+                                   val_size=info.get("val_size", 5000), data_dir=args.data_dir,
+                                   timing_samples=args.timing_samples,
+                                   measured_samples=args.measured_samples, progress=False)
+        commands = [command.strip()]
     exit_cost = costs.exit_costs(report["macs"])
 
     def entries(dirs, label_of):
@@ -99,8 +111,7 @@ def main(argv=None):
             % (epochs, first["main_from"], first["seed"], first["batchsize"],
                first["loss_weights"]["values"], first["loss_weights"]["preset"],
                ", ".join("`%s`" % d for d in w_dirs)))
-    command = "python experiments/beyond.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    paths = beyond.write(report, out, TITLES[name], seeds, weighting, commands=[command.strip()])
+    paths = beyond.write(report, out, TITLES[name], seeds, weighting, commands=commands)
     for path in paths:
         print("wrote", path)
     for m, sec in report["measures"].items():
