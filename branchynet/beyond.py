@@ -76,9 +76,10 @@ def measure_section(val, test, name, exit_cost, base_cost, base_val_acc):
     geometric exit distributions."""
     front = selection.exact_frontier(val, name, exit_cost)
     thin = _thin(front)
+    rows = front.rows()
     out = {"measure": name, "frontier_size": len(front),
-           "frontier_val": [front.rows()[i] for i in thin],
-           "frontier_test": [evaluations.budgeted(front, test)[i] for i in thin]}
+           "frontier_val": [rows[i] for i in thin],
+           "frontier_test": [test.evaluate(front.thresholds[i], name, exit_cost) for i in thin]}
     out.update(_rules(front, test, base_cost, base_val_acc))
     geo = []
     for q in Q_VALUES:
@@ -177,10 +178,10 @@ def compare_runs(entries, exit_cost_of, fractions=BUDGETS, measures=("entropy", 
                                  "fastest within 0.0 pp")
             except selection.Infeasible as err:
                 at_base = {"infeasible": str(err)}
-            test_rows = evaluations.budgeted(front, test)
             row["measures"][name] = {"budgets": [{"fraction": b["fraction"], "row": b["row"]}
                                                  for b in budgets], "at_baseline": at_base,
-                                     "frontier_test": [test_rows[i] for i in _thin(front)]}
+                                     "frontier_test": [test.evaluate(front.thresholds[i], name, exit_cost)
+                                                       for i in _thin(front)]}
         per_run.append(row)
     for name in measures:
         summary[name] = []
