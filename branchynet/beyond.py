@@ -345,7 +345,7 @@ def figures(report, out, title, weighting=None):
         else:
             ax.set_title("%s: val-fitted frontiers on test" % title, fontsize=9)
             ax.set_ylabel("test accuracy (%)")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper left")
         ax.set_xlabel("mean cost (% of baseline MACs)")
     paths.append(_save(fig, os.path.join(out, "frontiers_by_measure.png")))
     # 2. selection rules for entropy and max_prob
