@@ -105,37 +105,60 @@ def training_keep(logits, k, num_exits, keep_fraction=1.0, thresholds=None):
     return keep
 
 
-def predict_one(x, thresholds, segment, head):
+def predict_one(x, thresholds, segment, head, measure=None):
     """Early exit of one sample: ``segment(k, h)`` and ``head(k, h)`` run exit by exit until one
-    lets it out. Returns (label, exit) as numpy int arrays of one element."""
+    lets it out. Returns (label, exit) as numpy int arrays of one element.
+
+    ``measure``: None (entropy, decided by ``leaves_one``) or a ``confidence.Measure``, whose
+    values and leave rule decide instead."""
     last = len(thresholds)
     h = x
+    state = None
     for k in range(last + 1):
         h = segment(k, h)
         logits = head(k, h)
-        if k == last or leaves_one(logits, thresholds[k]):
+        if k == last:
             break
+        if measure is None:
+            if leaves_one(logits, thresholds[k]):
+                break
+        else:
+            values, state = measure.values(softmax(logits), state)
+            if bool(measure.leaves(values, thresholds[k])[0]):
+                break
     return numpy.array([int(logits[0].argmax())], numpy.int32), numpy.array([k], numpy.int32)
 
 
-def predict_batch(x, thresholds, segment, head, xp=numpy):
+def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
     """Early exit of a batch: only the samples still in flight go on, as the intermediate
     activation, so lower layers never run twice and each head runs once per sample reaching it.
-    Returns (labels, exits) as int arrays of the device's module ``xp``."""
+    Returns (labels, exits) as int arrays of the device's module ``xp``.
+
+    ``measure``: None (entropy, ``leaves``) or a ``confidence.Measure`` deciding instead; its
+    state (patience's run of agreeing labels) follows the samples still in flight."""
     labels = xp.empty(len(x), dtype=numpy.int32)
     exits = xp.empty(len(x), dtype=numpy.int32)
     remaining = xp.arange(len(x))
     last = len(thresholds)
     h = x
+    state = None
     for k in range(last + 1):
         h = segment(k, h)
         logits = head(k, h)
-        leave = xp.ones(len(logits), dtype=bool) if k == last else leaves(logits, thresholds[k])
+        if k == last:
+            leave = xp.ones(len(logits), dtype=bool)
+        elif measure is None:
+            leave = leaves(logits, thresholds[k])
+        else:
+            values, state = measure.values(softmax(logits), state)
+            leave = measure.leaves(values, thresholds[k])
         leaving = remaining[leave]
         labels[leaving] = logits[leave].argmax(axis=1)
         exits[leaving] = k
         stay = ~leave
         remaining, h = remaining[stay], h[stay]
+        if state is not None:
+            state = measure.select(state, stay)
         if len(remaining) == 0:
             break
     return labels, exits

@@ -13,7 +13,7 @@ import chainer
 import chainer.functions as F
 from chainer import optimizers
 
-from branchynet import exit_rule, fast, timing
+from branchynet import confidence, exit_rule, fast, timing
 from branchynet.branch import shared_prefixes, split_network
 
 
@@ -65,11 +65,13 @@ class BranchyNet(chainer.Chain):
         train_keep: fraction of each batch (the highest-entropy samples) that goes on to later exits
             in training; 1.0 (the original's default) trains every exit on the whole batch.
         train_thresholds: if set, samples with entropy below T_k stop at exit k in training too.
+        sample_weighting: None (the paper's per-exit mean losses) or a per-sample loss weighting
+            such as ``branchynet.sample_weights.SoftExit(alpha)`` (see that module).
     """
 
     def __init__(self, network, thresholds=None, opt="Adam", alpha=1e-3, beta1=0.9,
                  lr=0.1, momentum=0.9, weight_decay=1e-4, joint=True, train_keep=1.0,
-                 train_thresholds=None):
+                 train_thresholds=None, sample_weighting=None):
         super().__init__()
         segments, heads, weights = split_network(network)
         with self.init_scope():
@@ -83,6 +85,7 @@ class BranchyNet(chainer.Chain):
             raise ValueError("train_keep must be in (0, 1], got %r" % (train_keep,))
         self.train_keep = train_keep
         self.train_thresholds = train_thresholds
+        self.sample_weighting = sample_weighting
         self.opt_settings = dict(opt=opt, alpha=alpha, beta1=beta1, lr=lr, momentum=momentum,
                                  weight_decay=weight_decay)
         self.optimizer = None
@@ -160,11 +163,14 @@ class BranchyNet(chainer.Chain):
         samples that leave at exit k are dropped from later exits (as activations, never recomputed).
         An exit that no sample reaches has loss and accuracy None. A head's leading layers that
         equal the next segment's (``self.shared``) are run once; the losses are those of running
-        each exit's segments and whole head.
+        each exit's segments and whole head. With ``sample_weighting`` each exit's loss is the
+        batch mean of its per-sample cross-entropies times the weighting's per-sample weights.
         """
         losses, accs = [], []
         h, start = x, 0
         num_exits = self.numexits()
+        weighting = self.sample_weighting
+        state = None if weighting is None else weighting.start(len(t), self.xp)
         for k in range(num_exits):
             if h is None:
                 losses.append(None)
@@ -178,7 +184,12 @@ class BranchyNet(chainer.Chain):
             last = k == num_exits - 1
             head_input = h if (self.joint or last) else chainer.Variable(chainer.as_array(h))
             y = self.heads[k].forward(head_input, start)
-            losses.append(F.softmax_cross_entropy(y, t))
+            if weighting is None:
+                losses.append(F.softmax_cross_entropy(y, t))
+            else:
+                a, state = weighting.weights(y.array, k, num_exits, state)
+                per_sample = F.softmax_cross_entropy(y, t, reduce="no")
+                losses.append(F.sum(per_sample * a) / len(a))
             accs.append(F.accuracy(y, t))
             if not last:
                 keep = exit_rule.training_keep(y.array, k, self.numexits(), self.train_keep,
@@ -189,6 +200,8 @@ class BranchyNet(chainer.Chain):
                         continue
                     index = self.xp.flatnonzero(keep)
                     h, t = F.get_item(h, index), t[index]
+                    if state is not None:
+                        state = weighting.select(state, index)
         return losses, accs
 
     def train(self, x, t):
@@ -223,13 +236,18 @@ class BranchyNet(chainer.Chain):
         return (lambda k, h: chainer.as_array(self.segments[k](h)),
                 lambda k, h: chainer.as_array(self.heads[k](h)), _chainer_inference())
 
-    def predict(self, x, thresholds=None):
+    def predict(self, x, thresholds=None, measure="entropy"):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
 
         Only the samples still in flight go on, as the intermediate activation: lower layers are
         never recomputed and each head runs once per sample that reaches it. The exit decision and
         the split stay on the device; only the final result comes back to the host.
+
+        ``measure`` names the confidence measure the thresholds apply to (``branchynet.confidence``:
+        "entropy", the paper's H < T, "normalized_entropy", "max_prob", "margin", "patience").
         """
+        measure = confidence.get(measure)
+        rule = None if measure.name == "entropy" else measure  # entropy: the fast leaves_one
         thresholds = self._thresholds(thresholds)
         x = self._inputs(x)
         if len(x) == 0:
@@ -237,8 +255,8 @@ class BranchyNet(chainer.Chain):
         segment, head, context = self.inference_steps(x)
         with context:
             if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
-                return exit_rule.predict_one(x, thresholds, segment, head)
-            labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, self.xp)
+                return exit_rule.predict_one(x, thresholds, segment, head, rule)
+            labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, self.xp, rule)
         return chainer.backend.CpuDevice().send(labels), chainer.backend.CpuDevice().send(exits)
 
     def test(self, x, t, thresholds=None):
