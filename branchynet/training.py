@@ -41,8 +41,7 @@ import chainer
 from chainer.training import extensions, triggers
 
 from branchynet import datasets, serialization
-from branchynet.updater import (STAGES, BranchyUpdater, EpochIterator, SeededOrder,  # noqa: F401
-                                device_seeder, epoch_seed)
+from branchynet.updater import STAGES, BranchyUpdater, EpochIterator, SeededOrder, device_seeder
 
 SNAPSHOT = "snapshot_epoch_{.updater.epoch:04d}.npz"
 SNAPSHOT_GLOB = "snapshot_epoch_*.npz"

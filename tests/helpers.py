@@ -1,7 +1,12 @@
 """Small helpers the tests share: a seeded build, random inputs, a few training steps."""
 import numpy
 
+import chainer.functions as F
+import chainer.links as L
+
 import networks
+from branchynet import Branch, BranchyNet
+from branchynet.layers import MaxPool
 
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -26,3 +31,18 @@ def train_steps(net, x, t, steps, batch, seed=0):
         index = order[start:start + batch]
         net.train(x[index], t[index])
     return net
+
+
+def tiny_three_exit_net():
+    """A small 3-exit network for 1x28x28 input, declared directly (not registered); Adam with
+    alpha 0.01 so that 60 steps spread its entropies."""
+    return BranchyNet([
+        L.Convolution2D(1, 4, 3, pad=1),  # 4x28x28
+        Branch([MaxPool(4, 4), F.relu, L.Linear(4 * 7 * 7, 10)]),
+        MaxPool(2, 2), F.relu,  # 4x14x14
+        L.Convolution2D(4, 8, 3, pad=1),  # 8x14x14
+        Branch([MaxPool(2, 2), F.relu, L.Linear(8 * 7 * 7, 10)]),
+        MaxPool(2, 2), F.relu,  # 8x7x7
+        L.Linear(8 * 7 * 7, 32), F.relu,
+        Branch([L.Linear(32, 10)]),
+    ], alpha=0.01)

@@ -30,7 +30,7 @@ from branchynet.fast import pooling as fpool
 from branchynet.fast import threads
 from branchynet.fast.switch import relu_after_pool
 
-__all__ = ["numpy_function", "Program", "Runner"]
+__all__ = ["numpy_function", "BatchProgram", "SampleProgram", "chain", "Runner"]
 
 
 # ------------------------------------------------------------------ layers on a numpy batch

@@ -320,7 +320,7 @@ def test_lenet_exit_1_shares_the_trunk_pool_on_the_fast_path(mnist_subset, monke
 
 def test_only_deterministic_parameter_free_layers_are_shared():
     from branchynet.branch import shared_prefixes
-    from branchynet.layers import Dropout, MaxPool
+    from branchynet.layers import Dropout
     conv = L.Convolution2D(1, 2, 3)
     assert shared_prefixes([[], [MaxPool(2, 2), F.relu, conv]],
                            [[MaxPool(2, 2), F.relu, conv, L.Linear(None, 10)], [L.Linear(None, 10)]]) == [2, 0]

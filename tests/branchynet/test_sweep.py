@@ -7,27 +7,9 @@ import pytest
 
 import branchynet  # noqa: F401
 import chainer
-import chainer.functions as F
-import chainer.links as L
 import networks
-from branchynet import Branch, BranchyNet, paper, sweep, timing
-from branchynet.layers import MaxPool
-from tests.helpers import train_steps
-
-
-def tiny_three_exit_net():
-    """A small 3-exit network for 1x28x28 input, declared directly (not registered); Adam with
-    alpha 0.01 so that 60 steps spread its entropies."""
-    return BranchyNet([
-        L.Convolution2D(1, 4, 3, pad=1),  # 4x28x28
-        Branch([MaxPool(4, 4), F.relu, L.Linear(4 * 7 * 7, 10)]),
-        MaxPool(2, 2), F.relu,  # 4x14x14
-        L.Convolution2D(4, 8, 3, pad=1),  # 8x14x14
-        Branch([MaxPool(2, 2), F.relu, L.Linear(8 * 7 * 7, 10)]),
-        MaxPool(2, 2), F.relu,  # 8x7x7
-        L.Linear(8 * 7 * 7, 32), F.relu,
-        Branch([L.Linear(32, 10)]),
-    ], alpha=0.01)
+from branchynet import paper, sweep, timing
+from tests.helpers import tiny_three_exit_net, train_steps
 
 
 @pytest.fixture(scope="module")

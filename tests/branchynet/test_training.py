@@ -11,7 +11,7 @@ import pytest
 import chainer
 
 import networks
-from branchynet import serialization, training
+from branchynet import serialization, training, updater
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -342,8 +342,8 @@ def test_resumed_gpu_run_draws_the_same_dropout_masks(tmp_path, monkeypatch):
     _, seeds_1 = _alexnet_run(str(tmp_path / "b"), 1, 0, monkeypatch)
     _, seeds_2 = _alexnet_run(str(tmp_path / "b"), 1, 1, monkeypatch)
     net_b, seeds_3 = _alexnet_run(str(tmp_path / "b"), 1, 2, monkeypatch)
-    expected = [training.epoch_seed(3, "main", 1), training.epoch_seed(3, "joint", 1),
-                training.epoch_seed(3, "joint", 2)]
+    expected = [updater.epoch_seed(3, "main", 1), updater.epoch_seed(3, "joint", 1),
+                updater.epoch_seed(3, "joint", 2)]
     assert seeds_a == seeds_1 + seeds_2 + seeds_3 == expected
     assert len(set(expected)) == 3
     for name, value in params(net_a).items():

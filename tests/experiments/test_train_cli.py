@@ -63,8 +63,11 @@ def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
                "--joint-epochs", "500", "--batchsize", "64", "--train-subset", "640",
                "--val-size", "100", "--out", str(out), "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # SIGINT as at a terminal: a shell's background job (nohup, CI runners) starts with it ignored,
+    # and a child inherits that
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT)
+                            env=env, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not list(out.glob("snapshot_epoch_0002.npz")) and time.time() < deadline:
