@@ -1,5 +1,6 @@
 """Installs the BranchyNet reproduction: the library (branchynet) and the network definitions (networks)."""
 import os
+import re
 import sys
 import sysconfig
 
@@ -7,11 +8,14 @@ from setuptools import find_packages, setup
 
 # The .pth line that lets ``import chainer`` come before ``import branchynet`` (see
 # _branchynet_chainer_hook.py), installed into site-packages for plain and editable installs alike.
+# The version lives in branchynet/__init__.py (read as text: importing it needs chainer).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "branchynet", "__init__.py")) as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 SITE_PACKAGES = os.path.relpath(sysconfig.get_path("purelib"), sys.prefix)
 
 setup(
     name="branchynet",
-    version="0.1.0",
+    version=VERSION,
     description="BranchyNet (ICPR 2016) early-exit networks on a modern Chainer stack",
     python_requires=">=3.11",
     packages=find_packages(include=["branchynet", "branchynet.*", "networks", "networks.*"]),

@@ -4,4 +4,6 @@ from branchynet.branch import Branch  # noqa: E402
 from branchynet.exit_rule import entropy  # noqa: E402
 from branchynet.net import BranchyNet  # noqa: E402
 
+__version__ = "0.2.0"
+
 __all__ = ["Branch", "BranchyNet", "entropy"]

@@ -37,3 +37,10 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
                             cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["7.8.1", "1.0"]
+
+
+def test_the_package_version_is_the_installed_distributions():
+    """One version: setup.py reads branchynet.__version__."""
+    import importlib.metadata
+    import branchynet
+    assert branchynet.__version__ == importlib.metadata.version("branchynet")
