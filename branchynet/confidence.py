@@ -29,8 +29,7 @@ import numpy
 
 import chainer
 
-from branchynet import exit_rule
-from branchynet.progress import ProgressBar
+from branchynet import exit_rule, sweep
 
 
 class Measure:
@@ -176,13 +175,7 @@ class ExitCache:
     @classmethod
     def from_net(cls, net, x, labels=None, batchsize=1000, progress=None, desc="all exits"):
         """Runs ``x`` once through every exit of ``net``, ``batchsize`` at a time."""
-        parts = []
-        with ProgressBar(len(x), desc, enabled=progress) as bar:
-            for start in range(0, len(x), batchsize):
-                parts.append(net.exit_probs(x[start:start + batchsize]))
-                bar.update(len(parts[-1][0]))
-        probs = [numpy.concatenate([p[k] for p in parts]) for k in range(net.numexits())]
-        return cls(probs, labels)
+        return cls(sweep.exit_probs_in_batches(net, x, batchsize, progress, desc), labels)
 
     def subset(self, index):
         return ExitCache(self.probs[:, index], None if self.labels is None else self.labels[index])

@@ -31,6 +31,16 @@ def paper_grid(family, num_exits):
     return threshold_grid([values] * (num_exits - 1))
 
 
+def exit_probs_in_batches(net, x, batchsize=1000, progress=None, desc="all exits"):
+    """``net.exit_probs`` of ``x``, ``batchsize`` samples at a time: K host (N, C) arrays."""
+    parts = []
+    with ProgressBar(len(x), desc, enabled=progress) as bar:
+        for start in range(0, len(x), batchsize):
+            parts.append(net.exit_probs(x[start:start + batchsize]))
+            bar.update(len(parts[-1][0]))
+    return [numpy.concatenate([p[k] for p in parts]) for k in range(net.numexits())]
+
+
 class ExitOutputs:
     """Per-exit entropies and predicted labels of a set of samples, every exit on every sample.
 
@@ -70,15 +80,7 @@ class ExitOutputs:
     @classmethod
     def from_net(cls, net, x, labels=None, batchsize=1000, progress=None, desc="all exits"):
         """Runs ``x`` once through every exit of ``net`` (inference mode), ``batchsize`` at a time."""
-        entropies, predictions = [], []
-        with ProgressBar(len(x), desc, enabled=progress) as bar:
-            for start in range(0, len(x), batchsize):
-                batch = cls.from_probs(net.exit_probs(x[start:start + batchsize]))
-                entropies.append(batch.entropies)
-                predictions.append(batch.predictions)
-                bar.update(batch.num_samples)
-        return cls(numpy.concatenate(entropies, axis=1), numpy.concatenate(predictions, axis=1),
-                   labels)
+        return cls.from_probs(exit_probs_in_batches(net, x, batchsize, progress, desc), labels)
 
     def subset(self, index):
         """The outputs of some samples only (a slice or an index array)."""
