@@ -3,7 +3,7 @@ report, medians of wall and CPU time over interleaved runs, the numpy sgemm refe
 one-line header and the writing of results.
 
 Importing it puts the repository root on ``sys.path``; the datasets are found as everywhere else
-(``BRANCHYNET_DATA``, else the user cache: ``branchynet.datasets``). It does not import numpy, so that a script can
+(``BRANCHYNET_DATA``, else the user cache: ``branchynet.data.datasets``). It does not import numpy, so that a script can
 import it, parse its options and set the BLAS threads before numpy loads (``parse_args``).
 """
 import argparse
@@ -49,7 +49,7 @@ def parse_args(p, argv=None):
 def start():
     """(out, environment, BLAS info) for a benchmark's report: ``out`` a Tee that has printed the
     one-line header and the CPU."""
-    from branchynet import report
+    from branchynet.reporting import report
     out = Tee()
     env = report.environment()
     blas = blas_threads()
@@ -60,7 +60,7 @@ def start():
 
 def write_outputs(args, summary, out):
     """The summary to ``args.out`` (JSON) and the printed text to ``args.text_out``, if given."""
-    from branchynet import report
+    from branchynet.reporting import report
     if args.out:
         report.write_json(args.out, summary)
         out("wrote %s" % args.out)

@@ -29,7 +29,7 @@ import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
 import chainer.links as L  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import exit_rule  # noqa: E402
+from branchynet.model import exit_rule  # noqa: E402
 from branchynet.fast import compiler  # noqa: E402
 
 

@@ -11,7 +11,7 @@ variants and batch sizes run in turns, one pass over the images each, and the me
 passes are reported, so that load changes on this shared machine hit all alike. Gain = main-path
 time / early-exit time. MAC bound = the main network's MACs per sample / the MACs of the early-exit
 work at the exit fractions these images and thresholds give (every segment and head a sample
-reaches; ``branchynet.timing.count_macs``): what the gain would be if time followed the MACs.
+reaches; ``branchynet.evaluation.timing.count_macs``): what the gain would be if time followed the MACs.
 MAC rates are MACs per second of a variant's whole call (exit decisions, copies and pooling
 included; pooling has no MACs).
 
@@ -48,7 +48,9 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402,F401
 
 import networks  # noqa: E402
-from branchynet import fast, paper, timing  # noqa: E402
+from branchynet import fast  # noqa: E402
+from branchynet.evaluation import timing
+from branchynet.reporting import paper
 
 ALL_OUT = 10.0  # nats: every sample leaves at the first exit (entropy <= ln 10 < 10)
 
@@ -66,7 +68,7 @@ def _pass(fn, chunks):
 
 def load(name, samples):
     """(net, test images, test labels, thresholds, run folder) of a committed run."""
-    from branchynet import data_split, datasets
+    from branchynet.data import datasets, split as data_split
     if name == "B-LeNet":
         run = os.path.join(RESULTS, "b-lenet", "run")
         _, test = datasets.get_mnist(download=False)

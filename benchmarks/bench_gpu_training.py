@@ -21,7 +21,7 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import timing  # noqa: E402
+from branchynet.evaluation import timing  # noqa: E402
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),

@@ -41,7 +41,7 @@ def _parse(argv=None):
     p.add_argument("--exit1-fraction", type=float, default=0.943,
                    help="B-LeNet: fraction leaving at exit 1 (the paper's 94.3 %%)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="a trained B-LeNet (branchynet.serialization.save); skipped if missing")
+                   help="a trained B-LeNet (branchynet.model.serialization.save); skipped if missing")
     p.add_argument("--threshold", type=float, default=0.025, help="T for the trained B-LeNet")
     p.add_argument("--real-samples", type=int, default=1000, help="MNIST test images, trained net")
     p.add_argument("--real-repeats", type=int, default=3)
@@ -63,7 +63,8 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import paper, timing  # noqa: E402
+from branchynet.evaluation import timing  # noqa: E402
+from branchynet.reporting import paper
 
 MODES = ("fast", "stock")
 ALL_OUT, NONE_OUT = 10.0, 0.0  # thresholds (nats): every sample / no sample leaves at an exit
@@ -247,7 +248,7 @@ def _overheads(res, out):
 
 
 def bench_trained(path, args, out):
-    from branchynet import datasets
+    from branchynet.data import datasets
     net = networks.load(path)
     _, test = datasets.get_mnist(download=False)
     x, t = datasets.arrays(test)
@@ -300,7 +301,7 @@ def main(args):
                "method": __doc__.split("\n\n", 2)[2]}
 
     # ---------------------------------------------------------------- B-LeNet
-    from branchynet import datasets
+    from branchynet.data import datasets
     _, test = datasets.get_mnist(download=False)
     x = numpy.ascontiguousarray(datasets.arrays(test)[0][:args.lenet_samples])
     xs = [x[i:i + 1] for i in range(len(x))]

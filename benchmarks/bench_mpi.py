@@ -11,7 +11,7 @@ OMP_NUM_THREADS, MKL_NUM_THREADS and BRANCHYNET_CPU_THREADS, the fast kernels' b
 default configurations on a 2-core machine: 1 process x 1 thread, 1 process x 2 threads and 2
 processes x 1 thread.
 
-A step is one step of ``branchynet.updater.BranchyUpdater`` on a global batch, as training runs it:
+A step is one step of ``branchynet.training.updater.BranchyUpdater`` on a global batch, as training runs it:
 each process its part of the batch (forward, loss, backward), the gradients' mean over the
 processes, the Adam update, and the per-exit statistics summed over the processes. Pretraining
 steps (``train_main``) and joint steps (``train``) are timed separately, after warm-up steps of
@@ -62,7 +62,7 @@ def worker(spec):
     import branchynet  # noqa: F401  (before chainer)
     import chainer
     import networks
-    from branchynet import distributed, updater
+    from branchynet.training import distributed, updater
 
     network, kwargs, shape, batch, _ = NETWORKS[name]
     dist = distributed.connect(mpi=spec["processes"] > 1)

@@ -22,7 +22,7 @@ random images in [0, 1]); B-AlexNet and B-ResNet-110 on random N(0, 1) images of
 arithmetic, and so the time, does not depend on the values.
 
 Achieved GFLOP/s count forward + backward as 3x the forward: 2 flop per multiply-accumulate, MACs
-per sample from ``branchynet.timing.count_macs`` (convolutions and linear layers only), so
+per sample from ``branchynet.evaluation.timing.count_macs`` (convolutions and linear layers only), so
 flop/step = 2 * 3 * MACs * batch with MACs = whole trunk + last head for ``train_main`` and every
 segment + every head for ``train``. The first convolution has no input gradient, so this slightly
 overstates the work. The reference is numpy's float32 sgemm measured in this run with the same
@@ -62,7 +62,8 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet import fast, timing  # noqa: E402
+from branchynet import fast  # noqa: E402
+from branchynet.evaluation import timing
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -72,7 +73,7 @@ STEPS = ("main", "joint")
 def _inputs(dataset, batch, rng, note):
     if dataset == "mnist":
         try:
-            from branchynet import datasets
+            from branchynet.data import datasets
             train, _ = datasets.get_mnist(download=False)
             x, t = datasets.arrays(train)
             if len(x) >= batch:

@@ -5,7 +5,7 @@ costs, anytime/budgeted/oracle/overthinking/calibration, seeds, sample-dependent
     python experiments/beyond.py --network b-lenet      # -> results/b-lenet/beyond/
     python experiments/beyond.py --network b-alexnet    # -> results/b-alexnet/beyond/
 
-Thin: the library is branchynet.beyond (and confidence, selection, costs, evaluations); this
+Thin: the library is branchynet.reporting.beyond (and confidence, selection, costs, evaluations); this
 parses flags, loads the runs, calls it and prints where it wrote. The sample-weighting runs come
 from experiments/beyond_train.py (their folders under OUT/runs/).
 """
@@ -18,7 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet import beyond, costs, serialization, timing  # noqa: E402
+from branchynet.evaluation import costs, timing  # noqa: E402
+from branchynet.model import serialization
+from branchynet.reporting import beyond
 
 DEFAULT_RUNS = {"b-lenet": "results/b-lenet/run", "b-alexnet": "results/b-alexnet/run",
                 "b-resnet110": "results/b-resnet110/run-short"}
@@ -105,7 +107,7 @@ def main(argv=None):
             "Both runs: %d joint epochs (the paper ran 100: a short schedule, so both are below "
             "the committed run) from the same pretrained trunk `%s`, seed %d, batch %d, loss "
             "weights %s (%s), Adam; the only difference is the per-sample weighting "
-            "(branchynet.sample_weights.SoftExit: weight of sample n at exit k = (1 - alpha) + "
+            "(branchynet.model.sample_weights.SoftExit: weight of sample n at exit k = (1 - alpha) + "
             "alpha q_kn / mean q_k, q_kn its soft probability of leaving at exit k from the "
             "detached max-softmax of exits up to k). Folders: %s."
             % (epochs, first["main_from"], first["seed"], first["batchsize"],

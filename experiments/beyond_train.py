@@ -4,8 +4,8 @@
     python experiments/beyond_train.py --network b-lenet --main-from results/b-lenet/run/main.npz \
         --joint-epochs 15 --sample-weighting soft_exit:0.5 --out results/b-lenet/beyond/runs/soft_exit
 
-Thin: the run is ``branchynet.runs.train`` (run.json, resumable) on a net whose
-``sample_weighting`` is set (``branchynet.sample_weights``; "none": the paper's fixed weights);
+Thin: the run is ``branchynet.training.runs.train`` (run.json, resumable) on a net whose
+``sample_weighting`` is set (``branchynet.model.sample_weights``; "none": the paper's fixed weights);
 the weighting is recorded in the run folder's sample_weighting.json.
 """
 import argparse
@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet import runs, sample_weights  # noqa: E402
+from branchynet.model import sample_weights  # noqa: E402
+from branchynet.training import runs
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 
 Prints one line per number (ours now, committed, the paper's) and a verdict: accuracies and exit
 shares must equal the committed ones (they depend on the weights and the test set only); timings
-and the knees chosen by time are this machine's and only shown (``branchynet.compare``). Exits 0
+and the knees chosen by time are this machine's and only shown (``branchynet.reporting.compare``). Exits 0
 when reproduced, 1 when a judged number differs, 2 when the two are not comparable (another test
 subset or network).
 """
@@ -17,7 +17,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from branchynet import compare  # noqa: E402
+from branchynet.reporting import compare  # noqa: E402
 
 
 def main(argv=None):

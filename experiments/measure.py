@@ -1,9 +1,9 @@
 """The command line shared by experiments/lenet_mnist.py, alex_cifar10.py and resnet_cifar10.py.
 
-For one network: train the run folder first if it has no branchy.npz (``branchynet.runs``, with the
+For one network: train the run folder first if it has no branchy.npz (``branchynet.training.runs``, with the
 paper's schedule by default; a stopped training resumes), load its nets
-(``networks.load_run``), measure them (``branchynet.evaluation``), write the results and figures
-(``branchynet.report``) and print the Table I rows.
+(``networks.load_run``), measure them (``branchynet.evaluation.table1``), write the results and figures
+(``branchynet.reporting.report``) and print the Table I rows.
 
 Before any work the run folder is checked: one that holds another network (its run.json, else its
 npz configuration) is refused, naming the network and the script or ``--network`` that measures it;
@@ -24,8 +24,12 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import evaluation, fast, paper, report, serialization, training  # noqa: E402
-from branchynet.data_split import load_split, run_statistics  # noqa: E402
+from branchynet import fast  # noqa: E402
+from branchynet.evaluation import table1
+from branchynet.model import serialization
+from branchynet.reporting import paper, report
+from branchynet.training import trainer
+from branchynet.data.split import load_split, run_statistics  # noqa: E402
 
 import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
 
@@ -87,7 +91,7 @@ def default_run_dir(network):
 
 def parse_args(family, argv=None, description=None):
     schedule = paper.SCHEDULES[family]
-    defaults = evaluation.Options()
+    defaults = table1.Options()
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--network", default=schedule["network"],
@@ -203,16 +207,16 @@ def main(family, script, argv=None, description=None, echo=print):
         raise SystemExit("error: %s" % err)
     echo("%s: %d exits, %d test / %d validation samples, weights from %s"
          % (args.network, cpu_nets[0].numexits(), len(test[0]), len(val[0]), args.run_dir))
-    options = evaluation.Options(
+    options = table1.Options(
         timing_samples=args.timing_samples, repeats=args.repeats, warmup=args.warmup,
         throughput_batch=args.throughput_batch, throughput_samples=args.throughput_samples,
         gpu_only=args.gpu_only, progress=False if args.no_progress else None)
     settings = {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
                 "stock_chainer": args.stock_chainer, "gpu_only": args.gpu_only,
                 "val_size": val_size, "threads_requested": threads}
-    result, test_outputs = evaluation.evaluate(args.network, family, dataset, cpu_nets, val, test,
+    result, test_outputs = table1.evaluate(args.network, family, dataset, cpu_nets, val, test,
                                                options, gpu_nets, settings, echo)
-    log = training.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
+    log = trainer.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
     report.write_results(result, args.results, test_outputs, log, echo)
     echo(report.summary(result, args.results))
     return result

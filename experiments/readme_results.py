@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet import paper, report  # noqa: E402
+from branchynet.reporting import paper, report  # noqa: E402
 
 import table1  # noqa: E402  (experiments/table1.py)
 

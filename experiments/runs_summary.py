@@ -19,7 +19,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from branchynet import serialization  # noqa: E402
+from branchynet.model import serialization  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet import paper, report, serialization  # noqa: E402
+from branchynet.model import serialization  # noqa: E402
+from branchynet.reporting import paper, report
 
 NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")
 SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",

@@ -7,7 +7,7 @@
 Run it again with the same --out to resume from the last finished epoch (Ctrl-C keeps the last
 snapshot); a resume with other settings than the run.json records is refused. The folder receives
 snapshot_epoch_NNNN.npz (Chainer Trainer snapshots, the last two), log.jsonl, main.npz (baseline,
-after pretraining), branchy.npz, run.json (the settings, branchynet.runs) and command.txt.
+after pretraining), branchy.npz, run.json (the settings, branchynet.training.runs) and command.txt.
 
 Data parallel over N processes (ChainerMN; pip install -e ".[mpi]"; docs/distributed.md):
 
@@ -26,7 +26,8 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401
 import chainer  # noqa: E402
 import networks  # noqa: E402
-from branchynet import distributed, paper, runs, training  # noqa: E402
+from branchynet.reporting import paper  # noqa: E402
+from branchynet.training import distributed, runs, trainer
 
 
 def _integer(minimum, what):
@@ -123,14 +124,14 @@ def launch(settings, out, args, command, dist=None):
                           stock_chainer=args.stock_chainer, data_dir=args.data_dir,
                           progress=False if args.no_progress else None, command=command,
                           dist=dist)
-    except (runs.SettingsMismatch, training.UnfinishedLegacyRun) as err:
+    except (runs.SettingsMismatch, trainer.UnfinishedLegacyRun) as err:
         raise SystemExit("refused: %s; use another run folder" % err)
     except KeyboardInterrupt:
         if dist is not None and dist.size > 1:
             dist.abort(KeyboardInterrupt(), 130)
-        kept = training.latest_snapshot(out)
+        kept = trainer.latest_snapshot(out)
         sys.stderr.write("interrupted: %s; run the same command again to resume\n"
-                         % ("%s kept (%d epochs done)" % (kept, training.snapshot_epoch(kept))
+                         % ("%s kept (%d epochs done)" % (kept, trainer.snapshot_epoch(kept))
                             if kept else "no epoch finished, nothing kept"))
         raise SystemExit(130)
     except Exception as err:

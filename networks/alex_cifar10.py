@@ -15,7 +15,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet import Branch, BranchyNet
-from branchynet.layers import LRN, Dropout, MaxPool
+from branchynet.model.layers import LRN, Dropout, MaxPool
 from networks.registry import loss_weights, register
 
 VARIANTS = ("faithful", "paper")

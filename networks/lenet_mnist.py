@@ -9,7 +9,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet import Branch, BranchyNet
-from branchynet.layers import MaxPool
+from branchynet.model.layers import MaxPool
 from networks.registry import loss_weights, register
 
 

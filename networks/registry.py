@@ -1,13 +1,14 @@
 """A registry of the networks, shared by scripts and tests, and the loss-weight presets.
 
 Each network is registered with its dataset ("mnist", "cifar10") and the paper's network it
-reproduces, its *family* ("lenet", "alexnet", "resnet110"; the key of ``branchynet.paper``'s tables).
+reproduces, its *family* ("lenet", "alexnet", "resnet110"; the key of ``branchynet.reporting.paper``'s tables).
 ``build(name, **kwargs)`` records its arguments on the network (``net.config``) so that a saved
 model can be rebuilt in a fresh process (``load``).
 """
 import importlib
 
-from branchynet import paper, serialization
+from branchynet.model import serialization
+from branchynet.reporting import paper
 
 DATASETS = ("mnist", "cifar10")
 
@@ -87,7 +88,7 @@ def family_of(name):
 
 
 def load(path, **overrides):
-    """Rebuilds and loads a model saved by ``branchynet.serialization.save``; ``overrides`` replace
+    """Rebuilds and loads a model saved by ``branchynet.model.serialization.save``; ``overrides`` replace
     stored factory arguments (e.g. controller settings such as ``thresholds``)."""
     return serialization.load(path, build, **overrides)
 

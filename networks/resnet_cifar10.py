@@ -4,7 +4,7 @@ Stem conv 3->16 with pad 0 (16x30x30), BN, ReLU; three stages of n residual bloc
 channels; n = 18 gives 1 + 6n = 109 convolutions plus the FC, "ResNet-110"); a 6x6 stride-1 average
 pool (576 features); Linear 576->10. Exit 1: three convolutions and an FC on a 16x30x30 map; exit 2:
 one block and an FC at the end of stage 1. The trunk convolutions keep the original's
-``wscale=sqrt(2)`` initialisation (``branchynet.links.v1_initializer``).
+``wscale=sqrt(2)`` initialisation (``branchynet.model.links.v1_initializer``).
 
 The code and the paper place exit 1 differently, hence two variants: ``"faithful"`` (the code: exit 1
 after the stem) and ``"paper"`` (exit 1 after the first block, our reading of "after the 2nd conv");
@@ -15,8 +15,8 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet import Branch, BranchyNet
-from branchynet.layers import LRN, AvgPool
-from branchynet.links import ResBlock, v1_initializer
+from branchynet.model.layers import LRN, AvgPool
+from branchynet.model.links import ResBlock, v1_initializer
 from networks.registry import loss_weights, register
 
 VARIANTS = ("faithful", "paper")

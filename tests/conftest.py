@@ -22,7 +22,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def mnist_subset():
     """The first 2,000 real MNIST training images (float32 N x 1 x 28 x 28 in [0, 1]) and labels."""
-    from branchynet import datasets
+    from branchynet.data import datasets
     train, _ = datasets.get_mnist(download=False)
     x, t = datasets.arrays(train)
     return x[:2000], t[:2000]
@@ -31,7 +31,7 @@ def mnist_subset():
 @pytest.fixture(scope="session")
 def cifar_subset():
     """The first 512 real CIFAR-10 training images (default preprocessing) and labels."""
-    from branchynet import datasets
+    from branchynet.data import datasets
     try:
         train, _ = datasets.get_cifar10(download=False)
     except datasets.DatasetError as err:

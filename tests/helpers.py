@@ -6,7 +6,7 @@ import chainer.links as L
 
 import networks
 from branchynet import Branch, BranchyNet
-from branchynet.layers import MaxPool
+from branchynet.model.layers import MaxPool
 
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 

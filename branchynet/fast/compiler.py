@@ -22,8 +22,8 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet import layers as blayers
-from branchynet import links as blinks
+from branchynet.model import layers as blayers
+from branchynet.model import links as blinks
 from branchynet.fast import conv as fconv
 from branchynet.fast import jit
 from branchynet.fast import pooling as fpool

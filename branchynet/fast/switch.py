@@ -14,7 +14,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet import layers as blayers
+from branchynet.model import layers as blayers
 from branchynet.fast import blas, threads
 from branchynet.fast.conv import convolution_2d, supports
 from branchynet.fast.pooling import average_pooling_2d, max_pooling_2d

@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
 import numpy  # noqa: E402
 
-from branchynet import data_split, datasets, sweep  # noqa: E402
+from branchynet.data import datasets, split as data_split  # noqa: E402
+from branchynet.evaluation import sweep
 import networks  # noqa: E402
 
 RUN = os.path.join(HERE, "run")

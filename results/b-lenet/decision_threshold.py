@@ -12,7 +12,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy  # noqa: E402
 
-from branchynet import datasets, exit_rule, paper, timing  # noqa: E402
+from branchynet.data import datasets  # noqa: E402
+from branchynet.evaluation import timing
+from branchynet.model import exit_rule
+from branchynet.reporting import paper
 import networks  # noqa: E402
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run", "branchy.npz")

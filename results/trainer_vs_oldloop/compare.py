@@ -15,7 +15,6 @@ It copies both log.jsonl files here (oldloop_log.jsonl, trainer_log.jsonl), comp
 value of every epoch (train and validation loss and accuracy) and both runs' branchy.npz and
 main.npz parameter by parameter, and prints the largest differences (comparison.txt).
 """
-import json
 import os
 import shutil
 import sys
@@ -27,13 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet import training  # noqa: E402
+from branchynet.training import trainer  # noqa: E402
 
 KEYS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
 
 
 def main(old_dir, new_dir):
-    old, new = training.read_log(old_dir), training.read_log(new_dir)
+    old, new = trainer.read_log(old_dir), trainer.read_log(new_dir)
     shutil.copyfile(os.path.join(old_dir, "log.jsonl"), os.path.join(HERE, "oldloop_log.jsonl"))
     shutil.copyfile(os.path.join(new_dir, "log.jsonl"), os.path.join(HERE, "trainer_log.jsonl"))
     lines = ["%-5s %5s  %-14s %-48s %-48s %s" % ("stage", "epoch", "value", "earlier loop",

@@ -6,7 +6,7 @@ import branchynet  # noqa: F401  (compatibility shims before chainer)
 import chainer
 
 import networks
-from branchynet import exit_rule
+from branchynet.model import exit_rule
 
 
 @pytest.fixture

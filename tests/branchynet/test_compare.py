@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from branchynet import compare
+from branchynet.reporting import compare
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "results" / "b-lenet" / "results.json"

@@ -12,7 +12,7 @@ def run_python(code, *flags):
 
 def test_chainer_imports_through_the_package_with_warnings_as_errors():
     code = ("import branchynet, chainer, networks, chainer.functions as F, chainer.links as L\n"
-            "import branchynet.training, branchynet.serialization, branchynet.layers\n"
+            "import branchynet.training.trainer, branchynet.model.serialization, branchynet.model.layers\n"
             "assert chainer.__version__ == '7.8.1', chainer.__version__\n"
             "x = F.max_pooling_2d(__import__('numpy').ones((1, 1, 4, 4), 'f'), 2)\n"
             "print('ok')\n")

@@ -1,5 +1,5 @@
 """Confidence measures against independent formulas; real early exit (BranchyNet.predict with a
-measure) against the cached-output simulation (confidence.ExitCache), at batch 1 and in batches."""
+measure) against the cached-output simulation (measures.ExitCache), at batch 1 and in batches."""
 import math
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import confidence, exit_rule
+from branchynet.model import exit_rule, measures
 from tests.helpers import tiny_three_exit_net, train_steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +34,10 @@ def test_measures_against_independent_formulas():
         expected = {"entropy": h, "normalized_entropy": h / math.log(c), "max_prob": top[0],
                     "margin": top[0] - top[1]}
         for name, value in expected.items():
-            got = confidence.get(name).values(p[row:row + 1])[0][0]
+            got = measures.get(name).values(p[row:row + 1])[0][0]
             assert got == pytest.approx(value, abs=1e-5), (name, row)
-    assert confidence.get("margin").values(p[1:2])[0][0] == 0.0
-    assert confidence.get("max_prob").values(p[0:1])[0][0] == 1.0
+    assert measures.get("margin").values(p[1:2])[0][0] == 0.0
+    assert measures.get("max_prob").values(p[0:1])[0][0] == 1.0
 
 
 def test_patience_counts_consecutive_agreeing_exits():
@@ -45,7 +45,7 @@ def test_patience_counts_consecutive_agreeing_exits():
     probs = numpy.zeros((4, 4, 5), numpy.float32)
     for k in range(4):
         probs[k, numpy.arange(4), labels[k]] = 1
-    runs = confidence.ExitCache(probs).values("patience")
+    runs = measures.ExitCache(probs).values("patience")
     # labels over the exits: sample 0: 1,1,1,1; sample 1: 1,2,1,2; sample 2: 1,1,1,3; sample 3: 2,2,3,3
     numpy.testing.assert_array_equal(runs.T, [[1, 2, 3, 4], [1, 1, 1, 1], [1, 2, 3, 1], [1, 2, 1, 2]])
 
@@ -53,13 +53,13 @@ def test_patience_counts_consecutive_agreeing_exits():
 def test_directions_and_threshold_meaning():
     p = _random_probs()
     for name in ("entropy", "normalized_entropy"):
-        m = confidence.get(name)
+        m = measures.get(name)
         v = m.values(p)[0]
         assert m.leaves(v, 0.0).sum() == 0  # an entropy is never below 0
         assert m.leaves(v, 10.0).all()
         assert m.leaves(v, 0.2).sum() <= m.leaves(v, 0.5).sum()  # higher T: more leave
     for name in ("max_prob", "margin"):
-        m = confidence.get(name)
+        m = measures.get(name)
         v = m.values(p)[0]
         assert m.leaves(v, 0.0).all()
         assert not m.leaves(v, 1.01).any()
@@ -70,18 +70,18 @@ def test_directions_and_threshold_meaning():
 def test_nan_never_leaves():
     p = numpy.full((1, 4), numpy.nan, numpy.float32)
     for name in ("entropy", "normalized_entropy", "max_prob", "margin"):
-        m = confidence.get(name)
+        m = measures.get(name)
         v = m.values(p)[0]
         assert not m.leaves(v, -1e9 if not m.low_leaves else 1e9).any(), name
 
 
 def test_unknown_measure_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown confidence measure 'entropie'.*max_prob"):
-        confidence.get("entropie")
+        measures.get("entropie")
     net = networks.build("b-lenet")
     with pytest.raises(ValueError, match="unknown confidence measure"):
         net.predict(numpy.zeros((2, 1, 28, 28), numpy.float32), 0.1, measure="confidence")
-    cache = confidence.ExitCache(numpy.full((2, 3, 4), 0.25, numpy.float32))
+    cache = measures.ExitCache(numpy.full((2, 3, 4), 0.25, numpy.float32))
     with pytest.raises(ValueError, match="unknown confidence measure"):
         cache.exit_index([0.5], "nope")
 
@@ -108,7 +108,7 @@ def _settings(cache, name):
     all/none extremes); patience: every run length. Only midpoints between values at least 1e-4
     apart: a batch of one runs other BLAS blockings than the cache's batch, so logits, hence
     values, may differ in the last bits, and a threshold an ulp from a value could flip."""
-    m = confidence.get(name)
+    m = measures.get(name)
     values = cache.values(m)
     per_exit = []
     for k in range(cache.num_exits - 1):
@@ -123,7 +123,7 @@ def _settings(cache, name):
 
 
 def _check(net, x, t, name, batch):
-    cache = confidence.ExitCache.from_net(net, x, t)
+    cache = measures.ExitCache.from_net(net, x, t)
     for thresholds in _settings(cache, name):
         outs = [net.predict(x[s:s + batch], thresholds, measure=name) for s in range(0, len(x), batch)]
         labels = numpy.concatenate([o[0] for o in outs])
@@ -138,7 +138,7 @@ def _check(net, x, t, name, batch):
 
 
 @pytest.mark.parametrize("batch", [1, 64])
-@pytest.mark.parametrize("name", confidence.NAMES)
+@pytest.mark.parametrize("name", measures.NAMES)
 def test_lenet_real_and_cached_early_exit_agree(lenet, mnist_subset, name, batch):
     x, t = mnist_subset
     n = 120 if batch == 1 else 600
@@ -146,7 +146,7 @@ def test_lenet_real_and_cached_early_exit_agree(lenet, mnist_subset, name, batch
 
 
 @pytest.mark.parametrize("batch", [1, 50])
-@pytest.mark.parametrize("name", confidence.NAMES)
+@pytest.mark.parametrize("name", measures.NAMES)
 def test_three_exit_real_and_cached_early_exit_agree(three_exit, mnist_subset, name, batch):
     x, t = mnist_subset
     n = 100 if batch == 1 else 400
@@ -161,7 +161,7 @@ def test_entropy_generic_path_equals_the_fast_rule(three_exit, mnist_subset):
     x, _ = mnist_subset
     x = x[-200:]
     segment, head, context = three_exit.inference_steps(x)
-    entropy = confidence.get("entropy")
+    entropy = measures.get("entropy")
     with context:
         for thresholds in ([0.05, 0.3], [0.5, 1.0]):
             fast = exit_rule.predict_batch(x, numpy.array(thresholds), segment, head)
@@ -171,7 +171,7 @@ def test_entropy_generic_path_equals_the_fast_rule(three_exit, mnist_subset):
             numpy.testing.assert_array_equal(fast[0], generic[0])
 
 
-@pytest.mark.parametrize("name", confidence.NAMES)
+@pytest.mark.parametrize("name", measures.NAMES)
 def test_engine_with_scripted_exits_equals_the_cache_for_five_exits(name):
     """exit_rule.predict_batch / predict_one with scripted heads (each sample's logits at each of 5
     exits from a table; the activation carries the sample's index) against ExitCache: patience's
@@ -188,8 +188,8 @@ def test_engine_with_scripted_exits_equals_the_cache_for_five_exits(name):
     def head(j, h):
         return logits[j][h[:, 0].astype(int)]
 
-    cache = confidence.ExitCache([exit_rule.softmax(l) for l in logits])
-    m = confidence.get(name)
+    cache = measures.ExitCache([exit_rule.softmax(l) for l in logits])
+    m = measures.get(name)
     settings = ([(1.5, 2.5, 2.5, 3.5), (2.5, 1.5, 3.5, 2.5), (0.5, 3.5, 1.5, 2.5)] if name == "patience"
                 else [tuple(numpy.quantile(m.candidates(cache.values(m)[j]), q) for j in range(k - 1))
                       for q in (0.2, 0.5, 0.8)])

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet import data_split, datasets
-from branchynet.datasets import DatasetError
+from branchynet.data import datasets, split as data_split
+from branchynet.data.datasets import DatasetError
 
 DATA = datasets.resolve_data_dir()
 pytestmark = pytest.mark.skipif(

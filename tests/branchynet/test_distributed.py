@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 import networks
-from branchynet import distributed, training
+from branchynet.training import distributed, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(REPO, "experiments", "train.py")
@@ -33,7 +33,7 @@ FAILING = """
 import os, runpy, sys
 sys.path.insert(0, %r)
 import branchynet
-from branchynet import updater
+from branchynet.training import updater
 real = updater.BranchyUpdater.update_core
 def update_core(self):
     if self.rank == 1 and self.iteration == int(os.environ["FAIL_AT"]):
@@ -84,7 +84,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     assert two.returncode == 0, two.stderr
     for name in ("main.npz", "branchy.npz"):
         _assert_params(tmp_path / "one" / name, tmp_path / "two" / name, rtol=1e-4, atol=1e-5)
-    log_one, log_two = training.read_log(str(tmp_path / "one")), training.read_log(str(tmp_path / "two"))
+    log_one, log_two = trainer.read_log(str(tmp_path / "one")), trainer.read_log(str(tmp_path / "two"))
     assert [(e["stage"], e["epoch"]) for e in log_two] == [("main", 1), ("joint", 1)]
     for a, b in zip(log_one, log_two):
         for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy"):
@@ -113,7 +113,7 @@ def test_a_failing_rank_ends_the_job_and_the_run_resumes(tmp_path):
     assert [os.path.basename(p) for p in snapshots] == ["snapshot_epoch_0001.npz",
                                                           "snapshot_epoch_0002.npz"], \
         failed.stdout + failed.stderr
-    assert all(training._readable(p) for p in snapshots)
+    assert all(trainer._readable(p) for p in snapshots)
     assert not os.path.exists(tmp_path / "run" / "branchy.npz")
     resumed = _train(tmp_path / "run", 1, 2, processes=2, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
@@ -123,9 +123,9 @@ def test_a_failing_rank_ends_the_job_and_the_run_resumes(tmp_path):
     assert whole.returncode == 0, whole.stderr
     _assert_params(tmp_path / "run" / "branchy.npz", tmp_path / "whole" / "branchy.npz")
     strip = [{k: v for k, v in e.items() if k != "seconds"}
-             for e in training.read_log(str(tmp_path / "run"))]
+             for e in trainer.read_log(str(tmp_path / "run"))]
     assert strip == [{k: v for k, v in e.items() if k != "seconds"}
-                     for e in training.read_log(str(tmp_path / "whole"))]
+                     for e in trainer.read_log(str(tmp_path / "whole"))]
 
 
 def test_mpi_without_mpi4py_says_what_to_install(monkeypatch, capsys):

@@ -6,7 +6,8 @@ import numpy
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet import confidence, costs, evaluations, selection, timing
+from branchynet.evaluation import costs, metrics, selection, timing
+from branchynet.model import measures
 from tests.branchynet.test_selection import brute_force_points, pareto_of, random_cache
 
 MACS = {"segments": [100, 300, 500], "heads": [40, 20, 10]}
@@ -34,7 +35,7 @@ def test_expected_cost_equals_the_reach_accounting(fractions):
 def test_anytime_against_brute_force():
     cache = random_cache(k=3, n=30, seed=2)
     c = costs.exit_costs(MACS)
-    rows = evaluations.anytime(cache, c)
+    rows = metrics.anytime(cache, c)
     for k, row in enumerate(rows):
         forced = [cache.probs[k, n].argmax() == cache.labels[n] for n in range(30)]
         assert row["accuracy"] == pytest.approx(numpy.mean(forced))
@@ -46,10 +47,10 @@ def test_budgeted_curve_against_brute_force(name):
     cache = random_cache(k=3, n=10, seed=5)
     c = costs.exit_costs(MACS)
     front = selection.exact_frontier(cache, name, c)
-    rows = evaluations.budgeted(front)
+    rows = metrics.budgeted(front)
     expected = pareto_of(brute_force_points(cache, name, c))
     assert [(round(r["cost"], 9), round(r["accuracy"] * 10)) for r in rows] == expected
-    again = evaluations.budgeted(front, cache)  # applied to a cache: the same rows
+    again = metrics.budgeted(front, cache)  # applied to a cache: the same rows
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
 
 
@@ -60,13 +61,13 @@ def test_oracle_hand_made():
     preds = numpy.array([[0, 2, 0, 2], [0, 1, 0, 0], [1, 0, 2, 0]])
     for k in range(3):
         probs[k, numpy.arange(4), preds[k]] = 1
-    cache = confidence.ExitCache(probs, numpy.array([0, 1, 2, 1]))  # sample 3 is never right
+    cache = measures.ExitCache(probs, numpy.array([0, 1, 2, 1]))  # sample 3 is never right
     c = numpy.array([1.0, 2.0, 5.0])
-    o = evaluations.oracle(cache, c)
+    o = metrics.oracle(cache, c)
     assert o["accuracy"] == 0.75
     assert o["cost"] == pytest.approx((1 + 2 + 5 + 1) / 4)  # never right: out at the first exit
     assert o["exit_fractions"] == [0.5, 0.25, 0.25]
-    curve_costs, curve_acc = evaluations.oracle_curve(cache, c)
+    curve_costs, curve_acc = metrics.oracle_curve(cache, c)
     numpy.testing.assert_allclose(curve_costs, [1.0, 1.0, 1.25, 2.25])  # 4 x 1 + 0, 1, 4
     numpy.testing.assert_allclose(curve_acc, [0, 0.25, 0.5, 0.75])
 
@@ -75,9 +76,9 @@ def test_oracle_hand_made():
 def test_no_setting_beats_the_oracle(seed):
     cache = random_cache(k=3, n=40, c=4, seed=seed)
     c = costs.exit_costs(MACS)
-    curve_costs, _ = evaluations.oracle_curve(cache, c)
-    oracle = evaluations.oracle(cache, c)
-    for name in confidence.NAMES:
+    curve_costs, _ = metrics.oracle_curve(cache, c)
+    oracle = metrics.oracle(cache, c)
+    for name in measures.NAMES:
         front = selection.exact_frontier(cache, name, c)
         for cost, correct in zip(front.costs, front.correct):
             assert correct / cache.num_samples <= oracle["accuracy"]
@@ -96,7 +97,7 @@ def test_overthinking_hand_made():
     labels = numpy.array([0, 0, 0, 0, 1])
     # sample 0: right early and last (wasteful); 1: right early, wrong last (destructive);
     # 2: wrong early, right last; 3: wrong everywhere; 4: wrong early, right last
-    o = evaluations.overthinking(confidence.ExitCache(probs, labels))
+    o = metrics.overthinking(measures.ExitCache(probs, labels))
     assert o["wasteful"] == 0.2 and o["destructive"] == 0.2
     assert o["destructive_of_last_errors"] == 0.5
     assert o["right_somewhere"] == 0.8 and o["last_exit"] == 0.6
@@ -106,12 +107,12 @@ def test_calibration_by_hand():
     # 4 samples at one exit; top probabilities 0.95, 0.95, 0.6, 0.3 (bins of width 0.5)
     probs = numpy.array([[[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.3, 0.7]]], numpy.float32)
     labels = numpy.array([0, 1, 0, 1])
-    (row,) = evaluations.calibration(confidence.ExitCache(probs, labels), bins=2)
+    (row,) = metrics.calibration(measures.ExitCache(probs, labels), bins=2)
     # bin (0.5, 1]: all four (0.7 too): conf mean (0.95+0.95+0.6+0.7)/4 = 0.8, acc 3/4
     assert row["bins"][0]["count"] == 0 and row["bins"][1]["count"] == 4
     assert row["ece"] == pytest.approx(abs(0.75 - 0.8), abs=1e-6)
     perfect = numpy.array([[[1.0, 0.0], [0.0, 1.0]]], numpy.float32)
-    (row,) = evaluations.calibration(confidence.ExitCache(perfect, numpy.array([0, 1])), bins=15)
+    (row,) = metrics.calibration(measures.ExitCache(perfect, numpy.array([0, 1])), bins=15)
     assert row["ece"] == 0.0
 
 
@@ -120,9 +121,9 @@ def test_at_budgets_and_mean_spread():
     c = costs.exit_costs(MACS)
     front = selection.exact_frontier(cache, "max_prob", c)
     base = costs.baseline_cost(MACS)
-    rows = evaluations.at_budgets(front, cache, base, fractions=(0.1, 0.5, 1.0))
+    rows = metrics.at_budgets(front, cache, base, fractions=(0.1, 0.5, 1.0))
     assert rows[0]["row"] is None  # 10 % of 910 is below the first exit's 140
     for r in rows[1:]:
         assert r["row"]["cost"] <= r["fraction"] * base + 1e-9
-    s = evaluations.mean_spread([0.9, 0.8, None, 1.0])
+    s = metrics.mean_spread([0.9, 0.8, None, 1.0])
     assert s["n"] == 3 and s["mean"] == pytest.approx(0.9) and s["std"] == pytest.approx(0.1)

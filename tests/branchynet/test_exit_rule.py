@@ -2,7 +2,7 @@
 import numpy as np
 
 import branchynet  # noqa: F401  (compatibility shims before chainer)
-from branchynet import exit_rule
+from branchynet.model import exit_rule
 
 
 def _float32_entropy(logits):

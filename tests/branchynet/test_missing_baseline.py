@@ -1,23 +1,23 @@
 """A run folder without main.npz: its baseline row is kept and marked, a warning is printed, and the
 final exit is never set beside the paper's baseline."""
-import numpy
 import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import evaluation, report
+from branchynet.evaluation import table1
+from branchynet.reporting import report
 
 
 @pytest.fixture(scope="module")
 def measured(mnist_subset):
     x, t = mnist_subset
     net = networks.build("b-lenet")
-    options = evaluation.Options(timing_samples=4, repeats=1, warmup=1, throughput_batch=20,
+    options = table1.Options(timing_samples=4, repeats=1, warmup=1, throughput_batch=20,
                                  throughput_samples=20, progress=False)
     results = {}
     for name, main in (("with", networks.build("b-lenet")), ("without", None)):
         printed = []
-        result, _ = evaluation.evaluate("b-lenet", "lenet", "mnist", (net, main), (x[:0], t[:0]),
+        result, _ = table1.evaluate("b-lenet", "lenet", "mnist", (net, main), (x[:0], t[:0]),
                                         (x[:40], t[:40]), options,
                                         settings={"run_dir": "runs/somewhere"}, echo=printed.append)
         results[name] = (result, printed)

@@ -4,12 +4,11 @@ import math
 import numpy
 import pytest
 
-import branchynet
 import chainer
 import chainer.functions as F
 import chainer.links as L
 from branchynet import Branch, BranchyNet, entropy
-from branchynet.layers import MaxPool
+from branchynet.model.layers import MaxPool
 from tests.helpers import build, random_images
 
 
@@ -319,8 +318,8 @@ def test_lenet_exit_1_shares_the_trunk_pool_on_the_fast_path(mnist_subset, monke
 
 
 def test_only_deterministic_parameter_free_layers_are_shared():
-    from branchynet.branch import shared_prefixes
-    from branchynet.layers import Dropout
+    from branchynet.model.branch import shared_prefixes
+    from branchynet.model.layers import Dropout
     conv = L.Convolution2D(1, 2, 3)
     assert shared_prefixes([[], [MaxPool(2, 2), F.relu, conv]],
                            [[MaxPool(2, 2), F.relu, conv, L.Linear(None, 10)], [L.Linear(None, 10)]]) == [2, 0]
@@ -360,7 +359,7 @@ def test_entropy_filtered_training_drops_confident_samples(trained_lenet, mnist_
 
 
 def test_short_training_on_real_mnist_lowers_every_exit_loss(trained_lenet, mnist_subset):
-    from branchynet.training import evaluate
+    from branchynet.training.trainer import evaluate
     loss_before, _ = evaluate(build(), mnist_subset)
     loss_after, acc_after = evaluate(trained_lenet, mnist_subset)
     for before, after, acc in zip(loss_before, loss_after, acc_after):

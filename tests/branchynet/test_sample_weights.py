@@ -7,7 +7,7 @@ import branchynet  # noqa: F401
 import chainer
 import chainer.functions as F
 import networks
-from branchynet import exit_rule, sample_weights
+from branchynet.model import exit_rule, sample_weights
 
 
 def test_soft_exit_weights_by_hand():

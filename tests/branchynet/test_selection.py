@@ -6,7 +6,8 @@ import numpy
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet import confidence, exit_rule, selection, sweep
+from branchynet.evaluation import selection, sweep
+from branchynet.model import exit_rule, measures
 
 
 def random_cache(k=3, n=12, c=4, seed=0, ties=False):
@@ -17,12 +18,12 @@ def random_cache(k=3, n=12, c=4, seed=0, ties=False):
     probs = numpy.stack([exit_rule.softmax(l) for l in logits])
     labels = rng.randint(0, c, size=n)
     labels[: n // 2] = probs[-1, : n // 2].argmax(axis=1)  # the last exit mostly right
-    return confidence.ExitCache(probs, labels)
+    return measures.ExitCache(probs, labels)
 
 
 def brute_force_points(cache, name, costs):
     """(mean cost, correct) of every setting whose thresholds are candidates, by plain loops."""
-    m = confidence.get(name)
+    m = measures.get(name)
     values = cache.values(m)
     right = cache.correct()
     k = cache.num_exits
@@ -49,7 +50,7 @@ def pareto_of(points):
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("k", [2, 3])
-@pytest.mark.parametrize("name", confidence.NAMES)
+@pytest.mark.parametrize("name", measures.NAMES)
 def test_exact_frontier_equals_brute_force(name, k, ties):
     costs = numpy.array([1.0, 2.5, 6.0][:k])
     cache = random_cache(k=k, n=10, seed=k, ties=ties)
@@ -71,7 +72,7 @@ def test_exact_frontier_hand_made_two_exits():
         [[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]],     # last exit
     ], numpy.float32)
     labels = numpy.array([0, 0, 1, 1])
-    cache = confidence.ExitCache(probs, labels)
+    cache = measures.ExitCache(probs, labels)
     front = selection.exact_frontier(cache, "max_prob", [1.0, 3.0])
     # all out at exit 1: 2 right, cost 1; samples 0, 1 out then 2, 3 go on: 3 right, cost 2
     # (all at the last: 3 right, cost 3, dominated)
@@ -149,7 +150,7 @@ def test_distribution_thresholds_hit_the_target_fractions(name):
         assert counts[0] == round(100 * f[0])
         assert counts[1] == min(round(100 * f[1]), 100 - counts[0])
         # the samples out at exit 1 are the most confident ones there
-        m = confidence.get(name)
+        m = measures.get(name)
         v = cache.values(m)[0]
         _, exits = cache.simulate(t, name)
         out, stay = v[exits == 0], v[exits != 0]

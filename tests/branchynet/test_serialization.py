@@ -4,7 +4,7 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import serialization
+from branchynet.model import serialization
 
 
 @pytest.mark.parametrize("name, thresholds, expected", [

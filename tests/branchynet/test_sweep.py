@@ -8,7 +8,8 @@ import pytest
 import branchynet  # noqa: F401
 import chainer
 import networks
-from branchynet import paper, sweep, timing
+from branchynet.evaluation import sweep, timing
+from branchynet.reporting import paper
 from tests.helpers import tiny_three_exit_net, train_steps
 
 

@@ -8,7 +8,9 @@ import pytest
 import branchynet  # noqa: F401
 import chainer
 import networks
-from branchynet import exit_rule, paper, report, sweep, timing
+from branchynet.evaluation import sweep, timing
+from branchynet.model import exit_rule
+from branchynet.reporting import paper, report
 from tests.helpers import build
 
 

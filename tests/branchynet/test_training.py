@@ -11,7 +11,8 @@ import pytest
 import chainer
 
 import networks
-from branchynet import serialization, training, updater
+from branchynet.model import serialization
+from branchynet.training import trainer, updater
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,7 +21,7 @@ def small_run(out, main_epochs, joint_epochs, data, echo=lambda s: None):
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x, t = data
-    log = training.fit(net, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), out,
+    log = trainer.fit(net, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), out,
                        main_epochs, joint_epochs, batchsize=128, seed=3, echo=echo)
     return net, log
 
@@ -55,8 +56,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
     assert "snapshot_epoch_0002.npz: stage joint, 1 epochs" in resumed[1]
     assert_same_params(net_a, net_b)
     assert strip_times(log_a) == strip_times(log_b)
-    assert strip_times(training.read_log(str(tmp_path / "b"))) == strip_times(log_a)
-    assert [(e["stage"], e["epoch"]) for e in training.read_log(str(tmp_path / "b"))] == \
+    assert strip_times(trainer.read_log(str(tmp_path / "b"))) == strip_times(log_a)
+    assert [(e["stage"], e["epoch"]) for e in trainer.read_log(str(tmp_path / "b"))] == \
         [("main", 1), ("joint", 1), ("joint", 2)]
     for name in ("main.npz", "branchy.npz"):
         assert os.path.exists(tmp_path / "b" / name)
@@ -65,7 +66,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
 
 
 def test_data_order_is_seeded_and_restored_by_the_snapshot():
-    from branchynet.updater import SeededOrder
+    from branchynet.training.updater import SeededOrder
     order = SeededOrder(7)
     first = order(numpy.arange(10), 0)
     numpy.testing.assert_array_equal(first, numpy.random.default_rng(7).permutation(10))
@@ -79,7 +80,7 @@ def test_data_order_is_seeded_and_restored_by_the_snapshot():
 
 
 def test_every_sample_once_per_epoch_last_batch_partial():
-    from branchynet.updater import EpochIterator, SeededOrder
+    from branchynet.training.updater import EpochIterator, SeededOrder
     x = numpy.arange(10, dtype=numpy.float32)[:, None]
     it = EpochIterator((x, numpy.arange(10, dtype=numpy.int32)), 4, SeededOrder(0))
     sizes, seen = [], []
@@ -104,7 +105,7 @@ def test_every_sample_once_per_epoch_last_batch_partial():
 def test_each_exit_reported_with_chainer_report(tmp_path, mnist_subset):
     """The updater reports every exit's loss and accuracy (the last one only in pretraining), the
     evaluator every exit on the validation split; the log's means are per sample."""
-    from branchynet.updater import BranchyUpdater, EpochIterator, SeededOrder
+    from branchynet.training.updater import BranchyUpdater, EpochIterator, SeededOrder
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x, t = mnist_subset[0][:100], mnist_subset[1][:100]
@@ -122,15 +123,15 @@ def test_each_exit_reported_with_chainer_report(tmp_path, mnist_subset):
                                    "main/exit2/accuracy", "main/exit2/loss"]
     observation = {}
     with reporter.scope(observation):
-        training.ExitEvaluator((x, t), net, 30)()
-    loss, acc = training.evaluate(net, (x, t))
+        trainer.ExitEvaluator((x, t), net, 30)()
+    loss, acc = trainer.evaluate(net, (x, t))
     for k in range(2):
         assert observation["validation/main/exit%d/loss" % (k + 1)] == pytest.approx(loss[k])
         assert observation["validation/main/exit%d/accuracy" % (k + 1)] == acc[k]
 
 
 # The earlier hand-written loop (commit 71ead2e) on small_run(out, 1, 2): its log.jsonl, less the
-# times, made with that commit's training.fit in a temporary worktree (see OLD_LOOP_LOG's note).
+# times, made with that commit's trainer.fit in a temporary worktree (see OLD_LOOP_LOG's note).
 OLD_LOOP_LOG = os.path.join(os.path.dirname(__file__), "data", "oldloop_small_run.json")
 
 
@@ -161,7 +162,7 @@ def test_resume_skips_an_unreadable_snapshot(tmp_path, mnist_subset):
     numpy.random.seed(0)
     net_b = networks.build("b-lenet")
     x, t = mnist_subset
-    log_b = training.fit(net_b, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), str(folder),
+    log_b = trainer.fit(net_b, (x[:600], t[:600]), (x[1600:2000], t[1600:2000]), str(folder),
                          1, 2, batchsize=128, seed=3, echo=lines.append)
     assert_same_params(net_a, net_b)
     assert strip_times(log_a) == strip_times(log_b)
@@ -195,7 +196,7 @@ def test_interrupted_save_leaves_the_previous_snapshot(tmp_path, mnist_subset, m
         small_run(str(folder), 1, 1, mnist_subset)
     monkeypatch.undo()
     assert snapshots(folder) == ["snapshot_epoch_0001.npz"]
-    assert training.latest_snapshot(str(folder)).endswith("snapshot_epoch_0001.npz")
+    assert trainer.latest_snapshot(str(folder)).endswith("snapshot_epoch_0001.npz")
     net_b, log_b = small_run(str(folder), 1, 1, mnist_subset)
     assert_same_params(net_a, net_b)
     assert strip_times(log_a) == strip_times(log_b)
@@ -221,7 +222,7 @@ def _legacy_folder(tmp_path, stage, epoch):
 def test_a_finished_run_of_the_earlier_loop_is_not_retrained(tmp_path, mnist_subset):
     folder = _legacy_folder(tmp_path, "joint", 2)
     lines = []
-    log = training.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
+    log = trainer.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
                        batchsize=128, echo=lines.append)
     assert log == [{"stage": "joint", "epoch": 2}]
     assert "nothing to train" in lines[0]
@@ -230,8 +231,8 @@ def test_a_finished_run_of_the_earlier_loop_is_not_retrained(tmp_path, mnist_sub
 
 def test_an_unfinished_run_of_the_earlier_loop_is_refused(tmp_path, mnist_subset):
     folder = _legacy_folder(tmp_path, "joint", 1)
-    with pytest.raises(training.UnfinishedLegacyRun, match="71ead2e"):
-        training.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
+    with pytest.raises(trainer.UnfinishedLegacyRun, match="71ead2e"):
+        trainer.fit(networks.build("b-lenet"), mnist_subset, mnist_subset, str(folder), 1, 2,
                      batchsize=128, echo=lambda s: None)
 
 
@@ -245,7 +246,7 @@ def test_committed_runs_still_load_and_are_finished(network, tmp_path):
     copy.mkdir()
     for name in ("checkpoint.npz", "log.jsonl"):
         os.symlink(os.path.join(run, name), copy / name)
-    assert training._legacy_run(str(copy), info["schedule"]["main_epochs"],
+    assert trainer._legacy_run(str(copy), info["schedule"]["main_epochs"],
                                 info["schedule"]["joint_epochs"]) is True
 
 
@@ -318,21 +319,21 @@ class _DeviceGenerator:
 
 def _alexnet_run(out, main_epochs, joint_epochs, monkeypatch):
     """A tiny B-AlexNet run whose dropout draws from a fresh _DeviceGenerator (a new process on a
-    GPU), seeded through training.device_seeder as a CuPy device's would be."""
-    from branchynet import layers
+    GPU), seeded through trainer.device_seeder as a CuPy device's would be."""
+    from branchynet.model import layers
     generator = _DeviceGenerator()
 
     def dropout(self, x):
         mask = (generator.rng.rand(*x.shape) >= self.ratio) / (1 - self.ratio)
         return x * mask.astype(numpy.float32)
     monkeypatch.setattr(layers.Dropout, "__call__", dropout)
-    monkeypatch.setattr(training, "device_seeder", lambda net: generator.seed)
+    monkeypatch.setattr(trainer, "device_seeder", lambda net: generator.seed)
     numpy.random.seed(0)
     net = networks.build("b-alexnet")
     data = numpy.random.RandomState(1)
     x = data.randn(48, 3, 32, 32).astype(numpy.float32)
     t = data.randint(0, 10, 48).astype(numpy.int32)
-    training.fit(net, (x[:32], t[:32]), (x[32:], t[32:]), out, main_epochs, joint_epochs,
+    trainer.fit(net, (x[:32], t[:32]), (x[32:], t[32:]), out, main_epochs, joint_epochs,
                  batchsize=16, seed=3, echo=lambda s: None)
     return net, generator.seeds
 
@@ -369,7 +370,7 @@ def test_device_seeder_seeds_cupy_on_the_net_device(monkeypatch):
         seed=lambda value: events.append(("seed", value))))
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     monkeypatch.setattr(chainer.backend, "GpuDevice", FakeGpuDevice)
-    seed = training.device_seeder(types.SimpleNamespace(device=FakeGpuDevice()))
+    seed = trainer.device_seeder(types.SimpleNamespace(device=FakeGpuDevice()))
     seed(123)
     assert events == ["enter", ("seed", 123), "exit"]
 
@@ -378,4 +379,4 @@ def test_cpu_training_does_not_import_cupy(tmp_path, monkeypatch, mnist_subset):
     import sys
     monkeypatch.setitem(sys.modules, "cupy", None)  # any import of cupy now raises ImportError
     net, _ = small_run(str(tmp_path), 1, 1, mnist_subset)
-    assert training.device_seeder(net) is None
+    assert trainer.device_seeder(net) is None

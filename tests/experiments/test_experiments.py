@@ -15,7 +15,9 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import paper, runs, serialization
+from branchynet.model import serialization
+from branchynet.reporting import paper
+from branchynet.training import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,7 +8,7 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import serialization
+from branchynet.model import serialization
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))

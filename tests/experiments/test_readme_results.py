@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet import paper, report
+from branchynet.reporting import paper, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "results")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from branchynet import training
+from branchynet.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -82,7 +82,7 @@ def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted: ")
-    kept = training.latest_snapshot(str(out))
+    kept = trainer.latest_snapshot(str(out))
     assert kept is not None and os.path.basename(kept) in lines[0]
     assert "run the same command again to resume" in lines[0]
-    assert training.snapshot_epoch(kept) >= 2
+    assert trainer.snapshot_epoch(kept) >= 2

@@ -10,9 +10,9 @@ import chainer
 import chainer.links as L
 
 import networks
-from branchynet import exit_rule
+from branchynet.model import exit_rule
 from branchynet.fast import compiler
-from branchynet.links import ResBlock
+from branchynet.model.links import ResBlock
 
 NETWORKS = [("b-lenet", {}), ("b-alexnet", {}), ("b-alexnet-paper", {}), ("b-resnet110", {"n": 1}),
             ("b-resnet110-paper", {"n": 1})]

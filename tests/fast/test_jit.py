@@ -168,7 +168,7 @@ def test_linear_equals_numpy(jit_on, I, O):
 
 
 def test_entropy_one_equals_the_python_formula_and_decides_alike(jit_on):
-    from branchynet import exit_rule
+    from branchynet.model import exit_rule
     rng = np.random.RandomState(5)
     rows = [rng.randn(1, 10).astype(np.float32) * s for s in (0.1, 1, 5, 30)]
     rows += [np.array([[50, 0, 0, 0]], np.float32), np.array([[1, 1, 1]], np.float64)]

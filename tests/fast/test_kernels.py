@@ -444,7 +444,7 @@ def test_pool_keeps_float32():
 
 
 def _switch_cases():
-    from branchynet.layers import AvgPool, MaxPool
+    from branchynet.model.layers import AvgPool, MaxPool
     import chainer.links as L
     numpy.random.seed(0)
     return [L.Convolution2D(3, 4, 3, pad=1), MaxPool(3, 2), AvgPool(3, 2, 1)]

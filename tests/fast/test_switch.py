@@ -116,8 +116,8 @@ def test_relu_before_max_pool_runs_after_it_with_equal_values_and_gradients():
     import chainer.functions as F
     import chainer.links as L
     from branchynet.fast import switch
-    from branchynet.layers import LRN, MaxPool
-    from branchynet.net import Sequence
+    from branchynet.model.layers import LRN, MaxPool
+    from branchynet.model.net import Sequence
 
     rng = numpy.random.RandomState(3)
     numpy.random.seed(3)

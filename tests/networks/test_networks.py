@@ -12,7 +12,7 @@ import chainer.links as L
 import networks
 from networks import alex_cifar10, resnet_cifar10
 from branchynet.fast import switch
-from branchynet.links import ResBlock
+from branchynet.model.links import ResBlock
 from tests.helpers import build
 
 LN10 = math.log(10)

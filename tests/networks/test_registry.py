@@ -8,7 +8,7 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
-from branchynet import serialization
+from branchynet.model import serialization
 from networks import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,14 +59,16 @@ def test_load_rebuilds_with_the_builder_it_is_given(tmp_path):
 
 
 def test_the_library_does_not_import_the_networks_package():
-    modules = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "branchynet"))
+    package = os.path.join(ROOT, "branchynet")
+    modules = sorted(os.path.relpath(os.path.join(folder, f), ROOT)[:-3].replace(os.sep, ".")
+                     for folder, _, files in os.walk(package) for f in files
                      if f.endswith(".py") and f != "__init__.py")
-    script = ("import sys; sys.path.insert(0, %r)\n"
-              "import importlib\n"
-              "for m in %r: importlib.import_module('branchynet.' + m)\n"
+    script = ("import importlib\n"
+              "for m in %r: importlib.import_module(m)\n"
               "print(sorted(m for m in sys.modules if m == 'networks' or m.startswith('networks.')))\n"
-              % (ROOT, modules))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=str(ROOT), timeout=120)
+              % (modules,))
+    proc = subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True,
+                          text=True, cwd=str(ROOT), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]" and "serialization" in modules and "runs" in modules
+    assert proc.stdout.strip() == "[]"
+    assert "branchynet.model.serialization" in modules and "branchynet.training.runs" in modules

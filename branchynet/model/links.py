@@ -11,7 +11,7 @@ import chainer.functions as F
 import chainer.initializers as I
 import chainer.links as L
 
-from branchynet.layers import AvgPool
+from branchynet.model.layers import AvgPool
 
 
 def v1_initializer(wscale=1.0):

@@ -18,8 +18,10 @@ import numpy
 
 import chainer
 
-from branchynet import report, serialization, training
-from branchynet.data_split import load_split, run_statistics
+from branchynet.model import serialization
+from branchynet.reporting import report
+from branchynet.training import trainer
+from branchynet.data.split import load_split, run_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -151,6 +153,6 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
             info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
         serialization.write_run_info(out, info)
     with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
-        return training.fit(net, train_set, val_set, out, settings.main_epochs,
+        return trainer.fit(net, train_set, val_set, out, settings.main_epochs,
                             settings.joint_epochs, settings.batchsize, seed=settings.seed,
                             progress=progress, echo=echo, dist=dist)

@@ -13,9 +13,9 @@ before it existed keep the factory's thresholds).
 A file that cannot be read (truncated, corrupt, not an npz) raises ``ModelFileError`` naming the
 file and what to do, not the zip or zlib error underneath.
 
-A run folder (``branchynet.training.fit``'s ``out``) holds ``main.npz`` (the baseline, after
+A run folder (``branchynet.training.trainer.fit``'s ``out``) holds ``main.npz`` (the baseline, after
 pretraining), ``branchy.npz`` (the jointly trained net) and ``run.json``, the settings it was trained
-with (``branchynet.runs``).
+with (``branchynet.training.runs``).
 """
 import json
 import os
@@ -89,7 +89,7 @@ def _read_entries(path):
         with numpy.load(path) as data:
             if CONFIG_KEY not in data.files:
                 raise ModelFileError("%s has no %r entry: it was not written by "
-                                     "branchynet.serialization.save" % (path, CONFIG_KEY))
+                                     "branchynet.model.serialization.save" % (path, CONFIG_KEY))
             config = json.loads(str(data[CONFIG_KEY]))
             thresholds = (json.loads(str(data[THRESHOLDS_KEY])) if THRESHOLDS_KEY in data.files
                           else "absent")

@@ -2,7 +2,7 @@
 ``make reproduce``.
 
 ``compare(new, committed)`` takes two result dicts (``results.json``, written by
-``branchynet.report.write_results``) of the same network and returns a ``Comparison``: one line per
+``branchynet.reporting.report.write_results``) of the same network and returns a ``Comparison``: one line per
 number, each ours now, the committed one and the paper's where it has one. Only numbers that do not
 depend on the machine are judged: accuracies (baseline, final exit, each exit alone, the paper's
 operating point) and exit shares, at the paper's T and at every point of the threshold sweep. They are
@@ -17,7 +17,7 @@ The verdict is "reproduced" (every judged number matches), "differs" (naming eac
 import dataclasses
 import math
 
-from branchynet import paper
+from branchynet.reporting import paper
 
 DEFAULT_TOLERANCE = 0.005  # percentage points: half the printed resolution, so any sample that changes shows
 

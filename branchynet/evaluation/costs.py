@@ -14,7 +14,7 @@ predicted cost.
 """
 import numpy
 
-from branchynet import timing
+from branchynet.evaluation import timing
 
 
 def exit_costs(parts):

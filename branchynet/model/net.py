@@ -13,8 +13,10 @@ import chainer
 import chainer.functions as F
 from chainer import optimizers
 
-from branchynet import confidence, exit_rule, fast, timing
-from branchynet.branch import shared_prefixes, split_network
+from branchynet import fast
+from branchynet.evaluation import timing
+from branchynet.model import exit_rule, measures
+from branchynet.model.branch import shared_prefixes, split_network
 
 
 class Sequence(chainer.ChainList):
@@ -58,7 +60,7 @@ class BranchyNet(chainer.Chain):
     """Trains and runs an early-exit network declared as a list with ``Branch`` markers.
 
     Args:
-        network: the layer list (see ``branchynet.branch``).
+        network: the layer list (see ``branchynet.model.branch``).
         thresholds: default exit thresholds for ``predict``/``test`` (one per non-final exit).
         opt: ``"Adam"`` (alpha, beta1) or ``"MomentumSGD"`` (lr, momentum, weight_decay), as the original.
         joint: if False, the trunk is trained only by the last exit's gradient ("separate" training).
@@ -66,7 +68,7 @@ class BranchyNet(chainer.Chain):
             in training; 1.0 (the original's default) trains every exit on the whole batch.
         train_thresholds: if set, samples with entropy below T_k stop at exit k in training too.
         sample_weighting: None (the paper's per-exit mean losses) or a per-sample loss weighting
-            such as ``branchynet.sample_weights.SoftExit(alpha)`` (see that module).
+            such as ``branchynet.model.sample_weights.SoftExit(alpha)`` (see that module).
     """
 
     def __init__(self, network, thresholds=None, opt="Adam", alpha=1e-3, beta1=0.9,
@@ -243,10 +245,10 @@ class BranchyNet(chainer.Chain):
         never recomputed and each head runs once per sample that reaches it. The exit decision and
         the split stay on the device; only the final result comes back to the host.
 
-        ``measure`` names the confidence measure the thresholds apply to (``branchynet.confidence``:
+        ``measure`` names the confidence measure the thresholds apply to (``branchynet.model.measures``:
         "entropy", the paper's H < T, "normalized_entropy", "max_prob", "margin", "patience").
         """
-        measure = confidence.get(measure)
+        measure = measures.get(measure)
         rule = None if measure.name == "entropy" else measure  # entropy: the fast leaves_one
         thresholds = self._thresholds(thresholds)
         x = self._inputs(x)

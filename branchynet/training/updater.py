@@ -4,7 +4,7 @@ training of every exit on the weighted sum of their losses.
 ``SeededOrder`` draws each epoch's order from a seeded numpy generator whose state is part of a
 snapshot; ``EpochIterator`` walks the training arrays in that order, the last batch of an epoch
 partial (as the original), and hands each process its share of every global batch when training is
-spread over processes (``branchynet.distributed``); ``BranchyUpdater`` runs one step with the
+spread over processes (``branchynet.training.distributed``); ``BranchyUpdater`` runs one step with the
 per-batch API (``BranchyNet.train_main`` in pretraining, ``BranchyNet.train`` in joint training,
 whose loss is ``BranchyNet.joint_losses``), gives the joint stage a fresh optimizer
 (``BranchyNet.reset_optimizer``), reports every exit's loss and accuracy with ``chainer.report``

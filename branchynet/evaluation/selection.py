@@ -21,13 +21,14 @@ Rules (``eps``, ``budget`` and accuracies are fractions; costs in the unit of ``
 (the most accurate setting whose mean cost is within a budget), ``distribution_thresholds`` and
 ``geometric_fractions`` (MSDNet's budgeted batch classification: thresholds that send a target
 fraction of the samples out at each exit) and ``paper_knee`` (the paper's grid and knee, on
-``branchynet.sweep``). A rule whose constraint no setting meets on the data raises ``Infeasible``.
+``branchynet.evaluation.sweep``). A rule whose constraint no setting meets on the data raises ``Infeasible``.
 """
 import itertools
 
 import numpy
 
-from branchynet import confidence, sweep
+from branchynet.evaluation import sweep
+from branchynet.model import measures
 
 
 class Infeasible(ValueError):
@@ -39,7 +40,7 @@ class Frontier:
     ``correct`` (M,), ``costs`` (M,) (mean per sample), ``accuracies`` (M,); ``n`` samples."""
 
     def __init__(self, measure, thresholds, exit_counts, correct, exit_costs, n):
-        self.measure = confidence.get(measure).name
+        self.measure = measures.get(measure).name
         self.thresholds = numpy.asarray(thresholds, dtype=numpy.float64)
         self.exit_counts = numpy.asarray(exit_counts, dtype=numpy.int64)
         self.correct = numpy.asarray(correct, dtype=numpy.int64)
@@ -113,7 +114,7 @@ def _last_exit_sweep(values, first_right, last_right, low_leaves, presorted=Fals
 def exact_frontier(cache, measure, exit_costs, outer_candidates=None):
     """The accuracy/cost Pareto frontier of ``measure`` over every threshold setting on ``cache``
     (an ``ExitCache`` with labels), as a ``Frontier``; see the module docstring for complexity."""
-    m = confidence.get(measure)
+    m = measures.get(measure)
     num_exits, n = cache.num_exits, cache.num_samples
     costs = _check_costs(exit_costs, num_exits)
     values = cache.values(m)
@@ -167,7 +168,7 @@ def _prune(all_t, all_counts, all_correct, costs):
 
 def grid_frontier(cache, measure, grid, exit_costs):
     """The Pareto frontier of the settings of a threshold ``grid`` only (brute force)."""
-    m = confidence.get(measure)
+    m = measures.get(measure)
     costs = _check_costs(exit_costs, cache.num_exits)
     grid = numpy.asarray(grid, dtype=numpy.float64).reshape(-1, cache.num_exits - 1)
     exits = cache.exit_index(grid, m)
@@ -228,7 +229,7 @@ def distribution_thresholds(cache, measure, fractions):
     """Thresholds that let out about ``fractions[k]`` of all samples at exit k (the last takes the
     rest): at each exit, among the samples still in flight, the round(n f_k) most confident leave
     (fewer where tied values make that count impossible; MSDNet's rule)."""
-    m = confidence.get(measure)
+    m = measures.get(measure)
     fractions = numpy.asarray(fractions, dtype=numpy.float64)
     if fractions.shape != (cache.num_exits,) or (fractions < 0).any() \
             or not numpy.isclose(fractions.sum(), 1.0):

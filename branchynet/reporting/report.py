@@ -1,6 +1,6 @@
 """Result writers: a JSON of everything, a CSV of the sweep rows, and Markdown tables in the
-layout of the paper's Table I with the authors' numbers (``branchynet.paper``) beside ours; for one
-network's measurements (``branchynet.evaluation``), its Table I rows (``table_rows``), its results
+layout of the paper's Table I with the authors' numbers (``branchynet.reporting.paper``) beside ours; for one
+network's measurements (``branchynet.evaluation.table1``), its Table I rows (``table_rows``), its results
 folder with figures (``write_results``) and the console's summary (``summary``).
 
 A *table row* (what ``accuracy_table``, ``time_table``, ``markdown_table`` and ``text_table``
@@ -28,7 +28,8 @@ import sys
 
 import numpy
 
-from branchynet import paper, plots, timing
+from branchynet.evaluation import timing
+from branchynet.reporting import figures, paper
 
 
 # ------------------------------------------------------------------ environment
@@ -191,7 +192,7 @@ def table_rows(family, dev, measured, acc, test_rows, paper_row, selection):
     """One device's Table I rows of a network (see the module docstring): the baseline, the final
     exit, and the B-net at the paper's T and at the knees chosen on the test and validation sets.
 
-    ``measured``: the device's ``branchynet.evaluation.measure_costs`` and ``measure_runs``;
+    ``measured``: the device's ``branchynet.evaluation.table1.measure_costs`` and ``measure_runs``;
     ``acc``: the accuracies; ``selection``: the device's frontier/knee choices. ``accuracy`` and
     ``exits`` are on the whole test set (``test_samples``); ``timed`` holds what was measured on the
     timed images (the first ``timed["samples"]``): their accuracy and exit %, the measured ms and
@@ -486,14 +487,14 @@ def write_results(result, out, test_outputs, log, echo=print):
     write_text(os.path.join(out, "table.md"), text)
 
     rows = result["rows"]
-    figures = []
+    written = []
     for dev, sel in result["selection"].items():
         m = result["devices"][dev]
         for key, label in ACCOUNTINGS:
             choice = sel["test"] if key == "e2e" else sel["test_trunk"]
             time_key = "%s_ms_%s" % (dev, key)
             pr = result["paper_row"]
-            figures.append(plots.tradeoff(
+            written.append(figures.tradeoff(
                 rows, time_key, choice["frontier"], choice["knee"], m["baseline_ms"],
                 result["accuracy"]["main"] if result["accuracy"]["main"] is not None
                 else result["accuracy"]["branchy_final"],
@@ -501,18 +502,18 @@ def write_results(result, out, test_outputs, log, echo=print):
                 title="%s, %s, %s" % (result["network"], dev.upper(), label),
                 xlabel="Runtime per sample, batch 1 (ms)",
                 marks=[("paper T", pr[time_key], pr["accuracy"])]))
-    figures.append(plots.training_curves(log, os.path.join(out, "training_curves.png"),
+    written.append(figures.training_curves(log, os.path.join(out, "training_curves.png"),
                                          title=result["network"]))
-    figures.append(plots.entropy_distributions(test_outputs.entropies,
+    written.append(figures.entropy_distributions(test_outputs.entropies,
                                                os.path.join(out, "entropy.png"),
                                                title="%s: entropy per exit (test)" % result["network"]))
     if test_outputs.num_exits > 1:
-        figures.append(plots.exit_fractions(test_outputs.entropies,
+        written.append(figures.exit_fractions(test_outputs.entropies,
                                             paper.THRESHOLD_LISTS[result["family"]],
                                             os.path.join(out, "exit_fractions.png"),
                                             title="%s: exits against T (test)" % result["network"]))
     echo("results in %s: results.json, sweep.csv, table.md, %s"
-         % (out, ", ".join(os.path.basename(f) for f in figures)))
+         % (out, ", ".join(os.path.basename(f) for f in written)))
 
 
 def summary(result, out):

@@ -22,7 +22,7 @@ import numpy
 
 import chainer
 
-from branchynet import exit_rule
+from branchynet.model import exit_rule
 
 
 class SoftExit:

@@ -20,7 +20,7 @@
 """
 import numpy
 
-from branchynet import selection
+from branchynet.evaluation import selection
 
 
 def anytime(cache, exit_costs):

@@ -38,7 +38,8 @@ import numpy
 import chainer
 from chainer.utils import conv as conv_utils
 
-from branchynet import exit_rule, fast
+from branchynet import fast
+from branchynet.model import exit_rule
 from branchynet.progress import ProgressBar
 
 

@@ -13,7 +13,7 @@ import os
 
 import numpy
 
-from branchynet import datasets
+from branchynet.data import datasets
 
 STATISTICS = ("train", "all")
 LEGACY_STATISTICS = "all"

@@ -29,7 +29,8 @@ import numpy
 
 import chainer
 
-from branchynet import exit_rule, sweep
+from branchynet.evaluation import sweep
+from branchynet.model import exit_rule
 
 
 class Measure:

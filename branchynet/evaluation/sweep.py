@@ -3,10 +3,10 @@
 The original re-ran all 10,000 test samples one at a time for every threshold configuration
 (docs/original.md, B10). Here the set runs once through every exit (``BranchyNet.exit_probs``); each exit's
 entropies and predicted labels are kept, and any threshold tuple is then evaluated analytically
-with the network's own exit rule (``branchynet.exit_rule``): a sample leaves at the first exit k
+with the network's own exit rule (``branchynet.model.exit_rule``): a sample leaves at the first exit k
 whose entropy is strictly below T_k, else at the last exit. Accuracy and exit counts are exactly
 those of a real early-exit run (``BranchyNet.predict``), which the tests and the experiment scripts
-check. Runtimes come from per-exit timings (``branchynet.timing``).
+check. Runtimes come from per-exit timings (``branchynet.evaluation.timing``).
 """
 import itertools
 
@@ -14,7 +14,8 @@ import numpy
 
 import chainer
 
-from branchynet import exit_rule, paper
+from branchynet.model import exit_rule
+from branchynet.reporting import paper
 from branchynet.progress import ProgressBar
 
 def threshold_grid(lists):

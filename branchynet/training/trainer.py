@@ -1,5 +1,5 @@
 """Training on Chainer's Trainer: pretrain the main network, then train all exits jointly (the
-paper's schedule), resumably, in one process or several (``branchynet.distributed``).
+paper's schedule), resumably, in one process or several (``branchynet.training.distributed``).
 
 ``fit`` builds a ``chainer.training.Trainer`` around ``updater.BranchyUpdater`` (the two stages,
 each exit's loss and accuracy reported per step) with these extensions:
@@ -40,8 +40,9 @@ import numpy
 import chainer
 from chainer.training import extensions, triggers
 
-from branchynet import datasets, serialization
-from branchynet.updater import STAGES, BranchyUpdater, EpochIterator, SeededOrder, device_seeder
+from branchynet.data import datasets
+from branchynet.model import serialization
+from branchynet.training.updater import STAGES, BranchyUpdater, EpochIterator, SeededOrder, device_seeder
 
 SNAPSHOT = "snapshot_epoch_{.updater.epoch:04d}.npz"
 SNAPSHOT_GLOB = "snapshot_epoch_*.npz"

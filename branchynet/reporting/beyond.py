@@ -14,15 +14,17 @@ import os
 import numpy
 from matplotlib.figure import Figure
 
-from branchynet import (confidence, costs, data_split, evaluations, paper, selection, sweep,
-                        timing)
-from branchynet.plots import BASELINE_COLOR, EXIT_COLORS, _save
+from branchynet.data import split as data_split
+from branchynet.evaluation import costs, metrics, selection, sweep, timing
+from branchynet.model import measures
+from branchynet.reporting import paper
+from branchynet.reporting.figures import BASELINE_COLOR, EXIT_COLORS, _save
 
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
 REPEATS = 3
 EPSILONS = (0.0, 0.001, 0.005)
 Q_VALUES = tuple(float(q) for q in numpy.geomspace(0.02, 50, 25))
-MEASURE_COLORS = dict(zip(confidence.NAMES, ("#5163d3", "#51c4d3", "#d3a251", "#9151d3", "#50d350")))
+MEASURE_COLORS = dict(zip(measures.NAMES, ("#5163d3", "#51c4d3", "#d3a251", "#9151d3", "#50d350")))
 
 
 def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=None):
@@ -31,8 +33,8 @@ def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=N
     split = data_split.load_split(dataset, val_size, data_dir,
                                   statistics=data_split.run_statistics(run_dir))
     _, (x_val, t_val), (x_test, t_test) = split
-    val = confidence.ExitCache.from_net(net, x_val, t_val, progress=progress, desc="val exits")
-    test = confidence.ExitCache.from_net(net, x_test, t_test, progress=progress, desc="test exits")
+    val = measures.ExitCache.from_net(net, x_val, t_val, progress=progress, desc="val exits")
+    test = measures.ExitCache.from_net(net, x_test, t_test, progress=progress, desc="test exits")
     base = {}
     if main is not None:
         for name, x, t in (("val", x_val, t_val), ("test", x_test, t_test)):
@@ -68,7 +70,7 @@ def _rules(front, test, base_cost, base_val_acc):
                           "infeasible": str(err)})
     return {"fastest_within": picks,
             "budgets": [{"fraction": b["fraction"], "row": b["row"]}
-                        for b in evaluations.at_budgets(front, test, base_cost, BUDGETS)]}
+                        for b in metrics.at_budgets(front, test, base_cost, BUDGETS)]}
 
 
 def measure_section(val, test, name, exit_cost, base_cost, base_val_acc):
@@ -94,7 +96,7 @@ def measure_section(val, test, name, exit_cost, base_cost, base_val_acc):
 
 def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_SIZE,
                data_dir=None, timing_samples=300, measured_samples=500, progress=None,
-               measures=confidence.NAMES):
+               measures=measures.NAMES):
     """The report of one run (a JSON-able dict); see the module docstring."""
     val, test, base, split, (x_test, _) = load_caches(net, main, run_dir, dataset, val_size,
                                                       data_dir, progress)
@@ -103,11 +105,11 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
     base_cost = costs.baseline_cost(macs)
     report = {"run": run_dir, "split": split.description, "baseline_accuracy": base,
               "macs": macs, "cost_table": costs.cost_table(macs),
-              "anytime": evaluations.anytime(test, exit_cost),
-              "oracle": {"val": evaluations.oracle(val, exit_cost),
-                         "test": evaluations.oracle(test, exit_cost)},
-              "overthinking": evaluations.overthinking(test),
-              "calibration": evaluations.calibration(test), "measures": {}}
+              "anytime": metrics.anytime(test, exit_cost),
+              "oracle": {"val": metrics.oracle(val, exit_cost),
+                         "test": metrics.oracle(test, exit_cost)},
+              "overthinking": metrics.overthinking(test),
+              "calibration": metrics.calibration(test), "measures": {}}
     fronts = {}
     for name in measures:
         report["measures"][name], fronts[name] = measure_section(
@@ -138,7 +140,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
             continue
         front_ms = selection.exact_frontier(val, name, ms_cost)
         timed["budgets"][name] = [{"fraction": b["fraction"], "row": b["row"]} for b in
-                                  evaluations.at_budgets(front_ms, test, base_ms, (0.5, 0.75))]
+                                  metrics.at_budgets(front_ms, test, base_ms, (0.5, 0.75))]
     for name in measures:
         pick = next((p for p in report["measures"][name]["fastest_within"]
                      if "infeasible" not in p), None)
@@ -153,7 +155,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
                                   "predicted_ms": costs.expected_cost(fractions, ms_cost),
                                   "samples": measured_samples})
     report["time"] = timed
-    curve_c, curve_a = evaluations.oracle_curve(test, exit_cost)
+    curve_c, curve_a = metrics.oracle_curve(test, exit_cost)
     step = max(1, len(curve_c) // 400)
     report["oracle_curve_test"] = {"cost": curve_c[::step].tolist() + [float(curve_c[-1])],
                                    "accuracy": curve_a[::step].tolist() + [float(curve_a[-1])]}
@@ -168,11 +170,11 @@ def compare_runs(entries, exit_cost_of, fractions=BUDGETS, measures=("entropy", 
     per_run, summary = [], {}
     for label, val, test, base_cost, base_val in entries:
         exit_cost = exit_cost_of(label)
-        row = {"run": label, "anytime": evaluations.anytime(test, exit_cost),
-               "ece": [c["ece"] for c in evaluations.calibration(test)], "measures": {}}
+        row = {"run": label, "anytime": metrics.anytime(test, exit_cost),
+               "ece": [c["ece"] for c in metrics.calibration(test)], "measures": {}}
         for name in measures:
             front = selection.exact_frontier(val, name, exit_cost)
-            budgets = evaluations.at_budgets(front, test, base_cost, fractions)
+            budgets = metrics.at_budgets(front, test, base_cost, fractions)
             try:
                 at_base = _point(test, front, selection.fastest_within(front, base_val, 0.0),
                                  "fastest within 0.0 pp")
@@ -188,7 +190,7 @@ def compare_runs(entries, exit_cost_of, fractions=BUDGETS, measures=("entropy", 
         for i, f in enumerate(fractions):
             accs = [r["measures"][name]["budgets"][i]["row"] and
                     r["measures"][name]["budgets"][i]["row"]["accuracy"] for r in per_run]
-            summary[name].append(dict(evaluations.mean_spread(accs), fraction=f))
+            summary[name].append(dict(metrics.mean_spread(accs), fraction=f))
     return {"runs": per_run, "summary": summary}
 
 

@@ -2,9 +2,9 @@
 
 ``evaluate`` takes a network's trained nets (the branchy net and, if the run has one, the main
 network saved after pretraining, ``main.npz``), its validation and test sets and a few
-``Options``, and returns the result dict that ``branchynet.report`` writes (``results.json``):
-accuracies, the paper's threshold sweep computed analytically (``branchynet.sweep``), every exit
-timed at batch 1 on the CPU and, given GPU nets, the GPU (``branchynet.timing``), a few threshold
+``Options``, and returns the result dict that ``branchynet.reporting.report`` writes (``results.json``):
+accuracies, the paper's threshold sweep computed analytically (``branchynet.evaluation.sweep``), every exit
+timed at batch 1 on the CPU and, given GPU nets, the GPU (``branchynet.evaluation.timing``), a few threshold
 configurations run for real (at batch 1 and batched, against the sweep and the MAC bound), the
 frontier, the knee and the thresholds chosen on the validation split, and Table I's rows.
 """
@@ -14,7 +14,8 @@ import numpy
 
 import chainer
 
-from branchynet import paper, report, sweep, timing
+from branchynet.evaluation import sweep, timing
+from branchynet.reporting import paper, report
 
 KNEE_RULE = ("fastest frontier point with accuracy >= the baseline's (main.npz); else the most "
              "accurate frontier point")

@@ -1,0 +1,1 @@
+"""Measuring trained nets: per-exit outputs, frontiers and threshold selection, costs and timing."""

@@ -1,0 +1,1 @@
+"""Tables, figures and files of results, and the authors' own numbers to compare against."""
