@@ -175,11 +175,50 @@ def _add_times(rows, dev, measured, baseline_ms):
         row["%s_gain_trunk" % dev] = baseline_ms / trunk if trunk > 0 else None
 
 
+def _per_device(devices, options, timed, test_out, grid, tables, points, baselines, paper_t, macs,
+                echo):
+    """On each (name, branchy net, main net) of ``devices``: per-exit times, the sweep rows' times,
+    the frontiers and knees, and the real runs of the configurations they pick."""
+    (x_time, t_time), (x_tp, t_tp) = timed
+    test_rows, paper_row, val_rows = tables
+    measured, selection = {}, {}
+    for dev, net, main_net in devices:
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
+        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
+            _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
+        selection[dev] = _select(points[0], points[1], val_rows, test_rows, dev, measured[dev],
+                                 *baselines)
+        configs = _check_configs(grid, test_rows,
+                                 [("knee (test)", selection[dev]["test"]),
+                                  ("knee (test, trunk-only)", selection[dev]["test_trunk"])],
+                                 selection[dev]["val"], paper_t)
+        measure_runs(measured[dev], net, main_net, options, x_time, t_time, x_tp, t_tp, test_out,
+                     configs, macs, echo)
+    return measured, selection
+
+
+def _accuracies(main, test_out, val_out, test, val):
+    """Test accuracies (main network, last exit, every exit) and the baseline's on validation."""
+    acc = {"main": _batched_accuracy(main, *test) if main is not None else None,
+           "branchy_final": test_out.exit_accuracy()[-1],
+           "per_exit": test_out.exit_accuracy()}
+    val_base_acc = None
+    if val_out is not None:
+        val_base_acc = (_batched_accuracy(main, *val) if main is not None
+                        else val_out.exit_accuracy()[-1])
+    return acc, val_base_acc
+
+
+def _options_record(options, family):
+    return dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
+                warmup=options.warmup, inc_amt=paper.INC_AMT,
+                threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE)
+
+
 def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=None,
              settings=None, echo=print):
     """Measures a network; returns ``(result, test_outputs)``: the result dict (the schema of
     ``results.json``) and the test set's per-exit outputs (``outputs.ExitOutputs``, for figures).
-
     ``network``, ``family``, ``dataset``: the registered name and its paper family and dataset;
     ``cpu_nets`` and ``gpu_nets`` (or None): (branchy net, main net or None) on the CPU and a GPU;
     ``val``, ``test``: (x, t) arrays (the validation set may be empty); ``settings``: what the
@@ -188,8 +227,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     (x_val, t_val), (x_test, t_test) = val, test
     n_time = min(options.timing_samples, len(x_test))
     n_tp = min(options.throughput_samples or len(x_test), len(x_test))
-    x_time, t_time = x_test[:n_time], t_test[:n_time]
-    x_tp, t_tp = x_test[:n_tp], t_test[:n_tp]
+    timed = ((x_test[:n_time], t_test[:n_time]), (x_test[:n_tp], t_test[:n_tp]))
     branchy_cpu, main_cpu = cpu_nets
     branchy, main = gpu_nets if gpu_nets is not None else cpu_nets
     k = branchy.numexits()
@@ -197,17 +235,11 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         echo(report.missing_baseline_warning((settings or {}).get("run_dir", "the run folder")))
 
     test_out = outputs.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
-                                          desc="test set, every exit")
+                                            desc="test set, every exit")
     val_out = (outputs.ExitOutputs.from_net(branchy, x_val, t_val, progress=options.progress,
                                             desc="validation set, every exit") if len(x_val) else None)
-    acc = {"main": _batched_accuracy(main, x_test, t_test) if main is not None else None,
-           "branchy_final": test_out.exit_accuracy()[-1],
-           "per_exit": test_out.exit_accuracy()}
+    acc, val_base_acc = _accuracies(main, test_out, val_out, test, val)
     base_key = "main" if main is not None else "branchy_final"
-    val_base_acc = None
-    if val_out is not None:
-        val_base_acc = (_batched_accuracy(main, x_val, t_val) if main is not None
-                        else val_out.exit_accuracy()[-1])
 
     grid = frontier.paper_grid(family, k)
     paper_t = paper.paper_thresholds(family)
@@ -215,33 +247,18 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     paper_row = test_out.evaluate(paper_t)
     paper_row["in_grid"] = tuple(paper_t) in set(grid)
     val_rows = val_out.sweep(grid) if val_out is not None else None
-    unit = [1.0] * k  # priced per device below
-    points = frontier.grid(test_out, grid, unit)
-    val_points = frontier.grid(val_out, grid, unit) if val_out is not None else None
-
+    points = frontier.grid(test_out, grid, [1.0] * k)  # priced per device in _select
+    val_points = frontier.grid(val_out, grid, [1.0] * k) if val_out is not None else None
     macs = costs.count_macs(branchy_cpu, x_test[:1])
 
     devices = [] if gpu_nets is not None and options.gpu_only else [("cpu", branchy_cpu, main_cpu)]
     if gpu_nets is not None:
         devices.append(("gpu", branchy, main))
-    measured, selection = {}, {}
-    for dev, net, main_net in devices:
-        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
-        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
-            _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
-        selection[dev] = _select(points, val_points, val_rows, test_rows, dev, measured[dev],
-                                 acc[base_key], val_base_acc)
-        configs = _check_configs(grid, test_rows,
-                                 [("knee (test)", selection[dev]["test"]),
-                                  ("knee (test, trunk-only)", selection[dev]["test_trunk"])],
-                                 selection[dev]["val"], paper_t)
-        measure_runs(measured[dev], net, main_net, options, x_time, t_time, x_tp, t_tp, test_out,
-                     configs, macs, echo)
-
-    table = []
-    for dev in measured:
-        table += report.table_rows(family, dev, measured[dev], acc, test_rows, paper_row,
-                                   selection[dev])
+    measured, selection = _per_device(devices, options, timed, test_out,
+                                      grid, (test_rows, paper_row, val_rows), (points, val_points),
+                                      (acc[base_key], val_base_acc), paper_t, macs, echo)
+    table = [row for dev in measured for row in report.table_rows(
+        family, dev, measured[dev], acc, test_rows, paper_row, selection[dev])]
 
     result = {
         "network": network, "family": family, "dataset": dataset,
@@ -250,9 +267,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         "settings": dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu),
                          test_samples=len(x_test), val_samples=len(x_val),
                          timing_samples=n_time, throughput_samples=n_tp,
-                         throughput_batch=options.throughput_batch, repeats=options.repeats,
-                         warmup=options.warmup, inc_amt=paper.INC_AMT,
-                         threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE),
+                         **_options_record(options, family)),
         "accuracy": acc, "val_baseline_accuracy": val_base_acc,
         "macs": macs, "macs_reference_M": paper.MACS_M[family],
         "paper_thresholds": list(paper_t), "paper_row": paper_row,
