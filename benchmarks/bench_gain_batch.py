@@ -11,7 +11,7 @@ variants and batch sizes run in turns, one pass over the images each, and the me
 passes are reported, so that load changes on this shared machine hit all alike. Gain = main-path
 time / early-exit time. MAC bound = the main network's MACs per sample / the MACs of the early-exit
 work at the exit fractions these images and thresholds give (every segment and head a sample
-reaches; ``branchynet.evaluation.timing.count_macs``): what the gain would be if time followed the MACs.
+reaches; ``branchynet.evaluation.costs.count_macs``): what the gain would be if time followed the MACs.
 MAC rates are MACs per second of a variant's whole call (exit decisions, copies and pooling
 included; pooling has no MACs).
 
@@ -49,7 +49,7 @@ import chainer  # noqa: E402,F401
 
 import networks  # noqa: E402
 from branchynet import fast  # noqa: E402
-from branchynet.evaluation import timing
+from branchynet.evaluation import costs
 from branchynet.reporting import paper
 
 ALL_OUT = 10.0  # nats: every sample leaves at the first exit (entropy <= ln 10 < 10)
@@ -89,9 +89,9 @@ def bench_network(name, net, x, t, T, batches, repeats, warmup, out):
     labels, exits = net.predict(x, T)
     fractions = (numpy.bincount(exits, minlength=k) / len(x)).tolist()
     reach = numpy.asarray(fractions)[::-1].cumsum()[::-1].tolist()
-    macs = timing.count_macs(net, x[:1])
-    base = timing.baseline_macs(macs)
-    early = timing.macs_of(reach, macs)
+    macs = costs.count_macs(net, x[:1])
+    base = costs.baseline_cost(macs)
+    early = costs.predicted_ms(reach, macs["segments"], macs["heads"])[0]
     exit1 = macs["segments"][0] + macs["heads"][0]
     bound = base / early
     fns = {}

@@ -63,7 +63,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 
 import networks  # noqa: E402
-from branchynet.evaluation import timing  # noqa: E402
+from branchynet.evaluation import costs, timing  # noqa: E402
 from branchynet.reporting import paper
 
 MODES = ("fast", "stock")
@@ -131,7 +131,7 @@ def _per_exit(net, x, repeats, warmup, thresholds):
 
 
 def _mac_bound(macs, reach):
-    return timing.baseline_macs(macs) / timing.macs_of(reach, macs)
+    return costs.baseline_cost(macs) / costs.predicted_ms(reach, macs["segments"], macs["heads"])[0]
 
 
 def _reach(exit_fractions):
@@ -156,7 +156,7 @@ def bench_early_exit(name, net, xs, exit_fractions, repeats, warmup, out):
             exits = _exits_of(net, xs[:5], T, mode == "fast")
             assert (exits == j).all(), (name, mode, T, exits)
     timed = _timed_passes(named, xs, repeats, warmup)
-    macs = timing.count_macs(net, xs[0])
+    macs = costs.count_macs(net, xs[0])
     reach = _reach(exit_fractions)
     bound = _mac_bound(macs, reach)
     res = {"network": name, "samples": len(xs), "thresholds_per_exit": configs,
@@ -221,7 +221,7 @@ def _print_per_exit(name, pe, macs, reach, base, out):
             m = macs["segments" if kind == "seg" else "heads"][j]
             out("%-8s %10d | %9.4f %9.4f %6.2fx" % ("%s %d" % (kind, j + 1), m, f, s, s / f))
     for mode in MODES:
-        e2e, trunk = timing.predicted_ms(reach, pe[mode]["segment_ms"], pe[mode]["head_ms"])
+        e2e, trunk = costs.predicted_ms(reach, pe[mode]["segment_ms"], pe[mode]["head_ms"])
         pe[mode]["predicted_e2e_ms"], pe[mode]["predicted_trunk_ms"] = e2e, trunk
         pe[mode]["predicted_gain_e2e"] = base[mode] / e2e
         pe[mode]["predicted_gain_trunk"] = base[mode] / trunk
@@ -269,7 +269,7 @@ def bench_trained(path, args, out):
     timed = _timed_passes(named, xs, args.real_repeats, args.warmup)
     k = net.numexits()
     fractions = (numpy.bincount(exits, minlength=k) / n).tolist()
-    macs = timing.count_macs(net, xs[0])
+    macs = costs.count_macs(net, xs[0])
     res = {"model": os.path.abspath(path), "threshold": T, "samples": n,
            "exit_fractions": fractions, "accuracy": float((labels == t).mean()),
            "accuracy_main": float((labels_main == t).mean()),

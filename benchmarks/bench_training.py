@@ -22,7 +22,7 @@ random images in [0, 1]); B-AlexNet and B-ResNet-110 on random N(0, 1) images of
 arithmetic, and so the time, does not depend on the values.
 
 Achieved GFLOP/s count forward + backward as 3x the forward: 2 flop per multiply-accumulate, MACs
-per sample from ``branchynet.evaluation.timing.count_macs`` (convolutions and linear layers only), so
+per sample from ``branchynet.evaluation.costs.count_macs`` (convolutions and linear layers only), so
 flop/step = 2 * 3 * MACs * batch with MACs = whole trunk + last head for ``train_main`` and every
 segment + every head for ``train``. The first convolution has no input gradient, so this slightly
 overstates the work. The reference is numpy's float32 sgemm measured in this run with the same
@@ -63,7 +63,7 @@ import chainer  # noqa: E402
 
 import networks  # noqa: E402
 from branchynet import fast  # noqa: E402
-from branchynet.evaluation import timing
+from branchynet.evaluation import costs
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -104,8 +104,8 @@ def bench_network(name, kwargs, batch, repeats, warmup, seed, sgemm, notes):
     net = networks.build(name, **kwargs)
     dataset = networks.dataset_of(name)
     x, t = _inputs(dataset, batch, rng, notes)
-    macs = timing.count_macs(net, x[:1])
-    step_macs = {"main": timing.baseline_macs(macs),
+    macs = costs.count_macs(net, x[:1])
+    step_macs = {"main": costs.baseline_cost(macs),
                  "joint": int(sum(macs["segments"]) + sum(macs["heads"]))}
     fns = {(mode, step): _step(net, step, mode, x, t) for mode in MODES for step in STEPS}
     timed = _bench.time_interleaved(fns, repeats, warmup)

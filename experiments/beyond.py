@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import branchynet  # noqa: E402,F401
 import networks  # noqa: E402
-from branchynet.evaluation import costs, timing  # noqa: E402
+from branchynet.evaluation import costs  # noqa: E402
 from branchynet.model import serialization
 from branchynet.reporting import beyond
 
@@ -121,7 +121,7 @@ def main(argv=None):
         print("%-19s fastest at the baseline's val accuracy: %s" % (
             m, pick.get("infeasible") or "test %.2f %% at %.1f %% of the cost" % (
                 100 * pick["accuracy"], 100 * pick["cost"] / report["base_cost"])))
-    print("MACs per segment/head:", report["macs"], "baseline", timing.baseline_macs(report["macs"]))
+    print("MACs per segment/head:", report["macs"], "baseline", costs.baseline_cost(report["macs"]))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 * ``anytime``: each exit alone (every sample forced out there), accuracy against its cumulative
   cost (MSDNet's anytime prediction).
 * ``budgeted``: accuracy against mean cost over threshold settings (MSDNet's budgeted batch
-  classification); the exact curve is ``selection.exact_frontier``, here its rows, and the same
+  classification); the exact curve is ``frontier.exact_frontier``, here its rows, and the same
   settings applied to another set.
 * ``at_budgets``: the most accurate setting (fitted on one set) within fractions of the baseline's
   cost, applied to another; ``mean_spread`` summarises such numbers over seeds.
@@ -15,7 +15,7 @@
   destructive (right at an earlier exit, wrong at the last) overthinking.
 * ``calibration``: per-exit expected calibration error (equal-width bins of the top probability)
   and the reliability diagram's bins.
-* the accuracy of the samples that actually left at each exit: ``ExitCache.evaluate``'s
+* the accuracy of the samples that actually left at each exit: ``ExitOutputs.evaluate``'s
   ``exit_accuracy``.
 """
 import numpy
@@ -116,7 +116,7 @@ def calibration(cache, bins=15):
     edges = numpy.linspace(0.0, 1.0, bins + 1)
     out = []
     for k in range(cache.num_exits):
-        conf = cache.probs[k].max(axis=1).astype(numpy.float64)
+        conf = cache.values("max_prob")[k]
         which = numpy.clip(numpy.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
         count = numpy.bincount(which, minlength=bins)
         conf_sum = numpy.bincount(which, weights=conf, minlength=bins)

@@ -3,7 +3,7 @@
 ``evaluate`` takes a network's trained nets (the branchy net and, if the run has one, the main
 network saved after pretraining, ``main.npz``), its validation and test sets and a few
 ``Options``, and returns the result dict that ``branchynet.reporting.report`` writes (``results.json``):
-accuracies, the paper's threshold sweep computed analytically (``branchynet.evaluation.sweep``), every exit
+accuracies, the paper's threshold sweep computed from one pass (``branchynet.evaluation.outputs``), every exit
 timed at batch 1 on the CPU and, given GPU nets, the GPU (``branchynet.evaluation.timing``), a few threshold
 configurations run for real (at batch 1 and batched, against the sweep and the MAC bound), the
 frontier, the knee and the thresholds chosen on the validation split, and Table I's rows.
@@ -14,7 +14,7 @@ import numpy
 
 import chainer
 
-from branchynet.evaluation import sweep, timing
+from branchynet.evaluation import costs, frontier, outputs, timing
 from branchynet.reporting import paper, report
 
 KNEE_RULE = ("fastest frontier point with accuracy >= the baseline's (main.npz); else the most "
@@ -113,7 +113,7 @@ def measure_runs(result, net, main, options, x_time, t_time, x_tp, t_tp, outputs
         real = timing.time_early_exit(net, x_time, thresholds, 1, options.repeats, options.warmup,
                                       progress, "%s real run %s" % (dev, name))
         row = time_outputs.evaluate(thresholds)
-        e2e, trunk = timing.predicted_ms(row["reach_fractions"], seg, head)
+        e2e, trunk = costs.predicted_ms(row["reach_fractions"], seg, head)
         check = {"name": name, "thresholds": list(thresholds), "samples": len(x_time),
                  "ms_measured": real["ms"], "ms_measured_detail": real["detail"],
                  "ms_predicted_e2e": e2e, "ms_predicted_trunk": trunk,
@@ -128,11 +128,11 @@ def measure_runs(result, net, main, options, x_time, t_time, x_tp, t_tp, outputs
         tp = timing.time_early_exit(net, x_tp, thresholds, options.throughput_batch, options.repeats,
                                     options.warmup, progress, "%s batched %s" % (dev, name))
         tp_row = tp_outputs.evaluate(thresholds)
-        work = timing.macs_of(tp_row["reach_fractions"], macs)
+        work = costs.expected_cost(tp_row["exit_fractions"], costs.exit_costs(macs))
         entry = {"name": name, "thresholds": list(thresholds), "samples": len(x_tp),
                  "batchsize": options.throughput_batch, "ms": tp["ms"], "per_second": tp["per_second"],
                  "speedup": base_tp["ms"] / tp["ms"], "macs_per_sample": work,
-                 "mac_bound": timing.baseline_macs(macs) / work if work else None}
+                 "mac_bound": costs.baseline_cost(macs) / work if work else None}
         entry.update(_agreement(tp_outputs, thresholds, tp["labels"], tp["exits"], t_tp))
         batched.append(entry)
         if not entry["agree"]:
@@ -143,27 +143,82 @@ def measure_runs(result, net, main, options, x_time, t_time, x_tp, t_tp, outputs
     return result
 
 
-def _select(test_rows, val_rows, dev, baseline_acc, val_baseline_acc):
-    return {"test": sweep.choose(test_rows, "%s_ms_e2e" % dev, baseline_acc),
-            "test_trunk": sweep.choose(test_rows, "%s_ms_trunk" % dev, baseline_acc),
-            "val": (sweep.select_on_validation(val_rows, test_rows, "%s_ms_e2e" % dev,
-                                               val_baseline_acc) if val_rows else None)}
+def _choice(points, time_key, baseline_acc):
+    """The paper's frontier and knee of the grid's settings, as indices into the grid."""
+    front, at = frontier.paper_frontier(points, baseline_acc)
+    return {"time_key": time_key, "frontier": front.index.tolist(), "knee": int(front.index[at])}
+
+
+def _select(points, val_points, val_rows, test_rows, dev, measured, baseline_acc, val_baseline_acc):
+    """Frontier and knee on test by both accountings, and the knee chosen on validation applied to
+    test; ``points``/``val_points``: the grid's settings on test and validation (``frontier.grid``)."""
+    seg, head = measured["exits"]["segment_ms"], measured["exits"]["head_ms"]
+    e2e = costs.exit_costs({"segment_ms": seg, "head_ms": head})
+    trunk = costs.exit_costs({"segment_ms": seg, "head_ms": [0.0] * len(head)})
+    chosen = {"test": _choice(points.with_costs(e2e), "%s_ms_e2e" % dev, baseline_acc),
+              "test_trunk": _choice(points.with_costs(trunk), "%s_ms_trunk" % dev, baseline_acc),
+              "val": None}
+    if val_points is not None:
+        val = _choice(val_points.with_costs(e2e), "%s_ms_e2e" % dev, val_baseline_acc)
+        val.update(val_row=val_rows[val["knee"]], test_row=test_rows[val["knee"]],
+                   thresholds=val_rows[val["knee"]]["thresholds"])
+        chosen["val"] = val
+    return chosen
 
 
 def _add_times(rows, dev, measured, baseline_ms):
     seg, head = measured["exits"]["segment_ms"], measured["exits"]["head_ms"]
     for row in rows:
-        e2e, trunk = timing.predicted_ms(row["reach_fractions"], seg, head)
+        e2e, trunk = costs.predicted_ms(row["reach_fractions"], seg, head)
         row["%s_ms_e2e" % dev], row["%s_ms_trunk" % dev] = e2e, trunk
         row["%s_gain_e2e" % dev] = baseline_ms / e2e if e2e > 0 else None
         row["%s_gain_trunk" % dev] = baseline_ms / trunk if trunk > 0 else None
 
 
+def _per_device(devices, options, timed, test_out, grid, tables, points, baselines, paper_t, macs,
+                echo):
+    """On each (name, branchy net, main net) of ``devices``: per-exit times, the sweep rows' times,
+    the frontiers and knees, and the real runs of the configurations they pick."""
+    (x_time, t_time), (x_tp, t_tp) = timed
+    test_rows, paper_row, val_rows = tables
+    measured, selection = {}, {}
+    for dev, net, main_net in devices:
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
+        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
+            _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
+        selection[dev] = _select(points[0], points[1], val_rows, test_rows, dev, measured[dev],
+                                 *baselines)
+        configs = _check_configs(grid, test_rows,
+                                 [("knee (test)", selection[dev]["test"]),
+                                  ("knee (test, trunk-only)", selection[dev]["test_trunk"])],
+                                 selection[dev]["val"], paper_t)
+        measure_runs(measured[dev], net, main_net, options, x_time, t_time, x_tp, t_tp, test_out,
+                     configs, macs, echo)
+    return measured, selection
+
+
+def _accuracies(main, test_out, val_out, test, val):
+    """Test accuracies (main network, last exit, every exit) and the baseline's on validation."""
+    acc = {"main": _batched_accuracy(main, *test) if main is not None else None,
+           "branchy_final": test_out.exit_accuracy()[-1],
+           "per_exit": test_out.exit_accuracy()}
+    val_base_acc = None
+    if val_out is not None:
+        val_base_acc = (_batched_accuracy(main, *val) if main is not None
+                        else val_out.exit_accuracy()[-1])
+    return acc, val_base_acc
+
+
+def _options_record(options, family):
+    return dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
+                warmup=options.warmup, inc_amt=paper.INC_AMT,
+                threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE)
+
+
 def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=None,
              settings=None, echo=print):
     """Measures a network; returns ``(result, test_outputs)``: the result dict (the schema of
-    ``results.json``) and the test set's per-exit outputs (``sweep.ExitOutputs``, for figures).
-
+    ``results.json``) and the test set's per-exit outputs (``outputs.ExitOutputs``, for figures).
     ``network``, ``family``, ``dataset``: the registered name and its paper family and dataset;
     ``cpu_nets`` and ``gpu_nets`` (or None): (branchy net, main net or None) on the CPU and a GPU;
     ``val``, ``test``: (x, t) arrays (the validation set may be empty); ``settings``: what the
@@ -172,56 +227,38 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     (x_val, t_val), (x_test, t_test) = val, test
     n_time = min(options.timing_samples, len(x_test))
     n_tp = min(options.throughput_samples or len(x_test), len(x_test))
-    x_time, t_time = x_test[:n_time], t_test[:n_time]
-    x_tp, t_tp = x_test[:n_tp], t_test[:n_tp]
+    timed = ((x_test[:n_time], t_test[:n_time]), (x_test[:n_tp], t_test[:n_tp]))
     branchy_cpu, main_cpu = cpu_nets
     branchy, main = gpu_nets if gpu_nets is not None else cpu_nets
     k = branchy.numexits()
     if main is None:
         echo(report.missing_baseline_warning((settings or {}).get("run_dir", "the run folder")))
 
-    test_out = sweep.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
-                                          desc="test set, every exit")
-    val_out = (sweep.ExitOutputs.from_net(branchy, x_val, t_val, progress=options.progress,
-                                          desc="validation set, every exit") if len(x_val) else None)
-    acc = {"main": _batched_accuracy(main, x_test, t_test) if main is not None else None,
-           "branchy_final": test_out.exit_accuracy()[-1],
-           "per_exit": test_out.exit_accuracy()}
+    test_out = outputs.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
+                                            desc="test set, every exit")
+    val_out = (outputs.ExitOutputs.from_net(branchy, x_val, t_val, progress=options.progress,
+                                            desc="validation set, every exit") if len(x_val) else None)
+    acc, val_base_acc = _accuracies(main, test_out, val_out, test, val)
     base_key = "main" if main is not None else "branchy_final"
-    val_base_acc = None
-    if val_out is not None:
-        val_base_acc = (_batched_accuracy(main, x_val, t_val) if main is not None
-                        else val_out.exit_accuracy()[-1])
 
-    grid = sweep.paper_grid(family, k)
+    grid = frontier.paper_grid(family, k)
     paper_t = paper.paper_thresholds(family)
     test_rows = test_out.sweep(grid)
     paper_row = test_out.evaluate(paper_t)
     paper_row["in_grid"] = tuple(paper_t) in set(grid)
     val_rows = val_out.sweep(grid) if val_out is not None else None
-
-    macs = timing.count_macs(branchy_cpu, x_test[:1])
+    points = frontier.grid(test_out, grid, [1.0] * k)  # priced per device in _select
+    val_points = frontier.grid(val_out, grid, [1.0] * k) if val_out is not None else None
+    macs = costs.count_macs(branchy_cpu, x_test[:1])
 
     devices = [] if gpu_nets is not None and options.gpu_only else [("cpu", branchy_cpu, main_cpu)]
     if gpu_nets is not None:
         devices.append(("gpu", branchy, main))
-    measured, selection = {}, {}
-    for dev, net, main_net in devices:
-        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
-        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
-            _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
-        selection[dev] = _select(test_rows, val_rows, dev, acc[base_key], val_base_acc)
-        configs = _check_configs(grid, test_rows,
-                                 [("knee (test)", selection[dev]["test"]),
-                                  ("knee (test, trunk-only)", selection[dev]["test_trunk"])],
-                                 selection[dev]["val"], paper_t)
-        measure_runs(measured[dev], net, main_net, options, x_time, t_time, x_tp, t_tp, test_out,
-                     configs, macs, echo)
-
-    table = []
-    for dev in measured:
-        table += report.table_rows(family, dev, measured[dev], acc, test_rows, paper_row,
-                                   selection[dev])
+    measured, selection = _per_device(devices, options, timed, test_out,
+                                      grid, (test_rows, paper_row, val_rows), (points, val_points),
+                                      (acc[base_key], val_base_acc), paper_t, macs, echo)
+    table = [row for dev in measured for row in report.table_rows(
+        family, dev, measured[dev], acc, test_rows, paper_row, selection[dev])]
 
     result = {
         "network": network, "family": family, "dataset": dataset,
@@ -230,9 +267,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         "settings": dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu),
                          test_samples=len(x_test), val_samples=len(x_val),
                          timing_samples=n_time, throughput_samples=n_tp,
-                         throughput_batch=options.throughput_batch, repeats=options.repeats,
-                         warmup=options.warmup, inc_amt=paper.INC_AMT,
-                         threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE),
+                         **_options_record(options, family)),
         "accuracy": acc, "val_baseline_accuracy": val_base_acc,
         "macs": macs, "macs_reference_M": paper.MACS_M[family],
         "paper_thresholds": list(paper_t), "paper_row": paper_row,

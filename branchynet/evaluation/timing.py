@@ -1,4 +1,4 @@
-"""Honest timing of early-exit inference: per-exit costs, predicted and real runtimes, MACs.
+"""Honest timing of early-exit inference: clocks, per-exit batch-1 times, real runs.
 
 What the original got wrong (docs/original.md, B8-B10): ``time.time()``, no device
 synchronisation, no warm-up, one pass, and only the trunk segments timed (no heads, softmax,
@@ -14,7 +14,7 @@ entropy or exit decision) while the baseline was timed whole. Here:
   The decision is made at the thresholds of the configuration being costed, as ``predict``
   makes it: its cost depends on them (see ``time_exits``).
 * Two accountings of the runtime of a threshold configuration whose samples reach exit k with
-  frequency ``reach_k`` (``predicted_ms``):
+  frequency ``reach_k`` (``costs.predicted_ms``):
 
   - end to end:  sum_k reach_k * (seg_k + head_k);
   - trunk only (the original's, docs/original.md, B9): sum_k reach_k * seg_k, against a
@@ -25,8 +25,7 @@ entropy or exit decision) while the baseline was timed whole. Here:
   ``predict_main``).
 * ``time_calls`` also times real early-exit runs (``BranchyNet.predict`` one sample at a time)
   to set against the predictions, and batched calls for throughput.
-* ``count_macs`` counts the multiply-accumulates of each segment and head of one sample with a
-  Chainer ``FunctionHook`` on a stock-Chainer forward; they bound the batched speed-up.
+* MACs and every formula turning per-part costs into a setting's cost: ``branchynet.evaluation.costs``.
 """
 import os
 import platform
@@ -36,7 +35,6 @@ import time
 import numpy
 
 import chainer
-from chainer.utils import conv as conv_utils
 
 from branchynet import fast
 from branchynet.model import exit_rule
@@ -175,18 +173,6 @@ def time_exits(net, x, repeats=3, warmup=20, progress=None, desc="per-exit timin
             "segments": segments, "heads": heads}
 
 
-def predicted_ms(reach_fractions, segment_ms, head_ms):
-    """Runtime per sample of a configuration in the two accountings: (end_to_end, trunk_only).
-
-    end_to_end = sum_k reach_k * (seg_k + head_k); trunk_only = sum_k reach_k * seg_k (the
-    original's accounting, which leaves out every head and the exit decisions).
-    """
-    reach = numpy.asarray(reach_fractions, dtype=numpy.float64)
-    seg = numpy.asarray(segment_ms, dtype=numpy.float64)
-    head = numpy.asarray(head_ms, dtype=numpy.float64)
-    return float((reach * (seg + head)).sum()), float((reach * seg).sum())
-
-
 def time_calls(fn, x, batchsize=1, repeats=3, warmup=20, xp=numpy, progress=None, desc="timing"):
     """Times ``fn(x[s:s + batchsize])`` over all of ``x``, end to end, device synchronised.
 
@@ -226,81 +212,13 @@ def time_baseline(net, x, repeats=3, warmup=20, progress=None, desc="baseline"):
 
 
 def time_early_exit(net, x, thresholds, batchsize=1, repeats=3, warmup=20, progress=None,
-                    desc="early exit"):
-    """Real early-exit inference (``net.predict``) at ``batchsize``, timed end to end; ms per
-    sample, with the predicted labels and exit indices of the first pass."""
-    result = time_calls(lambda xb: net.predict(xb, thresholds), x, batchsize, repeats, warmup,
-                        net.xp, progress, desc)
+                    desc="early exit", measure="entropy"):
+    """Real early-exit inference (``net.predict`` with this confidence ``measure``) at
+    ``batchsize``, timed end to end; ms per sample, with the predicted labels and exit indices of
+    the first pass."""
+    result = time_calls(lambda xb: net.predict(xb, thresholds, measure=measure), x, batchsize,
+                        repeats, warmup, net.xp, progress, desc)
     outputs = result.pop("outputs")
     result["labels"] = numpy.concatenate([o[0] for o in outputs])
     result["exits"] = numpy.concatenate([o[1] for o in outputs])
     return result
-
-
-# ------------------------------------------------------------------ MACs
-class MacCounter(chainer.FunctionHook):
-    """Counts multiply-accumulates of convolutions and fully connected layers.
-
-    Convolution2DFunction: output elements x C_in/groups x kh x kw; LinearFunction: rows x in x
-    out. Everything else (pooling, ReLU, BN, LRN, softmax) is not counted, as in the MAC table of
-    docs/original.md.
-    """
-
-    name = "MacCounter"
-
-    def __init__(self):
-        self.macs = 0
-        self.calls = []
-
-    def forward_postprocess(self, function, in_data):
-        label = function.label
-        if label == "Convolution2DFunction":
-            x, w = in_data[0], in_data[1]
-            kh, kw = w.shape[2:]
-            out_h = conv_utils.get_conv_outsize(x.shape[2], kh, function.sy, function.ph,
-                                                function.cover_all, function.dy)
-            out_w = conv_utils.get_conv_outsize(x.shape[3], kw, function.sx, function.pw,
-                                                function.cover_all, function.dx)
-            macs = x.shape[0] * out_h * out_w * w.size  # w.size = C_out * C_in/groups * kh * kw
-        elif label == "LinearFunction":
-            x, w = in_data[0], in_data[1]
-            macs = (x.size // w.shape[1]) * w.size
-        else:
-            return
-        self.macs += int(macs)
-        self.calls.append((label, int(macs)))
-
-
-def count_macs(net, x_sample):
-    """MACs of one sample (``x_sample``: a batch of 1) per trunk segment and per head.
-
-    Runs the net's Chainer links (not the lean numpy path) with the fast CPU kernels off, so that
-    every convolution and linear layer is a Chainer function the hook sees. Returns
-    {"segments": [...], "heads": [...]} (ints, per sample).
-    """
-    x_sample = numpy.asarray(chainer.backend.CpuDevice().send(x_sample))
-    if len(x_sample) != 1:
-        raise ValueError("count_macs takes one sample (a batch of 1)")
-    segments, heads = [], []
-    with chainer.using_config("branchynet_fast_cpu", False), chainer.using_config("train", False), \
-            chainer.no_backprop_mode():
-        h = net.device.send(x_sample)
-        for k in range(net.numexits()):
-            with MacCounter() as counter:
-                h = net.segments[k](h)
-            segments.append(counter.macs)
-            with MacCounter() as counter:
-                net.heads[k](h)
-            heads.append(counter.macs)
-    return {"segments": segments, "heads": heads}
-
-
-def macs_of(reach_fractions, macs):
-    """MACs per sample of the work an early-exit configuration does: sum_k reach_k (seg_k + head_k)."""
-    reach = numpy.asarray(reach_fractions, dtype=numpy.float64)
-    return float((reach * (numpy.asarray(macs["segments"]) + numpy.asarray(macs["heads"]))).sum())
-
-
-def baseline_macs(macs):
-    """MACs per sample of the main network: every segment plus the last head."""
-    return int(sum(macs["segments"]) + macs["heads"][-1])

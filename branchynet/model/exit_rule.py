@@ -109,7 +109,7 @@ def predict_one(x, thresholds, segment, head, measure=None):
     """Early exit of one sample: ``segment(k, h)`` and ``head(k, h)`` run exit by exit until one
     lets it out. Returns (label, exit) as numpy int arrays of one element.
 
-    ``measure``: None (entropy, decided by ``leaves_one``) or a ``confidence.Measure``, whose
+    ``measure``: None (entropy, decided by ``leaves_one``) or a ``measures.Measure``, whose
     values and leave rule decide instead."""
     last = len(thresholds)
     h = x
@@ -123,7 +123,7 @@ def predict_one(x, thresholds, segment, head, measure=None):
             if leaves_one(logits, thresholds[k]):
                 break
         else:
-            values, state = measure.values(softmax(logits), state)
+            values, state = measure.values(logits, state)
             if bool(measure.leaves(values, thresholds[k])[0]):
                 break
     return numpy.array([int(logits[0].argmax())], numpy.int32), numpy.array([k], numpy.int32)
@@ -134,7 +134,7 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
     activation, so lower layers never run twice and each head runs once per sample reaching it.
     Returns (labels, exits) as int arrays of the device's module ``xp``.
 
-    ``measure``: None (entropy, ``leaves``) or a ``confidence.Measure`` deciding instead; its
+    ``measure``: None (entropy, ``leaves``) or a ``measures.Measure`` deciding instead; its
     state (patience's run of agreeing labels) follows the samples still in flight."""
     labels = xp.empty(len(x), dtype=numpy.int32)
     exits = xp.empty(len(x), dtype=numpy.int32)
@@ -150,7 +150,7 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
         elif measure is None:
             leave = leaves(logits, thresholds[k])
         else:
-            values, state = measure.values(softmax(logits), state)
+            values, state = measure.values(logits, state)
             leave = measure.leaves(values, thresholds[k])
         leaving = remaining[leave]
         labels[leaving] = logits[leave].argmax(axis=1)

@@ -294,18 +294,21 @@ class BranchyNet(chainer.Chain):
         return chainer.backend.CpuDevice().send(logits.argmax(axis=1).astype(numpy.int32))
 
     def exit_probs(self, x):
-        """Softmax output of every exit for every sample, without early exit (the original's get_SM).
+        """Softmax output of every exit for every sample, without early exit (the original's get_SM):
+        a list of K host arrays of shape (N, classes)."""
+        return [exit_rule.softmax(z) for z in self.exit_logits(x)]
 
-        A list of K host arrays of shape (N, classes); the trunk runs once, segment by segment.
-        """
+    def exit_logits(self, x):
+        """Logits of every exit for every sample, without early exit: a list of K host arrays of
+        shape (N, classes); the trunk runs once, segment by segment."""
         x = self._inputs(x)
         if len(x) == 0:  # the class count from one blank sample
-            return [p[:0] for p in self.exit_probs(self.xp.zeros((1,) + x.shape[1:], x.dtype))]
+            return [z[:0] for z in self.exit_logits(self.xp.zeros((1,) + x.shape[1:], x.dtype))]
         segment, head, context = self.inference_steps(x)
-        probs = []
+        logits = []
         h = x
         with context:
             for k in range(self.numexits()):
                 h = segment(k, h)
-                probs.append(chainer.backend.CpuDevice().send(exit_rule.softmax(head(k, h))))
-        return probs
+                logits.append(chainer.backend.CpuDevice().send(head(k, h)))
+        return logits

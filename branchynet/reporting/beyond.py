@@ -4,9 +4,9 @@ costs, and the field's evaluations, from per-exit outputs cached in one pass.
 ``run_report`` measures (the net runs once over the validation and test splits; everything else
 is computed from the caches), ``write`` writes ``report.json``, ``report.md`` and the figures.
 Thresholds are always fitted on the validation split and applied unchanged to the test set.
-Costs are MACs per sample (``timing.count_macs``, every head on the way included); times are
-batch-1 milliseconds on this machine (``timing.time_exits`` per exit, ``costs.measured_ms`` for
-real early-exit runs), measured on a shared CPU, so read them as indicative.
+Costs are MACs per sample (``costs.count_macs``, every head on the way included); times are
+batch-1 milliseconds on this machine (``timing.time_exits`` per exit, ``timing.time_early_exit``
+for real early-exit runs), measured on a shared CPU, so read them as indicative.
 """
 import json
 import os
@@ -15,7 +15,7 @@ import numpy
 from matplotlib.figure import Figure
 
 from branchynet.data import split as data_split
-from branchynet.evaluation import costs, metrics, selection, sweep, timing
+from branchynet.evaluation import costs, frontier, metrics, outputs, selection, timing
 from branchynet.model import measures
 from branchynet.reporting import paper
 from branchynet.reporting.figures import BASELINE_COLOR, EXIT_COLORS, _save
@@ -33,8 +33,8 @@ def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=N
     split = data_split.load_split(dataset, val_size, data_dir,
                                   statistics=data_split.run_statistics(run_dir))
     _, (x_val, t_val), (x_test, t_test) = split
-    val = measures.ExitCache.from_net(net, x_val, t_val, progress=progress, desc="val exits")
-    test = measures.ExitCache.from_net(net, x_test, t_test, progress=progress, desc="test exits")
+    val = outputs.ExitOutputs.from_net(net, x_val, t_val, progress=progress, desc="val exits")
+    test = outputs.ExitOutputs.from_net(net, x_test, t_test, progress=progress, desc="test exits")
     base = {}
     if main is not None:
         for name, x, t in (("val", x_val, t_val), ("test", x_test, t_test)):
@@ -76,7 +76,7 @@ def _rules(front, test, base_cost, base_val_acc):
 def measure_section(val, test, name, exit_cost, base_cost, base_val_acc):
     """One measure: its validation frontier applied to test, the rules' picks, budgets, MSDNet's
     geometric exit distributions."""
-    front = selection.exact_frontier(val, name, exit_cost)
+    front = frontier.exact_frontier(val, name, exit_cost)
     thin = _thin(front)
     rows = front.rows()
     out = {"measure": name, "frontier_size": len(front),
@@ -100,7 +100,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
     """The report of one run (a JSON-able dict); see the module docstring."""
     val, test, base, split, (x_test, _) = load_caches(net, main, run_dir, dataset, val_size,
                                                       data_dir, progress)
-    macs = timing.count_macs(net, x_test[:1])
+    macs = costs.count_macs(net, x_test[:1])
     exit_cost = costs.exit_costs(macs)
     base_cost = costs.baseline_cost(macs)
     report = {"run": run_dir, "split": split.description, "baseline_accuracy": base,
@@ -114,14 +114,15 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
     for name in measures:
         report["measures"][name], fronts[name] = measure_section(
             val, test, name, exit_cost, base_cost, base.get("val", 1.0))
-    grid = sweep.paper_grid(family, net.numexits())
-    knee = selection.paper_knee(val, grid, exit_cost, base.get("val", 1.0))
-    report["paper_knee"] = {"grid_size": len(grid), "thresholds": list(grid[knee["knee"]]),
-                            "val": knee["rows"][knee["knee"]],
-                            "test": test.evaluate(grid[knee["knee"]], "entropy", exit_cost),
+    grid = frontier.paper_grid(family, net.numexits())
+    front, at = selection.paper_knee(val, grid, exit_cost, base.get("val", 1.0))
+    knee_t = front.thresholds[at].tolist()
+    report["paper_knee"] = {"grid_size": len(grid), "thresholds": knee_t,
+                            "val": val.evaluate(knee_t, "entropy", exit_cost),
+                            "test": test.evaluate(knee_t, "entropy", exit_cost),
                             "grid_test": [test.evaluate(t, "entropy", exit_cost) for t in grid]}
     # the same rules restricted to the paper's grid: what searching every setting adds
-    report["paper_grid_rules"] = _rules(selection.grid_frontier(val, "entropy", grid, exit_cost),
+    report["paper_grid_rules"] = _rules(frontier.grid_frontier(val, "entropy", grid, exit_cost),
                                         test, base_cost, base.get("val", 1.0))
     # time: per-exit batch-1 ms, the rules with a time budget, and real runs beside predictions
     x_time = x_test[:timing_samples]
@@ -138,7 +139,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
     for name in ("entropy", "max_prob"):
         if name not in fronts:
             continue
-        front_ms = selection.exact_frontier(val, name, ms_cost)
+        front_ms = frontier.exact_frontier(val, name, ms_cost)
         timed["budgets"][name] = [{"fraction": b["fraction"], "row": b["row"]} for b in
                                   metrics.at_budgets(front_ms, test, base_ms, (0.5, 0.75))]
     for name in measures:
@@ -146,8 +147,8 @@ def run_report(net, main, run_dir, dataset, family, val_size=paper.DEFAULT_VAL_S
                      if "infeasible" not in p), None)
         if pick is None:
             continue
-        real = costs.measured_ms(net, x_test[:measured_samples], pick["thresholds"], name,
-                                 repeats=REPEATS, warmup=10, progress=progress)
+        real = timing.time_early_exit(net, x_test[:measured_samples], pick["thresholds"], 1,
+                                      REPEATS, 10, progress, "early exit (%s)" % name, name)
         fractions = numpy.bincount(real["exits"], minlength=net.numexits()) / len(real["exits"])
         timed["measured"].append({"measure": name, "rule": pick["rule"],
                                   "thresholds": pick["thresholds"],
@@ -173,7 +174,7 @@ def compare_runs(entries, exit_cost_of, fractions=BUDGETS, measures=("entropy", 
         row = {"run": label, "anytime": metrics.anytime(test, exit_cost),
                "ece": [c["ece"] for c in metrics.calibration(test)], "measures": {}}
         for name in measures:
-            front = selection.exact_frontier(val, name, exit_cost)
+            front = frontier.exact_frontier(val, name, exit_cost)
             budgets = metrics.at_budgets(front, test, base_cost, fractions)
             try:
                 at_base = _point(test, front, selection.fastest_within(front, base_val, 0.0),

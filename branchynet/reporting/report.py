@@ -479,7 +479,7 @@ def table_markdown(result):
 def write_results(result, out, test_outputs, log, echo=print):
     """Writes a network's results into the folder ``out``: results.json, sweep.csv, table.md and
     the figures (trade-offs, training curves from the run's ``log``, entropies and exit fractions
-    of ``test_outputs``, a ``sweep.ExitOutputs``)."""
+    of ``test_outputs``, an ``outputs.ExitOutputs``)."""
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "results.json"), result)
     write_csv(os.path.join(out, "sweep.csv"), result["rows"])

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".."))
 import numpy  # noqa: E402
 
 from branchynet.data import datasets, split as data_split  # noqa: E402
-from branchynet.evaluation import sweep
+from branchynet.evaluation import outputs
 import networks  # noqa: E402
 
 RUN = os.path.join(HERE, "run")
@@ -39,7 +39,7 @@ def main(val_size=5000):
         (_, _), (x_val, t_val), (x_test, t_test) = split
         rows = {}
         for name, x, t in (("test", x_test, t_test), ("validation", x_val, t_val)):
-            out = sweep.ExitOutputs.from_net(branchy, x, t)
+            out = outputs.ExitOutputs.from_net(branchy, x, t)
             main_labels = numpy.concatenate([main_net.predict_main(x[s:s + 1000])
                                              for s in range(0, len(x), 1000)])
             rows[name] = (out, float((main_labels == t).mean()))

@@ -1,5 +1,5 @@
 """Confidence measures against independent formulas; real early exit (BranchyNet.predict with a
-measure) against the cached-output simulation (measures.ExitCache), at batch 1 and in batches."""
+measure) against the cached-output simulation (outputs.ExitOutputs), at batch 1 and in batches."""
 import math
 from pathlib import Path
 
@@ -8,50 +8,54 @@ import pytest
 
 import branchynet  # noqa: F401
 import networks
+from branchynet.evaluation.outputs import ExitOutputs
 from branchynet.model import exit_rule, measures
 from tests.helpers import tiny_three_exit_net, train_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _random_probs(n=50, c=10, seed=0):
+def _random_logits(n=50, c=10, seed=0):
     rng = numpy.random.RandomState(seed)
-    logits = rng.randn(n, c).astype(numpy.float32) * rng.uniform(0.1, 8, size=(n, 1)).astype(numpy.float32)
-    p = exit_rule.softmax(logits)
-    p[0] = 0
-    p[0, 3] = 1  # one-hot
-    p[1] = 0
-    p[1, [2, 5]] = 0.5  # a tie for the top
-    return p
+    z = rng.randn(n, c).astype(numpy.float32) * rng.uniform(0.1, 8, size=(n, 1)).astype(numpy.float32)
+    z[0] = 0
+    z[0, 3] = 200  # one-hot in float32 and float64
+    z[1] = 0
+    z[1, [2, 5]] = 4  # a tie for the top
+    return z
 
 
 def test_measures_against_independent_formulas():
-    p = _random_probs()
-    c = p.shape[1]
-    for row, probs in enumerate(p.astype(float).tolist()):
+    z = _random_logits()
+    c = z.shape[1]
+    for row, logits in enumerate(z.astype(float).tolist()):
+        e = [math.exp(v - max(logits)) for v in logits]
+        probs = [v / sum(e) for v in e]
         h = -sum(q * math.log(q) for q in probs if q > 0)
         top = sorted(probs, reverse=True)
         expected = {"entropy": h, "normalized_entropy": h / math.log(c), "max_prob": top[0],
                     "margin": top[0] - top[1]}
         for name, value in expected.items():
-            got = measures.get(name).values(p[row:row + 1])[0][0]
+            got = measures.get(name).values(z[row:row + 1])[0][0]
             assert got == pytest.approx(value, abs=1e-5), (name, row)
-    assert measures.get("margin").values(p[1:2])[0][0] == 0.0
-    assert measures.get("max_prob").values(p[0:1])[0][0] == 1.0
+            if name in ("max_prob", "margin"):  # float64 from the logits
+                assert got == pytest.approx(value, rel=1e-12, abs=1e-300), (name, row)
+    assert measures.get("margin").values(z[1:2])[0][0] == 0.0
+    assert measures.get("max_prob").values(z[0:1])[0][0] == 1.0
 
 
 def test_patience_counts_consecutive_agreeing_exits():
     labels = numpy.array([[1, 1, 1, 2], [1, 2, 1, 2], [1, 1, 1, 3], [1, 2, 3, 3]])  # (exits, samples)
-    probs = numpy.zeros((4, 4, 5), numpy.float32)
+    logits = numpy.zeros((4, 4, 5), numpy.float32)
     for k in range(4):
-        probs[k, numpy.arange(4), labels[k]] = 1
-    runs = measures.ExitCache(probs).values("patience")
+        logits[k, numpy.arange(4), labels[k]] = 10
+    runs = ExitOutputs(logits).values("patience")
     # labels over the exits: sample 0: 1,1,1,1; sample 1: 1,2,1,2; sample 2: 1,1,1,3; sample 3: 2,2,3,3
     numpy.testing.assert_array_equal(runs.T, [[1, 2, 3, 4], [1, 1, 1, 1], [1, 2, 3, 1], [1, 2, 1, 2]])
 
 
 def test_directions_and_threshold_meaning():
-    p = _random_probs()
+    p = _random_logits()
     for name in ("entropy", "normalized_entropy"):
         m = measures.get(name)
         v = m.values(p)[0]
@@ -68,7 +72,7 @@ def test_directions_and_threshold_meaning():
 
 
 def test_nan_never_leaves():
-    p = numpy.full((1, 4), numpy.nan, numpy.float32)
+    p = numpy.full((1, 4), numpy.nan, numpy.float32)  # logits
     for name in ("entropy", "normalized_entropy", "max_prob", "margin"):
         m = measures.get(name)
         v = m.values(p)[0]
@@ -81,7 +85,7 @@ def test_unknown_measure_is_a_clear_error():
     net = networks.build("b-lenet")
     with pytest.raises(ValueError, match="unknown confidence measure"):
         net.predict(numpy.zeros((2, 1, 28, 28), numpy.float32), 0.1, measure="confidence")
-    cache = measures.ExitCache(numpy.full((2, 3, 4), 0.25, numpy.float32))
+    cache = ExitOutputs(numpy.zeros((2, 3, 4), numpy.float32))
     with pytest.raises(ValueError, match="unknown confidence measure"):
         cache.exit_index([0.5], "nope")
 
@@ -123,7 +127,7 @@ def _settings(cache, name):
 
 
 def _check(net, x, t, name, batch):
-    cache = measures.ExitCache.from_net(net, x, t)
+    cache = ExitOutputs.from_net(net, x, t)
     for thresholds in _settings(cache, name):
         outs = [net.predict(x[s:s + batch], thresholds, measure=name) for s in range(0, len(x), batch)]
         labels = numpy.concatenate([o[0] for o in outs])
@@ -174,7 +178,7 @@ def test_entropy_generic_path_equals_the_fast_rule(three_exit, mnist_subset):
 @pytest.mark.parametrize("name", measures.NAMES)
 def test_engine_with_scripted_exits_equals_the_cache_for_five_exits(name):
     """exit_rule.predict_batch / predict_one with scripted heads (each sample's logits at each of 5
-    exits from a table; the activation carries the sample's index) against ExitCache: patience's
+    exits from a table; the activation carries the sample's index) against ExitOutputs: patience's
     run of agreeing labels must follow the samples still in flight through several exits."""
     rng = numpy.random.RandomState(3)
     n, k, c = 40, 5, 3
@@ -188,7 +192,7 @@ def test_engine_with_scripted_exits_equals_the_cache_for_five_exits(name):
     def head(j, h):
         return logits[j][h[:, 0].astype(int)]
 
-    cache = measures.ExitCache([exit_rule.softmax(l) for l in logits])
+    cache = ExitOutputs(logits)
     m = measures.get(name)
     settings = ([(1.5, 2.5, 2.5, 3.5), (2.5, 1.5, 3.5, 2.5), (0.5, 3.5, 1.5, 2.5)] if name == "patience"
                 else [tuple(numpy.quantile(m.candidates(cache.values(m)[j]), q) for j in range(k - 1))

@@ -1,35 +1,18 @@
-"""Evaluations (anytime, budgeted, oracle, overthinking, calibration) and cost accounting against
-brute force and hand computations."""
+"""Evaluations (anytime, budgeted, oracle, overthinking, calibration) against brute force and hand
+computations."""
 import itertools
 
 import numpy
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet.evaluation import costs, metrics, selection, timing
+from branchynet.evaluation import costs, frontier, metrics
 from branchynet.model import measures
-from tests.branchynet.test_selection import brute_force_points, pareto_of, random_cache
+from tests.evaluation.synthetic import outputs_of_probs
+from tests.evaluation.test_frontier import brute_force_points, pareto_of, random_cache
 
 MACS = {"segments": [100, 300, 500], "heads": [40, 20, 10]}
 
-
-def test_exit_costs_include_every_head_on_the_way():
-    numpy.testing.assert_array_equal(costs.exit_costs(MACS), [140, 460, 970])
-    assert costs.baseline_cost(MACS) == timing.baseline_macs(MACS) == 910
-    ms = {"segment_ms": [0.1, 0.2], "head_ms": [0.05, 0.01]}
-    numpy.testing.assert_allclose(costs.exit_costs(ms), [0.15, 0.36])
-    table = costs.cost_table(MACS)
-    assert [r["exit_cost"] for r in table["exits"]] == [140, 460, 970]
-    assert table["head_overhead"] == pytest.approx(60 / 910)
-
-
-@pytest.mark.parametrize("fractions", [[1, 0, 0], [0, 0, 1], [0.5, 0.3, 0.2]])
-def test_expected_cost_equals_the_reach_accounting(fractions):
-    reach = numpy.cumsum(numpy.asarray(fractions, float)[::-1])[::-1]
-    assert costs.expected_cost(fractions, costs.exit_costs(MACS)) == pytest.approx(
-        timing.macs_of(reach, MACS))
-    with pytest.raises(ValueError, match="2 exit fractions for 3"):
-        costs.expected_cost([0.5, 0.5], costs.exit_costs(MACS))
 
 
 def test_anytime_against_brute_force():
@@ -37,7 +20,7 @@ def test_anytime_against_brute_force():
     c = costs.exit_costs(MACS)
     rows = metrics.anytime(cache, c)
     for k, row in enumerate(rows):
-        forced = [cache.probs[k, n].argmax() == cache.labels[n] for n in range(30)]
+        forced = [cache.logits[k, n].argmax() == cache.labels[n] for n in range(30)]
         assert row["accuracy"] == pytest.approx(numpy.mean(forced))
         assert row["cost"] == c[k]
 
@@ -46,7 +29,7 @@ def test_anytime_against_brute_force():
 def test_budgeted_curve_against_brute_force(name):
     cache = random_cache(k=3, n=10, seed=5)
     c = costs.exit_costs(MACS)
-    front = selection.exact_frontier(cache, name, c)
+    front = frontier.exact_frontier(cache, name, c)
     rows = metrics.budgeted(front)
     expected = pareto_of(brute_force_points(cache, name, c))
     assert [(round(r["cost"], 9), round(r["accuracy"] * 10)) for r in rows] == expected
@@ -61,7 +44,7 @@ def test_oracle_hand_made():
     preds = numpy.array([[0, 2, 0, 2], [0, 1, 0, 0], [1, 0, 2, 0]])
     for k in range(3):
         probs[k, numpy.arange(4), preds[k]] = 1
-    cache = measures.ExitCache(probs, numpy.array([0, 1, 2, 1]))  # sample 3 is never right
+    cache = outputs_of_probs(probs, numpy.array([0, 1, 2, 1]))  # sample 3 is never right
     c = numpy.array([1.0, 2.0, 5.0])
     o = metrics.oracle(cache, c)
     assert o["accuracy"] == 0.75
@@ -79,7 +62,7 @@ def test_no_setting_beats_the_oracle(seed):
     curve_costs, _ = metrics.oracle_curve(cache, c)
     oracle = metrics.oracle(cache, c)
     for name in measures.NAMES:
-        front = selection.exact_frontier(cache, name, c)
+        front = frontier.exact_frontier(cache, name, c)
         for cost, correct in zip(front.costs, front.correct):
             assert correct / cache.num_samples <= oracle["accuracy"]
             assert cost >= curve_costs[correct] - 1e-9
@@ -97,7 +80,7 @@ def test_overthinking_hand_made():
     labels = numpy.array([0, 0, 0, 0, 1])
     # sample 0: right early and last (wasteful); 1: right early, wrong last (destructive);
     # 2: wrong early, right last; 3: wrong everywhere; 4: wrong early, right last
-    o = metrics.overthinking(measures.ExitCache(probs, labels))
+    o = metrics.overthinking(outputs_of_probs(probs, labels))
     assert o["wasteful"] == 0.2 and o["destructive"] == 0.2
     assert o["destructive_of_last_errors"] == 0.5
     assert o["right_somewhere"] == 0.8 and o["last_exit"] == 0.6
@@ -107,19 +90,19 @@ def test_calibration_by_hand():
     # 4 samples at one exit; top probabilities 0.95, 0.95, 0.6, 0.3 (bins of width 0.5)
     probs = numpy.array([[[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.3, 0.7]]], numpy.float32)
     labels = numpy.array([0, 1, 0, 1])
-    (row,) = metrics.calibration(measures.ExitCache(probs, labels), bins=2)
+    (row,) = metrics.calibration(outputs_of_probs(probs, labels), bins=2)
     # bin (0.5, 1]: all four (0.7 too): conf mean (0.95+0.95+0.6+0.7)/4 = 0.8, acc 3/4
     assert row["bins"][0]["count"] == 0 and row["bins"][1]["count"] == 4
     assert row["ece"] == pytest.approx(abs(0.75 - 0.8), abs=1e-6)
     perfect = numpy.array([[[1.0, 0.0], [0.0, 1.0]]], numpy.float32)
-    (row,) = metrics.calibration(measures.ExitCache(perfect, numpy.array([0, 1])), bins=15)
+    (row,) = metrics.calibration(outputs_of_probs(perfect, numpy.array([0, 1])), bins=15)
     assert row["ece"] == 0.0
 
 
 def test_at_budgets_and_mean_spread():
     cache = random_cache(k=3, n=50, seed=9)
     c = costs.exit_costs(MACS)
-    front = selection.exact_frontier(cache, "max_prob", c)
+    front = frontier.exact_frontier(cache, "max_prob", c)
     base = costs.baseline_cost(MACS)
     rows = metrics.at_budgets(front, cache, base, fractions=(0.1, 0.5, 1.0))
     assert rows[0]["row"] is None  # 10 % of 910 is below the first exit's 140
