@@ -22,11 +22,11 @@ status=0
 } 2>&1 | tee "$out/environment.txt" || status=1
 python3 -m pytest -q -p no:cacheprovider tests/branchynet/test_gpu.py tests/fast/test_kernels.py -k "gpu or cupy" 2>&1 \
     | tee "$out/gpu_tests.txt" || status=1
-python3 experiments/lenet_mnist.py --device @cupy:0 --results /tmp/gpu_check/b-lenet --no-progress \
+python3 experiments/measure.py --network b-lenet --device @cupy:0 --results /tmp/gpu_check/b-lenet --no-progress \
     --timing-samples 1000 --repeats 7 2>&1 | tee "$out/lenet_gpu.txt" || status=1
 tar -cf "$out/b-lenet-gpu.tar" -C /tmp/gpu_check b-lenet 2>/dev/null || status=1
 if [ -d .gpudata/cifar10 ]; then  # CIFAR-10 carried (make gpu-cifar): B-AlexNet's GPU rows too
-    python3 experiments/alex_cifar10.py --device @cupy:0 --results /tmp/gpu_check/b-alexnet \
+    python3 experiments/measure.py --network b-alexnet --device @cupy:0 --results /tmp/gpu_check/b-alexnet \
         --no-progress 2>&1 | tee "$out/alexnet_gpu.txt" || status=1
     tar -cf "$out/b-alexnet-gpu.tar" -C /tmp/gpu_check b-alexnet 2>/dev/null || status=1
 fi

@@ -15,15 +15,10 @@ import os
 import re
 import sys
 
+import branchynet  # noqa: F401
+from branchynet.reporting import paper, table1, tables
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.reporting import paper, report  # noqa: E402
-
-import table1  # noqa: E402  (experiments/table1.py)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -64,7 +59,7 @@ def _prose(table):
     parts = []
     for network, s in table["networks"].items():
         if s["found"] and s["schedule"]["trained"] and not s["schedule"]["matches"]:
-            name = paper.DISPLAY_NAMES[networks.family_of(network)][1]
+            name = paper.DISPLAY_NAMES[s["family"]][1] if s["family"] else network
             parts.append("**%s (%s) ran %s only** (the paper: %s), so its accuracies and exit "
                          "shares say nothing about the paper's (its per-exit costs do carry over)."
                          % (name, network, s["schedule"]["trained"], s["schedule"]["paper"]))
@@ -95,12 +90,12 @@ def block(results_root):
     lines = ["", "*Written by `python experiments/readme_results.py` from the committed "
              "results/\\*/results.json; [results/table1.md](results/table1.md) has the same tables "
              "with each run's date and command line.* " + _devices_text(table), "",
-             report.LEGEND.strip(), "",
+             tables.LEGEND.strip(), "",
              "**Accuracy and exits, all test images** (mean ± sample standard deviation where a "
              "network has several comparable runs):", "",
-             report.accuracy_table(table["accuracy_rows"]).rstrip("\n"), "",
+             tables.accuracy_table(table["accuracy_rows"]).rstrip("\n"), "",
              "**Batch-1 time, one run per network, on the timed images only** (ms per sample):", "",
-             report.time_table(table["time_rows"]).rstrip("\n"), "", _prose(table), ""]
+             tables.time_table(table["time_rows"]).rstrip("\n"), "", _prose(table), ""]
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 ``make reproduce``.
 
 ``compare(new, committed)`` takes two result dicts (``results.json``, written by
-``branchynet.reporting.report.write_results``) of the same network and returns a ``Comparison``: one line per
+``experiments/measure.py``) of the same network and returns a ``Comparison``: one line per
 number, each ours now, the committed one and the paper's where it has one. Only numbers that do not
 depend on the machine are judged: accuracies (baseline, final exit, each exit alone, the paper's
 operating point) and exit shares, at the paper's T and at every point of the threshold sweep. They are

@@ -99,10 +99,6 @@ SCHEDULES = {
                   "batchsize": 128},
 }
 
-# Ours, not the paper's (which chose its thresholds on the test set): the training images held
-# out as the validation split on which thresholds are chosen.
-DEFAULT_VAL_SIZE = 5000
-
 # docs/original.md#threshold-lists: the per-exit threshold lists of the original experiments (nats); the
 # sweep is their Cartesian product over the K-1 non-final exits.
 LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,

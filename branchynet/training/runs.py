@@ -20,8 +20,9 @@ import numpy
 import chainer
 
 from branchynet.model import serialization
-from branchynet.reporting import report
+from branchynet.reporting import environment
 from branchynet.training import trainer
+from branchynet.data import split as data_split
 from branchynet.data.split import load_split, run_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +38,7 @@ class RunSettings:
     weights: str = "slides"
     beta1: float = 0.9
     seed: int = 0
-    val_size: int = 5000
+    val_size: int = data_split.VAL_SIZE
     train_subset: int = 0
     main_from: str = None
     net_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -80,7 +81,7 @@ def launch_info(device, stock_chainer, command=None, dist=None):
     gpu = chainer.get_device(device)
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device, "stock_chainer": stock_chainer,
-            "versions": report.versions(gpu if gpu.xp is not numpy else None),
+            "versions": environment.versions(gpu if gpu.xp is not numpy else None),
             "git_commit": git_commit(), "command": command}
     if dist is not None:
         info["processes"] = {"count": dist.size, "communicator": dist.communicator_name}
