@@ -15,9 +15,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from branchynet.reporting import compare  # noqa: E402
+from branchynet.reporting import compare
 
 
 def main(argv=None):

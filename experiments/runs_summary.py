@@ -17,9 +17,8 @@ import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from branchynet.model import serialization  # noqa: E402
+from branchynet.model import serialization
 
 
 def parse_args(argv=None):
