@@ -47,7 +47,9 @@ results: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) notebooks/run_notebooks.py
 
+# The linter (ruff.toml) first, then the fast tier of the tests (-m slow runs the rest).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean-venv:

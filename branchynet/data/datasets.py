@@ -90,6 +90,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
+
 from chainer.datasets import TupleDataset
 
 
@@ -390,7 +391,8 @@ def _pickle_records(data, where, remedy):
         labels = np.asarray(batch[b"labels"], dtype=np.uint8)
         return np.concatenate([labels[:, None], pixels], axis=1).tobytes()
     except Exception as err:  # a damaged pickle can fail with almost any exception type
-        raise DatasetError(f"{where} is not a readable CIFAR-10 python batch ({_brief(err)}). {remedy}") from err
+        raise DatasetError(f"{where} is not a readable CIFAR-10 python batch ({_brief(err)}). "
+                           f"{remedy}") from err
 
 
 def _bin_records(data, where, remedy):
@@ -463,7 +465,8 @@ def _locate_cifar10(folder):
     for name, member_dir, suffix, to_records in archives:
         path = folder / name
         if path.is_file():
-            remedy = f"Delete {path} and rerun (it is downloaded again and checked), or put an official copy there."
+            remedy = (f"Delete {path} and rerun (it is downloaded again and checked), "
+                      "or put an official copy there.")
             return path, [path], functools.partial(_read_tar, path, member_dir, suffix, to_records, remedy)
     return None
 

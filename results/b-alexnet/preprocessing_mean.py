@@ -7,16 +7,15 @@ CIFAR-10 test set with that mean ("all", what it was trained with) and with the 
         > results/b-alexnet/preprocessing_mean.txt
 """
 import os
-import sys
+
+import numpy
+
+import networks
+from branchynet.data import datasets
+from branchynet.data import split as data_split
+from branchynet.evaluation import sweep
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", ".."))
-
-import numpy  # noqa: E402
-
-from branchynet.data import datasets, split as data_split  # noqa: E402
-from branchynet.evaluation import sweep
-import networks  # noqa: E402
 
 RUN = os.path.join(HERE, "run")
 

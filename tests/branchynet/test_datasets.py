@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet.data import datasets, split as data_split
+from branchynet.data import datasets
+from branchynet.data import split as data_split
 from branchynet.data.datasets import DatasetError
 
 DATA = datasets.resolve_data_dir()
@@ -86,7 +87,8 @@ def bin_records(labels, pixels):
 def python_batch(name, labels, pixels):
     """A batch pickled in the python version's format (dict with bytes keys, ndarray data)."""
     return pickle.dumps({b"batch_label": f"{name} of CIFAR-10".encode(), b"labels": labels.tolist(),
-                         b"data": pixels, b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))]},
+                         b"data": pixels,
+                         b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))]},
                         protocol=2)
 
 
@@ -187,7 +189,8 @@ def test_mnist_contents(mnist_raw):
 def test_second_mnist_load_is_fast_and_uses_the_cache(tmp_cache, mnist_raw):
     datasets.load_mnist_raw(download=False)
     (entry,) = tmp_cache.iterdir()
-    assert sorted(p.name for p in entry.iterdir()) == ["x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
     start = time.perf_counter()
     train, _ = datasets.get_mnist(download=False)
     assert time.perf_counter() - start < 1.0
