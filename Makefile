@@ -43,9 +43,11 @@ reproduce: $(STAMP)
 results: $(STAMP)
 	$(PY) experiments/lenet_mnist.py --results results/b-lenet
 
-# Runs every notebook's code cells and writes their outputs (text, figures) into the .ipynb files.
+# Runs every notebook top to bottom in a fresh Jupyter kernel (nbclient, ipykernel), started in
+# notebooks/, and writes its outputs (text, figures) into the .ipynb files: the outputs the notebook
+# test compares with a fresh run (tests/experiments/test_notebooks.py).
 notebooks: $(STAMP)
-	$(PY) notebooks/run_notebooks.py
+	$(VENV)/bin/jupyter-execute --inplace --kernel_name=python3 --timeout=900 notebooks/*.ipynb
 
 # The linter (ruff.toml) first, then the fast tier of the tests (-m slow runs the rest).
 test: $(STAMP)
