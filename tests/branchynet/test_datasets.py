@@ -1,8 +1,11 @@
 """Datasets: real MNIST / CIFAR-10 contents, every accepted file form, checksums, downloads, cache.
 
 Runs on the real files of the data folder (conftest: ../../shared/data); nothing touches the network:
-every download goes through a monkeypatched ``datasets.open_url``.
+every download goes through a monkeypatched ``datasets.open_url``. The CIFAR-10 format tests run on a
+synthetic set of 120 images written in each official form (the fast tier) and again on the real
+60,000 images (``slow``), through the same code paths (the ``cifar`` fixture).
 """
+import gzip
 import hashlib
 import io
 import json
@@ -72,12 +75,14 @@ class FakeResponse(io.BytesIO):
 
 
 def cifar_batches(raw):
-    """(name, labels, pixels N x 3072) for each official batch, in order."""
+    """(name, labels, pixels n x 3072) for each official batch, in order (five training batches of
+    equal size, then the test batch)."""
     x_train, y_train, x_test, y_test = raw
+    n = len(x_train) // 5
     for i, name in enumerate(datasets.CIFAR10_BATCHES[:5]):
-        rows = slice(10000 * i, 10000 * (i + 1))
-        yield name, y_train[rows], x_train[rows].reshape(10000, -1)
-    yield "test_batch", y_test, x_test.reshape(10000, -1)
+        rows = slice(n * i, n * (i + 1))
+        yield name, y_train[rows], x_train[rows].reshape(n, -1)
+    yield "test_batch", y_test, x_test.reshape(len(x_test), -1)
 
 
 def bin_records(labels, pixels):
@@ -135,38 +140,86 @@ def cifar_raw():
     return datasets.load_cifar10_raw(download=False)
 
 
+def build_form(root, raw, form):
+    """Writes CIFAR-10 ``raw`` into ``root/cifar10`` in one official form: extracted python or
+    binary batches ("py", "bin", "bin-gz": gzipped binary, as the shared folder holds them) or an
+    official-layout archive ("py-tar", "bin-tar"); returns ``root``."""
+    folder = root / "cifar10"
+    batches = list(cifar_batches(raw))
+    if form in ("bin", "bin-gz"):
+        (folder / "cifar-10-batches-bin").mkdir(parents=True)
+        for name, labels, pixels in batches:
+            data = bin_records(labels, pixels)
+            suffix = ".bin.gz" if form == "bin-gz" else ".bin"
+            data = gzip.compress(data, compresslevel=1) if form == "bin-gz" else data
+            (folder / "cifar-10-batches-bin" / f"{name}{suffix}").write_bytes(data)
+    elif form == "py":
+        (folder / "cifar-10-batches-py").mkdir(parents=True)
+        for name, labels, pixels in batches:
+            (folder / "cifar-10-batches-py" / name).write_bytes(python_batch(name, labels, pixels))
+    elif form == "bin-tar":
+        folder.mkdir()
+        members = {f"{n}.bin": bin_records(labels, pixels) for n, labels, pixels in batches}
+        members["batches.meta.txt"] = b"airplane\n"
+        write_tar(folder / datasets.CIFAR10_BINARY_TAR, "cifar-10-batches-bin", members)
+    elif form == "py-tar":
+        folder.mkdir()
+        members = {n: python_batch(n, labels, pixels) for n, labels, pixels in batches}
+        members["batches.meta"] = pickle.dumps({b"label_names": [b"airplane"]}, protocol=2)
+        write_tar(folder / datasets.CIFAR10_PYTHON_TAR, "cifar-10-batches-py", members)
+    return root
+
+
+def synthetic_cifar(per_batch=20, seed=3):
+    """A CIFAR-10 stand-in of 5 x ``per_batch`` training and ``per_batch`` test images (uint8,
+    uneven brightness), and the sha1 of each batch's binary records, as the official table."""
+    rng = np.random.RandomState(seed)
+    n = 6 * per_batch
+    x = (rng.randint(0, 156, (n, 1, 1, 1)) + rng.randint(0, 100, (n, 3, 32, 32))).astype(np.uint8)
+    y = rng.randint(0, 10, n).astype(np.uint8)
+    raw = (x[:5 * per_batch], y[:5 * per_batch], x[5 * per_batch:], y[5 * per_batch:])
+    sha1 = {name: hashlib.sha1(bin_records(labels, pixels)).hexdigest()
+            for name, labels, pixels in cifar_batches(raw)}
+    return raw, sha1
+
+
+class CifarSource:
+    """CIFAR-10 ``raw`` arrays and ``forms(form)``: a data folder holding them in ``form``
+    (``build_form``; "bin-gz" of the real set is the shared data folder itself)."""
+
+    def __init__(self, raw, forms):
+        self.raw, self.forms = raw, forms
+
+
 @pytest.fixture(scope="module")
-def cifar_forms(tmp_path_factory, cifar_raw):
-    """Builds, once per module, a data folder holding CIFAR-10 in one of the other official forms."""
+def _real_cifar(tmp_path_factory):
+    raw = datasets.load_cifar10_raw(download=False)
+    built = {"bin-gz": DATA}
+
+    def forms(form):
+        if form not in built:
+            built[form] = build_form(tmp_path_factory.mktemp(form), raw, form)
+        return built[form]
+    return CifarSource(raw, forms)
+
+
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def cifar(request, tmp_path_factory, monkeypatch):
+    """The CIFAR-10 format tests' data, twice: a synthetic set of 120 images in every official
+    form (the fast tier; the checksum table and shapes patched to its own), and the real one
+    (``slow``: each form of 60,000 images takes seconds to write and read)."""
+    if request.param == "real":
+        return request.getfixturevalue("_real_cifar")
+    raw, sha1 = synthetic_cifar()
+    monkeypatch.setattr(datasets, "CIFAR10_BIN_SHA1", sha1)
+    monkeypatch.setattr(datasets, "_CIFAR10_SHAPES", tuple(a.shape for a in raw))
     built = {}
 
-    def build(form):
+    def forms(form):
         if form not in built:
-            root = tmp_path_factory.mktemp(form)
-            folder = root / "cifar10"
-            batches = list(cifar_batches(cifar_raw))
-            if form == "bin":
-                (folder / "cifar-10-batches-bin").mkdir(parents=True)
-                for name, labels, pixels in batches:
-                    (folder / "cifar-10-batches-bin" / f"{name}.bin").write_bytes(bin_records(labels, pixels))
-            elif form == "py":
-                (folder / "cifar-10-batches-py").mkdir(parents=True)
-                for name, labels, pixels in batches:
-                    (folder / "cifar-10-batches-py" / name).write_bytes(python_batch(name, labels, pixels))
-            elif form == "bin-tar":
-                folder.mkdir()
-                members = {f"{n}.bin": bin_records(labels, pixels) for n, labels, pixels in batches}
-                members["batches.meta.txt"] = b"airplane\n"
-                write_tar(folder / datasets.CIFAR10_BINARY_TAR, "cifar-10-batches-bin", members)
-            elif form == "py-tar":
-                folder.mkdir()
-                members = {n: python_batch(n, labels, pixels) for n, labels, pixels in batches}
-                members["batches.meta"] = pickle.dumps({b"label_names": [b"airplane"]}, protocol=2)
-                write_tar(folder / datasets.CIFAR10_PYTHON_TAR, "cifar-10-batches-py", members)
-            built[form] = root
+            built[form] = build_form(tmp_path_factory.mktemp(form), raw, form)
         return built[form]
-
-    return build
+    return CifarSource(raw, forms)
 
 
 # ------------------------------------------------------------------------------------------- MNIST
@@ -309,37 +362,40 @@ def test_cifar10_raw_contents(cifar_raw):
     np.testing.assert_allclose(channel_mean, [0.4914, 0.4822, 0.4465], atol=5e-4)
 
 
-def test_cifar10_gcn(cifar_raw):
-    train, test = datasets.get_cifar10(download=False)
-    assert (len(train), len(test)) == (50000, 10000)
+def test_cifar10_gcn(cifar, tmp_cache):
+    raw = cifar.raw
+    n_train, n_test = len(raw[0]), len(raw[2])
+    train, test = datasets.get_cifar10(cifar.forms("bin-gz"), download=False)
+    assert (len(train), len(test)) == (n_train, n_test)
     for x, y in (datasets.arrays(train), datasets.arrays(test)):
         assert x.dtype == np.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == np.int32
-    x_test = datasets.arrays(test)[0].reshape(10000, -1)
+    x_test = datasets.arrays(test)[0].reshape(n_test, -1)
     np.testing.assert_allclose(x_test.mean(axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(x_test.std(axis=1, ddof=1), 1, atol=1e-4)
-    np.testing.assert_array_equal(datasets.arrays(test)[1], cifar_raw[3])
+    np.testing.assert_array_equal(datasets.arrays(test)[1], raw[3])
     # independently, in float64: minus the *training* pixel mean, then per-image GCN
-    train_mean = cifar_raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
-    for i in (0, 1, 4321, 9999):
-        image = cifar_raw[2][i].reshape(-1) / 255.0 - train_mean
+    train_mean = raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
+    for i in (0, 1, n_test // 2, n_test - 1):
+        image = raw[2][i].reshape(-1) / 255.0 - train_mean
         image -= image.mean()
         np.testing.assert_allclose(x_test[i], image / image.std(ddof=1), atol=2e-5)
 
 
-def test_cifar10_scale_and_standardize(cifar_raw):
-    _, test = datasets.get_cifar10(preprocessing="scale", download=False)
-    np.testing.assert_array_equal(datasets.arrays(test)[0], cifar_raw[2] / np.float32(255))
+def test_cifar10_scale_and_standardize(cifar, tmp_cache):
+    raw, folder = cifar.raw, cifar.forms("bin-gz")
+    _, test = datasets.get_cifar10(folder, preprocessing="scale", download=False)
+    np.testing.assert_array_equal(datasets.arrays(test)[0], raw[2] / np.float32(255))
     del test
-    train, test = datasets.get_cifar10(preprocessing="standardize", download=False)
+    train, test = datasets.get_cifar10(folder, preprocessing="standardize", download=False)
     # independently, exactly: the training set's per-channel statistics from histograms of its bytes
     values = np.arange(256) / 255
     mean, std = np.empty(3), np.empty(3)
     for c in range(3):
-        p = np.bincount(cifar_raw[0][:, c].ravel(), minlength=256) / (50000 * 32 * 32)
+        p = np.bincount(raw[0][:, c].ravel(), minlength=256) / raw[0][:, c].size
         mean[c] = p @ values
         std[c] = np.sqrt(p @ (values - mean[c]) ** 2)
-    for x_raw, x in ((cifar_raw[0], datasets.arrays(train)[0]), (cifar_raw[2], datasets.arrays(test)[0])):
-        for i in (0, 4321, 9999):  # the test set too uses the training statistics
+    for x_raw, x in ((raw[0], datasets.arrays(train)[0]), (raw[2], datasets.arrays(test)[0])):
+        for i in (0, len(x_raw) // 2, len(x_raw) - 1):  # the test set too uses the training statistics
             want = (x_raw[i] / 255 - mean[:, None, None]) / std[:, None, None]
             np.testing.assert_allclose(x[i], want, atol=1e-5)
 
@@ -349,19 +405,19 @@ def test_unknown_preprocessing_is_refused_before_loading(tmp_path):
         datasets.get_cifar10(tmp_path / "nowhere", preprocessing="zca")
 
 
-@pytest.mark.parametrize("form", ["bin", "py", "bin-tar", "py-tar"])
-def test_every_official_form_gives_the_same_arrays(form, cifar_forms, cifar_raw, tmp_cache):
-    assert_same_arrays(datasets.load_cifar10_raw(cifar_forms(form), download=False), cifar_raw)
+@pytest.mark.parametrize("form", ["bin", "bin-gz", "py", "bin-tar", "py-tar"])
+def test_every_official_form_gives_the_same_arrays(form, cifar, tmp_cache):
+    assert_same_arrays(datasets.load_cifar10_raw(cifar.forms(form), download=False), cifar.raw)
 
 
-def test_mixed_bin_and_bin_gz_files_and_a_changed_source(tmp_path, tmp_cache, cifar_forms, cifar_raw):
+def test_mixed_bin_and_bin_gz_files_and_a_changed_source(tmp_path, tmp_cache, cifar):
     """``.bin`` and ``.bin.gz`` files may be mixed; and once a source file changes, its cache entry,
     keyed by the source's checksums, is no longer used: the changed file is read and refused."""
-    folder = link_shared_cifar(tmp_path)
+    folder = link_files(tmp_path, cifar.forms("bin-gz") / "cifar10" / "cifar-10-batches-bin")
     (folder / "test_batch.bin.gz").unlink()
-    test_batch = (cifar_forms("bin") / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    test_batch = (cifar.forms("bin") / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
     (folder / "test_batch.bin").write_bytes(test_batch)
-    assert_same_arrays(datasets.load_cifar10_raw(tmp_path, download=False), cifar_raw)
+    assert_same_arrays(datasets.load_cifar10_raw(tmp_path, download=False), cifar.raw)
     assert len(list(tmp_cache.iterdir())) == 1
     flip_byte(folder / "test_batch.bin", 5000)
     with pytest.raises(DatasetError, match=datasets.CIFAR10_BIN_SHA1["test_batch"]) as err:
@@ -398,13 +454,13 @@ def test_truncated_bin_gz_is_a_clear_error(tmp_path, tmp_cache):
 
 
 @pytest.mark.parametrize("damage", ["bin: flipped byte", "py: changed pixel", "py: flipped byte"])
-def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar_forms, cifar_raw):
+def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar):
     form = damage[:damage.index(":")]
-    source = cifar_forms(form) / "cifar10" / f"cifar-10-batches-{form}"
+    source = cifar.forms(form) / "cifar10" / f"cifar-10-batches-{form}"
     folder = link_files(tmp_path, source)
     path = folder / ("data_batch_1.bin" if form == "bin" else "data_batch_1")
     if damage == "py: changed pixel":
-        name, labels, pixels = next(cifar_batches(cifar_raw))
+        name, labels, pixels = next(cifar_batches(cifar.raw))
         pixels = pixels.copy()
         pixels[7, 77] ^= 1
         replace_with_copy(path, python_batch(name, labels, pixels))
@@ -418,10 +474,10 @@ def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar_forms, cifar_raw
     assert str(path) in str(err.value) and len(str(err.value)) < 1000
 
 
-def test_truncated_tar_is_a_clear_error(tmp_path, tmp_cache, cifar_forms):
+def test_truncated_tar_is_a_clear_error(tmp_path, tmp_cache, cifar):
     path = tmp_path / "cifar10" / datasets.CIFAR10_BINARY_TAR
     path.parent.mkdir()
-    data = (cifar_forms("bin-tar") / "cifar10" / datasets.CIFAR10_BINARY_TAR).read_bytes()
+    data = (cifar.forms("bin-tar") / "cifar10" / datasets.CIFAR10_BINARY_TAR).read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(DatasetError, match="truncated or corrupt") as err:
         datasets.load_cifar10_raw(tmp_path, download=False)
@@ -442,10 +498,10 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     assert str(folder / "data_batch_1") in str(err.value)
 
 
-def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatch, cifar_forms, cifar_raw):
+def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatch, cifar):
     """The download path end to end, serving a re-packed python archive whose md5 stands in for the
     official one (a test cannot hold the official archive's bytes)."""
-    archive = (cifar_forms("py-tar") / "cifar10" / datasets.CIFAR10_PYTHON_TAR).read_bytes()
+    archive = (cifar.forms("py-tar") / "cifar10" / datasets.CIFAR10_PYTHON_TAR).read_bytes()
     urls = []
 
     def open_url(url):
@@ -461,7 +517,7 @@ def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatc
     assert os.listdir(tmp_path / "cifar10") == []
     monkeypatch.setattr(datasets, "CIFAR10_PYTHON_MD5", hashlib.md5(archive).hexdigest())
     urls.clear()
-    assert_same_arrays(datasets.load_cifar10_raw(tmp_path), cifar_raw)
+    assert_same_arrays(datasets.load_cifar10_raw(tmp_path), cifar.raw)
     assert urls == [datasets.CIFAR10_PYTHON_URLS[0]]
     assert os.listdir(tmp_path / "cifar10") == [datasets.CIFAR10_PYTHON_TAR]
 
