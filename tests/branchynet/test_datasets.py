@@ -626,10 +626,30 @@ def test_split_description(small_cifar):
         data_split.load_split("cifar10", 50, statistics="val")
 
 
-def test_run_statistics_of_old_and_new_run_folders(tmp_path):
-    assert data_split.run_statistics(str(tmp_path)) == "all"  # before run.json recorded it
-    (tmp_path / "run.json").write_text(json.dumps({"split": {"statistics": "train"}}))
-    assert data_split.run_statistics(str(tmp_path)) == "train"
+def test_run_statistics_reads_run_json(tmp_path):
+    with pytest.raises(ValueError, match="run.json is missing"):
+        data_split.run_statistics(str(tmp_path))
+    for recorded, statistics in (("train", "train"), ("all", "all"), (None, "train")):
+        (tmp_path / "run.json").write_text(json.dumps({"split": {"statistics": recorded}}))
+        assert data_split.run_statistics(str(tmp_path)) == statistics
+    for bad, message in (({}, "records no split.statistics"), ({"split": {"statistics": "test"}}, "one of")):
+        (tmp_path / "run.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=message):
+            data_split.run_statistics(str(tmp_path))
+
+
+def test_every_committed_run_folder_records_its_statistics():
+    """The committed runs' run.json state the split they were trained on (CIFAR-10's before the
+    option: statistics of all 50,000 training images)."""
+    root = Path(__file__).resolve().parents[2] / "results"
+    folders = sorted(p.parent for p in root.glob("**/run.json"))
+    assert len(folders) >= 10
+    for folder in folders:
+        info = json.loads((folder / "run.json").read_text())
+        assert info["split"]["dataset"] == info["dataset"] and info["split"]["val_size"] == info["val_size"]
+        want = {"mnist": (None,), "cifar10": ("all", "train")}[info["dataset"]]
+        assert info["split"]["statistics"] in want, folder
+        assert not (folder / "checkpoint.npz").exists(), folder
 
 
 def test_mnist_split_description():
