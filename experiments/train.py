@@ -26,6 +26,7 @@ import numpy  # noqa: E402
 import branchynet  # noqa: E402,F401
 import chainer  # noqa: E402
 import networks  # noqa: E402
+from branchynet.data import datasets
 from branchynet.reporting import paper  # noqa: E402
 from branchynet.training import distributed, runs, trainer
 
@@ -108,7 +109,8 @@ def settings_from_args(args, val_size=None):
         network=args.network, main_epochs=args.main_epochs, joint_epochs=args.joint_epochs,
         batchsize=args.batchsize, weights=args.weights, beta1=args.beta1, seed=args.seed,
         val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset or 0,
-        main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg))
+        main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg),
+        preprocessing=getattr(args, "preprocessing", None))
 
 
 def launch(settings, out, args, command, dist=None):
@@ -155,6 +157,8 @@ def parse_args(argv=None):
                    help="start from this pretrained main network (another run's main.npz, copied "
                         "into --out as its baseline) instead of pretraining; use with "
                         "--main-epochs 0, e.g. to compare joint-training settings on one trunk")
+    p.add_argument("--preprocessing", default=None, choices=datasets.PREPROCESSINGS,
+                   help="CIFAR-10 preprocessing (default gcn; branchynet.data.datasets), in run.json")
     p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
     p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")

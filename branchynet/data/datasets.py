@@ -23,8 +23,10 @@ how it was made is undocumented. ``preprocessing`` therefore makes the choice ex
 * ``"scale"``: x / 255 only, like ``chainer.datasets.get_cifar10``.
 * ``"standardize"``: x / 255, then minus the per-channel mean and divided by the per-channel
   standard deviation, both of the training set.
+* ``"zca"``: the other candidate of the original repository, ``datasets/cifar10.py``: ZCA whitening
+  of the raw 0-255 pixels (no epsilon, float32), then per-image min-max to [0, 1] (``zca``).
 
-"gcn" and "standardize" use statistics of training images (``cifar10_statistics``): all 50,000 in
+"gcn", "standardize" and "zca" use statistics of training images (``cifar10_statistics``): all 50,000 in
 ``get_cifar10``; in ``data_split.load_split`` those of the training part only, unless told otherwise.
 Absolute CIFAR-10 accuracies depend on these choices; report them with any result.
 
@@ -93,6 +95,8 @@ import numpy as np
 
 from chainer.datasets import TupleDataset
 
+from branchynet.data.zca import zca_statistics, zca_whiten
+
 
 class DatasetError(Exception):
     """A data file is missing, unreadable or not the official one; the message says what to do."""
@@ -138,7 +142,7 @@ _CIFAR10_FORMS = (
     "extracted (cifar-10-batches-py/ or cifar-10-batches-bin/, whose .bin files may be gzipped as .bin.gz)"
 )
 
-PREPROCESSINGS = ("gcn", "scale", "standardize")
+PREPROCESSINGS = ("gcn", "scale", "standardize", "zca")
 _GCN_MIN_DIVISOR = 1e-8
 _CACHE_VERSION = "1"  # bump when the layout of the decoded arrays changes
 _CHUNK = 1 << 20
@@ -528,9 +532,12 @@ def _global_contrast_normalize(x, chunk=5000):
 def cifar10_statistics(x_raw, preprocessing):
     """The statistics ``preprocessing`` takes from the uint8 images ``x_raw`` (float32 arrays):
     "gcn": the per-pixel mean (``pixel_mean``, 3 x 32 x 32); "standardize": the per-channel mean
-    and standard deviation (``channel_mean``, ``channel_std``, 3 x 1 x 1); "scale": none."""
+    and standard deviation (``channel_mean``, ``channel_std``, 3 x 1 x 1); "zca": the per-feature
+    mean and whitening matrix of the raw pixels (``zca.zca_statistics``); "scale": none."""
     if preprocessing == "scale":
         return {}
+    if preprocessing == "zca":
+        return zca_statistics(x_raw)
     x = _scaled(x_raw)
     if preprocessing == "gcn":
         return {"pixel_mean": x.mean(axis=0, dtype=np.float64).astype(np.float32)}
@@ -543,6 +550,8 @@ def cifar10_statistics(x_raw, preprocessing):
 def preprocess_cifar10(x_raw, preprocessing, statistics):
     """float32 copy of the uint8 images ``x_raw``, preprocessed with ``statistics`` (from
     ``cifar10_statistics`` of the images the network is trained on)."""
+    if preprocessing == "zca":
+        return zca_whiten(x_raw, statistics)
     x = _scaled(x_raw)
     if preprocessing == "gcn":
         x -= statistics["pixel_mean"]

@@ -2,11 +2,12 @@
 launching, or resuming, one (``train``).
 
 ``run.json`` holds the network and its factory arguments, its dataset and paper family, the loss
-weights (preset and values), the schedule, batch size, seed, validation split, training subset,
-the optimizer's settings, the main network it started from (``main_from``), and where and with what
-it ran (device, stock or fast CPU kernels, library versions, git commit, date, command). Each later
-launch that resumes the run is appended to its ``resumes``. The experiment scripts read a run's
-settings from it; a resume whose settings differ from the recorded ones is refused.
+weights (preset and values), the CIFAR-10 preprocessing (None: the default, "gcn"), the schedule,
+batch size, seed, validation split, training subset, the optimizer's settings, the main network it
+started from (``main_from``), and where and with what it ran (device, stock or fast CPU kernels,
+library versions, git commit, date, command). Each later launch that resumes the run is appended
+to its ``resumes``. The experiment scripts read a run's settings from it; a resume whose settings
+differ from the recorded ones is refused.
 """
 import dataclasses
 import datetime
@@ -40,6 +41,7 @@ class RunSettings:
     train_subset: int = 0
     main_from: str = None
     net_kwargs: dict = dataclasses.field(default_factory=dict)
+    preprocessing: str = None
 
     @classmethod
     def from_info(cls, info):
@@ -49,7 +51,7 @@ class RunSettings:
                    weights=info["loss_weights"]["preset"], beta1=info["optimizer"]["beta1"],
                    seed=info["seed"], val_size=info["val_size"],
                    train_subset=info["train_subset"], main_from=info["main_from"],
-                   net_kwargs=dict(info["net_kwargs"]))
+                   net_kwargs=dict(info["net_kwargs"]), preprocessing=info.get("preprocessing"))
 
 
 def differences(recorded, settings):
@@ -96,7 +98,8 @@ def run_info(settings, net, dataset, family, launch, split):
         "schedule": {"main_epochs": settings.main_epochs, "joint_epochs": settings.joint_epochs},
         "batchsize": settings.batchsize, "seed": settings.seed, "val_size": settings.val_size,
         "train_subset": settings.train_subset, "optimizer": dict(net.opt_settings),
-        "main_from": settings.main_from}, **launch, resumes=[])
+        "main_from": settings.main_from, "preprocessing": settings.preprocessing},
+        **launch, resumes=[])
 
 
 class SettingsMismatch(ValueError):
@@ -124,8 +127,11 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
         if diffs:
             raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
                                    % (out, "; ".join(diffs)))
+    if settings.preprocessing is not None and dataset != "cifar10":
+        raise ValueError(f"preprocessing {settings.preprocessing!r} applies to CIFAR-10, not {dataset}")
+    chosen = {} if settings.preprocessing is None else {"preprocessing": settings.preprocessing}
     # a resumed run keeps the preprocessing statistics it was trained with
-    split = load_split(dataset, settings.val_size, data_dir, statistics=statistics)
+    split = load_split(dataset, settings.val_size, data_dir, statistics=statistics, **chosen)
     train_set, val_set, _ = split
     if settings.train_subset:
         if settings.train_subset > len(train_set[0]):

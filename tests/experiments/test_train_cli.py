@@ -8,20 +8,25 @@ import time
 
 import pytest
 
-from branchynet.training import trainer
+import networks
+from branchynet.training import runs, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
 BASE = ["--network", "b-lenet", "--main-epochs", "1", "--joint-epochs", "1", "--out", "unused"]
 
 
-def parse(argv):
+def train_script():
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     try:
         import train
     finally:
         sys.path.pop(0)
-    return train.parse_args(argv)
+    return train
+
+
+def parse(argv):
+    return train_script().parse_args(argv)
 
 
 def with_flag(flag, value):
@@ -42,6 +47,7 @@ def with_flag(flag, value):
     ("--beta1", "-0.1", "[0, 1)"),
     ("--weights", "bogus", "'slides', 'code'"),
     ("--val-size", "0", ">= 1"),
+    ("--preprocessing", "whiten", "'gcn', 'scale', 'standardize', 'zca'"),
 ])
 def test_bad_values_are_refused_naming_the_flag_and_the_allowed_values(flag, value, allowed, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -55,6 +61,15 @@ def test_good_values_pass():
     args = parse(BASE + ["--batchsize", "1", "--train-subset", "5", "--beta1", "0", "--weights", "code"])
     assert (args.batchsize, args.train_subset, args.beta1, args.weights) == (1, 5, 0.0, "code")
     assert parse(BASE).train_subset is None  # all images
+
+
+def test_preprocessing_reaches_the_run_settings_and_only_cifar10_takes_it(tmp_path):
+    settings = train_script().settings_from_args(parse(BASE + ["--preprocessing", "zca"]))
+    assert settings.preprocessing == "zca"
+    assert train_script().settings_from_args(parse(BASE)).preprocessing is None  # gcn
+    with pytest.raises(ValueError, match="'zca' applies to CIFAR-10, not mnist"):
+        runs.train(settings, str(tmp_path / "run"), networks.build, "mnist", "lenet")
+    assert not (tmp_path / "run").exists()
 
 
 def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
