@@ -31,10 +31,10 @@ def mnist_subset():
 @pytest.fixture(scope="session")
 def cifar_subset():
     """The first 512 real CIFAR-10 training images (default preprocessing) and labels."""
-    from branchynet.data import datasets
+    from branchynet.data import datasets, files
     try:
         train, _ = datasets.get_cifar10(download=False)
-    except datasets.DatasetError as err:
+    except files.DatasetError as err:
         pytest.skip("CIFAR-10 not available: %s" % err)
     x, t = datasets.arrays(train)
     return numpy.ascontiguousarray(x[:512]), numpy.asarray(t[:512])

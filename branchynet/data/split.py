@@ -14,7 +14,7 @@ import os
 
 import numpy
 
-from branchynet.data import datasets
+from branchynet.data import cifar10, datasets
 
 STATISTICS = ("train", "all")
 
@@ -45,7 +45,7 @@ def load_split(dataset, val_size=5000, data_dir=None, seed=0, statistics="train"
         x_test, t_test = datasets.arrays(test)
     elif dataset == "cifar10":
         datasets.check_preprocessing(preprocessing)
-        x, t, x_test, t_test = datasets.load_cifar10_raw(data_dir)
+        x, t, x_test, t_test = cifar10.load_cifar10_raw(data_dir)
         t, t_test = t.astype(numpy.int32), t_test.astype(numpy.int32)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")

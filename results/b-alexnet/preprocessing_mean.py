@@ -11,7 +11,7 @@ import os
 import numpy
 
 import networks
-from branchynet.data import datasets
+from branchynet.data import cifar10, datasets
 from branchynet.data import split as data_split
 from branchynet.evaluation import sweep
 
@@ -21,7 +21,7 @@ RUN = os.path.join(HERE, "run")
 
 
 def main(val_size=5000):
-    raw = datasets.load_cifar10_raw(download=False)[0]
+    raw = cifar10.load_cifar10_raw(download=False)[0]
     keep = numpy.sort(numpy.random.RandomState(0).permutation(len(raw))[val_size:])  # as load_split
     means = {s: datasets.cifar10_statistics(raw if s == "all" else raw[keep], "gcn")["pixel_mean"]
              for s in ("all", "train")}
