@@ -17,7 +17,7 @@ endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce results notebooks test venv clean-venv gpu-wheel gpu-cifar
+.PHONY: reproduce results notebooks test venv clean-venv
 
 venv: $(STAMP)
 
@@ -43,33 +43,16 @@ reproduce: $(STAMP)
 results: $(STAMP)
 	$(PY) experiments/measure.py --network b-lenet --results results/b-lenet
 
-# Runs every notebook's code cells and writes their outputs (text, figures) into the .ipynb files.
+# Runs every notebook top to bottom in a fresh Jupyter kernel (nbclient, ipykernel), started in
+# notebooks/, and writes its outputs (text, figures) into the .ipynb files: the outputs the notebook
+# test compares with a fresh run (tests/experiments/test_notebooks.py).
 notebooks: $(STAMP)
-	$(PY) notebooks/run_notebooks.py
+	$(VENV)/bin/jupyter-execute --inplace --kernel_name=python3 --timeout=900 notebooks/*.ipynb
 
+# The linter (ruff.toml) first, then the fast tier of the tests (-m slow runs the rest).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)
-
-# What the GPU check carries to a GPU machine (see experiments/gpu_check.sh): the chainer wheel
-# (pure Python, built here) and MNIST. Both folders are git-ignored.
-gpu-wheel: $(STAMP)
-	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation "chainer==7.8.1" -w .whl
-	mkdir -p .gpudata/mnist && cp $(BRANCHYNET_DATA)/mnist/*.gz .gpudata/mnist/
-
-# CIFAR-10 for GPU training: 170 MB of gzipped batches, more than one device call carries (64 MiB with
-# the working tree, about 36 MB itself), so it goes as one tar cut into chunks of GPU_CIFAR_CHUNK_MIB,
-# .gpucifar1/ (cifar10.tar.1-of-N.part) to .gpucifarN/, one carried per call; experiments/gpu_env.sh
-# joins them there once all N have arrived.
-GPU_CIFAR_CHUNK_MIB ?= 24
-gpu-cifar:
-	rm -rf .gpucifar .gpucifar[0-9]*
-	mkdir -p .gpucifar
-	tar -C $(BRANCHYNET_DATA) -cf .gpucifar/cifar10.tar cifar10
-	cd .gpucifar && split -b $(GPU_CIFAR_CHUNK_MIB)M -d -a 2 cifar10.tar chunk && rm cifar10.tar
-	n=$$(ls .gpucifar | wc -l); k=1; for f in .gpucifar/chunk*; do \
-	    mkdir .gpucifar$$k && mv $$f .gpucifar$$k/cifar10.tar.$$k-of-$$n.part; k=$$((k + 1)); done
-	rm -rf .gpucifar
-	@ls -d .gpucifar[0-9]*

@@ -30,7 +30,8 @@ setup(
         "numba>=0.68",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # the linter `make test` runs first, and the notebook runner (nbclient on an ipykernel)
+        "test": ["pytest>=8", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         "gpu": ["cupy-cuda13x>=14"],
         # data parallel training (ChainerMN, part of chainer): mpi4py and MPICH's wheel, whose
         # mpiexec lands in the environment's bin/ (docs/distributed.md)

@@ -12,25 +12,23 @@ Each stage's run() is timed alone on its fixed buffers (the values do not change
 median over --repeats rounds of --calls calls. The exit decision (exit_rule.leaves_one) and the
 label (argmax) are timed as stages of 0 MACs; the call into ``predict`` around them is not.
 """
-import _bench  # before numpy: parse_args sets the BLAS threads
+import time
 
-p = _bench.parser(__doc__)
+import numpy
+
+import chainer.links as L
+
+import networks
+from branchynet import benchmark
+from branchynet.fast import compiler
+from branchynet.model import exit_rule
+
+p = benchmark.parser(__doc__)
 p.add_argument("--plot", default=None, help="write the stage-time vs MACs figure here (png)")
 p.add_argument("--repeats", type=int, default=7)
 p.add_argument("--calls", type=int, default=2000, help="calls per timed round")
 p.add_argument("--exit1-fraction", type=float, default=0.943, help="the paper's B-LeNet share")
-args = _bench.parse_args(p)
-
-import time  # noqa: E402
-
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
-import chainer.links as L  # noqa: E402
-
-import networks  # noqa: E402
-from branchynet.model import exit_rule  # noqa: E402
-from branchynet.fast import compiler  # noqa: E402
+args = benchmark.parse_args(p)
 
 
 def _macs(layers, out):
@@ -52,11 +50,11 @@ def _time(fn):
     def rounds():
         for _ in range(args.calls):
             fn()
-    return _bench.median_time(rounds, args.repeats, 1, time.perf_counter) / args.calls * 1e6
+    return benchmark.median_time(rounds, args.repeats, 1, time.perf_counter) / args.calls * 1e6
 
 
 def main():
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     x = numpy.random.rand(1, 1, 28, 28).astype(numpy.float32)
@@ -118,7 +116,7 @@ def main():
     summary = {"environment": env, "blas": blas, "stages": stages, "fit": {"a_us": a, "b_us": b},
                "paths": paths, "gains": gains, "exit1_fraction": f,
                "method": __doc__.split("\n\n")[-1]}
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
     if args.plot:
         _plot(stages, a, b, args.plot)
         out("wrote %s" % args.plot)

@@ -8,16 +8,15 @@ against one GEMM per chunk. The rules in ``_grad_x`` (the correlation up to O = 
 
 Medians of --repeats calls after one warm-up, on the wall clock; both paths in turns.
 """
-import _bench  # before numpy: parse_args sets the BLAS threads
+import numpy
 
-p = _bench.parser(__doc__)
+from branchynet import benchmark
+from branchynet.fast import conv
+
+p = benchmark.parser(__doc__)
 p.add_argument("--repeats", type=int, default=9)
-args = _bench.parse_args(p)
+args = benchmark.parse_args(p)
 
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
-from branchynet.fast import conv  # noqa: E402
 
 # (name, N, C, H, O, k, pad)
 SHAPES = [
@@ -48,29 +47,29 @@ def _table(out, title, names, rows, a, b):
 
 
 def main():
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     rng = numpy.random.default_rng(0)
     rows = []
-    for name, N, C, H, O, k, pad in SHAPES:
-        W = rng.standard_normal((O, C, k, k), dtype=numpy.float32)
+    for name, N, C, H, n_out, k, pad in SHAPES:
+        W = rng.standard_normal((n_out, C, k, k), dtype=numpy.float32)
         x = rng.standard_normal((N, C, H, H), dtype=numpy.float32)
         g = conv._Geom(x.shape, W.shape, (1, 1), (pad, pad))
-        gy = rng.standard_normal((N, O, g.OH, g.OW), dtype=numpy.float32)
+        gy = rng.standard_normal((N, n_out, g.OH, g.OW), dtype=numpy.float32)
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
         gf = conv._Geom(gy.shape, Wf.shape, (1, 1), (k - 1 - pad, k - 1 - pad))
         fns = {"corr": lambda: conv._forward(gy, Wf, None, gf),
                "col2im": lambda: conv._col2im_grad_x(W, gy, g, numpy.float32),
                "per_sample": lambda: conv._grad_w_slice(x, gy, g, per_sample=True),
                "per_chunk": lambda: conv._grad_w_slice(x, gy, g, per_sample=False)}
-        timed = _bench.time_interleaved(fns, args.repeats, warmup=1)
-        row = {"shape": name, "N": N, "C": C, "H": H, "O": O, "k": k, "pad": pad, "K": C * k * k}
+        timed = benchmark.time_interleaved(fns, args.repeats, warmup=1)
+        row = {"shape": name, "N": N, "C": C, "H": H, "O": n_out, "k": k, "pad": pad, "K": C * k * k}
         row.update({key + "_ms": t["wall_ms"] for key, t in timed.items()})
         rows.append(row)
     _table(out, "input gradient (rule: corr when O <= 2C)", ("corr", "col2im"), rows,
            "corr_ms", "col2im_ms")
     _table(out, "weight gradient (rule: per sample when K <= 64)", ("per_sample", "per_chunk"),
            rows, "per_sample_ms", "per_chunk_ms")
-    _bench.write_outputs(args, {"environment": env, "blas": blas, "rows": rows}, out)
+    benchmark.write_outputs(args, {"environment": env, "blas": blas, "rows": rows}, out)
 
 
 if __name__ == "__main__":

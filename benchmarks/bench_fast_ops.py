@@ -10,11 +10,18 @@ Times are medians after warm-up, wall-clock (time.perf_counter) unless --clock c
 machine look at the load average printed in the header: OpenBLAS's threads stall badly when the
 cores are oversubscribed, so compare with --blas-threads 1 --clock cpu there.
 """
-import _bench  # before numpy: parse_args sets the BLAS threads (benchmarks/_bench.py)
+import time
+
+import numpy
+
+import chainer
+import chainer.functions as F
+
+from branchynet import benchmark, fast
 
 
 def _parse():
-    p = _bench.parser(__doc__, outputs=False)
+    p = benchmark.parser(__doc__, outputs=False)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per op (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     p.add_argument("--b1-repeats", type=int, default=200, help="timed runs per batch-1 forward")
@@ -23,20 +30,11 @@ def _parse():
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time (steadier on a busy "
                         "machine, meaningful with --blas-threads 1)")
-    return _bench.parse_args(p)
+    return benchmark.parse_args(p)
 
 
 ARGS = _parse()
 
-import time  # noqa: E402
-
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (before chainer)
-import chainer  # noqa: E402
-import chainer.functions as F  # noqa: E402
-
-from branchynet import fast  # noqa: E402
 
 # (name, kind, batch, params). conv: (C, H, O, k, stride, pad, x needs grad); pools: (C, H, k, s).
 LAYERS = [
@@ -78,24 +76,24 @@ LAYERS = [
 
 
 def _median_time(f, repeats, warmup):
-    return _bench.median_time(f, repeats, warmup,
+    return benchmark.median_time(f, repeats, warmup,
                               time.perf_counter if ARGS.clock == "wall" else time.process_time)
 
 
 def _sgemm_gflops(n=2048, repeats=5):
-    return _bench.sgemm_gflops(n, repeats,
+    return benchmark.sgemm_gflops(n, repeats,
                                time.perf_counter if ARGS.clock == "wall" else time.process_time)
 
 
 def _setup(kind, batch, params, rng):
     """Arrays, the stock and fast training steps, the batch-1 forwards, and GFLOP per step."""
     if kind == "conv":
-        C, H, O, k, s, p, x_grad = params
+        C, H, n_out, k, s, p, x_grad = params
         x = rng.standard_normal((batch, C, H, H), dtype=numpy.float32)
-        W = (rng.standard_normal((O, C, k, k), dtype=numpy.float32) / numpy.sqrt(C * k * k))
-        b = rng.standard_normal(O, dtype=numpy.float32)
+        W = (rng.standard_normal((n_out, C, k, k), dtype=numpy.float32) / numpy.sqrt(C * k * k))
+        b = rng.standard_normal(n_out, dtype=numpy.float32)
         OH = (H + 2 * p - k) // s + 1
-        flop = 2.0 * batch * O * C * k * k * OH * OH * (3 if x_grad else 2)
+        flop = 2.0 * batch * n_out * C * k * k * OH * OH * (3 if x_grad else 2)
 
         def step(fn):
             def run():
@@ -128,7 +126,7 @@ def _setup(kind, batch, params, rng):
 
 
 def main():
-    print(_bench.header(ARGS.clock))
+    print(benchmark.header(ARGS.clock))
     gemm = _sgemm_gflops()
     print("numpy sgemm 2048x2048 float32: %.1f GFLOP/s" % gemm)
     print()

@@ -1,7 +1,9 @@
 """Early-exit gain on the CPU against batch size, beside the MAC bound: the committed B-LeNet and
 B-AlexNet on their real test images, at the paper's thresholds.
 
-    BRANCHYNET_CPU_THREADS=1 .venv/bin/python benchmarks/bench_gain_batch.py --blas-threads 1 --out results/benchmarks/gain_batch_cpu.json --text-out results/benchmarks/gain_batch_cpu.txt --plot results/benchmarks/gain_batch_cpu.png
+    BRANCHYNET_CPU_THREADS=1 .venv/bin/python benchmarks/bench_gain_batch.py --blas-threads 1 \
+        --out results/benchmarks/gain_batch_cpu.json --text-out results/benchmarks/gain_batch_cpu.txt \
+        --plot results/benchmarks/gain_batch_cpu.png
 
 For each batch size B the same test images (the first ``--samples``) go through, B at a time,
 ``net.predict_main`` (the main network) and ``net.predict(x, T)`` (early exit, end to end: segments,
@@ -21,14 +23,21 @@ BRANCHYNET_CPU_THREADS says otherwise.
 """
 import os
 
-import _bench  # before numpy: parse_args sets the BLAS threads
+import numpy
+
+import chainer  # noqa: F401
+
+import networks
+from branchynet import benchmark, fast
+from branchynet.evaluation import costs
+from branchynet.reporting import paper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "results")
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--batches", default="1,8,64,256,1000", help="batch sizes, comma-separated")
     p.add_argument("--samples", type=int, default=1000, help="B-LeNet test images per pass")
     p.add_argument("--alexnet-samples", type=int, default=500, help="B-AlexNet test images per pass")
@@ -37,20 +46,11 @@ def _parse(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--skip-alexnet", action="store_true")
     p.add_argument("--plot", default=None, help="write the gain-against-batch figure (PNG)")
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
 
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (before chainer)
-import chainer  # noqa: E402,F401
-
-import networks  # noqa: E402
-from branchynet import fast  # noqa: E402
-from branchynet.evaluation import costs
-from branchynet.reporting import paper
 
 ALL_OUT = 10.0  # nats: every sample leaves at the first exit (entropy <= ln 10 < 10)
 
@@ -68,7 +68,8 @@ def _pass(fn, chunks):
 
 def load(name, samples):
     """(net, test images, test labels, thresholds, run folder) of a committed run."""
-    from branchynet.data import datasets, split as data_split
+    from branchynet.data import datasets
+    from branchynet.data import split as data_split
     if name == "B-LeNet":
         run = os.path.join(RESULTS, "b-lenet", "run")
         _, test = datasets.get_mnist(download=False)
@@ -100,7 +101,7 @@ def bench_network(name, net, x, t, T, batches, repeats, warmup, out):
         fns[(b, "main")] = _pass(net.predict_main, chunks)
         fns[(b, "early")] = _pass(lambda xb: net.predict(xb, T), chunks)
         fns[(b, "exit1")] = _pass(lambda xb: net.predict(xb, T_all), chunks)
-    timed = _bench.time_interleaved(fns, repeats, warmup)
+    timed = benchmark.time_interleaved(fns, repeats, warmup)
     n = len(x)
     rows = []
     for b in batches:
@@ -163,7 +164,7 @@ def plot(results, path):
 
 
 def main(args):
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     batches = [int(v) for v in args.batches.split(",")]
     out("fast kernels' threads: %d; batch sizes %s" % (fast.threads.get_threads(), batches))
     summary = {"environment": env, "blas": blas, "settings": vars(args),
@@ -183,7 +184,7 @@ def main(args):
     if args.plot:
         plot(summary["networks"], args.plot)
         out("wrote %s" % args.plot)
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
     return summary
 
 

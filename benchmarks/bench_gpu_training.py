@@ -14,14 +14,13 @@ import argparse
 import json
 import platform
 
-import _bench
+import numpy
 
-import numpy  # noqa: E402
+import chainer
 
-import branchynet  # noqa: E402,F401  (before chainer)
-import chainer  # noqa: E402
-import networks  # noqa: E402
-from branchynet.evaluation import timing  # noqa: E402
+import networks
+from branchynet import benchmark
+from branchynet.evaluation import timing
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),
@@ -47,7 +46,7 @@ def bench(name, shape, batch, train_size, device, warmup, repeats):
     t = rng.integers(0, 10, batch).astype(numpy.int32)
     row = {"network": name, "batch": batch, "epoch_steps": train_size / batch}
     for step, fn in (("main", net.train_main), ("joint", net.train)):
-        seconds = _bench.median_time(lambda fn=fn: fn(x, t), repeats, warmup,
+        seconds = benchmark.median_time(lambda fn=fn: fn(x, t), repeats, warmup,
                                      clock=lambda: timing.clock(device.xp))
         row[step] = {"ms_per_step": seconds * 1e3, "epoch_s": seconds * train_size / batch}
     return row

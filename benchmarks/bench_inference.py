@@ -2,7 +2,8 @@
 Chainer, in the same run: B-LeNet's main path, its per-exit segment and head times,
 its end-to-end early-exit gain against the MAC bound, and the same for B-AlexNet.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_inference.py --out results/benchmarks/inference_cpu.json --text-out results/benchmarks/inference_cpu.txt
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_inference.py \
+        --out results/benchmarks/inference_cpu.json --text-out results/benchmarks/inference_cpu.txt
     .venv/bin/python benchmarks/bench_inference.py --blas-threads 1 --skip-alexnet
 
 Every number is per sample, one sample at a time (batch 1). The fast and the stock variants of a
@@ -27,14 +28,24 @@ GCN-preprocessed images have zero mean and unit variance per image); the untrain
 are random (seeded), which does not change the time of the arithmetic.
 """
 import os
+import statistics
+import time
 
-import _bench  # before numpy: parse_args sets the BLAS threads
+import numpy
+
+import chainer
+
+import networks
+from branchynet import benchmark
+from branchynet.evaluation import costs, timing
+from branchynet.reporting import paper
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "results", "b-lenet", "run", "branchy.npz")
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--repeats", type=int, default=7, help="timed passes over the samples")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes first")
     p.add_argument("--lenet-samples", type=int, default=500, help="MNIST test images per pass")
@@ -49,22 +60,11 @@ def _parse(argv=None):
     p.add_argument("--alexnet-samples", type=int, default=50)
     p.add_argument("--alexnet-repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
 
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (before chainer)
-import chainer  # noqa: E402
-
-import networks  # noqa: E402
-from branchynet.evaluation import costs, timing  # noqa: E402
-from branchynet.reporting import paper
 
 MODES = ("fast", "stock")
 ALL_OUT, NONE_OUT = 10.0, 0.0  # thresholds (nats): every sample / no sample leaves at an exit
@@ -86,7 +86,7 @@ def _pass(fn, xs, fast):
 def _timed_passes(named, xs, repeats, warmup):
     """{name: (fn, fast)} -> medians of ms per sample over interleaved passes over ``xs``."""
     fns = {name: _pass(fn, xs, fast) for name, (fn, fast) in named.items()}
-    res = _bench.time_interleaved(fns, repeats, warmup)
+    res = benchmark.time_interleaved(fns, repeats, warmup)
     n = len(xs)
     for r in res.values():
         for key in ("wall_ms", "cpu_ms", "wall_min_ms", "wall_max_ms"):
@@ -296,7 +296,7 @@ def bench_trained(path, args, out):
 
 
 def main(args):
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     summary = {"environment": env, "blas": blas, "settings": vars(args),
                "method": __doc__.split("\n\n", 2)[2]}
 
@@ -354,7 +354,7 @@ def main(args):
     out("BLAS: %s threads (%s); load average at the end: %s" % (
         blas["num_threads"], blas["source"], " ".join("%.2f" % v for v in os.getloadavg())))
     summary["load_average_end"] = list(os.getloadavg())
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
     return summary
 
 

@@ -2,32 +2,34 @@
 at batch 1 and at a large batch, in the same run: direct convolution against im2col + GEMM (which
 sets ``branchynet.fast.jit.DIRECT_MAX_K``), max pooling (+ ReLU) against the numpy pooling.
 
-    BRANCHYNET_CPU_THREADS=1 .venv/bin/python benchmarks/bench_jit.py --blas-threads 1 --text-out results/benchmarks/jit_kernels_cpu.txt
+    BRANCHYNET_CPU_THREADS=1 .venv/bin/python benchmarks/bench_jit.py --blas-threads 1 \
+        --text-out results/benchmarks/jit_kernels_cpu.txt
 
 Each pair runs in turns; medians of the rounds, us per call (batch 1) or ms per call (batch N).
 Both sides include what an inference program does per call: the numpy convolution pads its input
 and writes a full-row output (``conv.conv2d_numpy``); the direct one reads an already padded
 buffer, as the compiled programs do (a pooling writes into it).
 """
-import _bench
+import os
+
+import numpy
+
+from branchynet import benchmark
+from branchynet.fast import conv as fconv
+from branchynet.fast import jit
+from branchynet.fast import pooling as fpool
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--calls", type=int, default=300, help="batch-1 calls per round")
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
 
-import os  # noqa: E402
-
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401
-from branchynet.fast import conv as fconv, jit, pooling as fpool  # noqa: E402
 
 # (name, C, H, O, k, pad): B-LeNet's convolutions, B-AlexNet's first and a head's, B-ResNet's first.
 CONVS = [("lenet conv1", 1, 28, 5, 5, 3), ("lenet head1 conv", 5, 15, 10, 3, 1),
@@ -50,7 +52,7 @@ class _Arr:
 
 
 def main(args):
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     if not jit.available():
         out("Numba kernels unavailable: %s" % jit.why_not())
         return
@@ -64,20 +66,20 @@ def main(args):
     out(hdr)
     out("-" * len(hdr))
     rows = []
-    for name, C, H, O, k, p in CONVS:
+    for name, C, H, n_out, k, p in CONVS:
         r = {"layer": name, "K": C * k * k}
         for n, key in ((1, "b1"), (args.batch, "bN")):
             x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
-            W = rng.standard_normal((O, C, k, k), dtype=numpy.float32)
-            b = rng.standard_normal(O, dtype=numpy.float32)
+            W = rng.standard_normal((n_out, C, k, k), dtype=numpy.float32)
+            b = rng.standard_normal(n_out, dtype=numpy.float32)
             g = fconv._Geom(x.shape, W.shape, (1, 1), (p, p))
             xbuf = fconv._padded(x, g)
-            y = numpy.empty((n, O, g.L), numpy.float32)
+            y = numpy.empty((n, n_out, g.L), numpy.float32)
             ref = fconv.conv2d_numpy(x, W, b, 1, p)
             jit.conv_direct(xbuf, W, b, y, g)
             assert numpy.allclose(fconv._output(y, g), ref, rtol=1e-4, atol=1e-4)
             calls = args.calls if n == 1 else 1
-            t = _bench.time_interleaved({"jit": lambda: jit.conv_direct(xbuf, W, b, y, g),
+            t = benchmark.time_interleaved({"jit": lambda: jit.conv_direct(xbuf, W, b, y, g),
                                          "numpy": lambda: fconv.conv2d_numpy(x, W, b, 1, p)},
                                         args.repeats, 1, calls)
             r[key] = {s: t[s]["cpu_ms"] for s in t}
@@ -99,7 +101,7 @@ def main(args):
             jit.max_pool(x, y, (k, k), (s, s), (0, 0), True)
             assert numpy.array_equal(y, ref)
             calls = args.calls if n == 1 else 1
-            t = _bench.time_interleaved(
+            t = benchmark.time_interleaved(
                 {"jit": lambda: jit.max_pool(x, y, (k, k), (s, s), (0, 0), True),
                  "numpy": lambda: numpy.maximum(fpool.max_pool_numpy(x, k, s, 0, True), 0)},
                 args.repeats, 1, calls)
@@ -113,7 +115,7 @@ def main(args):
     out("batch N = %d; CPU time of this process, medians of %d rounds in turns; x = numpy / jit; "
         "load average at the end: %s" % (args.batch, args.repeats,
                                         " ".join("%.2f" % v for v in os.getloadavg())))
-    _bench.write_outputs(args, {"environment": env, "blas": blas, "settings": vars(args),
+    benchmark.write_outputs(args, {"environment": env, "blas": blas, "settings": vars(args),
                                 "rows": rows}, out)
 
 

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-import _bench  # before numpy
+from branchynet import benchmark
 
 NETWORKS = {"b-lenet": ("b-lenet", {}, (1, 28, 28), 512, 55000),
             "b-resnet110": ("b-resnet110", {}, (3, 32, 32), 128, 45000)}
@@ -38,7 +38,7 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BR
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--networks", default="b-lenet,b-resnet110")
     p.add_argument("--configs", default="1x1,1x2,2x1",
                    help="PROCESSESxTHREADS, comma-separated (default %(default)s)")
@@ -46,7 +46,7 @@ def _parse(argv=None):
     p.add_argument("--resnet-steps", type=int, default=3, help="timed steps per stage, B-ResNet-110")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per stage first")
     p.add_argument("--worker", default=None, help=argparse_hidden())
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 def argparse_hidden():
@@ -59,8 +59,9 @@ def worker(spec):
     name, steps, warmup = spec["network"], spec["steps"], spec["warmup"]
     import numpy
 
-    import branchynet  # noqa: F401  (before chainer)
     import chainer
+
+    import branchynet  # noqa: F401  (before chainer)
     import networks
     from branchynet.training import distributed, updater
 
@@ -118,7 +119,7 @@ def run_config(args, name, processes, threads):
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit("%s failed:\n%s" % (" ".join(command), proc.stderr[-3000:]))
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     result["wall_seconds"] = time.time() - started
     return result
@@ -129,7 +130,7 @@ def main():
     if args.worker:
         return worker(json.loads(args.worker))
     import statistics
-    out, env, _ = _bench.start()
+    out, env, _ = benchmark.start()
     out("load average before: %.2f %.2f %.2f (a shared machine: other processes take cores too)"
         % os.getloadavg())
     configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
@@ -155,7 +156,7 @@ def main():
                 row["joint_cpu_ms"]))
         summary["networks"][name] = {"batch": batch, "train_size": train_size, "rows": rows}
     out("load average after: %.2f %.2f %.2f" % os.getloadavg())
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
 
 
 ARGS = _parse() if __name__ == "__main__" else None

@@ -1,7 +1,8 @@
 """This project's CPU path against PyTorch on the same machine, in one run: training steps of the
 B-LeNet and B-AlexNet main networks, and batch-1 inference of the same main networks.
 
-    .venv/bin/python benchmarks/bench_peer_pytorch.py --install --out results/benchmarks/peer_pytorch_cpu.json --text-out results/benchmarks/peer_pytorch_cpu.txt
+    .venv/bin/python benchmarks/bench_peer_pytorch.py --install \
+        --out results/benchmarks/peer_pytorch_cpu.json --text-out results/benchmarks/peer_pytorch_cpu.txt
 
 PyTorch is not a dependency of the project: this benchmark runs it in a worker process with a
 Python of its own (``--torch-python``; default ``.peer/venv/bin/python`` when it exists, a
@@ -24,7 +25,7 @@ over K kernel threads (``branchynet.fast.threads``) and PyTorch runs ``torch.set
 """
 import os
 
-import _bench  # before numpy: parse_args sets the BLAS threads
+from branchynet import benchmark
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, ".."))
@@ -33,7 +34,7 @@ TORCH_RELEASE = "2.13.0"
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--torch-python", default=None,
                    help="a Python that imports torch (default: %s/bin/python)" % DEFAULT_PEER)
     p.add_argument("--install", action="store_true",
@@ -48,7 +49,7 @@ def _parse(argv=None):
     p.add_argument("--infer-samples", type=int, default=200, help="batch-1 samples per timed block")
     p.add_argument("--skip-alexnet", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 # ----------------------------------------------------------------------------- PyTorch worker
@@ -206,14 +207,16 @@ def main(args):
     import time
 
     import numpy
-    import branchynet  # noqa: F401  (before chainer)
+
     import chainer  # noqa: F401
+
+    import branchynet  # noqa: F401  (before chainer)
     import networks
     from branchynet import fast
 
     python = find_python(args)
     fast.threads.set_threads(args.threads)
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     peer = Peer(python, args.threads)
     out("PyTorch %s (%s), %d threads; ours: %d kernel threads" % (
         peer.info["torch"], python, peer.info["threads"], fast.threads.get_threads()))
@@ -289,7 +292,7 @@ def main(args):
     out("")
     out("load average at the end: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     summary["load_average_end"] = list(os.getloadavg())
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
     return summary
 
 

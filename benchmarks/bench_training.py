@@ -31,11 +31,17 @@ BLAS threads. Epoch times are ms/step x (training-set size / batch): 55000/512 M
 """
 import os
 
-import _bench  # before numpy: parse_args sets the BLAS threads
+import numpy
+
+import chainer
+
+import networks
+from branchynet import benchmark, fast
+from branchynet.evaluation import costs
 
 
 def _parse(argv=None):
-    p = _bench.parser(__doc__)
+    p = benchmark.parser(__doc__)
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds of every step first")
     p.add_argument("--lenet-batch", type=int, default=512)
     p.add_argument("--lenet-repeats", type=int, default=7, help="timed rounds for B-LeNet")
@@ -51,19 +57,11 @@ def _parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cores", type=int, default=1,
                    help="cores for both sides: stock's BLAS threads and the fast kernels' threads")
-    return _bench.parse_args(p, argv)
+    return benchmark.parse_args(p, argv)
 
 
 ARGS = _parse() if __name__ == "__main__" else None
 
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (before chainer)
-import chainer  # noqa: E402
-
-import networks  # noqa: E402
-from branchynet import fast  # noqa: E402
-from branchynet.evaluation import costs
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -108,7 +106,7 @@ def bench_network(name, kwargs, batch, repeats, warmup, seed, sgemm, notes):
     step_macs = {"main": costs.baseline_cost(macs),
                  "joint": int(sum(macs["segments"]) + sum(macs["heads"]))}
     fns = {(mode, step): _step(net, step, mode, x, t) for mode in MODES for step in STEPS}
-    timed = _bench.time_interleaved(fns, repeats, warmup)
+    timed = benchmark.time_interleaved(fns, repeats, warmup)
     iters = TRAIN_SIZE[dataset] / batch
     rows = []
     for step in STEPS:
@@ -175,10 +173,10 @@ def main(args):
     if fast.blas.set_threads(args.cores) is None and args.cores > 1:
         raise SystemExit("--cores > 1 needs numpy's bundled OpenBLAS, whose threads it sets")
     fast.threads.set_threads(args.cores)
-    out, env, blas = _bench.start()
+    out, env, blas = benchmark.start()
     out("cores: %d (stock: %d BLAS threads; fast: %d kernel threads, one BLAS thread each)"
         % (args.cores, args.cores, args.cores))
-    sgemm = _bench.sgemm_both(args.sgemm_n, args.sgemm_repeats)
+    sgemm = benchmark.sgemm_both(args.sgemm_n, args.sgemm_repeats)
     out("numpy sgemm %dx%d float32: %.1f GFLOP/s wall, %.1f GFLOP/s CPU time"
         % (args.sgemm_n, args.sgemm_n, sgemm["wall_gflops"], sgemm["cpu_gflops"]))
     plan = [("b-lenet", {}, args.lenet_batch, args.lenet_repeats)]
@@ -204,7 +202,7 @@ def main(args):
                "load_average_end": list(os.getloadavg()), "inputs": notes,
                "settings": vars(args), "results": results,
                "method": __doc__.split("\n\n", 2)[2]}
-    _bench.write_outputs(args, summary, out)
+    benchmark.write_outputs(args, summary, out)
     return summary
 
 

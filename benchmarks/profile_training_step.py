@@ -6,24 +6,23 @@ function (forward, and backward as the *Grad functions), fast path or stock Chai
 A profile, not a benchmark: the hook adds a little per call; compare functions within one run.
 bench_training.py gives the step times to report. Random inputs of the network's input shape.
 """
-import _bench
+import numpy
 
-p = _bench.parser(__doc__, outputs=False)
+import chainer
+from chainer.function_hooks import TimerHook
+
+import networks
+from branchynet import benchmark
+
+p = benchmark.parser(__doc__, outputs=False)
 p.add_argument("--network", default="b-lenet")
 p.add_argument("--step", choices=("main", "joint"), default="main",
                help="train_main (pretraining) or train (joint) step")
 p.add_argument("--batchsize", type=int, default=512)
 p.add_argument("--steps", type=int, default=10, help="profiled steps, after 3 warm-up steps")
 p.add_argument("--stock-chainer", action="store_true", help="stock Chainer kernels")
-args = _bench.parse_args(p)
+args = benchmark.parse_args(p)
 
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
-import chainer  # noqa: E402
-from chainer.function_hooks import TimerHook  # noqa: E402
-
-import networks  # noqa: E402
 
 chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
 numpy.random.seed(0)
@@ -34,7 +33,7 @@ t = numpy.random.randint(0, 10, args.batchsize).astype(numpy.int32)
 step = net.train_main if args.step == "main" else net.train
 for _ in range(3):
     step(x, t)
-print(_bench.header())
+print(benchmark.header())
 print("%s %s step, batch %d, %s, %d steps; ms per step by function (a backward is counted in its "
       "forward function's row too)" % (args.network, args.step, args.batchsize,
                                       "stock Chainer" if args.stock_chainer else "fast path",

@@ -14,7 +14,6 @@ import os
 import shlex
 import sys
 
-
 import branchynet  # noqa: F401
 import networks
 from branchynet.model import sample_weights

@@ -25,14 +25,16 @@ import sys
 
 import numpy
 
-import branchynet  # noqa: F401  (compatibility shims before chainer)
 import chainer
+
+import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
 from branchynet import fast
 from branchynet.data.split import VAL_SIZE, load_split, run_statistics
 from branchynet.evaluation import frontier, table1
 from branchynet.model import serialization
-from branchynet.reporting import environment, figures, files, network as network_text, paper, rows
+from branchynet.reporting import environment, figures, files, paper, rows
+from branchynet.reporting import network as network_text
 from branchynet.training import runs, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +106,8 @@ def _measuring_arguments(p):
     p.add_argument("--device", default="@numpy",
                    help="Chainer device; a GPU (@cupy:0) adds GPU timing (default %(default)s)")
     p.add_argument("--gpu-only", action="store_true", help="with a GPU --device, time on the GPU only")
-    p.add_argument("--stock-chainer", action="store_true", help="stock Chainer kernels, not the fast CPU path")
+    p.add_argument("--stock-chainer", action="store_true",
+                   help="stock Chainer kernels, not the fast CPU path")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -243,7 +246,8 @@ def write_figures(result, out, test_outputs, log):
     figures.plot_training_curves(axes, log, title=result["network"])
     written.append(figures.save(fig, os.path.join(out, "training_curves.png")))
     fig, ax = figures.new_figure()
-    figures.plot_entropies(ax, test_outputs.entropies, title="%s: entropy per exit (test)" % result["network"])
+    figures.plot_entropies(ax, test_outputs.entropies,
+                           title="%s: entropy per exit (test)" % result["network"])
     written.append(figures.save(fig, os.path.join(out, "entropy.png")))
     if test_outputs.num_exits > 1:
         fig, ax = figures.new_figure()

@@ -19,6 +19,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (chainer.testing's marker)")
 
 
+# End-to-end tests of tens of seconds each on a 2-core CPU, in the slow tier so that `make test`
+# stays within 3 minutes; a faster test covers the same code in the fast tier (named after each).
+SLOW = {
+    # the B-LeNet script and table1.py on it: test_script_writes_well_formed_results[b-lenet]
+    "tests/experiments/test_experiments.py::test_script_writes_well_formed_results[b-alexnet]",
+    "tests/experiments/test_experiments.py::test_script_writes_well_formed_results[b-resnet110]",
+    "tests/experiments/test_experiments.py::test_table1_from_the_tiny_results",
+    "tests/experiments/test_experiments.py::test_training_writes_run_json_and_the_scripts_read_it",
+    # the beyond report's parts: tests/branchynet (measures, selection, report)
+    "tests/experiments/test_beyond.py::test_beyond_train_and_report",
+    # two processes training as one: test_two_processes_train_what_one_process_trains
+    "tests/branchynet/test_distributed.py::test_a_failing_rank_ends_the_job_and_the_run_resumes",
+    # the same blocks as b-resnet110, exit 1 elsewhere: test_resnet_variants_differ_only_in_where_exit_1_taps
+    "tests/networks/test_networks.py::test_network_shapes_sizes_params_and_gradients[b-resnet110-paper]",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks the ``SLOW`` tests slow; a listed test that is gone from a collected file is an error,
+    so that the list follows renames."""
+    found = set()
+    for item in items:
+        if item.nodeid in SLOW:
+            item.add_marker(pytest.mark.slow)
+            found.add(item.nodeid)
+    files = {item.nodeid.split("::")[0] for item in items}
+    gone = sorted(n for n in SLOW - found if n.split("::")[0] in files)
+    if gone:
+        raise pytest.UsageError("tests/conftest.py SLOW names tests that do not exist: %s" % ", ".join(gone))
+
+
 @pytest.fixture(scope="session")
 def mnist_subset():
     """The first 2,000 real MNIST training images (float32 N x 1 x 28 x 28 in [0, 1]) and labels."""
@@ -31,10 +62,10 @@ def mnist_subset():
 @pytest.fixture(scope="session")
 def cifar_subset():
     """The first 512 real CIFAR-10 training images (default preprocessing) and labels."""
-    from branchynet.data import datasets
+    from branchynet.data import datasets, files
     try:
         train, _ = datasets.get_cifar10(download=False)
-    except datasets.DatasetError as err:
+    except files.DatasetError as err:
         pytest.skip("CIFAR-10 not available: %s" % err)
     x, t = datasets.arrays(train)
     return numpy.ascontiguousarray(x[:512]), numpy.asarray(t[:512])

@@ -42,5 +42,6 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
 def test_the_package_version_is_the_installed_distributions():
     """One version: setup.py reads branchynet.__version__."""
     import importlib.metadata
+
     import branchynet
     assert branchynet.__version__ == importlib.metadata.version("branchynet")

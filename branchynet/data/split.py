@@ -5,21 +5,21 @@ CIFAR-10's preprocessing statistics ("gcn": per-pixel mean; "standardize": per-c
 std) come from the training part only (``statistics="train"``), after the validation images are
 set aside, so that no validation image shapes the inputs. ``statistics="all"`` takes them from all
 50,000 official training images, validation included: what every run trained before this option
-existed used (``LEGACY_STATISTICS``), so evaluating such a run needs it. MNIST uses no statistics.
-What was done is in the split's ``description``.
+existed used (the committed B-AlexNet and B-ResNet-110 runs), so evaluating such a run needs it.
+MNIST uses no statistics. What was done is in the split's ``description``, which a run folder's
+run.json records (``run_statistics`` reads it back).
 """
 import json
 import os
 
 import numpy
 
-from branchynet.data import datasets
+from branchynet.data import cifar10, datasets
 
 STATISTICS = ("train", "all")
 # the training images held out as the validation split on which thresholds are chosen (ours, not
 # the paper's, which chose its thresholds on the test set): the one default of every script and run
 VAL_SIZE = 5000
-LEGACY_STATISTICS = "all"
 
 
 class Split(tuple):
@@ -48,7 +48,7 @@ def load_split(dataset, val_size=VAL_SIZE, data_dir=None, seed=0, statistics="tr
         x_test, t_test = datasets.arrays(test)
     elif dataset == "cifar10":
         datasets.check_preprocessing(preprocessing)
-        x, t, x_test, t_test = datasets.load_cifar10_raw(data_dir)
+        x, t, x_test, t_test = cifar10.load_cifar10_raw(data_dir)
         t, t_test = t.astype(numpy.int32), t_test.astype(numpy.int32)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
@@ -71,12 +71,20 @@ def load_split(dataset, val_size=VAL_SIZE, data_dir=None, seed=0, statistics="tr
 
 
 def run_statistics(run_dir):
-    """The ``statistics`` a run folder was trained with: ``run.json``'s ``split.statistics`` where
-    it is recorded, else ``LEGACY_STATISTICS`` (runs from before it was recorded)."""
+    """The ``statistics`` a run folder was trained with, as its run.json records them
+    (``split.statistics``), so that it is evaluated on the inputs it was trained on; "train" (the
+    default) where the split used none (MNIST; CIFAR-10 scaled to [0, 1])."""
     path = os.path.join(run_dir, "run.json")
-    if os.path.exists(path):
+    try:
         with open(path) as f:
-            recorded = (json.load(f).get("split") or {}).get("statistics")
-        if recorded in STATISTICS:
-            return recorded
-    return LEGACY_STATISTICS
+            split = json.load(f).get("split")
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: the run folder does not say which preprocessing "
+                         "statistics its net was trained with (experiments/train.py writes it)") from None
+    if not isinstance(split, dict) or "statistics" not in split:
+        raise ValueError(f"{path} records no split.statistics: add the split its net was trained on "
+                         "(the description branchynet.data.split.load_split returns)")
+    recorded = split["statistics"]
+    if recorded is not None and recorded not in STATISTICS:
+        raise ValueError(f"{path}: split.statistics must be one of {STATISTICS} or null, not {recorded!r}")
+    return recorded or "train"

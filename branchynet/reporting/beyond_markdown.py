@@ -31,16 +31,19 @@ def _header(report, title, commands):
 
 def _costs(report):
     bc, lines = report["base_cost"], []
-    lines += ["## Costs per exit", "", "| exit | segment MACs | head MACs | leaving here | % of baseline | ms (batch 1, cumulative) |",
+    lines += ["## Costs per exit", "",
+              "| exit | segment MACs | head MACs | leaving here | % of baseline | ms (batch 1, cumulative) |",
               "|---|---|---|---|---|---|"]
     for r, ms in zip(report["cost_table"]["exits"], report["time"]["exit_ms"]):
         lines.append("| %d | %d | %d | %d | %.1f | %.3f |" % (r["exit"], r["segment"], r["head"],
                                                               r["exit_cost"], 100 * r["of_baseline"], ms))
     lines += ["", "Heads before the last cost %.1f %% of the baseline. Baseline measured %.3f ms."
               % (100 * report["cost_table"]["head_overhead"], report["time"]["baseline_ms"]), ""]
-    lines += ["## Anytime prediction (each exit alone, test)", "", "| exit | accuracy % | % of cost | ECE % |", "|---|---|---|---|"]
+    lines += ["## Anytime prediction (each exit alone, test)", "",
+              "| exit | accuracy % | % of cost | ECE % |", "|---|---|---|---|"]
     for a, c in zip(report["anytime"], report["calibration"]):
-        lines.append("| %d | %s | %.1f | %.2f |" % (a["exit"], _pct(a["accuracy"]), 100 * a["cost"] / bc, 100 * c["ece"]))
+        lines.append("| %d | %s | %.1f | %.2f |"
+                     % (a["exit"], _pct(a["accuracy"]), 100 * a["cost"] / bc, 100 * c["ece"]))
     o, ov = report["oracle"]["test"], report["overthinking"]
     lines += ["", "Oracle (each sample out at its earliest correct exit; never-right ones at the "
               "first): %s %% at %.1f %% of the cost (exits %s %%). Overthinking (test): wasteful "
@@ -65,7 +68,8 @@ def _sections(report):
 def _at_baseline(report):
     bc, lines = report["base_cost"], []
     lines += ["## At the baseline's accuracy: each measure's fastest setting (fitted on val)", "",
-              "| measure | rule | T | val acc % | test acc % | % of cost | speed-up (MACs) | exits % | accuracy of leavers % |",
+              "| measure | rule | T | val acc % | test acc % | % of cost | speed-up (MACs) | exits % "
+              "| accuracy of leavers % |",
               "|---|---|---|---|---|---|---|---|---|"]
     pk = report.get("paper_knee")
     if pk:
@@ -88,7 +92,8 @@ def _budgets(report):
               "|---|" + "---|" * len(BUDGETS)]
     for name, sec in sections:
         lines.append("| %s | %s |" % (name, " | ".join(
-            "–" if b["row"] is None else "%s (%.0f %%)" % (_pct(b["row"]["accuracy"]), 100 * b["row"]["cost"] / bc)
+            "–" if b["row"] is None
+            else "%s (%.0f %%)" % (_pct(b["row"]["accuracy"]), 100 * b["row"]["cost"] / bc)
             for b in sec["budgets"])))
     lines += ["", "In parentheses: the cost reached on test. –: the budget is below the cheapest "
               "setting (every sample out at the first exit)."]
@@ -102,8 +107,9 @@ def _budgets(report):
                                           % (_pct(b["row"]["accuracy"]), b["row"]["cost"]))
                 for b in rows))
     if t["measured"]:
-        lines += ["", "Measured beside predicted (batch 1, %d test samples, fastest of %d passes, shared CPU):"
-                  % (t["measured"][0]["samples"], t.get("repeats", 1)), "", "| measure | rule | T | measured ms | predicted ms |", "|---|---|---|---|---|"]
+        lines += ["", "Measured beside predicted (batch 1, %d test samples, fastest of %d passes, "
+                  "shared CPU):" % (t["measured"][0]["samples"], t.get("repeats", 1)), "",
+                  "| measure | rule | T | measured ms | predicted ms |", "|---|---|---|---|---|"]
         for m in t["measured"]:
             lines.append("| %s | %s | %s | %.3f | %.3f |" % (m["measure"], m["rule"], _thr(m["thresholds"]),
                                                            m["measured_ms"], m["predicted_ms"]))
@@ -139,13 +145,16 @@ def _weighting(weighting, bc):
     lines = []
     lines += ["", "## Sample-dependent loss weights against the paper's fixed weights", "",
               weighting["note"], "",
-              "| scheme | test acc per exit % | ECE per exit % | fastest at baseline acc (entropy): test acc %, % of cost | (max_prob) | "
+              "| scheme | test acc per exit % | ECE per exit % | fastest at baseline acc (entropy): "
+              "test acc %, % of cost | (max_prob) | "
               + " | ".join("entropy @ %d %%" % (100 * f) for f in BUDGETS) + " |",
               "|---|---|---|---|---|" + "---|" * len(BUDGETS)]
     for r in weighting["runs"]:
         def at(name):
             a = r["measures"][name]["at_baseline"]
-            return "none on val" if "infeasible" in a else "%s, %.1f" % (_pct(a["accuracy"]), 100 * a["cost"] / bc)
+            if "infeasible" in a:
+                return "none on val"
+            return "%s, %.1f" % (_pct(a["accuracy"]), 100 * a["cost"] / bc)
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             r["run"], ", ".join(_pct(a["accuracy"]) for a in r["anytime"]),
             ", ".join("%.2f" % (100 * e) for e in r["ece"]), at("entropy"), at("max_prob"),

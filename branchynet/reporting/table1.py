@@ -18,7 +18,8 @@ import json
 import os
 
 from branchynet.model import serialization
-from branchynet.reporting import paper, rows as table_rows, tables
+from branchynet.reporting import paper, tables
+from branchynet.reporting import rows as table_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")

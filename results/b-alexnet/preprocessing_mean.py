@@ -7,22 +7,21 @@ CIFAR-10 test set with that mean ("all", what it was trained with) and with the 
         > results/b-alexnet/preprocessing_mean.txt
 """
 import os
-import sys
+
+import numpy
+
+import networks
+from branchynet.data import cifar10, datasets
+from branchynet.data import split as data_split
+from branchynet.evaluation import outputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", ".."))
-
-import numpy  # noqa: E402
-
-from branchynet.data import datasets, split as data_split  # noqa: E402
-from branchynet.evaluation import outputs
-import networks  # noqa: E402
 
 RUN = os.path.join(HERE, "run")
 
 
 def main(val_size=5000):
-    raw = datasets.load_cifar10_raw(download=False)[0]
+    raw = cifar10.load_cifar10_raw(download=False)[0]
     keep = numpy.sort(numpy.random.RandomState(0).permutation(len(raw))[val_size:])  # as load_split
     means = {s: datasets.cifar10_statistics(raw if s == "all" else raw[keep], "gcn")["pixel_mean"]
              for s in ("all", "train")}

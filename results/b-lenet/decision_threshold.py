@@ -6,17 +6,14 @@ digits; with how many of them leave exit_rule.leaves_one's float64 path for the 
         > results/b-lenet/decision_threshold.txt
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import numpy
 
-import numpy  # noqa: E402
-
-from branchynet.data import datasets  # noqa: E402
+import networks
+from branchynet.data import datasets
 from branchynet.evaluation import timing
 from branchynet.model import exit_rule
 from branchynet.reporting import paper
-import networks  # noqa: E402
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run", "branchy.npz")
 

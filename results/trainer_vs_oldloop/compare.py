@@ -21,12 +21,10 @@ import sys
 
 import numpy
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+import networks
+from branchynet.training import trainer
 
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.training import trainer  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 KEYS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
 

@@ -1,8 +1,11 @@
 """Datasets: real MNIST / CIFAR-10 contents, every accepted file form, checksums, downloads, cache.
 
 Runs on the real files of the data folder (conftest: ../../shared/data); nothing touches the network:
-every download goes through a monkeypatched ``datasets.open_url``.
+every download goes through a monkeypatched ``files.open_url``. The CIFAR-10 format tests run on a
+synthetic set of 120 images written in each official form (the fast tier) and again on the real
+60,000 images (``slow``), through the same code paths (the ``cifar`` fixture).
 """
+import gzip
 import hashlib
 import io
 import json
@@ -10,7 +13,6 @@ import os
 import pickle
 import shutil
 import tarfile
-import time
 import urllib.error
 from pathlib import Path
 
@@ -18,10 +20,11 @@ import numpy as np
 import pytest
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet.data import datasets, split as data_split
-from branchynet.data.datasets import DatasetError
+from branchynet.data import cifar10, datasets, files, mnist
+from branchynet.data import split as data_split
+from branchynet.data.files import DatasetError
 
-DATA = datasets.resolve_data_dir()
+DATA = files.resolve_data_dir()
 pytestmark = pytest.mark.skipif(
     not (DATA / "mnist").is_dir() or not (DATA / "cifar10").is_dir(),
     reason=f"the real datasets are not in {DATA} (set BRANCHYNET_DATA)")
@@ -41,7 +44,7 @@ def tmp_cache(tmp_path, monkeypatch):
 
 def copy_mnist(root):
     (root / "mnist").mkdir(parents=True)
-    for name in datasets.MNIST_MD5:
+    for name in mnist.MNIST_MD5:
         shutil.copyfile(DATA / "mnist" / name, root / "mnist" / name)
     return root / "mnist"
 
@@ -71,12 +74,14 @@ class FakeResponse(io.BytesIO):
 
 
 def cifar_batches(raw):
-    """(name, labels, pixels N x 3072) for each official batch, in order."""
+    """(name, labels, pixels n x 3072) for each official batch, in order (five training batches of
+    equal size, then the test batch)."""
     x_train, y_train, x_test, y_test = raw
-    for i, name in enumerate(datasets.CIFAR10_BATCHES[:5]):
-        rows = slice(10000 * i, 10000 * (i + 1))
-        yield name, y_train[rows], x_train[rows].reshape(10000, -1)
-    yield "test_batch", y_test, x_test.reshape(10000, -1)
+    n = len(x_train) // 5
+    for i, name in enumerate(cifar10.CIFAR10_BATCHES[:5]):
+        rows = slice(n * i, n * (i + 1))
+        yield name, y_train[rows], x_train[rows].reshape(n, -1)
+    yield "test_batch", y_test, x_test.reshape(len(x_test), -1)
 
 
 def bin_records(labels, pixels):
@@ -86,7 +91,8 @@ def bin_records(labels, pixels):
 def python_batch(name, labels, pixels):
     """A batch pickled in the python version's format (dict with bytes keys, ndarray data)."""
     return pickle.dumps({b"batch_label": f"{name} of CIFAR-10".encode(), b"labels": labels.tolist(),
-                         b"data": pixels, b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))]},
+                         b"data": pixels,
+                         b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels))]},
                         protocol=2)
 
 
@@ -125,46 +131,94 @@ def replace_with_copy(path, data):
 
 @pytest.fixture(scope="module")
 def mnist_raw():
-    return datasets.load_mnist_raw(download=False)
+    return mnist.load_mnist_raw(download=False)
 
 
 @pytest.fixture(scope="module")
 def cifar_raw():
-    return datasets.load_cifar10_raw(download=False)
+    return cifar10.load_cifar10_raw(download=False)
+
+
+def build_form(root, raw, form):
+    """Writes CIFAR-10 ``raw`` into ``root/cifar10`` in one official form: extracted python or
+    binary batches ("py", "bin", "bin-gz": gzipped binary, as the shared folder holds them) or an
+    official-layout archive ("py-tar", "bin-tar"); returns ``root``."""
+    folder = root / "cifar10"
+    batches = list(cifar_batches(raw))
+    if form in ("bin", "bin-gz"):
+        (folder / "cifar-10-batches-bin").mkdir(parents=True)
+        for name, labels, pixels in batches:
+            data = bin_records(labels, pixels)
+            suffix = ".bin.gz" if form == "bin-gz" else ".bin"
+            data = gzip.compress(data, compresslevel=1) if form == "bin-gz" else data
+            (folder / "cifar-10-batches-bin" / f"{name}{suffix}").write_bytes(data)
+    elif form == "py":
+        (folder / "cifar-10-batches-py").mkdir(parents=True)
+        for name, labels, pixels in batches:
+            (folder / "cifar-10-batches-py" / name).write_bytes(python_batch(name, labels, pixels))
+    elif form == "bin-tar":
+        folder.mkdir()
+        members = {f"{n}.bin": bin_records(labels, pixels) for n, labels, pixels in batches}
+        members["batches.meta.txt"] = b"airplane\n"
+        write_tar(folder / cifar10.CIFAR10_BINARY_TAR, "cifar-10-batches-bin", members)
+    elif form == "py-tar":
+        folder.mkdir()
+        members = {n: python_batch(n, labels, pixels) for n, labels, pixels in batches}
+        members["batches.meta"] = pickle.dumps({b"label_names": [b"airplane"]}, protocol=2)
+        write_tar(folder / cifar10.CIFAR10_PYTHON_TAR, "cifar-10-batches-py", members)
+    return root
+
+
+def synthetic_cifar(per_batch=20, seed=3):
+    """A CIFAR-10 stand-in of 5 x ``per_batch`` training and ``per_batch`` test images (uint8,
+    uneven brightness), and the sha1 of each batch's binary records, as the official table."""
+    rng = np.random.RandomState(seed)
+    n = 6 * per_batch
+    x = (rng.randint(0, 156, (n, 1, 1, 1)) + rng.randint(0, 100, (n, 3, 32, 32))).astype(np.uint8)
+    y = rng.randint(0, 10, n).astype(np.uint8)
+    raw = (x[:5 * per_batch], y[:5 * per_batch], x[5 * per_batch:], y[5 * per_batch:])
+    sha1 = {name: hashlib.sha1(bin_records(labels, pixels)).hexdigest()
+            for name, labels, pixels in cifar_batches(raw)}
+    return raw, sha1
+
+
+class CifarSource:
+    """CIFAR-10 ``raw`` arrays and ``forms(form)``: a data folder holding them in ``form``
+    (``build_form``; "bin-gz" of the real set is the shared data folder itself)."""
+
+    def __init__(self, raw, forms):
+        self.raw, self.forms = raw, forms
 
 
 @pytest.fixture(scope="module")
-def cifar_forms(tmp_path_factory, cifar_raw):
-    """Builds, once per module, a data folder holding CIFAR-10 in one of the other official forms."""
+def _real_cifar(tmp_path_factory):
+    raw = cifar10.load_cifar10_raw(download=False)
+    built = {"bin-gz": DATA}
+
+    def forms(form):
+        if form not in built:
+            built[form] = build_form(tmp_path_factory.mktemp(form), raw, form)
+        return built[form]
+    return CifarSource(raw, forms)
+
+
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def cifar(request, tmp_path_factory, monkeypatch):
+    """The CIFAR-10 format tests' data, twice: a synthetic set of 120 images in every official
+    form (the fast tier; the checksum table and shapes patched to its own), and the real one
+    (``slow``: each form of 60,000 images takes seconds to write and read)."""
+    if request.param == "real":
+        return request.getfixturevalue("_real_cifar")
+    raw, sha1 = synthetic_cifar()
+    monkeypatch.setattr(cifar10, "CIFAR10_BIN_SHA1", sha1)
+    monkeypatch.setattr(cifar10, "_CIFAR10_SHAPES", tuple(a.shape for a in raw))
     built = {}
 
-    def build(form):
+    def forms(form):
         if form not in built:
-            root = tmp_path_factory.mktemp(form)
-            folder = root / "cifar10"
-            batches = list(cifar_batches(cifar_raw))
-            if form == "bin":
-                (folder / "cifar-10-batches-bin").mkdir(parents=True)
-                for name, labels, pixels in batches:
-                    (folder / "cifar-10-batches-bin" / f"{name}.bin").write_bytes(bin_records(labels, pixels))
-            elif form == "py":
-                (folder / "cifar-10-batches-py").mkdir(parents=True)
-                for name, labels, pixels in batches:
-                    (folder / "cifar-10-batches-py" / name).write_bytes(python_batch(name, labels, pixels))
-            elif form == "bin-tar":
-                folder.mkdir()
-                members = {f"{n}.bin": bin_records(labels, pixels) for n, labels, pixels in batches}
-                members["batches.meta.txt"] = b"airplane\n"
-                write_tar(folder / datasets.CIFAR10_BINARY_TAR, "cifar-10-batches-bin", members)
-            elif form == "py-tar":
-                folder.mkdir()
-                members = {n: python_batch(n, labels, pixels) for n, labels, pixels in batches}
-                members["batches.meta"] = pickle.dumps({b"label_names": [b"airplane"]}, protocol=2)
-                write_tar(folder / datasets.CIFAR10_PYTHON_TAR, "cifar-10-batches-py", members)
-            built[form] = root
+            built[form] = build_form(tmp_path_factory.mktemp(form), raw, form)
         return built[form]
-
-    return build
+    return CifarSource(raw, forms)
 
 
 # ------------------------------------------------------------------------------------------- MNIST
@@ -184,29 +238,32 @@ def test_mnist_contents(mnist_raw):
         (np.uint8, (60000, 1, 28, 28), (60000,), (10000, 1, 28, 28))
 
 
-def test_second_mnist_load_is_fast_and_uses_the_cache(tmp_cache, mnist_raw):
-    datasets.load_mnist_raw(download=False)
+def test_second_mnist_load_uses_the_cache(tmp_cache, mnist_raw, monkeypatch):
+    mnist.load_mnist_raw(download=False)
     (entry,) = tmp_cache.iterdir()
-    assert sorted(p.name for p in entry.iterdir()) == ["x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
-    start = time.perf_counter()
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+
+    def decode(folder):
+        raise AssertionError("decoded again instead of read from the cache")
+    monkeypatch.setattr(mnist, "_decode_mnist", decode)
     train, _ = datasets.get_mnist(download=False)
-    assert time.perf_counter() - start < 1.0
     np.testing.assert_array_equal(datasets.arrays(train)[1], mnist_raw[1])
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_cache, mnist_raw):
-    datasets.load_mnist_raw(download=False)
+    mnist.load_mnist_raw(download=False)
     (entry,) = tmp_cache.iterdir()
     truncate(entry / "x_train.npy", 1000)
-    assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)
-    assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)  # and rewritten
+    assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)
+    assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)  # and rewritten
 
 
 def test_unwritable_cache_only_warns(tmp_path, monkeypatch, mnist_raw):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("BRANCHYNET_CACHE", str(tmp_path / "a-file" / "cache"))
     with pytest.warns(UserWarning, match="could not cache"):
-        assert_same_arrays(datasets.load_mnist_raw(download=False), mnist_raw)
+        assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -224,7 +281,7 @@ def test_missing_mnist_folder_is_a_clear_error(tmp_path):
         datasets.get_mnist(tmp_path / "nowhere", download=False)
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "mnist") in message
-    assert all(name in message for name in datasets.MNIST_MD5)
+    assert all(name in message for name in mnist.MNIST_MD5)
 
 
 # ------------------------------------------------------------------------------------ MNIST download
@@ -243,24 +300,24 @@ def serve_mnist(urls, failing_prefixes=(), corrupt=False):
 def test_download_falls_back_to_a_mirror_and_writes_checked_files(tmp_path, tmp_cache, monkeypatch, capsys,
                                                                  mnist_raw):
     urls = []
-    monkeypatch.setattr(datasets, "open_url", serve_mnist(urls, failing_prefixes=datasets.MNIST_MIRRORS[0]))
-    assert_same_arrays(datasets.load_mnist_raw(tmp_path), mnist_raw)
+    monkeypatch.setattr(files, "open_url", serve_mnist(urls, failing_prefixes=mnist.MNIST_MIRRORS[0]))
+    assert_same_arrays(mnist.load_mnist_raw(tmp_path), mnist_raw)
     name = "train-images-idx3-ubyte.gz"
-    assert urls[:2] == [datasets.MNIST_MIRRORS[0] + name, datasets.MNIST_MIRRORS[1] + name]
-    assert sorted(os.listdir(tmp_path / "mnist")) == sorted(datasets.MNIST_MD5)  # no temporary files left
-    for file in datasets.MNIST_MD5:
+    assert urls[:2] == [mnist.MNIST_MIRRORS[0] + name, mnist.MNIST_MIRRORS[1] + name]
+    assert sorted(os.listdir(tmp_path / "mnist")) == sorted(mnist.MNIST_MD5)  # no temporary files left
+    for file in mnist.MNIST_MD5:
         assert (tmp_path / "mnist" / file).read_bytes() == (DATA / "mnist" / file).read_bytes()
     assert "#" * 30 in capsys.readouterr().err  # a completed progress bar
     urls.clear()
-    datasets.load_mnist_raw(tmp_path)
+    mnist.load_mnist_raw(tmp_path)
     assert urls == []  # present files are not fetched again
 
 
 def test_corrupt_download_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "open_url", serve_mnist([], corrupt=True))
+    monkeypatch.setattr(files, "open_url", serve_mnist([], corrupt=True))
     with pytest.raises(DatasetError, match="not the official") as err:
-        datasets.load_mnist_raw(tmp_path)
-    assert all(mirror in str(err.value) for mirror in datasets.MNIST_MIRRORS)
+        mnist.load_mnist_raw(tmp_path)
+    assert all(mirror in str(err.value) for mirror in mnist.MNIST_MIRRORS)
     assert os.listdir(tmp_path / "mnist") == []
 
 
@@ -271,9 +328,9 @@ def test_interrupted_download_leaves_no_file(tmp_path, monkeypatch):
                 raise ConnectionResetError("connection reset")
             return super().read(size)
 
-    monkeypatch.setattr(datasets, "open_url", lambda url: Broken(b"x" * (3 << 20)))
+    monkeypatch.setattr(files, "open_url", lambda url: Broken(b"x" * (3 << 20)))
     with pytest.raises(DatasetError, match="connection reset"):
-        datasets.load_mnist_raw(tmp_path)
+        mnist.load_mnist_raw(tmp_path)
     assert os.listdir(tmp_path / "mnist") == []
 
 
@@ -281,15 +338,15 @@ def test_no_network_names_the_folder_and_the_files(tmp_path, monkeypatch):
     def offline(url):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(datasets, "open_url", offline)
+    monkeypatch.setattr(files, "open_url", offline)
     with pytest.raises(DatasetError) as err:
-        datasets.load_mnist_raw(tmp_path)
+        mnist.load_mnist_raw(tmp_path)
     message = str(err.value)
     assert "no network" in message and str(tmp_path / "mnist") in message
-    assert all(name in message for name in datasets.MNIST_MD5)
+    assert all(name in message for name in mnist.MNIST_MD5)
     with pytest.raises(DatasetError) as err:
-        datasets.load_cifar10_raw(tmp_path)
-    assert str(tmp_path / "cifar10") in str(err.value) and datasets.CIFAR10_PYTHON_TAR in str(err.value)
+        cifar10.load_cifar10_raw(tmp_path)
+    assert str(tmp_path / "cifar10") in str(err.value) and cifar10.CIFAR10_PYTHON_TAR in str(err.value)
     assert os.listdir(tmp_path / "cifar10") == []
 
 
@@ -306,37 +363,40 @@ def test_cifar10_raw_contents(cifar_raw):
     np.testing.assert_allclose(channel_mean, [0.4914, 0.4822, 0.4465], atol=5e-4)
 
 
-def test_cifar10_gcn(cifar_raw):
-    train, test = datasets.get_cifar10(download=False)
-    assert (len(train), len(test)) == (50000, 10000)
+def test_cifar10_gcn(cifar, tmp_cache):
+    raw = cifar.raw
+    n_train, n_test = len(raw[0]), len(raw[2])
+    train, test = datasets.get_cifar10(cifar.forms("bin-gz"), download=False)
+    assert (len(train), len(test)) == (n_train, n_test)
     for x, y in (datasets.arrays(train), datasets.arrays(test)):
         assert x.dtype == np.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == np.int32
-    x_test = datasets.arrays(test)[0].reshape(10000, -1)
+    x_test = datasets.arrays(test)[0].reshape(n_test, -1)
     np.testing.assert_allclose(x_test.mean(axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(x_test.std(axis=1, ddof=1), 1, atol=1e-4)
-    np.testing.assert_array_equal(datasets.arrays(test)[1], cifar_raw[3])
+    np.testing.assert_array_equal(datasets.arrays(test)[1], raw[3])
     # independently, in float64: minus the *training* pixel mean, then per-image GCN
-    train_mean = cifar_raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
-    for i in (0, 1, 4321, 9999):
-        image = cifar_raw[2][i].reshape(-1) / 255.0 - train_mean
+    train_mean = raw[0].mean(axis=0, dtype=np.float64).reshape(-1) / 255
+    for i in (0, 1, n_test // 2, n_test - 1):
+        image = raw[2][i].reshape(-1) / 255.0 - train_mean
         image -= image.mean()
         np.testing.assert_allclose(x_test[i], image / image.std(ddof=1), atol=2e-5)
 
 
-def test_cifar10_scale_and_standardize(cifar_raw):
-    _, test = datasets.get_cifar10(preprocessing="scale", download=False)
-    np.testing.assert_array_equal(datasets.arrays(test)[0], cifar_raw[2] / np.float32(255))
+def test_cifar10_scale_and_standardize(cifar, tmp_cache):
+    raw, folder = cifar.raw, cifar.forms("bin-gz")
+    _, test = datasets.get_cifar10(folder, preprocessing="scale", download=False)
+    np.testing.assert_array_equal(datasets.arrays(test)[0], raw[2] / np.float32(255))
     del test
-    train, test = datasets.get_cifar10(preprocessing="standardize", download=False)
+    train, test = datasets.get_cifar10(folder, preprocessing="standardize", download=False)
     # independently, exactly: the training set's per-channel statistics from histograms of its bytes
     values = np.arange(256) / 255
     mean, std = np.empty(3), np.empty(3)
     for c in range(3):
-        p = np.bincount(cifar_raw[0][:, c].ravel(), minlength=256) / (50000 * 32 * 32)
+        p = np.bincount(raw[0][:, c].ravel(), minlength=256) / raw[0][:, c].size
         mean[c] = p @ values
         std[c] = np.sqrt(p @ (values - mean[c]) ** 2)
-    for x_raw, x in ((cifar_raw[0], datasets.arrays(train)[0]), (cifar_raw[2], datasets.arrays(test)[0])):
-        for i in (0, 4321, 9999):  # the test set too uses the training statistics
+    for x_raw, x in ((raw[0], datasets.arrays(train)[0]), (raw[2], datasets.arrays(test)[0])):
+        for i in (0, len(x_raw) // 2, len(x_raw) - 1):  # the test set too uses the training statistics
             want = (x_raw[i] / 255 - mean[:, None, None]) / std[:, None, None]
             np.testing.assert_allclose(x[i], want, atol=1e-5)
 
@@ -346,29 +406,29 @@ def test_unknown_preprocessing_is_refused_before_loading(tmp_path):
         datasets.get_cifar10(tmp_path / "nowhere", preprocessing="whiten")
 
 
-@pytest.mark.parametrize("form", ["bin", "py", "bin-tar", "py-tar"])
-def test_every_official_form_gives_the_same_arrays(form, cifar_forms, cifar_raw, tmp_cache):
-    assert_same_arrays(datasets.load_cifar10_raw(cifar_forms(form), download=False), cifar_raw)
+@pytest.mark.parametrize("form", ["bin", "bin-gz", "py", "bin-tar", "py-tar"])
+def test_every_official_form_gives_the_same_arrays(form, cifar, tmp_cache):
+    assert_same_arrays(cifar10.load_cifar10_raw(cifar.forms(form), download=False), cifar.raw)
 
 
-def test_mixed_bin_and_bin_gz_files_and_a_changed_source(tmp_path, tmp_cache, cifar_forms, cifar_raw):
+def test_mixed_bin_and_bin_gz_files_and_a_changed_source(tmp_path, tmp_cache, cifar):
     """``.bin`` and ``.bin.gz`` files may be mixed; and once a source file changes, its cache entry,
     keyed by the source's checksums, is no longer used: the changed file is read and refused."""
-    folder = link_shared_cifar(tmp_path)
+    folder = link_files(tmp_path, cifar.forms("bin-gz") / "cifar10" / "cifar-10-batches-bin")
     (folder / "test_batch.bin.gz").unlink()
-    test_batch = (cifar_forms("bin") / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    test_batch = (cifar.forms("bin") / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
     (folder / "test_batch.bin").write_bytes(test_batch)
-    assert_same_arrays(datasets.load_cifar10_raw(tmp_path, download=False), cifar_raw)
+    assert_same_arrays(cifar10.load_cifar10_raw(tmp_path, download=False), cifar.raw)
     assert len(list(tmp_cache.iterdir())) == 1
     flip_byte(folder / "test_batch.bin", 5000)
-    with pytest.raises(DatasetError, match=datasets.CIFAR10_BIN_SHA1["test_batch"]) as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+    with pytest.raises(DatasetError, match=cifar10.CIFAR10_BIN_SHA1["test_batch"]) as err:
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(folder / "test_batch.bin") in str(err.value)
 
 
 def test_cifar10_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError) as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     message = str(err.value)
     assert str(tmp_path / "cifar10") in message
     assert all(name in message for name in ("cifar-10-python.tar.gz", "cifar-10-binary.tar.gz",
@@ -379,7 +439,7 @@ def test_incomplete_extracted_folder_is_a_clear_error(tmp_path):
     folder = link_shared_cifar(tmp_path)
     (folder / "test_batch.bin.gz").unlink()
     with pytest.raises(DatasetError, match="test_batch.bin or test_batch.bin.gz") as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(folder) in str(err.value)
 
 
@@ -390,18 +450,18 @@ def test_truncated_bin_gz_is_a_clear_error(tmp_path, tmp_cache):
     path.unlink()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match="truncated or corrupt") as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(path) in str(err.value)
 
 
 @pytest.mark.parametrize("damage", ["bin: flipped byte", "py: changed pixel", "py: flipped byte"])
-def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar_forms, cifar_raw):
+def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar):
     form = damage[:damage.index(":")]
-    source = cifar_forms(form) / "cifar10" / f"cifar-10-batches-{form}"
+    source = cifar.forms(form) / "cifar10" / f"cifar-10-batches-{form}"
     folder = link_files(tmp_path, source)
     path = folder / ("data_batch_1.bin" if form == "bin" else "data_batch_1")
     if damage == "py: changed pixel":
-        name, labels, pixels = next(cifar_batches(cifar_raw))
+        name, labels, pixels = next(cifar_batches(cifar.raw))
         pixels = pixels.copy()
         pixels[7, 77] ^= 1
         replace_with_copy(path, python_batch(name, labels, pixels))
@@ -410,18 +470,18 @@ def test_damaged_batch_is_a_clear_error(damage, tmp_path, cifar_forms, cifar_raw
         flip_byte(path, path.stat().st_size // 2)
     # a flipped byte in a pickle may break its decoding, or only change a value
     expected = "not a readable CIFAR-10 python batch|" if damage == "py: flipped byte" else ""
-    with pytest.raises(DatasetError, match=expected + datasets.CIFAR10_BIN_SHA1["data_batch_1"]) as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+    with pytest.raises(DatasetError, match=expected + cifar10.CIFAR10_BIN_SHA1["data_batch_1"]) as err:
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(path) in str(err.value) and len(str(err.value)) < 1000
 
 
-def test_truncated_tar_is_a_clear_error(tmp_path, tmp_cache, cifar_forms):
-    path = tmp_path / "cifar10" / datasets.CIFAR10_BINARY_TAR
+def test_truncated_tar_is_a_clear_error(tmp_path, tmp_cache, cifar):
+    path = tmp_path / "cifar10" / cifar10.CIFAR10_BINARY_TAR
     path.parent.mkdir()
-    data = (cifar_forms("bin-tar") / "cifar10" / datasets.CIFAR10_BINARY_TAR).read_bytes()
+    data = (cifar.forms("bin-tar") / "cifar10" / cifar10.CIFAR10_BINARY_TAR).read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(DatasetError, match="truncated or corrupt") as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(path) in str(err.value)
 
 
@@ -432,35 +492,35 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 
     folder = tmp_path / "cifar10" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    for name in datasets.CIFAR10_BATCHES:
+    for name in cifar10.CIFAR10_BATCHES:
         (folder / name).write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}, protocol=2))
     with pytest.raises(DatasetError, match="unexpected global .*print") as err:
-        datasets.load_cifar10_raw(tmp_path, download=False)
+        cifar10.load_cifar10_raw(tmp_path, download=False)
     assert str(folder / "data_batch_1") in str(err.value)
 
 
-def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatch, cifar_forms, cifar_raw):
+def test_cifar10_download_checks_the_archive_md5(tmp_path, tmp_cache, monkeypatch, cifar):
     """The download path end to end, serving a re-packed python archive whose md5 stands in for the
     official one (a test cannot hold the official archive's bytes)."""
-    archive = (cifar_forms("py-tar") / "cifar10" / datasets.CIFAR10_PYTHON_TAR).read_bytes()
+    archive = (cifar.forms("py-tar") / "cifar10" / cifar10.CIFAR10_PYTHON_TAR).read_bytes()
     urls = []
 
     def open_url(url):
         urls.append(url)
-        if url != datasets.CIFAR10_PYTHON_URLS[0]:
+        if url != cifar10.CIFAR10_PYTHON_URLS[0]:
             raise urllib.error.URLError("unreachable")
         return FakeResponse(archive)
 
-    monkeypatch.setattr(datasets, "open_url", open_url)
-    with pytest.raises(DatasetError, match=datasets.CIFAR10_PYTHON_MD5):
-        datasets.load_cifar10_raw(tmp_path)  # the re-packed archive's md5 is not the official one
-    assert urls == list(datasets.CIFAR10_PYTHON_URLS)
+    monkeypatch.setattr(files, "open_url", open_url)
+    with pytest.raises(DatasetError, match=cifar10.CIFAR10_PYTHON_MD5):
+        cifar10.load_cifar10_raw(tmp_path)  # the re-packed archive's md5 is not the official one
+    assert urls == list(cifar10.CIFAR10_PYTHON_URLS)
     assert os.listdir(tmp_path / "cifar10") == []
-    monkeypatch.setattr(datasets, "CIFAR10_PYTHON_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(cifar10, "CIFAR10_PYTHON_MD5", hashlib.md5(archive).hexdigest())
     urls.clear()
-    assert_same_arrays(datasets.load_cifar10_raw(tmp_path), cifar_raw)
-    assert urls == [datasets.CIFAR10_PYTHON_URLS[0]]
-    assert os.listdir(tmp_path / "cifar10") == [datasets.CIFAR10_PYTHON_TAR]
+    assert_same_arrays(cifar10.load_cifar10_raw(tmp_path), cifar.raw)
+    assert urls == [cifar10.CIFAR10_PYTHON_URLS[0]]
+    assert os.listdir(tmp_path / "cifar10") == [cifar10.CIFAR10_PYTHON_TAR]
 
 
 # ------------------------------------------------------------------------------------------ folders
@@ -469,24 +529,24 @@ def test_folder_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("BRANCHYNET_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("BRANCHYNET_CACHE", raising=False)
-    assert datasets.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
-    assert datasets.resolve_data_dir() == tmp_path / "env"
+    assert files.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert files.resolve_data_dir() == tmp_path / "env"
     monkeypatch.delenv("BRANCHYNET_DATA")
-    assert datasets.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
-    assert datasets.decoded_cache_dir() == tmp_path / "xdg" / "branchynet" / "decoded"
+    assert files.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
+    assert files.decoded_cache_dir() == tmp_path / "xdg" / "branchynet" / "decoded"
     monkeypatch.setenv("BRANCHYNET_CACHE", str(tmp_path / "cache"))
-    assert datasets.decoded_cache_dir() == tmp_path / "cache"
+    assert files.decoded_cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("BRANCHYNET_CACHE")
-    assert datasets.resolve_data_dir() == tmp_path / "home" / ".cache" / "branchynet" / "data"
+    assert files.resolve_data_dir() == tmp_path / "home" / ".cache" / "branchynet" / "data"
 
 
 def test_download_into_a_read_only_data_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores directory permissions
     (tmp_path / "mnist").mkdir()
     with pytest.raises(DatasetError, match="not writable") as err:
-        datasets.load_mnist_raw(tmp_path)
+        mnist.load_mnist_raw(tmp_path)
     assert str(tmp_path / "mnist") in str(err.value)
 
 
@@ -501,7 +561,7 @@ def small_cifar(monkeypatch):
     x = (bright + rng.randint(0, 100, (240, 3, 32, 32))).astype(np.uint8)
     y = rng.randint(0, 10, 240).astype(np.uint8)
     raw = (x[:200], y[:200], x[200:], y[200:])
-    monkeypatch.setattr(datasets, "load_cifar10_raw", lambda data_dir=None, download=True: raw)
+    monkeypatch.setattr(cifar10, "load_cifar10_raw", lambda data_dir=None, download=True: raw)
     return raw
 
 
@@ -568,10 +628,30 @@ def test_split_description(small_cifar):
         data_split.load_split("cifar10", 50, statistics="val")
 
 
-def test_run_statistics_of_old_and_new_run_folders(tmp_path):
-    assert data_split.run_statistics(str(tmp_path)) == "all"  # before run.json recorded it
-    (tmp_path / "run.json").write_text(json.dumps({"split": {"statistics": "train"}}))
-    assert data_split.run_statistics(str(tmp_path)) == "train"
+def test_run_statistics_reads_run_json(tmp_path):
+    with pytest.raises(ValueError, match="run.json is missing"):
+        data_split.run_statistics(str(tmp_path))
+    for recorded, statistics in (("train", "train"), ("all", "all"), (None, "train")):
+        (tmp_path / "run.json").write_text(json.dumps({"split": {"statistics": recorded}}))
+        assert data_split.run_statistics(str(tmp_path)) == statistics
+    for bad, message in (({}, "records no split.statistics"), ({"split": {"statistics": "test"}}, "one of")):
+        (tmp_path / "run.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=message):
+            data_split.run_statistics(str(tmp_path))
+
+
+def test_every_committed_run_folder_records_its_statistics():
+    """The committed runs' run.json state the split they were trained on (CIFAR-10's before the
+    option: statistics of all 50,000 training images)."""
+    root = Path(__file__).resolve().parents[2] / "results"
+    folders = sorted(p.parent for p in root.glob("**/run.json"))
+    assert len(folders) >= 10
+    for folder in folders:
+        info = json.loads((folder / "run.json").read_text())
+        assert info["split"]["dataset"] == info["dataset"] and info["split"]["val_size"] == info["val_size"]
+        want = {"mnist": (None,), "cifar10": ("all", "train")}[info["dataset"]]
+        assert info["split"]["statistics"] in want, folder
+        assert not (folder / "checkpoint.npz").exists(), folder
 
 
 def test_mnist_split_description():
@@ -589,8 +669,8 @@ def test_nothing_beside_the_checkout_is_searched(tmp_path, monkeypatch):
     (tmp_path / "shared" / "data" / "mnist").mkdir(parents=True)
     (tmp_path / "checkout").mkdir()
     monkeypatch.chdir(tmp_path / "checkout")
-    assert datasets.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
-    assert datasets.data_dir_source().startswith("the user cache")
+    assert files.resolve_data_dir() == tmp_path / "xdg" / "branchynet" / "data"
+    assert files.data_dir_source().startswith("the user cache")
 
 
 def test_only_the_makefile_ci_and_tests_point_at_a_shared_folder():
@@ -615,7 +695,7 @@ def test_missing_data_errors_name_the_flag_the_variable_and_the_folder_used(tmp_
         folder, source = tmp_path / "env", "from BRANCHYNET_DATA"
     else:
         folder, source = tmp_path / "xdg" / "branchynet" / "data", "the user cache"
-    for load, sub in ((datasets.load_mnist_raw, "mnist"), (datasets.load_cifar10_raw, "cifar10")):
+    for load, sub in ((mnist.load_mnist_raw, "mnist"), (cifar10.load_cifar10_raw, "cifar10")):
         with pytest.raises(DatasetError) as err:
             load(arg, download=False)
         message = str(err.value)
@@ -628,6 +708,6 @@ def test_damaged_file_errors_name_no_python_keywords(tmp_path, tmp_cache):
     folder = copy_mnist(tmp_path)
     truncate(folder / "t10k-labels-idx1-ubyte.gz", 100)
     with pytest.raises(DatasetError) as err:
-        datasets.load_mnist_raw(tmp_path, download=False)
+        mnist.load_mnist_raw(tmp_path, download=False)
     assert "Delete it and rerun" in str(err.value)
     assert "download=True" not in str(err.value) and "get_mnist(" not in str(err.value)

@@ -241,13 +241,6 @@ def test_committed_runs_still_load_and_are_finished(network, tmp_path):
     run = os.path.join(REPO, "results", network, "run")
     main, branchy = networks.load_run(run)
     assert main.numexits() == branchy.numexits() >= 2
-    info = serialization.read_run_info(run)
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for name in ("checkpoint.npz", "log.jsonl"):
-        os.symlink(os.path.join(run, name), copy / name)
-    assert trainer._legacy_run(str(copy), info["schedule"]["main_epochs"],
-                                info["schedule"]["joint_epochs"]) is True
 
 
 def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, mnist_subset):

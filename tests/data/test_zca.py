@@ -3,7 +3,7 @@ computation on small synthetic images (3 x 4 x 4 = 48 features, so that the test
 import numpy as np
 import pytest
 
-from branchynet.data import datasets, zca
+from branchynet.data import cifar10, datasets, zca
 from branchynet.data import split as data_split
 
 
@@ -69,7 +69,7 @@ def small_cifar(monkeypatch):
     x[:200] //= 2  # a darker half, so that the training part's mean differs from all images'
     y = np.random.RandomState(4).randint(0, 10, 500).astype(np.uint8)
     raw = (x[:400], y[:400], x[400:], y[400:])
-    monkeypatch.setattr(datasets, "load_cifar10_raw", lambda data_dir=None, download=True: raw)
+    monkeypatch.setattr(cifar10, "load_cifar10_raw", lambda data_dir=None, download=True: raw)
     return raw
 
 

@@ -10,7 +10,8 @@ def _entropy_of_gap(a, classes):
     p_top = 1.0 / (1.0 + rest)
     p_other = numpy.exp(-a) * p_top
     with numpy.errstate(divide="ignore", invalid="ignore"):
-        h = -(p_top * numpy.log(p_top) + (classes - 1) * numpy.where(p_other > 0, p_other * numpy.log(p_other), 0))
+        other = numpy.where(p_other > 0, p_other * numpy.log(p_other), 0)
+        h = -(p_top * numpy.log(p_top) + (classes - 1) * other)
     return h
 
 

@@ -3,8 +3,9 @@ accountings of predicted time."""
 import numpy
 import pytest
 
-import branchynet  # noqa: F401
 import chainer
+
+import branchynet  # noqa: F401
 import networks
 from branchynet.evaluation import costs
 from branchynet.reporting import paper
@@ -77,8 +78,9 @@ def test_mac_count_sees_every_layer_with_the_fast_path_on(lenet, images):
 def test_mac_count_of_a_tiny_network_from_its_layer_sizes():
     """A 3-exit network small enough to count by hand: conv 2->4 3x3 pad 1 on 6x6 (trunk 1),
     Linear 144->5 (trunk 2), Linear 5->3 (trunk 3); heads Linear 144->3, conv 4->2 1x1 ... """
-    import chainer.links as L
     import chainer.functions as F
+    import chainer.links as L
+
     from branchynet import Branch, BranchyNet
     net = BranchyNet([L.Convolution2D(2, 4, 3, pad=1), F.relu,
                       Branch([L.Convolution2D(4, 2, 1), L.Linear(72, 3)]),

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def random_cache(k=3, n=12, c=4, seed=0, ties=False):
     rng = numpy.random.RandomState(seed)
-    logits = rng.randn(k, n, c).astype(numpy.float32) * rng.uniform(0.2, 4, size=(k, n, 1)).astype(numpy.float32)
+    scale = rng.uniform(0.2, 4, size=(k, n, 1)).astype(numpy.float32)
+    logits = rng.randn(k, n, c).astype(numpy.float32) * scale
     if ties:
         logits = numpy.round(logits)  # repeated values at an exit
     labels = rng.randint(0, c, size=n)

@@ -4,8 +4,9 @@ import math
 import numpy
 import pytest
 
-import branchynet  # noqa: F401
 import chainer
+
+import branchynet  # noqa: F401
 from branchynet.evaluation import frontier
 from branchynet.evaluation.outputs import ExitOutputs
 from branchynet.model import exit_rule

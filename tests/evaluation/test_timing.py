@@ -4,8 +4,9 @@ import types
 import numpy
 import pytest
 
-import branchynet  # noqa: F401
 import chainer
+
+import branchynet  # noqa: F401
 from branchynet.evaluation import timing
 from branchynet.model import exit_rule
 from tests.helpers import build

@@ -3,11 +3,13 @@ stand in for, and the inference programs with them on against the same programs 
 import numpy as np
 import pytest
 
-import branchynet  # noqa: F401  (compatibility shims before chainer)
 import chainer
 
+import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet.fast import compiler, conv as fconv, jit, pooling as fpool
+from branchynet.fast import compiler, jit
+from branchynet.fast import conv as fconv
+from branchynet.fast import pooling as fpool
 
 numba = pytest.importorskip("numba", reason="Numba is not installed: the numpy kernels run alone")
 
@@ -20,18 +22,18 @@ def jit_on():
 
 
 @pytest.mark.parametrize("n", [1, 5])
-@pytest.mark.parametrize("C,H,W,O,kh,kw,pad", [
+@pytest.mark.parametrize("C,H,W,n_out,kh,kw,pad", [
     (1, 28, 28, 5, 5, 5, (3, 3)), (5, 15, 15, 10, 3, 3, (1, 1)), (5, 15, 15, 10, 5, 5, (3, 3)),
     (3, 7, 9, 4, 3, 2, (0, 1)), (2, 6, 5, 3, 1, 1, (0, 0)), (4, 5, 8, 2, 2, 3, (2, 0))])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv_direct_equals_numpy(jit_on, n, C, H, W, O, kh, kw, pad, bias):
-    rng = np.random.RandomState(C * 100 + O)
+def test_conv_direct_equals_numpy(jit_on, n, C, H, W, n_out, kh, kw, pad, bias):
+    rng = np.random.RandomState(C * 100 + n_out)
     x = rng.randn(n, C, H, W).astype(np.float32)
-    Wt = rng.randn(O, C, kh, kw).astype(np.float32)
-    b = rng.randn(O).astype(np.float32) if bias else None
+    Wt = rng.randn(n_out, C, kh, kw).astype(np.float32)
+    b = rng.randn(n_out).astype(np.float32) if bias else None
     ref = fconv.conv2d_numpy(x, Wt, b, 1, pad)
     g = fconv._Geom(x.shape, Wt.shape, (1, 1), pad)
-    out = np.full((n, O, g.L), np.nan, np.float32)
+    out = np.full((n, n_out, g.L), np.nan, np.float32)
     jit.conv_direct(fconv._padded(x, g), Wt, b, out, g)
     got = fconv._output(out, g)
     assert got.shape == ref.shape
@@ -153,13 +155,13 @@ def test_switched_off_means_numpy_only(monkeypatch):
         jit.set_enabled(previous)
 
 
-@pytest.mark.parametrize("I,O", [(640, 10), (720, 84), (84, 10), (3, 1)])
-def test_linear_equals_numpy(jit_on, I, O):
-    rng = np.random.RandomState(I + O)
-    x = rng.randn(1, I).astype(np.float32)
-    W = rng.randn(O, I).astype(np.float32)
-    b = rng.randn(O).astype(np.float32)
-    out = np.empty((1, O), np.float32)
+@pytest.mark.parametrize("n_in,n_out", [(640, 10), (720, 84), (84, 10), (3, 1)])
+def test_linear_equals_numpy(jit_on, n_in, n_out):
+    rng = np.random.RandomState(n_in + n_out)
+    x = rng.randn(1, n_in).astype(np.float32)
+    W = rng.randn(n_out, n_in).astype(np.float32)
+    b = rng.randn(n_out).astype(np.float32)
+    out = np.empty((1, n_out), np.float32)
     jit.linear(x, W, b, out)
     np.testing.assert_allclose(out, x @ W.T + b, rtol=1e-5, atol=1e-5)
     x[0, 0] = np.nan

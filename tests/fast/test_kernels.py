@@ -3,11 +3,11 @@ max-pooling argmax and ties), pass gradient checks, keep float32, and defer to C
 import numpy
 import pytest
 
-import branchynet  # noqa: F401  (before chainer)
 import chainer
 import chainer.functions as F
 from chainer import gradient_check
 
+import branchynet  # noqa: F401  (before chainer)
 from branchynet import fast
 from branchynet.fast import conv as fast_conv
 from branchynet.fast import pooling as fast_pool
@@ -70,8 +70,8 @@ def _random_conv_cases(n, seed):
         H, W = rng.randint(1, 14, size=2)
         if H + 2 * ph < kh or W + 2 * pw < kw:
             continue
-        C, O = rng.randint(1, 6, size=2)
-        cases.append((int(rng.randint(1, 4)), int(C), int(H), int(W), int(O), (int(kh), int(kw)),
+        C, n_out = rng.randint(1, 6, size=2)
+        cases.append((int(rng.randint(1, 4)), int(C), int(H), int(W), int(n_out), (int(kh), int(kw)),
                       (int(sy), int(sx)), (int(ph), int(pw)), bool(rng.randint(0, 2))))
     return cases
 
@@ -122,12 +122,12 @@ def _conv_both(x, W, b, stride, pad, x_grad=True, seed=0):
     return out
 
 
-def _check_conv(N, C, H, W, O, k, stride, pad, x_grad, bias=True, seed=0):
+def _check_conv(N, C, H, W, n_out, k, stride, pad, x_grad, bias=True, seed=0):
     rng = numpy.random.RandomState(seed)
     kh, kw = k if isinstance(k, tuple) else (k, k)
     x = rng.standard_normal((N, C, H, W)).astype(numpy.float32)
-    Wt = (rng.standard_normal((O, C, kh, kw)) / numpy.sqrt(C * kh * kw)).astype(numpy.float32)
-    b = rng.standard_normal(O).astype(numpy.float32) if bias else None
+    Wt = (rng.standard_normal((n_out, C, kh, kw)) / numpy.sqrt(C * kh * kw)).astype(numpy.float32)
+    b = rng.standard_normal(n_out).astype(numpy.float32) if bias else None
     (ys, gxs, gWs, gbs), (yf, gxf, gWf, gbf) = _conv_both(x, Wt, b, stride, pad, x_grad, seed)
     _close(yf, ys)
     if x_grad:
@@ -141,15 +141,15 @@ def _check_conv(N, C, H, W, O, k, stride, pad, x_grad, bias=True, seed=0):
 
 @pytest.mark.parametrize("name", sorted(CONV_LAYERS))
 def test_conv_layer_shapes_match_chainer(name):
-    C, H, W, O, k, s, p, x_grad = CONV_LAYERS[name]
-    _check_conv(2, C, H, W, O, k, s, p, x_grad)
+    C, H, W, n_out, k, s, p, x_grad = CONV_LAYERS[name]
+    _check_conv(2, C, H, W, n_out, k, s, p, x_grad)
 
 
 @pytest.mark.parametrize("name", sorted(CONV_LAYERS))
 def test_conv_one_sample_matches_chainer(name):
     """Batch 1 (one chunk of one sample; the shape batch-1 training steps give) matches too."""
-    C, H, W, O, k, s, p, x_grad = CONV_LAYERS[name]
-    _check_conv(1, C, H, W, O, k, s, p, x_grad)
+    C, H, W, n_out, k, s, p, x_grad = CONV_LAYERS[name]
+    _check_conv(1, C, H, W, n_out, k, s, p, x_grad)
 
 
 @pytest.mark.parametrize("stride,pad,bias", [(1, 1, True), (2, 1, True), (1, 0, False), (3, 2, True)])
@@ -167,8 +167,8 @@ def test_conv_one_sample_equals_its_row_of_a_batch(stride, pad, bias):
 
 @pytest.mark.parametrize("case", _random_conv_cases(40, seed=1))
 def test_conv_random_shapes_match_chainer(case):
-    N, C, H, W, O, k, s, p, bias = case
-    _check_conv(N, C, H, W, O, k, s, p, True, bias=bias)
+    N, C, H, W, n_out, k, s, p, bias = case
+    _check_conv(N, C, H, W, n_out, k, s, p, True, bias=bias)
 
 
 def test_conv_many_chunks(monkeypatch):
@@ -185,10 +185,10 @@ def test_conv_many_chunks(monkeypatch):
 def test_conv_input_gradient_paths_agree():
     """gx by correlation with the flipped kernel (O <= 2 C) and by col2im give the same values."""
     rng = numpy.random.RandomState(3)
-    for O, C in ((4, 8), (8, 4)):
-        W = rng.standard_normal((O, C, 3, 5)).astype(numpy.float32)
+    for n_out, C in ((4, 8), (8, 4)):
+        W = rng.standard_normal((n_out, C, 3, 5)).astype(numpy.float32)
         g = fast_conv._Geom((3, C, 9, 7), W.shape, (1, 1), (1, 2))
-        gy = rng.standard_normal((3, O, g.OH, g.OW)).astype(numpy.float32)
+        gy = rng.standard_normal((3, n_out, g.OH, g.OW)).astype(numpy.float32)
         _close(fast_conv._grad_x(W, gy, g, numpy.float32),
                fast_conv._col2im_grad_x(W, gy, g, numpy.float32))
 
@@ -444,8 +444,9 @@ def test_pool_keeps_float32():
 
 
 def _switch_cases():
-    from branchynet.model.layers import AvgPool, MaxPool
     import chainer.links as L
+
+    from branchynet.model.layers import AvgPool, MaxPool
     numpy.random.seed(0)
     return [L.Convolution2D(3, 4, 3, pad=1), MaxPool(3, 2), AvgPool(3, 2, 1)]
 

@@ -4,9 +4,9 @@ data, have the same per-exit losses at every step and close parameters at the en
 import numpy
 import pytest
 
-import branchynet  # noqa: F401  (before chainer)
 import chainer
 
+import branchynet  # noqa: F401  (before chainer)
 import networks
 
 RTOL = 1e-3
@@ -115,6 +115,7 @@ def test_relu_before_max_pool_runs_after_it_with_equal_values_and_gradients():
     negative windows, ties and zeros in the input."""
     import chainer.functions as F
     import chainer.links as L
+
     from branchynet.fast import switch
     from branchynet.model.layers import LRN, MaxPool
     from branchynet.model.net import Sequence

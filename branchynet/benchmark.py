@@ -1,29 +1,29 @@
-"""Small helpers shared by the benchmark scripts: their common options, BLAS thread setting and
-report, medians of wall and CPU time over interleaved runs, the numpy sgemm reference rate, a
-one-line header and the writing of results.
-
-Importing it puts the repository root on ``sys.path``; the datasets are found as everywhere else
-(``BRANCHYNET_DATA``, else the user cache: ``branchynet.data.datasets``). It does not import numpy, so that a script can
-import it, parse its options and set the BLAS threads before numpy loads (``parse_args``).
+"""Timing helpers for the benchmark scripts (benchmarks/): their common options, the BLAS thread
+setting and report, medians of wall and CPU time over interleaved runs, the numpy sgemm reference
+rate, a one-line header and the writing of results.
 """
 import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 
-_REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, _REPO)
+import numpy
+
+import chainer
+
+from branchynet.fast import blas
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def set_blas_threads(n):
-    """Sets the BLAS thread variables; only effective before numpy is first imported."""
+    """Runs numpy's OpenBLAS on ``n`` threads from now on (``blas.set_threads``), and sets the BLAS
+    thread variables for the processes this one starts. None leaves everything as it is."""
     if n is not None:
         for var in _BLAS_VARS:
             os.environ[var] = str(n)
+        blas.set_threads(n)
 
 
 def parser(doc, outputs=True):
@@ -40,7 +40,7 @@ def parser(doc, outputs=True):
 
 
 def parse_args(p, argv=None):
-    """Parses the options and sets the BLAS threads they ask for (call it before importing numpy)."""
+    """Parses the options and sets the BLAS threads they ask for."""
     args = p.parse_args(argv)
     set_blas_threads(args.blas_threads)
     return args
@@ -82,7 +82,6 @@ def blas_threads():
             info.update(source="threadpoolctl", num_threads=pools[0].get("num_threads"),
                         library=pools[0].get("internal_api"), pools=pools)
             return info
-    from branchynet.fast import blas
     threads, config = blas.threads(), blas.config()
     if threads is not None:
         info.update(source="openblas_get_num_threads (ctypes)", num_threads=threads, library=config)
@@ -94,8 +93,6 @@ def blas_threads():
 
 def header(clock="wall+cpu"):
     """One line: versions, CPUs, BLAS threads, clock, load average."""
-    import numpy
-    import chainer
     b = blas_threads()
     return ("python %s  numpy %s  chainer %s  cpus %d  BLAS threads %s (%s)  clock %s  load avg %s"
             % (platform.python_version(), numpy.__version__, chainer.__version__, os.cpu_count(),
@@ -157,7 +154,6 @@ def median_time(fn, repeats, warmup, clock=time.perf_counter):
 
 def sgemm_gflops(n=2048, repeats=5, clock=time.perf_counter):
     """numpy float32 n x n x n matmul rate in GFLOP/s (2 n^3 flop), median of ``repeats``."""
-    import numpy
     rng = numpy.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=numpy.float32)
     b = rng.standard_normal((n, n), dtype=numpy.float32)
@@ -167,7 +163,6 @@ def sgemm_gflops(n=2048, repeats=5, clock=time.perf_counter):
 
 def sgemm_both(n=2048, repeats=5):
     """The sgemm rate on both clocks, from the same runs: {"n", "wall_gflops", "cpu_gflops"}."""
-    import numpy
     rng = numpy.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=numpy.float32)
     b = rng.standard_normal((n, n), dtype=numpy.float32)
