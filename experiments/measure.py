@@ -68,7 +68,9 @@ def check_run_dir(args, explicit):
             and not args.train_if_missing:
         what = "does not exist" if not os.path.exists(args.run_dir) else "has no branchy.npz"
         return ("--run-dir %s %s. Check the path; to train %s there (which takes long) add "
-                "--train-if-missing." % (args.run_dir, what, args.network))
+                "--train-if-missing. Without --run-dir the default run folder %s is used, and "
+                "trained when it has no weights." % (args.run_dir, what, args.network,
+                                                     os.path.relpath(default_run_dir(args.network), ROOT)))
     return None
 
 

@@ -18,6 +18,7 @@ from branchynet.evaluation import costs, frontier, outputs, timing
 from branchynet.reporting import paper
 
 MAX_CANDIDATES = 300  # settings swept for a net with no paper grid
+PAPER_GRID = "paper grid"
 KNEE_RULE = ("fastest frontier point with accuracy >= the baseline's (main.npz); else the most "
              "accurate frontier point")
 
@@ -176,6 +177,15 @@ def _add_times(rows, dev, measured, baseline_ms):
         row["%s_gain_trunk" % dev] = baseline_ms / trunk if trunk > 0 else None
 
 
+def _timing_thresholds(net, paper_t, grid):
+    """The thresholds the heads decide at while each exit is timed: the paper's T, else the net's
+    own, else the middle candidate (a decision costs the same whatever the threshold)."""
+    if paper_t is not None:
+        return paper_t
+    own = getattr(net, "thresholds", None)
+    return own if own is not None else grid[len(grid) // 2]
+
+
 def _per_device(devices, options, timed, test_out, grid, tables, points, baselines, paper_t, macs,
                 echo):
     """On each (name, branchy net, main net) of ``devices``: per-exit times, the sweep rows' times,
@@ -184,7 +194,8 @@ def _per_device(devices, options, timed, test_out, grid, tables, points, baselin
     test_rows, paper_row, val_rows = tables
     measured, selection = {}, {}
     for dev, net, main_net in devices:
-        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time,
+                                      _timing_thresholds(net, paper_t, grid), echo)
         for rows in (test_rows, [paper_row] if paper_row else []) + ((val_rows,) if val_rows else ()):
             _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
         selection[dev] = _select(points[0], points[1], val_rows, test_rows, dev, measured[dev],
@@ -213,7 +224,7 @@ def _accuracies(main, test_out, val_out, test, val):
 def _options_record(options, family, candidates):
     record = dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
                   warmup=options.warmup, inc_amt=paper.INC_AMT)
-    if family is not None:
+    if candidates == PAPER_GRID:
         record["threshold_list"] = list(paper.THRESHOLD_LISTS[family])
     else:
         record["candidates"] = candidates
@@ -236,7 +247,7 @@ def _candidates(family, grid, k, fit_out, macs):
     if grid is not None:
         return [tuple(float(v) for v in t) for t in grid], "given grid"
     if family is not None:
-        return frontier.paper_grid(family, k), "paper grid"
+        return frontier.paper_grid(family, k), PAPER_GRID
     return (exact_candidates(fit_out, costs.exit_costs(macs)),
             "exact entropy frontier (validation split, MACs), at most %d settings" % MAX_CANDIDATES)
 
