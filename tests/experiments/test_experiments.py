@@ -16,7 +16,7 @@ import pytest
 import branchynet  # noqa: F401
 import networks
 from branchynet.model import serialization
-from branchynet.reporting import paper
+from branchynet.reporting import paper, table1
 from branchynet.training import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -144,7 +144,8 @@ def test_script_writes_well_formed_results(network, results_root):
 def test_second_run_loads_the_weights_instead_of_training(results_root):
     _, first, out = run_network("b-lenet", results_root)
     stdout = run_script("experiments/measure.py",
-                        ["--network", "b-lenet", "--run-dir", str(out / "run"), "--results", str(results_root / "again"),
+                        ["--network", "b-lenet", "--run-dir", str(out / "run"),
+                         "--results", str(results_root / "again"),
                          "--test-subset", "50", "--timing-samples", "5", "--repeats", "1",
                          "--warmup", "1", "--no-progress", "--stock-chainer"])
     assert "no trained weights" not in stdout
@@ -260,11 +261,9 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
 
 
 def test_table1_names_each_runs_schedule_against_the_papers(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    import table1
     run = tmp_path / "run"
     run.mkdir()
-    result = {"network": "b-resnet110-paper", "settings": {"run_dir": str(run)}}
+    result = {"network": "b-resnet110-paper", "family": "resnet110", "settings": {"run_dir": str(run)}}
     assert table1.schedule_of(result)["trained"] is None
     for epochs, subset, matches in ((100, 0, True), (2, 0, False), (100, 500, False)):
         serialization.write_run_info(run, {"schedule": {"main_epochs": epochs, "joint_epochs": 100},
@@ -354,3 +353,11 @@ def test_a_resume_with_other_settings_is_refused(tmp_path, results_root):
     resumed = serialization.read_run_info(run)
     assert len(resumed["resumes"]) == 1 and resumed["resumes"][0]["stock_chainer"] is True
     assert dict(resumed, resumes=[]) == first
+
+
+def test_a_net_of_no_paper_family_has_no_paper_schedule(tmp_path):
+    run = tmp_path / "run"
+    serialization.write_run_info(run, {"schedule": {"main_epochs": 3, "joint_epochs": 2},
+                                       "batchsize": 64, "train_subset": 0})
+    schedule = table1.schedule_of({"network": "mine:net", "family": None, "settings": {"run_dir": str(run)}})
+    assert schedule == {"paper": None, "trained": "3 + 2 epochs, batch 64", "matches": None}

@@ -42,12 +42,14 @@ def test_a_mistyped_run_dir_is_refused_before_training(tmp_path, capsys):
 
 
 def test_the_flag_or_the_default_folder_or_an_unfinished_training_go_on(tmp_path):
-    args = measure.parse_args(["--network", "b-lenet", "--run-dir", str(tmp_path / "new"), "--train-if-missing"])
+    args = measure.parse_args(["--network", "b-lenet", "--run-dir", str(tmp_path / "new"),
+                               "--train-if-missing"])
     assert args.run_dir == str(tmp_path / "new")
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "run.json").write_text(json.dumps({"network": "b-lenet"}))
-    assert measure.parse_args(["--network", "b-lenet", "--run-dir", str(unfinished)]).run_dir == str(unfinished)
+    args = measure.parse_args(["--network", "b-lenet", "--run-dir", str(unfinished)])
+    assert args.run_dir == str(unfinished)
     args = measure.parse_args(["--network", "b-lenet", "--train-if-missing"])  # the flags' values
     args.run_dir = str(tmp_path / "default-like")
     assert measure.check_run_dir(args, explicit=False) is None
@@ -83,5 +85,6 @@ def test_the_default_output_folder_is_not_the_committed_results(tmp_path):
     args = measure.parse_args(["--network", "b-lenet", "--run-dir", str(run)])
     out = os.path.relpath(args.results, ROOT)
     assert not out.startswith("results") and out == os.path.join("out", "b-lenet")
-    assert measure.parse_args(["--network", "b-lenet", "--run-dir", str(run), "--results", "results/b-lenet"]).results \
+    assert measure.parse_args(["--network", "b-lenet", "--run-dir", str(run),
+                               "--results", "results/b-lenet"]).results \
         == "results/b-lenet"
