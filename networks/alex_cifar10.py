@@ -16,7 +16,8 @@ import chainer.links as L
 
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import LRN, Dropout, MaxPool
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 VARIANTS = ("faithful", "paper")
 

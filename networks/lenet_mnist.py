@@ -10,7 +10,8 @@ import chainer.links as L
 
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import MaxPool
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 
 @register("b-lenet", dataset="mnist", family="lenet")

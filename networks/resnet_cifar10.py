@@ -17,7 +17,8 @@ import chainer.links as L
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import LRN, AvgPool
 from branchynet.model.links import ResBlock, v1_initializer
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 VARIANTS = ("faithful", "paper")
 WSCALE = 2 ** 0.5  # the original's wscale on the trunk convs (docs/original.md#chainer-v1-semantics)
