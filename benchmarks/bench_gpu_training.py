@@ -22,6 +22,7 @@ import branchynet  # noqa: E402,F401  (before chainer)
 import chainer  # noqa: E402
 import networks  # noqa: E402
 from branchynet.evaluation import timing  # noqa: E402
+from branchynet.training import optimizers  # noqa: E402
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),
@@ -46,8 +47,9 @@ def bench(name, shape, batch, train_size, device, warmup, repeats):
     x = rng.standard_normal((batch,) + shape, dtype=numpy.float32)
     t = rng.integers(0, 10, batch).astype(numpy.int32)
     row = {"network": name, "batch": batch, "epoch_steps": train_size / batch}
+    optimizer = optimizers.adam()(net)
     for step, fn in (("main", net.train_main), ("joint", net.train)):
-        seconds = _bench.median_time(lambda fn=fn: fn(x, t), repeats, warmup,
+        seconds = _bench.median_time(lambda fn=fn: fn(x, t, optimizer), repeats, warmup,
                                      clock=lambda: timing.clock(device.xp))
         row[step] = {"ms_per_step": seconds * 1e3, "epoch_s": seconds * train_size / batch}
     return row

@@ -64,6 +64,7 @@ import chainer  # noqa: E402
 import networks  # noqa: E402
 from branchynet import fast  # noqa: E402
 from branchynet.evaluation import timing
+from branchynet.training import optimizers
 
 TRAIN_SIZE = {"mnist": 55000, "cifar10": 45000}
 MODES = ("fast", "stock")
@@ -91,10 +92,11 @@ def _inputs(dataset, batch, rng, note):
 def _step(net, step, mode, x, t):
     fast = mode == "fast"
     train = net.train_main if step == "main" else net.train
+    optimizer = optimizers.adam()(net)
 
     def run():
         with chainer.using_config("branchynet_fast_cpu", fast):
-            train(x, t)
+            train(x, t, optimizer)
     return run
 
 

@@ -24,6 +24,7 @@ import chainer  # noqa: E402
 from chainer.function_hooks import TimerHook  # noqa: E402
 
 import networks  # noqa: E402
+from branchynet.training import optimizers  # noqa: E402
 
 chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
 numpy.random.seed(0)
@@ -31,7 +32,14 @@ net = networks.build(args.network)
 shape = (1, 28, 28) if networks.dataset_of(args.network) == "mnist" else (3, 32, 32)
 x = numpy.random.standard_normal((args.batchsize,) + shape).astype(numpy.float32)
 t = numpy.random.randint(0, 10, args.batchsize).astype(numpy.int32)
-step = net.train_main if args.step == "main" else net.train
+optimizer = optimizers.adam()(net)
+train = net.train_main if args.step == "main" else net.train
+
+
+def step(x, t):
+    train(x, t, optimizer)
+
+
 for _ in range(3):
     step(x, t)
 print(_bench.header())

@@ -8,7 +8,7 @@ import chainer.functions as F
 from branchynet.model.loss import JointLoss, loss_weights
 from branchynet.training.optimizers import OptimizerSettings, adam
 from tests.helpers import build
-from tests.model.test_net import _BatchSizes, split_threshold  # noqa: F401  (a fixture)
+from tests.model.test_net import _BatchSizes
 
 
 def _grads(net):

@@ -26,14 +26,6 @@ def brute_force(probs, thresholds):
     return labels, exits
 
 
-@pytest.fixture(scope="module")
-def split_threshold(trained_lenet, mnist_subset):
-    """A threshold that sends about half of 200 real images out at exit 1, placed halfway between
-    two observed entropies so that float rounding cannot flip a decision."""
-    ent = numpy.sort(entropy(trained_lenet.exit_probs(mnist_subset[0][:200])[0]))
-    return float((ent[99] + ent[100]) / 2)
-
-
 # ---------------------------------------------------------------- entropy
 def test_entropy_one_hot_is_zero_and_uniform_is_log_c():
     p = numpy.eye(10, dtype=numpy.float32)
