@@ -92,7 +92,7 @@ class BranchyNet(chainer.Chain):
             raise ValueError("inputs of shape (N, %s) expected, got %s"
                              % (", ".join(map(str, self.input_shape)), tuple(x.shape)))
         if not self._params_ready and len(x):
-            self._initialize_params(x[:1])
+            self.initialize(x)
         if t is None:
             return x
         t = self._to_device(t)
@@ -101,12 +101,14 @@ class BranchyNet(chainer.Chain):
                              % (len(x), t.dtype, tuple(t.shape)))
         return x, t
 
-    def _initialize_params(self, x):
-        """Sizes lazily sized layers (``L.Linear(None, 10)``) by one stock-Chainer forward of the
-        sample x through every exit, before the fast kernels and programs read the parameters."""
+    def initialize(self, x):
+        """Sizes lazily sized layers (``L.Linear(None, 10)``) by one stock-Chainer forward of x's
+        first sample through every exit, before the fast kernels and programs read the parameters
+        (done at the first use; ``fit`` does it before training, so that every process of a data
+        parallel run starts from the same sized parameters)."""
         if any(param.array is None for param in self.params()):
             with _chainer_inference(), chainer.using_config("branchynet_fast_cpu", False):
-                self.forward(x)
+                self.forward(self._to_device(x[:1]))
         self._params_ready = True
 
     def forward(self, x):

@@ -257,6 +257,7 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     serialization.entries(net)  # what cannot be saved fails now, not after the first stage
     if root:
         os.makedirs(out, exist_ok=True)
+    net.initialize(datasets.arrays(train)[0][:1])
     seed_device = device_seeder(net)
     if seed_device is not None and _cudnn_dropout() and root:
         echo("warning: cuDNN is enabled: Chainer's dropout draws from cuDNN's states, which are "

@@ -196,3 +196,19 @@ def test_short_training_on_real_mnist_lowers_every_exit_loss(trained_lenet, mnis
         assert before > 2.0
         assert after < 0.6 * math.log(10)
         assert acc > 0.8
+
+
+def test_initialize_sizes_lazy_layers_once_and_draws_nothing_for_a_sized_net():
+    net = BranchyNet([L.Convolution2D(None, 2, 3), Branch([L.Linear(None, 10)]),
+                      F.relu, Branch([L.Linear(None, 10)])])
+    x = random_images(3)
+    assert any(p.array is None for p in net.params())
+    net.initialize(x)
+    assert {name: p.shape for name, p in net.namedparams()} == {
+        "/segments/0/0/W": (2, 1, 3, 3), "/segments/0/0/b": (2,),
+        "/heads/0/0/W": (10, 2 * 26 * 26), "/heads/0/0/b": (10,),
+        "/heads/1/0/W": (10, 2 * 26 * 26), "/heads/1/0/b": (10,)}
+    sized = build()
+    state = numpy.random.get_state()[1].copy()
+    sized.initialize(x)
+    numpy.testing.assert_array_equal(numpy.random.get_state()[1], state)
