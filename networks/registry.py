@@ -7,12 +7,16 @@ the dataset it is built for and, for the paper's networks, its *family* ("lenet"
 "resnet110"; the key of ``branchynet.reporting.paper``'s tables).
 """
 import importlib
+import inspect
 
 from branchynet.model import serialization
 
 _FACTORIES = {}  # name -> (factory, fixed kwargs)
 _METADATA = {}  # name -> {"dataset": ..., "family": ...}
 _MODULES = ("networks.lenet_mnist", "networks.alex_cifar10", "networks.resnet_cifar10")
+# optimizer settings that models saved while BranchyNet owned its optimizer recorded among the
+# factory's arguments (training runs recorded beta1)
+_FORMER_OPTIMIZER_ARGS = ("opt", "alpha", "beta1", "lr", "momentum", "weight_decay")
 
 
 class UnknownNetwork(LookupError):
@@ -111,12 +115,23 @@ def family_of(spec):
     return _metadata(spec, "family")
 
 
+def rebuild(spec, **kwargs):
+    """``build`` for a saved model: less the optimizer settings a model saved while BranchyNet
+    owned its optimizer recorded (e.g. ``beta1``), where the factory takes no such argument."""
+    factory, _ = factory_of(spec)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {key: value for key, value in kwargs.items()
+                  if key in params or key not in _FORMER_OPTIMIZER_ARGS}
+    return build(spec, **kwargs)
+
+
 def load(path, **overrides):
     """Rebuilds and loads a model saved by ``branchynet.model.serialization.save``; ``overrides`` replace
     stored factory arguments (e.g. controller settings such as ``thresholds``)."""
-    return serialization.load(path, build, **overrides)
+    return serialization.load(path, rebuild, **overrides)
 
 
 def load_run(run_dir, device="@numpy"):
     """(branchy net, main net or None) of a run folder, on ``device``."""
-    return serialization.load_run(run_dir, build, device)
+    return serialization.load_run(run_dir, rebuild, device)

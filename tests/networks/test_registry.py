@@ -116,3 +116,19 @@ def test_the_library_does_not_import_the_networks_package():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert "branchynet.model.serialization" in modules and "branchynet.training.runs" in modules
+
+
+def test_a_model_saved_while_the_net_owned_its_optimizer_still_loads(tmp_path):
+    """Such files recorded Adam's beta1 among the factory's arguments (every committed run did);
+    a factory that takes no beta1 is rebuilt without it."""
+    import json
+    path = str(tmp_path / "old.npz")
+    serialization.save(networks.build("b-lenet", weights="code"), path)
+    with numpy.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[serialization.CONFIG_KEY] = numpy.array(json.dumps(
+        {"network": "b-lenet", "kwargs": {"weights": "code", "beta1": 0.9}}))
+    numpy.savez(path, **arrays)
+    net = networks.load(path)
+    assert net.config == {"network": "b-lenet", "kwargs": {"weights": "code"}}
+    assert net.weights == [1.0, 1.0]
