@@ -16,6 +16,7 @@ import numpy
 
 from branchynet.data import cifar10, datasets
 
+DATASETS = ("mnist", "cifar10")  # what load_split loads
 STATISTICS = ("train", "all")
 
 
@@ -48,7 +49,7 @@ def load_split(dataset, val_size=5000, data_dir=None, seed=0, statistics="train"
         x, t, x_test, t_test = cifar10.load_cifar10_raw(data_dir)
         t, t_test = t.astype(numpy.int32), t_test.astype(numpy.int32)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}")
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     order = numpy.random.RandomState(seed).permutation(len(x))
     val, keep = numpy.sort(order[:val_size]), numpy.sort(order[val_size:])
     description = {"dataset": dataset, "val_size": int(val_size), "split_seed": int(seed),
