@@ -5,9 +5,10 @@ launching, or resuming, one (``train``).
 arguments, its dataset and paper family (None for others), the loss weights (preset, None for the
 ``Branch`` list's own, and values), the CIFAR-10 preprocessing (None: the default, "gcn"), the
 schedule, batch size, seed, validation split, training subset, the optimizer's settings, the main
-network it started from (``main_from``), and where and with what it ran (device, stock or fast CPU kernels, library versions, git commit, date, command). Each later
-launch that resumes the run is appended to its ``resumes``. The experiment scripts read a run's
-settings from it; a resume whose settings differ from the recorded ones is refused.
+network it started from (``main_from``), and where and with what it ran (device, stock or fast CPU
+kernels, library versions, git commit, date, command). Each later launch that resumes the run is
+appended to its ``resumes``. The experiment scripts read a run's settings from it; a resume whose
+settings differ from the recorded ones is refused.
 """
 import dataclasses
 import datetime
