@@ -21,6 +21,7 @@ import chainer
 import networks
 from branchynet import benchmark
 from branchynet.evaluation import timing
+from branchynet.training import optimizers
 
 CASES = (("b-lenet", (1, 28, 28), 512, 55000),
          ("b-alexnet", (3, 32, 32), 512, 45000),
@@ -45,8 +46,9 @@ def bench(name, shape, batch, train_size, device, warmup, repeats):
     x = rng.standard_normal((batch,) + shape, dtype=numpy.float32)
     t = rng.integers(0, 10, batch).astype(numpy.int32)
     row = {"network": name, "batch": batch, "epoch_steps": train_size / batch}
+    optimizer = optimizers.adam()(net)
     for step, fn in (("main", net.train_main), ("joint", net.train)):
-        seconds = benchmark.median_time(lambda fn=fn: fn(x, t), repeats, warmup,
+        seconds = benchmark.median_time(lambda fn=fn: fn(x, t, optimizer), repeats, warmup,
                                      clock=lambda: timing.clock(device.xp))
         row[step] = {"ms_per_step": seconds * 1e3, "epoch_s": seconds * train_size / batch}
     return row

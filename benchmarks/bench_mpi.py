@@ -63,7 +63,7 @@ def worker(spec):
 
     import branchynet  # noqa: F401  (before chainer)
     import networks
-    from branchynet.training import distributed, updater
+    from branchynet.training import distributed, optimizers, updater
 
     network, kwargs, shape, batch, _ = NETWORKS[name]
     dist = distributed.connect(mpi=spec["processes"] > 1)
@@ -75,7 +75,7 @@ def worker(spec):
     t = rng.randint(0, 10, n).astype(numpy.int32)
     rank, size = (0, 1) if dist is None else (dist.rank, dist.size)
     iterator = updater.EpochIterator((x, t), batch, updater.SeededOrder(0), rank, size)
-    up = updater.BranchyUpdater(iterator, net, main_epochs=1, seed=0,
+    up = updater.BranchyUpdater(iterator, net, optimizers.adam(), main_epochs=1, seed=0,
                                 wrap_optimizer=None if dist is None else dist.optimizer,
                                 allreduce=None if dist is None else dist.allreduce,
                                 rank=None if dist is None else rank)

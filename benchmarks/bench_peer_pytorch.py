@@ -213,6 +213,7 @@ def main(args):
     import branchynet  # noqa: F401  (before chainer)
     import networks
     from branchynet import fast
+    from branchynet.training import optimizers
 
     python = find_python(args)
     fast.threads.set_threads(args.threads)
@@ -245,8 +246,8 @@ def main(args):
                 x = rng.standard_normal((batch,) + shape, dtype=numpy.float32)
                 t = rng.integers(0, 10, batch).astype(numpy.int32)
 
-                def ours(x=x, t=t, net=net):
-                    net.train_main(x, t)
+                def ours(x=x, t=t, net=net, optimizer=optimizers.adam()(net)):
+                    net.train_main(x, t, optimizer)
                 per = repeat  # per step
             else:
                 xs = [rng.standard_normal((1,) + shape, dtype=numpy.float32)

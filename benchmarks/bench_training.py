@@ -38,6 +38,7 @@ import chainer
 import networks
 from branchynet import benchmark, fast
 from branchynet.evaluation import costs
+from branchynet.training import optimizers
 
 
 def _parse(argv=None):
@@ -89,10 +90,11 @@ def _inputs(dataset, batch, rng, note):
 def _step(net, step, mode, x, t):
     fast = mode == "fast"
     train = net.train_main if step == "main" else net.train
+    optimizer = optimizers.adam()(net)
 
     def run():
         with chainer.using_config("branchynet_fast_cpu", fast):
-            train(x, t)
+            train(x, t, optimizer)
     return run
 
 

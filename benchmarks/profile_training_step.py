@@ -13,6 +13,7 @@ from chainer.function_hooks import TimerHook
 
 import networks
 from branchynet import benchmark
+from branchynet.training import optimizers
 
 p = benchmark.parser(__doc__, outputs=False)
 p.add_argument("--network", default="b-lenet")
@@ -30,7 +31,14 @@ net = networks.build(args.network)
 shape = (1, 28, 28) if networks.dataset_of(args.network) == "mnist" else (3, 32, 32)
 x = numpy.random.standard_normal((args.batchsize,) + shape).astype(numpy.float32)
 t = numpy.random.randint(0, 10, args.batchsize).astype(numpy.int32)
-step = net.train_main if args.step == "main" else net.train
+optimizer = optimizers.adam()(net)
+train = net.train_main if args.step == "main" else net.train
+
+
+def step(x, t):
+    train(x, t, optimizer)
+
+
 for _ in range(3):
     step(x, t)
 print(benchmark.header())

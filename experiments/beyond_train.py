@@ -40,7 +40,7 @@ def main(argv=None):
 
     def build(name, **kwargs):
         net = networks.build(name, **kwargs)
-        net.sample_weighting = weighting
+        net.loss.sample_weighting = weighting
         return net
 
     os.makedirs(args.out, exist_ok=True)

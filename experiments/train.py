@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Trains a registered network with the paper's two-stage schedule, resumably.
+"""Trains a network with the paper's two-stage schedule, resumably: a registered one, or any
+factory returning a BranchyNet, by import path (then --dataset names its data).
 
     python experiments/train.py --network b-lenet --main-epochs 100 --joint-epochs 100 \
         --batchsize 512 --out results/b-lenet/run
+    python experiments/train.py --network mypackage.nets:three_exits --dataset mnist \
+        --net-arg width=32 --main-epochs 10 --joint-epochs 10 --out runs/mine
 
 Run it again with the same --out to resume from the last finished epoch (Ctrl-C keeps the last
 snapshot); a resume with other settings than the run.json records is refused. The folder receives
@@ -14,20 +17,19 @@ Data parallel over N processes (ChainerMN; pip install -e ".[mpi]"; docs/distrib
     mpiexec -n 2 python experiments/train.py --network b-lenet ... --out RUN
 """
 import argparse
+import inspect
 import json
 import os
 import shlex
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy
 
-import numpy  # noqa: E402
-
-import branchynet  # noqa: E402,F401
-import chainer  # noqa: E402
-import networks  # noqa: E402
+import branchynet  # noqa: F401
+import chainer
+import networks
 from branchynet.data import datasets
-from branchynet.data.split import VAL_SIZE
+from branchynet.data.split import DATASETS, VAL_SIZE
 from branchynet.training import distributed, runs, trainer
 
 
@@ -74,8 +76,9 @@ def add_training_arguments(p, schedule=None, val_size=VAL_SIZE):
                            help=what + " (default %(default)s, the paper's)")
     p.add_argument("--batchsize", type=positive_int, default=512 if schedule is None else schedule["batchsize"],
                    help="training batch size (default %(default)s)")
-    p.add_argument("--weights", default="slides", choices=WEIGHT_PRESETS,
-                   help="loss-weight preset: slides (1..1, 0.3; the default) or code (all 1)")
+    p.add_argument("--weights", default=None, choices=WEIGHT_PRESETS,
+                   help="loss-weight preset: slides (1..1, 0.3) or code (all 1); default: slides "
+                        "for the paper's networks, the Branch list's own weights for others")
     p.add_argument("--beta1", type=beta1_value, default=0.9,
                    help="Adam beta1 (default %(default)s, the code's; the paper's text says 0.99)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
@@ -89,13 +92,18 @@ def add_training_arguments(p, schedule=None, val_size=VAL_SIZE):
                    help="network factory argument, e.g. n=1 (ResNet blocks per stage); repeatable")
 
 
+class FlagError(ValueError):
+    """A flag's value that argparse's types cannot check alone; the message names the flag."""
+
+
 def net_kwargs(pairs):
     """{"n": 1, ...} from ["n=1", ...]; values are read as JSON where they parse (numbers, lists)."""
     kwargs = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit("--net-arg expects KEY=VALUE, got %r" % pair)
+        if not sep or not key.isidentifier():
+            raise FlagError("argument --net-arg: expects KEY=VALUE with KEY a Python name, got %r"
+                            % pair)
         try:
             kwargs[key] = json.loads(value)
         except ValueError:
@@ -103,11 +111,47 @@ def net_kwargs(pairs):
     return kwargs
 
 
+def check_network(spec, kwargs):
+    """Raises FlagError naming --network or --net-arg unless ``spec`` names a factory that takes
+    the arguments ``kwargs``."""
+    try:
+        factory, fixed = networks.factory_of(spec)
+    except networks.UnknownNetwork as err:
+        raise FlagError("argument --network: %s" % err) from None
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in names or key in fixed:
+            raise FlagError("argument --net-arg: %s takes no argument %r (it takes: %s)"
+                            % (spec, key, ", ".join(n for n in names if n not in fixed) or "none"))
+
+
+def network_dataset(spec, dataset):
+    """The dataset to train ``spec`` on: its registered one (--dataset, if given, must agree),
+    else --dataset; FlagError if neither."""
+    registered = networks.dataset_of(spec)
+    if registered is not None and dataset not in (None, registered):
+        raise FlagError("argument --dataset: %s is registered for %s, not %s"
+                        % (spec, registered, dataset))
+    if registered is None and dataset is None:
+        raise FlagError("argument --dataset: required for %s, which is registered with no "
+                        "dataset (one of: %s)" % (spec, ", ".join(DATASETS)))
+    return registered or dataset
+
+
+def default_weights(spec):
+    """--weights' default: the paper's "slides" for its networks, the Branch list's (None) else."""
+    return "slides" if networks.family_of(spec) is not None else None
+
+
 def settings_from_args(args, val_size=None):
     """The run settings of parsed training flags (``val_size`` replaces --val-size if given)."""
+    weights = args.weights if args.weights is not None else default_weights(args.network)
     return runs.RunSettings(
         network=args.network, main_epochs=args.main_epochs, joint_epochs=args.joint_epochs,
-        batchsize=args.batchsize, weights=args.weights, beta1=args.beta1, seed=args.seed,
+        batchsize=args.batchsize, weights=weights, beta1=args.beta1, seed=args.seed,
         val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset or 0,
         main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg),
         preprocessing=getattr(args, "preprocessing", None))
@@ -121,12 +165,13 @@ def launch(settings, out, args, command, dist=None):
     if dist is not None and chainer.get_device(device).xp is not numpy:
         device = "@cupy:%d" % dist.comm.intra_rank  # one GPU per process of a machine
     try:
-        return runs.train(settings, out, networks.build, networks.dataset_of(settings.network),
+        dataset = network_dataset(settings.network, getattr(args, "dataset", None))
+        return runs.train(settings, out, networks.build, dataset,
                           networks.family_of(settings.network), device=device,
                           stock_chainer=args.stock_chainer, data_dir=args.data_dir,
                           progress=False if args.no_progress else None, command=command,
                           dist=dist)
-    except (runs.SettingsMismatch, trainer.UnfinishedLegacyRun) as err:
+    except runs.SettingsMismatch as err:
         raise SystemExit("refused: %s; use another run folder" % err)
     except KeyboardInterrupt:
         if dist is not None and dist.size > 1:
@@ -150,7 +195,11 @@ def command_line(argv, script):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--network", required=True, choices=networks.names())
+    p.add_argument("--network", required=True,
+                   help="a registered network (%s) or a factory as package.module:function"
+                        % ", ".join(networks.names()))
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="the data to train on; required where the network is registered with none")
     add_training_arguments(p)
     p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
     p.add_argument("--main-from", default=None, metavar="MAIN_NPZ",
@@ -169,6 +218,11 @@ def parse_args(argv=None):
     p.add_argument("--communicator", default=None, choices=("naive", "flat", "pure_nccl"),
                    help="ChainerMN communicator (default: pure_nccl on GPUs with NCCL, else naive)")
     args = p.parse_args(argv)
+    try:
+        check_network(args.network, net_kwargs(args.net_arg))
+        args.dataset = network_dataset(args.network, args.dataset)
+    except FlagError as err:
+        p.exit(2, "%s: error: %s\n" % (p.prog, err))
     if args.main_from is not None:
         if args.main_epochs != 0:
             p.error("--main-from replaces pretraining: give --main-epochs 0")

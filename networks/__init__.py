@@ -1,4 +1,5 @@
-"""Network definitions (branch lists) of the paper's three networks, and their registry."""
+"""Network definitions (branch lists) of the paper's three networks, and networks by name or import path."""
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 from networks.registry import (  # noqa: F401
-    build, dataset_of, family_of, load, load_run, loss_weights, names, register)
+    UnknownNetwork, build, dataset_of, factory_of, family_of, load, load_run, names,
+    register)

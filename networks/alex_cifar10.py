@@ -16,7 +16,8 @@ import chainer.links as L
 
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import LRN, Dropout, MaxPool
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 VARIANTS = ("faithful", "paper")
 
@@ -42,7 +43,7 @@ def cap(n):
 
 @register("b-alexnet", dataset="cifar10", family="alexnet", variant="faithful")
 @register("b-alexnet-paper", dataset="cifar10", family="alexnet", variant="paper")
-def get_network(variant="faithful", weights="slides", **controller_kwargs):
+def get_network(variant="faithful", weights="slides", thresholds=None, loss=None):
     """B-AlexNet; ``variant`` is "faithful" (branches after conv2 and conv3, as the code) or "paper"
     (after conv1 and conv2, as the paper's text); ``weights`` is a loss-weight preset ("slides":
     1.0, 1.0, 0.3; "code": all 1.0) or an explicit list of 3."""
@@ -74,4 +75,4 @@ def get_network(variant="faithful", weights="slides", **controller_kwargs):
            L.Linear(256, 128), F.relu, Dropout(0.5),
            Branch([L.Linear(128, 10)], weight=w[2])]
     )
-    return BranchyNet(network, **controller_kwargs)
+    return BranchyNet(network, thresholds=thresholds, loss=loss)

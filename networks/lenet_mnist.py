@@ -10,13 +10,15 @@ import chainer.links as L
 
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import MaxPool
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 
 @register("b-lenet", dataset="mnist", family="lenet")
-def get_network(weights="slides", **controller_kwargs):
+def get_network(weights="slides", thresholds=None, loss=None):
     """B-LeNet; ``weights`` is a loss-weight preset ("slides": 1.0 then 0.3 on the last exit,
-    "code": all 1.0) or an explicit list, one per exit."""
+    "code": all 1.0) or an explicit list, one per exit; ``thresholds`` and ``loss`` go to the
+    controller."""
     w = loss_weights(weights, 2)
     network = [
         L.Convolution2D(1, 5, 5, stride=1, pad=3),
@@ -28,4 +30,4 @@ def get_network(weights="slides", **controller_kwargs):
         L.Linear(720, 84),
         Branch([L.Linear(84, 10)], weight=w[1]),
     ]
-    return BranchyNet(network, **controller_kwargs)
+    return BranchyNet(network, thresholds=thresholds, loss=loss)

@@ -17,7 +17,8 @@ import chainer.links as L
 from branchynet import Branch, BranchyNet
 from branchynet.model.layers import LRN, AvgPool
 from branchynet.model.links import ResBlock, v1_initializer
-from networks.registry import loss_weights, register
+from branchynet.model.loss import loss_weights
+from networks.registry import register
 
 VARIANTS = ("faithful", "paper")
 WSCALE = 2 ** 0.5  # the original's wscale on the trunk convs (docs/original.md#chainer-v1-semantics)
@@ -41,7 +42,7 @@ def _stage(in_size, out_size, n, stride):
 
 @register("b-resnet110", dataset="cifar10", family="resnet110", variant="faithful")
 @register("b-resnet110-paper", dataset="cifar10", family="resnet110", variant="paper")
-def get_network(variant="faithful", weights="slides", n=18, **controller_kwargs):
+def get_network(variant="faithful", weights="slides", n=18, thresholds=None, loss=None):
     """B-ResNet-110; ``variant`` is "faithful" (exit 1 after conv 1, as HEAD of the code) or "paper"
     (exit 1 after the first residual block, our reading of the paper's "after the 2nd conv");
     ``n`` is the number of blocks per stage (18 for ResNet-110; smaller for quick tests);
@@ -65,4 +66,4 @@ def get_network(variant="faithful", weights="slides", n=18, **controller_kwargs)
         + [AvgPool(6, 1),  # 64x3x3 = 576
            Branch([L.Linear(576, 10)], weight=w[2])]
     )
-    return BranchyNet(network, **controller_kwargs)
+    return BranchyNet(network, thresholds=thresholds, loss=loss)

@@ -16,6 +16,7 @@ import numpy
 
 from branchynet.data import cifar10, datasets
 
+DATASETS = ("mnist", "cifar10")  # what load_split loads
 STATISTICS = ("train", "all")
 # the training images held out as the validation split on which thresholds are chosen (ours, not
 # the paper's, which chose its thresholds on the test set): the one default of every script and run
@@ -51,7 +52,7 @@ def load_split(dataset, val_size=VAL_SIZE, data_dir=None, seed=0, statistics="tr
         x, t, x_test, t_test = cifar10.load_cifar10_raw(data_dir)
         t, t_test = t.astype(numpy.int32), t_test.astype(numpy.int32)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}")
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     order = numpy.random.RandomState(seed).permutation(len(x))
     val, keep = numpy.sort(order[:val_size]), numpy.sort(order[val_size:])
     description = {"dataset": dataset, "val_size": int(val_size), "split_seed": int(seed),

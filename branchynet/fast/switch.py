@@ -17,7 +17,7 @@ import chainer.links as L
 from branchynet.model import layers as blayers
 from branchynet.fast import blas, threads
 from branchynet.fast.conv import convolution_2d, supports
-from branchynet.fast.pooling import average_pooling_2d, max_pooling_2d
+from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
 
 chainer.global_config.branchynet_fast_cpu = os.environ.get("BRANCHYNET_FAST_CPU", "1") != "0"
 

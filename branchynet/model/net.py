@@ -10,13 +10,11 @@ import contextlib
 import numpy
 
 import chainer
-import chainer.functions as F
-from chainer import optimizers
 
 from branchynet import fast
-from branchynet.evaluation import timing
 from branchynet.model import exit_rule, measures
 from branchynet.model.branch import shared_prefixes, split_network
+from branchynet.model.loss import JointLoss, main_loss
 
 
 class Sequence(chainer.ChainList):
@@ -43,37 +41,24 @@ def _chainer_inference():
         yield
 
 
-def make_optimizer(target, opt, alpha, beta1, lr, momentum, weight_decay):
-    """The original's optimizers over ``target``: Adam (alpha, beta1) or MomentumSGD (lr,
-    momentum, weight decay)."""
-    if opt == "Adam":
-        return optimizers.Adam(alpha=alpha, beta1=beta1).setup(target)
-    if opt != "MomentumSGD":
-        raise ValueError("opt must be 'Adam' or 'MomentumSGD', got %r" % (opt,))
-    optimizer = optimizers.MomentumSGD(lr=lr, momentum=momentum).setup(target)
-    if weight_decay:
-        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
-    return optimizer
+def _host(x):
+    return chainer.backend.CpuDevice().send(x)
 
 
 class BranchyNet(chainer.Chain):
     """Trains and runs an early-exit network declared as a list with ``Branch`` markers.
 
+    The optimizer is the caller's (``branchynet.training.optimizers``; ``fit`` makes one per
+    stage); the joint loss is ``loss``'s.
+
     Args:
         network: the layer list (see ``branchynet.model.branch``).
-        thresholds: default exit thresholds for ``predict``/``test`` (one per non-final exit).
-        opt: ``"Adam"`` (alpha, beta1) or ``"MomentumSGD"`` (lr, momentum, weight_decay), as the original.
-        joint: if False, the trunk is trained only by the last exit's gradient ("separate" training).
-        train_keep: fraction of each batch (the highest-entropy samples) that goes on to later exits
-            in training; 1.0 (the original's default) trains every exit on the whole batch.
-        train_thresholds: if set, samples with entropy below T_k stop at exit k in training too.
-        sample_weighting: None (the paper's per-exit mean losses) or a per-sample loss weighting
-            such as ``branchynet.model.sample_weights.SoftExit(alpha)`` (see that module).
+        thresholds: default exit thresholds for ``predict`` (one per non-final exit).
+        loss: the joint training loss, a ``branchynet.model.loss.JointLoss`` (default: the
+            ``Branch`` list's weights, every exit on the whole batch).
     """
 
-    def __init__(self, network, thresholds=None, opt="Adam", alpha=1e-3, beta1=0.9,
-                 lr=0.1, momentum=0.9, weight_decay=1e-4, joint=True, train_keep=1.0,
-                 train_thresholds=None, sample_weighting=None):
+    def __init__(self, network, thresholds=None, loss=None):
         super().__init__()
         segments, heads, weights = split_network(network)
         with self.init_scope():
@@ -82,28 +67,13 @@ class BranchyNet(chainer.Chain):
         self.weights = weights
         self.shared = shared_prefixes(segments, heads)
         self.thresholds = thresholds
-        self.joint = joint
-        if not 0.0 < train_keep <= 1.0:
-            raise ValueError("train_keep must be in (0, 1], got %r" % (train_keep,))
-        self.train_keep = train_keep
-        self.train_thresholds = train_thresholds
-        self.sample_weighting = sample_weighting
-        self.opt_settings = dict(opt=opt, alpha=alpha, beta1=beta1, lr=lr, momentum=momentum,
-                                 weight_decay=weight_decay)
-        self.optimizer = None
-        self.reset_optimizer()
+        self.loss = JointLoss() if loss is None else loss
         self.input_shape = None  # one sample's shape, recorded at first use
+        self._params_ready = False  # every parameter initialised (lazily sized layers included)
         self._runner = fast.Runner([s.layers for s in self.segments], [h.layers for h in self.heads])
 
-    # ------------------------------------------------------------------ structure
     def numexits(self):
         return len(self.heads)
-
-    def reset_optimizer(self):
-        """A fresh optimizer over every parameter; called between pretraining and joint training
-        so that the main network's Adam moments do not carry over (docs/original.md, B13)."""
-        self.optimizer = make_optimizer(self, **self.opt_settings)
-        return self.optimizer
 
     def _to_device(self, x):
         x = x.array if isinstance(x, chainer.Variable) else x
@@ -121,6 +91,8 @@ class BranchyNet(chainer.Chain):
         elif tuple(x.shape[1:]) != self.input_shape:
             raise ValueError("inputs of shape (N, %s) expected, got %s"
                              % (", ".join(map(str, self.input_shape)), tuple(x.shape)))
+        if not self._params_ready and len(x):
+            self.initialize(x)
         if t is None:
             return x
         t = self._to_device(t)
@@ -128,6 +100,16 @@ class BranchyNet(chainer.Chain):
             raise ValueError("labels must be %d integers, one per sample; got %s of shape %s"
                              % (len(x), t.dtype, tuple(t.shape)))
         return x, t
+
+    def initialize(self, x):
+        """Sizes lazily sized layers (``L.Linear(None, 10)``) by one stock-Chainer forward of x's
+        first sample through every exit, before the fast kernels and programs read the parameters
+        (done at the first use; ``fit`` does it before training, so that every process of a data
+        parallel run starts from the same sized parameters)."""
+        if any(param.array is None for param in self.params()):
+            with _chainer_inference(), chainer.using_config("branchynet_fast_cpu", False):
+                self.forward(self._to_device(x[:1]))
+        self._params_ready = True
 
     def forward(self, x):
         """Logits of every exit (a list of Variables), without early exit, in the current
@@ -138,88 +120,36 @@ class BranchyNet(chainer.Chain):
             outputs.append(head(h))
         return outputs
 
-    # ------------------------------------------------------------------ training
     def forward_main(self, x):
         """Logits of the main (baseline) network: the whole trunk, then the last head."""
         for segment in self.segments:
             x = segment(x)
         return self.heads[-1](x)
 
-    def train_main(self, x, t):
-        """One pretraining step of the main network. Returns (loss, accuracy) as floats."""
+    # ------------------------------------------------------------------ training
+    def _step(self, optimizer, loss_of):
+        with chainer.using_config("train", True):
+            result = loss_of()
+        self.cleargrads()
+        result[0].backward()
+        optimizer.update()
+        return result
+
+    def train_main(self, x, t, optimizer):
+        """One pretraining step of the main network with ``optimizer`` (set up on this net).
+        Returns (loss, accuracy) as floats."""
         x, t = self._inputs(x, t)
         with fast.cpu_scope(x):
-            with chainer.using_config("train", True):
-                y = self.forward_main(x)
-                loss = F.softmax_cross_entropy(y, t)
-                acc = F.accuracy(y, t)
-            self.cleargrads()
-            loss.backward()
-            self.optimizer.update()
+            loss, acc = self._step(optimizer, lambda: main_loss(self, x, t))
         return float(loss.array), float(acc.array)
 
-    def joint_losses(self, x, t):
-        """Per-exit losses and accuracies of one shared forward pass, in training mode.
-
-        With the default train_keep=1 every exit sees the whole batch; with entropy filtering the
-        samples that leave at exit k are dropped from later exits (as activations, never recomputed).
-        An exit that no sample reaches has loss and accuracy None. A head's leading layers that
-        equal the next segment's (``self.shared``) are run once; the losses are those of running
-        each exit's segments and whole head. With ``sample_weighting`` each exit's loss is the
-        batch mean of its per-sample cross-entropies times the weighting's per-sample weights.
-        """
-        losses, accs = [], []
-        h, start = x, 0
-        num_exits = self.numexits()
-        weighting = self.sample_weighting
-        state = None if weighting is None else weighting.start(len(t), self.xp)
-        for k in range(num_exits):
-            if h is None:
-                losses.append(None)
-                accs.append(None)
-                continue
-            h = self.segments[k].forward(h, start)
-            # the head's first layers that equal the next segment's run once, on the trunk's path
-            start = self.shared[k]
-            if start:
-                h = self.heads[k].forward(h, 0, start)
-            last = k == num_exits - 1
-            head_input = h if (self.joint or last) else chainer.Variable(chainer.as_array(h))
-            y = self.heads[k].forward(head_input, start)
-            if weighting is None:
-                losses.append(F.softmax_cross_entropy(y, t))
-            else:
-                a, state = weighting.weights(y.array, k, num_exits, state)
-                per_sample = F.softmax_cross_entropy(y, t, reduce="no")
-                losses.append(F.sum(per_sample * a) / len(a))
-            accs.append(F.accuracy(y, t))
-            if not last:
-                keep = exit_rule.training_keep(y.array, k, self.numexits(), self.train_keep,
-                                               self.train_thresholds)
-                if keep is not None:
-                    if not bool(keep.any()):
-                        h = None
-                        continue
-                    index = self.xp.flatnonzero(keep)
-                    h, t = F.get_item(h, index), t[index]
-                    if state is not None:
-                        state = weighting.select(state, index)
-        return losses, accs
-
-    def train(self, x, t):
-        """One joint training step: loss = sum_n w_n L_n over the exits, one backward, one update.
-
-        Returns (per-exit losses, per-exit accuracies) as lists of floats (None for an exit that
-        no sample reached).
-        """
+    def train(self, x, t, optimizer):
+        """One joint training step with ``optimizer``: ``self.loss`` (L = sum_n w_n L_n over the
+        exits), one backward, one update. Returns (per-exit losses, per-exit accuracies) as lists
+        of floats (None for an exit that no sample reached)."""
         x, t = self._inputs(x, t)
         with fast.cpu_scope(x):
-            with chainer.using_config("train", True):
-                losses, accs = self.joint_losses(x, t)
-                total = sum(w * loss for w, loss in zip(self.weights, losses) if loss is not None)
-            self.cleargrads()
-            total.backward()
-            self.optimizer.update()
+            _, losses, accs = self._step(optimizer, lambda: self.loss(self, x, t))
         return ([None if v is None else float(v.array) for v in losses],
                 [None if v is None else float(v.array) for v in accs])
 
@@ -259,26 +189,7 @@ class BranchyNet(chainer.Chain):
             if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
                 return exit_rule.predict_one(x, thresholds, segment, head, rule)
             labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, self.xp, rule)
-        return chainer.backend.CpuDevice().send(labels), chainer.backend.CpuDevice().send(exits)
-
-    def test(self, x, t, thresholds=None):
-        """Early-exit inference and its evaluation on one batch.
-
-        Returns (overall accuracy, per-exit accuracy (NaN where no sample left), per-exit exit
-        counts, seconds for the inference, device synchronised).
-        """
-        start = timing.clock(self.xp)
-        labels, exits = self.predict(x, thresholds)
-        seconds = timing.clock(self.xp) - start
-        t = chainer.backend.CpuDevice().send(t.array if isinstance(t, chainer.Variable) else t)
-        if len(t) != len(labels):
-            raise ValueError("%d labels for %d samples" % (len(t), len(labels)))
-        correct = labels == t
-        counts = numpy.bincount(exits, minlength=self.numexits())
-        per_exit = [float(correct[exits == k].mean()) if counts[k] else float("nan")
-                    for k in range(self.numexits())]
-        overall = float(correct.mean()) if len(correct) else float("nan")
-        return overall, per_exit, counts.tolist(), seconds
+        return _host(labels), _host(exits)
 
     def predict_main(self, x):
         """Labels of the main (baseline) network, as a numpy int array."""
@@ -291,7 +202,7 @@ class BranchyNet(chainer.Chain):
             for k in range(self.numexits()):
                 h = segment(k, h)
             logits = head(self.numexits() - 1, h)
-        return chainer.backend.CpuDevice().send(logits.argmax(axis=1).astype(numpy.int32))
+        return _host(logits.argmax(axis=1).astype(numpy.int32))
 
     def exit_probs(self, x):
         """Softmax output of every exit for every sample, without early exit (the original's get_SM):
@@ -310,5 +221,5 @@ class BranchyNet(chainer.Chain):
         with context:
             for k in range(self.numexits()):
                 h = segment(k, h)
-                logits.append(chainer.backend.CpuDevice().send(head(k, h)))
+                logits.append(_host(head(k, h)))
         return logits

@@ -14,9 +14,9 @@ weight mixes that with a uniform weight and keeps the batch mean at 1:
     a_kn = (1 - alpha) + alpha * q_kn / mean_n q_kn.
 
 alpha = 0 is the paper's loss exactly; alpha = 1 is the pure soft-exit weighting. No gradient flows
-through the weights. Used as ``BranchyNet(..., sample_weighting=SoftExit(0.5))`` or by setting
-``net.sample_weighting``; ``BranchyNet.joint_losses`` calls ``start`` once per batch and ``weights``
-once per exit, in order.
+through the weights. Used as ``BranchyNet(..., loss=JointLoss(sample_weighting=SoftExit(0.5)))``
+or by setting ``net.loss.sample_weighting``; ``JointLoss.exit_losses`` calls ``start`` once per
+batch and ``weights`` once per exit, in order.
 """
 import numpy
 

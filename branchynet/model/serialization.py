@@ -2,13 +2,13 @@
 the files of a run folder.
 
 The original pickled the whole object with dill (docs/original.md, B21: fragile, optimizer state on the wrong
-device). Here the npz holds the parameters and BN statistics under Chainer's usual keys, and one
-extra entries: ``branchynet_config``, a JSON string naming the registered network and its factory
-arguments (``networks.build``), and ``branchynet_thresholds``, the net's default exit thresholds
-(``net.thresholds``, JSON: null, a number or one per non-final exit) when it was saved. A fresh
-process rebuilds the net from the first with a builder (``load`` takes one; ``networks.load``
-passes the registry's), loads the arrays and sets ``net.thresholds`` from the second (files saved
-before it existed keep the factory's thresholds).
+device). Here the npz holds the parameters and BN statistics under Chainer's usual keys, and two
+extra entries: ``branchynet_config``, a JSON string naming the network's factory and its arguments
+(``{"network": spec, "kwargs": ...}``, recorded by ``networks.build``; null for a net built by hand),
+and ``branchynet_thresholds``, the net's default exit thresholds (``net.thresholds``, JSON: null, a
+number or one per non-final exit) when it was saved. ``load`` rebuilds the net from the first with a
+builder (``networks.load`` passes ``networks.build``), loads the arrays and sets ``net.thresholds``
+from the second. A net built by hand is rebuilt by its author: ``load_into(net, path)``.
 
 A file that cannot be read (truncated, corrupt, not an npz) raises ``ModelFileError`` naming the
 file and what to do, not the zip or zlib error underneath.
@@ -54,17 +54,31 @@ def _plain_thresholds(thresholds):
     return float(values) if values.ndim == 0 else [float(v) for v in values.ravel()]
 
 
-def save(net, path):
-    """Writes ``net`` (built with ``networks.build``) to ``path`` atomically."""
+class NoFactoryError(ValueError):
+    """A saved model records no factory to rebuild it from (its net was built by hand)."""
+
+
+def entries(net):
+    """The JSON entries ``save`` writes besides the arrays ({key: text}); raises ValueError naming
+    what cannot be written (``fit`` calls it before training, so that no epoch is lost)."""
     config = getattr(net, "config", None)
-    if config is None:
-        raise ValueError("this BranchyNet has no .config: build it with networks.build(name, ...) "
-                         "so that it can be rebuilt when loaded")
+    try:
+        config_text = json.dumps(config)
+    except (TypeError, ValueError) as err:
+        raise ValueError("net.config %r cannot be saved as JSON (%s): give the factory JSON values "
+                         "(numbers, strings, lists, dicts) as arguments" % (config, err)) from None
+    thresholds = _plain_thresholds(getattr(net, "thresholds", None))
+    return {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds)}
+
+
+def save(net, path):
+    """Writes ``net``'s arrays, its factory (``net.config``, if built with ``networks.build``) and
+    its thresholds to ``path`` atomically."""
+    texts = entries(net)
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(net)
     arrays = {key: chainer.backend.CpuDevice().send(value) for key, value in serializer.target.items()}
-    arrays[CONFIG_KEY] = numpy.array(json.dumps(config))
-    arrays[THRESHOLDS_KEY] = numpy.array(json.dumps(_plain_thresholds(getattr(net, "thresholds", None))))
+    arrays.update({key: numpy.array(text) for key, text in texts.items()})
     _atomic_savez(path, arrays)
 
 
@@ -105,21 +119,16 @@ def read_config(path):
     return _read_entries(path)[0]
 
 
-def read_thresholds(path):
-    """The exit thresholds saved with a model (None, a float or a tuple), or None for a file
-    saved before they were."""
-    thresholds = _read_entries(path)[1]
-    if thresholds == "absent":
-        return None
-    return tuple(thresholds) if isinstance(thresholds, list) else thresholds
-
-
 def load_into(net, path):
-    """Loads the arrays of a saved model into an existing net of the same architecture."""
+    """Loads the arrays of a saved model, and its thresholds where saved, into an existing net of
+    the same architecture (lazily sized layers take the saved sizes)."""
+    thresholds = _read_entries(path)[1]
     try:
         chainer.serializers.load_npz(path, net)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise _unreadable(path, err) from err
+    if thresholds != "absent":
+        net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
     return net
 
 
@@ -128,12 +137,18 @@ def load(path, build, **overrides):
     stored configuration (``networks.build``; ``networks.load`` passes it), whose factory arguments
     ``overrides`` replace (e.g. controller settings such as ``thresholds``). ``net.thresholds`` is
     the saved one unless ``overrides`` give thresholds."""
-    config, thresholds = _read_entries(path)
-    kwargs = dict(config["kwargs"], **overrides)
-    net = build(config["network"], **kwargs)
+    config = _read_entries(path)[0]
+    if config is None:
+        raise NoFactoryError(
+            "%s holds the weights of a BranchyNet built by hand, with no factory to rebuild it "
+            "from: build the same net again, then call "
+            "branchynet.model.serialization.load_into(net, %r) (or build it with "
+            "networks.build(\"package.module:function\", ...) so that load can)" % (path, path))
+    net = build(config["network"], **dict(config["kwargs"], **overrides))
+    thresholds = net.thresholds
     load_into(net, path)
-    if thresholds != "absent" and "thresholds" not in overrides:
-        net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
+    if "thresholds" in overrides:
+        net.thresholds = thresholds
     return net
 
 

@@ -1,13 +1,14 @@
 """Training runs: the settings that define one (recorded as the run folder's ``run.json``), and
 launching, or resuming, one (``train``).
 
-``run.json`` holds the network and its factory arguments, its dataset and paper family, the loss
-weights (preset and values), the CIFAR-10 preprocessing (None: the default, "gcn"), the schedule,
-batch size, seed, validation split, training subset, the optimizer's settings, the main network it
-started from (``main_from``), and where and with what it ran (device, stock or fast CPU kernels,
-library versions, git commit, date, command). Each later launch that resumes the run is appended
-to its ``resumes``. The experiment scripts read a run's settings from it; a resume whose settings
-differ from the recorded ones is refused.
+``run.json`` holds the network (a registered name or "package.module:function") and its factory
+arguments, its dataset and paper family (None for others), the loss weights (preset, None for the
+``Branch`` list's own, and values), the CIFAR-10 preprocessing (None: the default, "gcn"), the
+schedule, batch size, seed, validation split, training subset, the optimizer's settings, the main
+network it started from (``main_from``), and where and with what it ran (device, stock or fast CPU
+kernels, library versions, git commit, date, command). Each later launch that resumes the run is
+appended to its ``resumes``. The experiment scripts read a run's settings from it; a resume whose
+settings differ from the recorded ones is refused.
 """
 import dataclasses
 import datetime
@@ -19,11 +20,12 @@ import numpy
 
 import chainer
 
+from branchynet.data.split import VAL_SIZE, load_split, run_statistics
 from branchynet.model import serialization
+from branchynet.model.loss import loss_weights
 from branchynet.reporting import environment
 from branchynet.training import trainer
-from branchynet.data import split as data_split
-from branchynet.data.split import load_split, run_statistics
+from branchynet.training.optimizers import OptimizerSettings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,10 +37,10 @@ class RunSettings:
     main_epochs: int
     joint_epochs: int
     batchsize: int = 512
-    weights: str = "slides"
+    weights: str = None
     beta1: float = 0.9
     seed: int = 0
-    val_size: int = data_split.VAL_SIZE
+    val_size: int = VAL_SIZE
     train_subset: int = 0
     main_from: str = None
     net_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -88,6 +90,11 @@ def launch_info(device, stock_chainer, command=None, dist=None):
     return info
 
 
+def optimizer_settings(settings):
+    """The optimizer of a run: Adam with the run's beta1 (alpha 1e-3), as the paper."""
+    return OptimizerSettings("Adam", beta1=settings.beta1)
+
+
 def run_info(settings, net, dataset, family, launch, split):
     """The run.json of a new run: ``settings``, what ``net`` was built with, the data ``split``
     (its description: sizes, preprocessing and whose statistics), and its first ``launch``
@@ -95,10 +102,11 @@ def run_info(settings, net, dataset, family, launch, split):
     return dict({
         "network": settings.network, "dataset": dataset, "family": family, "split": split,
         "net_kwargs": settings.net_kwargs,
-        "loss_weights": {"preset": settings.weights, "values": [float(w) for w in net.weights]},
+        "loss_weights": {"preset": settings.weights,
+                         "values": [float(w) for w in net.loss.weights_of(net)]},
         "schedule": {"main_epochs": settings.main_epochs, "joint_epochs": settings.joint_epochs},
         "batchsize": settings.batchsize, "seed": settings.seed, "val_size": settings.val_size,
-        "train_subset": settings.train_subset, "optimizer": dict(net.opt_settings),
+        "train_subset": settings.train_subset, "optimizer": optimizer_settings(settings).as_dict(),
         "main_from": settings.main_from, "preprocessing": settings.preprocessing},
         **launch, resumes=[])
 
@@ -112,8 +120,9 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
     """Trains (or resumes) the run ``settings`` in the folder ``out`` and records it in run.json
     (and ``command``, the command line that launched it, in command.txt); returns the log entries.
 
-    ``build(network, **kwargs)`` makes the net (``networks.build``), ``dataset`` and ``family``
-    are the network's (``networks.dataset_of``, ``networks.family_of``). Raises
+    ``build(network, **kwargs)`` makes the net (``networks.build``); ``settings.weights``, a
+    preset (``loss.loss_weights``), replaces the Branch list's loss weights. ``dataset`` is the
+    name ``load_split`` loads, ``family`` the paper network's (or None). Raises
     ``SettingsMismatch``, naming each differing setting, if ``out`` has a run.json with other
     settings. ``dist``: a ``distributed.Distributed`` to train data parallel (every process calls
     ``train``; rank 0 reads and writes the run folder and tells the others what it found).
@@ -140,8 +149,9 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
                              % (settings.train_subset, len(train_set[0])))
         train_set = tuple(a[:settings.train_subset] for a in train_set)
     numpy.random.seed(settings.seed)
-    net = build(settings.network, weights=settings.weights, beta1=settings.beta1,
-                **settings.net_kwargs)
+    net = build(settings.network, **settings.net_kwargs)
+    if settings.weights is not None:
+        net.loss.weights = loss_weights(settings.weights, net.numexits())
     if settings.main_from is not None and root:  # (the others get rank 0's parameters)
         serialization.load_into(net, settings.main_from)
     net.to_device(device)
@@ -162,4 +172,5 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
     with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
         return trainer.fit(net, train_set, val_set, out, settings.main_epochs,
                             settings.joint_epochs, settings.batchsize, seed=settings.seed,
-                            progress=progress, echo=echo, dist=dist)
+                            progress=progress, echo=echo, dist=dist,
+                            optimizer=optimizer_settings(settings))

@@ -25,8 +25,8 @@ cuDNN's own states, which cannot be restored: ``fit`` warns, ``CHAINER_USE_CUDNN
 
 Other files in ``out``: ``main.npz`` (the baseline, saved when pretraining ends: joint training goes
 on changing the shared final head, docs/original.md, B11) and ``branchy.npz`` (the jointly trained
-net). Run folders of the earlier hand-written loop (``checkpoint.npz``) that finished their
-schedule are recognized as finished; an unfinished one is refused with what to do.
+net), both checked to be writable before the first epoch (a net built by hand saves its weights
+and thresholds; ``serialization.load_into`` reads them back into a net built again).
 """
 import glob
 import json
@@ -42,11 +42,11 @@ from chainer.training import extensions, triggers
 
 from branchynet.data import datasets
 from branchynet.model import serialization
+from branchynet.training import optimizers
 from branchynet.training.updater import STAGES, BranchyUpdater, EpochIterator, SeededOrder, device_seeder
 
 SNAPSHOT = "snapshot_epoch_{.updater.epoch:04d}.npz"
 SNAPSHOT_GLOB = "snapshot_epoch_*.npz"
-LEGACY_CHECKPOINT = "checkpoint.npz"
 
 
 def exit_sums(net, x_all, t_all, batchsize=1000):
@@ -60,14 +60,6 @@ def exit_sums(net, x_all, t_all, batchsize=1000):
             loss_sum[i] -= numpy.log(numpy.maximum(p[numpy.arange(len(t)), t], 1e-30)).sum()
             correct[i] += (p.argmax(axis=1) == t).sum()
     return loss_sum, correct
-
-
-def evaluate(net, dataset, batchsize=1000):
-    """Per-exit mean cross-entropy and accuracy on a dataset, every exit on every sample."""
-    x_all, t_all = datasets.arrays(dataset)
-    loss_sum, correct = exit_sums(net, x_all, t_all, batchsize)
-    n = len(x_all)
-    return (loss_sum / n).tolist(), (correct / n).tolist()
 
 
 class ExitEvaluator(extensions.Evaluator):
@@ -245,28 +237,6 @@ def latest_snapshot(out):
     return max(intact)[1] if intact else None
 
 
-class UnfinishedLegacyRun(RuntimeError):
-    """A run folder of the earlier training loop, stopped before the end of its schedule."""
-
-
-def _legacy_run(out, main_epochs, joint_epochs):
-    """For a folder with the earlier loop's ``checkpoint.npz`` and no snapshot: True if its
-    schedule is done (nothing to train); raises UnfinishedLegacyRun otherwise. False for others."""
-    path = os.path.join(out, LEGACY_CHECKPOINT)
-    if not os.path.exists(path) or glob.glob(os.path.join(out, SNAPSHOT_GLOB)):
-        return False
-    with numpy.load(path) as data:
-        state = json.loads(str(data["state"]))
-    done = {"main": state["epoch"] if state["stage"] == "main" else main_epochs,
-            "joint": state["epoch"] if state["stage"] == "joint" else 0}
-    if done["main"] >= main_epochs and done["joint"] >= joint_epochs:
-        return True
-    raise UnfinishedLegacyRun(
-        "%s holds a checkpoint of the training loop before Chainer's Trainer (stage %s, epoch %d "
-        "done), which this version cannot resume; finish it with that version (git worktree add "
-        "/tmp/oldloop 71ead2e) or train in a new folder" % (path, state["stage"], state["epoch"]))
-
-
 def _cudnn_dropout():
     """Whether Chainer's dropout on a GPU would take cuDNN's path (states this loop cannot seed)."""
     cuda = chainer.backends.cuda
@@ -274,30 +244,20 @@ def _cudnn_dropout():
 
 
 def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval_batchsize=1000,
-        progress=None, echo=None, dist=None):
+        progress=None, echo=None, dist=None, optimizer=None):
     """Runs (or resumes) the schedule: ``main_epochs`` of pretraining, then ``joint_epochs``.
 
+    ``net``: any BranchyNet (registered or not). ``optimizer``: makes a fresh optimizer over a
+    link, once per stage (default ``optimizers.OptimizerSettings()``: Adam, alpha 1e-3, beta1 0.9).
     ``dist``: a ``distributed.Distributed`` for data parallel training (every process calls
     ``fit`` alike; only rank 0 writes). Returns the log entries (``read_log``'s, one per epoch).
     """
     echo = echo or (lambda line: print(line, flush=True))
     root = dist is None or dist.is_root
+    serialization.entries(net)  # what cannot be saved fails now, not after the first stage
     if root:
         os.makedirs(out, exist_ok=True)
-    # rank 0 looks at the folder and tells the others (they may have no copy of it)
-    try:
-        legacy = _legacy_run(out, main_epochs, joint_epochs) if root else None
-    except UnfinishedLegacyRun as err:
-        legacy = err
-    if dist is not None:
-        legacy = dist.bcast(legacy)
-    if isinstance(legacy, UnfinishedLegacyRun):
-        raise legacy
-    if legacy:
-        if root:
-            echo("%s: the schedule is done (%s of the earlier loop); nothing to train"
-                 % (out, LEGACY_CHECKPOINT))
-        return read_log(out) if root else []
+    net.initialize(datasets.arrays(train)[0][:1])
     seed_device = device_seeder(net)
     if seed_device is not None and _cudnn_dropout() and root:
         echo("warning: cuDNN is enabled: Chainer's dropout draws from cuDNN's states, which are "
@@ -305,7 +265,8 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
              "regenerated from its seed")
     iterator = EpochIterator(datasets.arrays(train), batchsize, SeededOrder(seed),
                              *((dist.rank, dist.size) if dist is not None else ()))
-    updater = BranchyUpdater(iterator, net, main_epochs, seed, seed_device,
+    updater = BranchyUpdater(iterator, net, optimizer or optimizers.OptimizerSettings(),
+                             main_epochs, seed, seed_device,
                              wrap_optimizer=None if dist is None else dist.optimizer,
                              allreduce=None if dist is None else dist.allreduce,
                              rank=None if dist is None else dist.rank)

@@ -6,9 +6,9 @@ snapshot; ``EpochIterator`` walks the training arrays in that order, the last ba
 partial (as the original), and hands each process its share of every global batch when training is
 spread over processes (``branchynet.training.distributed``); ``BranchyUpdater`` runs one step with the
 per-batch API (``BranchyNet.train_main`` in pretraining, ``BranchyNet.train`` in joint training,
-whose loss is ``BranchyNet.joint_losses``), gives the joint stage a fresh optimizer
-(``BranchyNet.reset_optimizer``), reports every exit's loss and accuracy with ``chainer.report``
-and keeps the random streams a resumed run needs.
+whose loss is the net's ``JointLoss``) with an optimizer it makes, a fresh one for each stage,
+reports every exit's loss and accuracy with ``chainer.report`` and keeps the random streams a
+resumed run needs.
 """
 import collections
 import json
@@ -152,7 +152,8 @@ def _set_numpy_global_state(state):
 
 class BranchyUpdater(updaters.StandardUpdater):
     """One step of the schedule per batch: ``net.train_main`` for the first ``main_epochs`` epochs,
-    then ``net.train`` (all exits, weighted losses) on a fresh optimizer.
+    then ``net.train`` (all exits, weighted losses), each stage with a fresh optimizer from
+    ``make_optimizer(net)`` (``branchynet.training.optimizers``).
 
     Reported per step (``chainer.report``, weighted by the batch size so that an epoch's mean is a
     mean over samples, as the original's): ``main/exit<k>/loss`` and ``main/exit<k>/accuracy`` for
@@ -167,19 +168,18 @@ class BranchyUpdater(updaters.StandardUpdater):
     for data parallel training; ``allreduce`` sums the per-exit statistics over processes.
     """
 
-    def __init__(self, iterator, net, main_epochs, seed=0, seed_device=None, wrap_optimizer=None,
-                 allreduce=None, rank=None):
+    def __init__(self, iterator, net, make_optimizer, main_epochs, seed=0, seed_device=None,
+                 wrap_optimizer=None, allreduce=None, rank=None):
         self.net, self.main_epochs, self.seed = net, main_epochs, seed
+        self.make_optimizer = make_optimizer
         self.seed_device, self.wrap_optimizer = seed_device, wrap_optimizer
         self.allreduce, self.rank = allreduce, rank
         self.stage = STAGES[0]
-        super().__init__(iterator, self._wrap(net.optimizer))
+        super().__init__(iterator, self._fresh_optimizer())
 
-    def _wrap(self, optimizer):
-        if self.wrap_optimizer is not None:
-            optimizer = self.wrap_optimizer(optimizer)
-            self.net.optimizer = optimizer
-        return optimizer
+    def _fresh_optimizer(self):
+        optimizer = self.make_optimizer(self.net)
+        return optimizer if self.wrap_optimizer is None else self.wrap_optimizer(optimizer)
 
     def enter_stage(self, stage):
         """Switches to ``stage``; the joint stage starts on a fresh optimizer (Adam's moments of
@@ -187,8 +187,7 @@ class BranchyUpdater(updaters.StandardUpdater):
         if stage == self.stage:
             return
         self.stage = stage
-        self.net.reset_optimizer()
-        self._optimizers["main"] = self._wrap(self.net.optimizer)
+        self._optimizers["main"] = self._fresh_optimizer()
 
     def stage_epoch(self, epoch):
         """(stage, epoch within it) of the 1-based overall ``epoch``."""
@@ -215,10 +214,10 @@ class BranchyUpdater(updaters.StandardUpdater):
             optimizer.zero_step()
             losses = accs = [None] * k
         elif stage == STAGES[0]:
-            loss, acc = self.net.train_main(batch.x, batch.t)
+            loss, acc = self.net.train_main(batch.x, batch.t, optimizer)
             losses, accs = [None] * (k - 1) + [loss], [None] * (k - 1) + [acc]
         else:
-            losses, accs = self.net.train(batch.x, batch.t)
+            losses, accs = self.net.train(batch.x, batch.t, optimizer)
         self._report(losses, accs, n, batch.total)
 
     def _report(self, losses, accs, n, total):

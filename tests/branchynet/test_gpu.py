@@ -5,6 +5,7 @@ import numpy
 import pytest
 
 import chainer
+from branchynet.training.optimizers import adam
 from tests.helpers import build
 
 cupy = pytest.importorskip("cupy")
@@ -18,8 +19,9 @@ PROB_TOLERANCE = dict(rtol=1e-3, atol=1e-5)  # float32 kernels differ between cu
 def nets(mnist_subset):
     cpu = build("b-lenet")
     x, t = mnist_subset
+    optimizer = adam()(cpu)
     for start in range(0, 1024, 64):
-        cpu.train(x[start:start + 64], t[start:start + 64])
+        cpu.train(x[start:start + 64], t[start:start + 64], optimizer)
     gpu = copy.deepcopy(cpu)
     gpu.to_device("@cupy:0")
     return cpu, gpu
@@ -52,14 +54,13 @@ def branchy_entropy(p):
 
 def test_training_step_gives_the_same_losses(nets, mnist_subset):
     cpu, gpu = (copy.deepcopy(n) for n in nets)
-    for net in (cpu, gpu):
-        net.reset_optimizer()
+    opt_cpu, opt_gpu = adam()(cpu), adam()(gpu)
     x, t = mnist_subset[0][1524:1652], mnist_subset[1][1524:1652]
-    losses_cpu, _ = cpu.train(x, t)
-    losses_gpu, _ = gpu.train(x, t)
+    losses_cpu, _ = cpu.train(x, t, opt_cpu)
+    losses_gpu, _ = gpu.train(x, t, opt_gpu)
     numpy.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-4)
-    losses_cpu, _ = cpu.train(x, t)
-    losses_gpu, _ = gpu.train(x, t)
+    losses_cpu, _ = cpu.train(x, t, opt_cpu)
+    losses_gpu, _ = gpu.train(x, t, opt_gpu)
     numpy.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-3)
 
 

@@ -49,8 +49,8 @@ def test_bench_training_rows_from_scripted_timings(monkeypatch):
     steps, modes = [], {}
     for method, step in (("train_main", "main"), ("train", "joint")):
         real = getattr(BranchyNet, method)
-        monkeypatch.setattr(BranchyNet, method, lambda self, x, t, real=real, step=step: (
-            steps.append((step, chainer.config.branchynet_fast_cpu)), real(self, x, t))[1])
+        monkeypatch.setattr(BranchyNet, method, lambda self, x, t, opt, real=real, step=step: (
+            steps.append((step, chainer.config.branchynet_fast_cpu)), real(self, x, t, opt))[1])
 
     def scripted(fns, repeats, warmup=1, inner=1):
         out = {}

@@ -57,6 +57,44 @@ def test_bad_values_are_refused_naming_the_flag_and_the_allowed_values(flag, val
     assert "argument %s" % flag in err and allowed in err and value in err, err
 
 
+USER = ["--network", "tests.test_user_network:three_exits", "--main-epochs", "1",
+        "--joint-epochs", "1", "--out", "unused"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (USER + ["--dataset", "mnist", "--net-arg", "width"], "argument --net-arg: expects KEY=VALUE"),
+    (USER + ["--dataset", "mnist", "--net-arg", "depth=3"],
+     "argument --net-arg: tests.test_user_network:three_exits takes no argument 'depth' (it takes: width)"),
+    (USER, "argument --dataset: required for tests.test_user_network:three_exits"),
+    (BASE + ["--dataset", "cifar10"], "argument --dataset: b-lenet is registered for mnist"),
+    (["--network", "tests.no_such_module:f"] + BASE[2:], "argument --network: network "
+     "'tests.no_such_module:f': no module 'tests.no_such_module'"),
+    (["--network", "tests.test_user_network:nothing"] + BASE[2:],
+     "argument --network: network 'tests.test_user_network:nothing': module "
+     "'tests.test_user_network' has no function 'nothing'"),
+    (["--network", "b-nothing"] + BASE[2:], "argument --network: unknown network 'b-nothing'"),
+])
+def test_a_bad_network_net_arg_or_dataset_is_one_line_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_factory_by_import_path_takes_its_dataset_and_the_branch_lists_weights():
+    args = parse(USER + ["--dataset", "mnist", "--net-arg", "width=3"])
+    assert args.dataset == "mnist"
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    settings = train.settings_from_args(args)
+    assert (settings.weights, settings.net_kwargs) == (None, {"width": 3})
+    assert train.settings_from_args(parse(BASE)).weights == "slides"  # the paper's networks
+
+
 def test_good_values_pass():
     args = parse(BASE + ["--batchsize", "1", "--train-subset", "5", "--beta1", "0", "--weights", "code"])
     assert (args.batchsize, args.train_subset, args.beta1, args.weights) == (1, 5, 0.0, "code")

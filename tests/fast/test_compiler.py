@@ -11,7 +11,7 @@ import chainer.links as L
 
 import networks
 from branchynet.model import exit_rule
-from branchynet.fast import compiler
+from branchynet.fast import batch, compiler
 from branchynet.model.links import ResBlock
 
 NETWORKS = [("b-lenet", {}), ("b-alexnet", {}), ("b-alexnet-paper", {}), ("b-resnet110", {"n": 1}),
@@ -103,7 +103,7 @@ def test_resblock_function_equals_chainer_test_mode(in_c, out_c, stride, size):
         norm.beta.array[...] = rng.randn(c)
     x = rng.randn(2, in_c, size, size).astype(np.float32)
     expected = _stock(block, x)
-    got = compiler.numpy_function(block)(x)
+    got = batch.numpy_function(block)(x)
     assert got.shape == expected.shape == (2, out_c, -(-size // stride), -(-size // stride))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -179,8 +179,8 @@ def test_a_copied_net_runs_its_own_parameters():
     for link in twin.heads[0].layers:
         if isinstance(link, L.Linear):
             link.W.array[...] *= 3
-    for batch in (x, _input("b-lenet", 4)):
-        np.testing.assert_allclose(twin.exit_probs(batch)[0], _stock_probs(twin, batch)[0],
+    for xb in (x, _input("b-lenet", 4)):
+        np.testing.assert_allclose(twin.exit_probs(xb)[0], _stock_probs(twin, xb)[0],
                                    rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(net.exit_probs(batch)[0], _stock_probs(net, batch)[0],
+        np.testing.assert_allclose(net.exit_probs(xb)[0], _stock_probs(net, xb)[0],
                                    rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import chainer
 
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet.fast import compiler, jit
+from branchynet.fast import batch, compiler, jit
 from branchynet.fast import conv as fconv
 from branchynet.fast import pooling as fpool
 
@@ -39,7 +39,7 @@ def test_conv_direct_equals_numpy(jit_on, n, C, H, W, n_out, kh, kw, pad, bias):
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     # the batch function the compiler runs (split over threads) gives the same
-    np.testing.assert_allclose(compiler._conv_direct(x, Wt, b, pad), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch.conv_direct(x, Wt, b, pad), ref, rtol=1e-5, atol=1e-5)
 
 
 def _strided(a):

@@ -615,23 +615,25 @@ def test_training_step_keeps_blas_on_one_thread_while_kernels_split(monkeypatch)
     """fast.cpu_scope: one BLAS thread for the whole fast step when the kernels use several
     threads; BLAS untouched for stock Chainer or one kernel thread; restored after."""
     import networks
+    from branchynet.training.optimizers import adam
     if fast.blas.threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS this module can reach")
     before = fast.blas.set_threads(2)
     previous = fast_threads.set_threads(2)
     try:
         net = networks.build("b-lenet")
+        optimizer = adam()(net)
         seen = []
-        update = net.optimizer.update
-        monkeypatch.setattr(net.optimizer, "update",
+        update = optimizer.update
+        monkeypatch.setattr(optimizer, "update",
                             lambda *a: (seen.append(fast.blas.threads()), update(*a)))
         x = numpy.random.RandomState(0).rand(8, 1, 28, 28).astype(numpy.float32)
         t = numpy.arange(8, dtype=numpy.int32) % 10
-        net.train(x, t)
+        net.train(x, t, optimizer)
         with chainer.using_config("branchynet_fast_cpu", False):
-            net.train(x, t)
+            net.train(x, t, optimizer)
         fast_threads.set_threads(1)
-        net.train(x, t)
+        net.train(x, t, optimizer)
         assert seen == [1, 2, 2]
         assert fast.blas.threads() == 2
     finally:

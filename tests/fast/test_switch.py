@@ -8,6 +8,7 @@ import chainer
 
 import branchynet  # noqa: F401  (before chainer)
 import networks
+from branchynet.training.optimizers import adam
 
 RTOL = 1e-3
 
@@ -34,14 +35,15 @@ def _pair(name, seed=0):
     return nets
 
 
-def _step(nets, method, x, t, seed):
-    """One step of both nets on the same batch; dropout draws the same masks (numpy.random)."""
+def _step(nets, optimizers, method, x, t, seed):
+    """One step of both nets (each with its optimizer) on the same batch; dropout draws the same
+    masks (numpy.random)."""
     out = {}
     for mode, net in nets.items():
         numpy.random.seed(seed)
         hook = _Modules()
         with chainer.using_config("branchynet_fast_cpu", mode == "fast"), hook:
-            out[mode] = getattr(net, method)(x, t)
+            out[mode] = getattr(net, method)(x, t, optimizers[mode])
         uses_fast = any(m.startswith("branchynet.fast") for m in hook.modules)
         assert uses_fast == (mode == "fast"), (mode, sorted(hook.modules))
     return out["fast"], out["stock"]
@@ -52,18 +54,18 @@ def _follow(nets, x, t, batch, main_steps, joint_steps):
     batches taken in order from (x, t); every loss compared. Returns the loss curves."""
     curve = []
     batches = iter(range(0, len(x), batch))
+    optimizers = {mode: adam()(net) for mode, net in nets.items()}
     for i in range(main_steps):
         s = next(batches)
-        (lf, af), (ls, as_) = _step(nets, "train_main", x[s:s + batch], t[s:s + batch], 1000 + i)
+        (lf, af), (ls, as_) = _step(nets, optimizers, "train_main", x[s:s + batch], t[s:s + batch], 1000 + i)
         assert numpy.isfinite(lf)
         assert lf == pytest.approx(ls, rel=RTOL), ("main step", i)
         assert af == pytest.approx(as_, abs=1.5 / batch), ("main step", i)
         curve.append(("main", lf, ls))
-    for net in nets.values():
-        net.reset_optimizer()
+    optimizers = {mode: adam()(net) for mode, net in nets.items()}
     for i in range(joint_steps):
         s = next(batches)
-        (lf, af), (ls, as_) = _step(nets, "train", x[s:s + batch], t[s:s + batch], 2000 + i)
+        (lf, af), (ls, as_) = _step(nets, optimizers, "train", x[s:s + batch], t[s:s + batch], 2000 + i)
         assert all(numpy.isfinite(lf))
         numpy.testing.assert_allclose(lf, ls, rtol=RTOL, err_msg="joint step %d" % i)
         numpy.testing.assert_allclose(af, as_, atol=1.5 / batch, err_msg="joint step %d" % i)

@@ -13,6 +13,7 @@ import networks
 from networks import alex_cifar10, resnet_cifar10
 from branchynet.fast import switch
 from branchynet.model.links import ResBlock
+from branchynet.training.optimizers import adam
 from tests.helpers import build
 
 LN10 = math.log(10)
@@ -112,8 +113,7 @@ def test_network_shapes_sizes_params_and_gradients(name):
     assert convs == spec["convs_before_exit"]
 
     with chainer.using_config("train", True):
-        losses, _ = net.joint_losses(x, t)
-        total = sum(w * loss for w, loss in zip(net.weights, losses))
+        total, losses, _ = net.loss(net, x, t)
     assert all(np.isfinite(float(loss.array)) for loss in losses)
     net.cleargrads()
     total.backward()
@@ -229,16 +229,17 @@ def test_numpy_inference_equals_chainer(name, kwargs):
 # ---------------------------------------------------------------- real training steps
 def _losses(net, x, t, train_mode):
     with chainer.using_config("train", train_mode), chainer.no_backprop_mode():
-        losses, _ = net.joint_losses(x, t)
+        losses, _ = net.loss.exit_losses(net, x, t)
     return np.array([float(loss.array) for loss in losses])
 
 
 def _check_training_lowers_every_exit(net, x, t, steps, batch, eval_train_mode, margin=0.1):
     rng = np.random.RandomState(0)
     before = _losses(net, x, t, eval_train_mode)
+    optimizer = adam()(net)
     for _ in range(steps):
         index = rng.permutation(len(x))[:batch]
-        net.train(x[index], t[index])
+        net.train(x[index], t[index], optimizer)
     after = _losses(net, x, t, eval_train_mode)
     assert np.all(np.isfinite(after))
     assert np.all(after < before - margin), (before, after)

@@ -1,13 +1,20 @@
-"""The registry's metadata (dataset and paper family, given explicitly at registration), loading a
-saved net through it, and the layering: the library never imports the networks package."""
+"""Networks by name or import path: the registry's metadata (dataset and paper family, given
+explicitly at registration, both optional), factories by "package.module:function", loading a saved
+net through them, and the layering: the library never imports the networks package."""
 import os
+import re
 import subprocess
 import sys
 
+import numpy
 import pytest
+
+import chainer.functions as F
+import chainer.links as L
 
 import branchynet  # noqa: F401
 import networks
+from branchynet import Branch, BranchyNet
 from branchynet.model import serialization
 from networks import registry
 
@@ -34,14 +41,52 @@ def test_metadata_is_what_register_was_given_not_derived_from_names(scratch_regi
         raise AssertionError("not built")
     assert networks.dataset_of("b-lenet-cifar10-resnet110") == "mnist"
     assert networks.family_of("b-lenet-cifar10-resnet110") == "alexnet"
-    with pytest.raises(TypeError):
-        networks.register("b-unlabelled")
-    with pytest.raises(ValueError, match="dataset"):
-        networks.register("b-x", dataset="imagenet", family="lenet")
-    with pytest.raises(ValueError, match="family"):
-        networks.register("b-x", dataset="mnist", family="vgg")
-    with pytest.raises(KeyError, match="unknown network"):
+    with pytest.raises(networks.UnknownNetwork, match="unknown network"):
         networks.family_of("b-nothing")
+
+
+def two_exits(width=4):
+    """A 2-exit factory no registry knows, with lazily sized layers; takes no weights= nor beta1=."""
+    return BranchyNet([L.Convolution2D(None, width, 3), F.relu, Branch([L.Linear(None, 10)]),
+                       L.Linear(None, 16), F.relu, Branch([L.Linear(None, 10)])])
+
+
+def test_any_names_register_and_tags_are_optional(scratch_registry):
+    networks.register("mine")(two_exits)
+    networks.register("mine-on-svhn", dataset="svhn", width=2)(two_exits)
+    assert (networks.dataset_of("mine"), networks.family_of("mine")) == (None, None)
+    assert networks.dataset_of("mine-on-svhn") == "svhn"
+    net = networks.build("mine-on-svhn")
+    assert net.config == {"network": "mine-on-svhn", "kwargs": {}}
+    assert net.segments[0][0].out_channels == 2
+    with pytest.raises(ValueError, match="without ':'"):
+        networks.register("a:b")
+
+
+def test_a_factory_by_import_path_is_built_recorded_and_reloaded(tmp_path):
+    spec = "tests.networks.test_registry:two_exits"
+    net = networks.build(spec, width=3)
+    assert net.config == {"network": spec, "kwargs": {"width": 3}}
+    assert (networks.dataset_of(spec), networks.family_of(spec)) == (None, None)
+    x = numpy.random.RandomState(0).rand(4, 1, 12, 12).astype(numpy.float32)
+    probs = net.exit_probs(x)
+    path = str(tmp_path / "m.npz")
+    serialization.save(net, path)
+    loaded = networks.load(path)
+    assert loaded.segments[0][0].out_channels == 3
+    for a, b in zip(probs, loaded.exit_probs(x)):
+        numpy.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tests.networks.no_such_module:f", "no module 'tests.networks.no_such_module'"),
+    ("tests.networks.test_registry:no_such_function", "has no function 'no_such_function'"),
+    ("tests.networks.test_registry:", "package.module:function"),
+    ("b-nothing", "unknown network 'b-nothing'"),
+])
+def test_a_bad_spec_says_what_is_wrong(spec, message):
+    with pytest.raises(networks.UnknownNetwork, match=re.escape(message)):
+        networks.build(spec)
 
 
 def test_load_rebuilds_with_the_builder_it_is_given(tmp_path):
@@ -72,3 +117,19 @@ def test_the_library_does_not_import_the_networks_package():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert "branchynet.model.serialization" in modules and "branchynet.training.runs" in modules
+
+
+def test_a_model_saved_while_the_net_owned_its_optimizer_still_loads(tmp_path):
+    """Such files recorded Adam's beta1 among the factory's arguments (every committed run did);
+    a factory that takes no beta1 is rebuilt without it."""
+    import json
+    path = str(tmp_path / "old.npz")
+    serialization.save(networks.build("b-lenet", weights="code"), path)
+    with numpy.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[serialization.CONFIG_KEY] = numpy.array(json.dumps(
+        {"network": "b-lenet", "kwargs": {"weights": "code", "beta1": 0.9}}))
+    numpy.savez(path, **arrays)
+    net = networks.load(path)
+    assert net.config == {"network": "b-lenet", "kwargs": {"weights": "code"}}
+    assert net.weights == [1.0, 1.0]

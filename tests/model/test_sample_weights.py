@@ -3,9 +3,10 @@ the joint loss and its gradients are the weighted per-sample cross-entropies."""
 import numpy
 import pytest
 
-import branchynet  # noqa: F401
 import chainer
 import chainer.functions as F
+
+import branchynet  # noqa: F401
 import networks
 from branchynet.model import exit_rule, sample_weights
 
@@ -49,9 +50,9 @@ def test_alpha_zero_is_the_paper_loss(mnist_subset):
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     with chainer.using_config("train", True):
-        plain, _ = net.joint_losses(x, t)
-        net.sample_weighting = sample_weights.SoftExit(alpha=0.0)
-        weighted, _ = net.joint_losses(x, t)
+        plain, _ = net.loss.exit_losses(net, x, t)
+        net.loss.sample_weighting = sample_weights.SoftExit(alpha=0.0)
+        weighted, _ = net.loss.exit_losses(net, x, t)
     for p, w in zip(plain, weighted):
         assert float(w.array) == pytest.approx(float(p.array), rel=1e-6)
 
@@ -61,10 +62,10 @@ def test_weighted_loss_and_gradient_are_the_weighted_cross_entropies(mnist_subse
     numpy.random.seed(0)
     net = networks.build("b-lenet")
     scheme = sample_weights.SoftExit(alpha=0.8)
-    net.sample_weighting = scheme
+    net.loss.sample_weighting = scheme
     with chainer.using_config("train", False):  # no dropout: the same forward twice
-        losses, _ = net.joint_losses(x, t)
-        total = sum(w * l for w, l in zip(net.weights, losses))
+        losses, _ = net.loss.exit_losses(net, x, t)
+        total = sum(w * loss for w, loss in zip(net.weights, losses))
         net.cleargrads()
         total.backward()
         grads = [p.grad.copy() for p in net.params()]

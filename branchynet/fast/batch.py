@@ -1,0 +1,152 @@
+"""How each layer type runs on a numpy batch at inference: one table, ``numpy_function``.
+
+The batched programs of ``compiler`` are lists of these functions; layers the table does not know
+run through Chainer in test mode. Parameters are read from the links at every call.
+"""
+import numpy
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from branchynet.fast import conv as fconv
+from branchynet.fast import jit, threads
+from branchynet.fast import pooling as fpool
+from branchynet.model import layers as blayers
+from branchynet.model import links as blinks
+
+__all__ = ["numpy_function", "max_pool_function", "is_conv", "conv_direct", "pool_sizes"]
+
+
+def _conv(link):
+    def run(x):
+        b = None if link.b is None else link.b.array
+        if jit.direct_conv_applies(link, x.dtype, batch=len(x)):
+            return conv_direct(x, link.W.array, b, link.pad)
+        return fconv.conv2d_numpy(x, link.W.array, b, link.stride, link.pad)
+    return run
+
+
+def conv_direct(x, W, b, pad):
+    """A stride-1 convolution of a batch by the compiled direct kernel (``jit.conv_direct``) on the
+    padded full-row buffer, the batch split over the kernel threads; a full-row output view."""
+    if x.shape[1] != W.shape[1]:
+        raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
+    g = fconv._geom(x.shape, W.shape, (1, 1), fconv._pair(pad))
+    xbuf = fconv._padded(x, g)
+    ypad = numpy.empty((g.N, g.O, g.L), dtype=x.dtype)
+    span = g.C * g.plane
+    threads.run(lambda n0, n1: jit.conv_direct(xbuf[n0 * span:n1 * span + g.kw], W, b,
+                                               ypad[n0:n1], g, n1 - n0),
+                threads.parts(g.N, (span + g.O * g.L) * x.dtype.itemsize))
+    return fconv._output(ypad, g)
+
+
+def _linear(link):
+    def run(x):
+        y = x.reshape(x.shape[0], -1) @ link.W.array.T
+        return y if link.b is None else y + link.b.array
+    return run
+
+
+def _batch_norm(link):
+    def run(x):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        scale = (link.gamma.array / numpy.sqrt(link.avg_var + link.eps)).reshape(shape)
+        shift = link.beta.array.reshape(shape) - link.avg_mean.reshape(shape) * scale
+        return x * scale + shift
+    return run
+
+
+def _relu(x):
+    return numpy.maximum(x, 0, dtype=x.dtype)
+
+
+def _lrn(layer):
+    def run(x):
+        half = layer.n // 2
+        padded = numpy.zeros((x.shape[0], x.shape[1] + 2 * half) + x.shape[2:], dtype=x.dtype)
+        padded[:, half:half + x.shape[1]] = numpy.square(x)
+        window = sum(padded[:, i:i + x.shape[1]] for i in range(layer.n))
+        return x * (layer.k + layer.alpha * window) ** -layer.beta
+    return run
+
+
+def _res_block(block):
+    conv1, bn1, conv2, bn2 = (numpy_function(link)
+                              for link in (block.conv1, block.bn1, block.conv2, block.bn2))
+
+    def run(x):
+        h = bn2(conv2(_relu(bn1(conv1(x)))))
+        s = x
+        if s.shape[2:] != h.shape[2:]:
+            s = s[:, :, ::block.stride, ::block.stride]  # = 1x1 average pooling, floor mode
+        pad_c = h.shape[1] - s.shape[1]
+        if pad_c:
+            s = numpy.concatenate(
+                (numpy.zeros((s.shape[0], pad_c) + s.shape[2:], dtype=s.dtype), s), axis=1)
+        return numpy.maximum(h + s, 0)
+    return run
+
+
+def pool_sizes(shape, layer):
+    """((kh, kw), (sy, sx), (ph, pw), cover_all, output shape) of a MaxPool/AvgPool layer."""
+    _, C, H, W = shape
+    is_max = isinstance(layer, blayers.MaxPool)
+    cover_all = layer.cover_all if is_max else False
+    k = fconv._pair(layer.ksize)
+    st = fconv._pair(layer.ksize if layer.stride is None else layer.stride)
+    p = fconv._pair(layer.pad)
+    OH = fpool._out_size(H, k[0], st[0], p[0], cover_all)
+    OW = fpool._out_size(W, k[1], st[1], p[1], cover_all)
+    return k, st, p, cover_all, (1, C, OH, OW)
+
+
+def max_pool_function(layer, relu):
+    """Max pooling of a batch, with the ReLU after it when ``relu``: one compiled call for a small
+    batch (``jit.pool_applies``), else the numpy pooling (and an in-place ReLU)."""
+    def run(x):
+        (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = pool_sizes(x.shape, layer)
+        if jit.pool_applies(x.shape, x.dtype):
+            return jit.max_pool(x, numpy.empty((len(x), C, OH, OW), dtype=x.dtype),
+                                (kh, kw), (sy, sx), (ph, pw), relu)
+        y = fpool.max_pool_numpy(x, layer.ksize, layer.stride, layer.pad, layer.cover_all)
+        return numpy.maximum(y, 0, out=y) if relu else y
+    return run
+
+
+def _chainer_test_mode(layer):
+    def run(x):
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            return chainer.as_array(layer(x))
+    return run
+
+
+def is_conv(layer):
+    return isinstance(layer, L.Convolution2D) and fconv.supports(layer)
+
+
+# (applies to the layer?, numpy function of a batch): the first entry that applies is used.
+_FUNCTIONS = (
+    (is_conv, _conv),
+    (lambda layer: isinstance(layer, L.Linear), _linear),
+    (lambda layer: (isinstance(layer, L.BatchNormalization) and layer.axis is None
+                    and layer.avg_mean is not None), _batch_norm),
+    (lambda layer: layer is F.relu, lambda layer: _relu),
+    (lambda layer: isinstance(layer, blayers.MaxPool),
+     lambda layer: max_pool_function(layer, relu=False)),
+    (lambda layer: isinstance(layer, blayers.AvgPool),
+     lambda layer: lambda x: fpool.avg_pool_numpy(x, layer.ksize, layer.stride, layer.pad)),
+    (lambda layer: isinstance(layer, blayers.LRN), _lrn),
+    (lambda layer: isinstance(layer, blayers.Dropout), lambda layer: lambda x: x),  # inference: identity
+    (lambda layer: isinstance(layer, blinks.ResBlock), _res_block),
+)
+
+
+def numpy_function(layer):
+    """The inference function of one network item on a numpy batch (BN with running statistics,
+    no dropout); items the table does not know run through Chainer in test mode."""
+    for applies, build in _FUNCTIONS:
+        if applies(layer):
+            return build(layer)
+    return _chainer_test_mode(layer)

@@ -1,0 +1,106 @@
+"""The pooling kernels of ``pooling`` as Chainer FunctionNodes, drop-ins for ``F.max_pooling_2d``
+and ``F.average_pooling_2d`` with their gradients (and the gradients' own gradients)."""
+import numpy
+
+import chainer
+from chainer import function_node
+
+from branchynet.fast.conv import _pair
+from branchynet.fast.pooling import (
+    _avg_backward,
+    _get_plan,
+    _max_backward,
+    _max_gather,
+    _pool_forward,
+    avg_pool_numpy,
+)
+
+__all__ = ["max_pooling_2d", "average_pooling_2d"]
+
+
+class MaxPooling2D(function_node.FunctionNode):
+
+    def __init__(self, ksize, stride, pad, cover_all):
+        self.ksize, self.stride, self.pad, self.cover_all = ksize, stride, pad, cover_all
+
+    def check_type_forward(self, in_types):
+        x_type, = in_types
+        chainer.utils.type_check.expect(x_type.dtype.kind == "f", x_type.ndim == 4)
+
+    def forward_cpu(self, inputs):
+        x, = inputs
+        self.retain_inputs((0,))
+        self._plan = _get_plan(x.shape, x.dtype, self.ksize, self.stride, self.pad,
+                               self.cover_all)
+        return _pool_forward(x, self._plan, numpy.maximum, -numpy.inf),
+
+    def backward(self, indexes, grad_outputs):
+        x, = self.get_retained_inputs()
+        return MaxPooling2DGrad(self._plan, x.array).apply(grad_outputs)
+
+
+class MaxPooling2DGrad(function_node.FunctionNode):
+    """gy -> gx for a fixed input x (linear in gy); its ``adjoint``, ggx -> ggy, has each window
+    take ggx at the position of its max. Each is the other's gradient."""
+
+    def __init__(self, plan, x, adjoint=False):
+        self.plan = plan
+        self.x = x
+        self.adjoint = adjoint
+
+    def forward_cpu(self, inputs):
+        g, = inputs
+        if self.adjoint:
+            return _max_gather(self.x, g, self.plan),
+        return _max_backward(self.x, g, self.plan),
+
+    def backward(self, indexes, grad_outputs):
+        return MaxPooling2DGrad(self.plan, self.x, not self.adjoint).apply(grad_outputs)
+
+
+class AveragePooling2D(function_node.FunctionNode):
+
+    def __init__(self, ksize, stride, pad):
+        self.ksize, self.stride, self.pad = ksize, stride, pad
+
+    def check_type_forward(self, in_types):
+        x_type, = in_types
+        chainer.utils.type_check.expect(x_type.dtype.kind == "f", x_type.ndim == 4)
+
+    def forward_cpu(self, inputs):
+        x, = inputs
+        self._shape, self._dtype = x.shape, x.dtype
+        return avg_pool_numpy(x, self.ksize, self.stride, self.pad),
+
+    def backward(self, indexes, grad_outputs):
+        return AveragePooling2DGrad(self).apply(grad_outputs)
+
+
+class AveragePooling2DGrad(function_node.FunctionNode):
+
+    def __init__(self, func):
+        self.func = func
+
+    def forward_cpu(self, inputs):
+        gy, = inputs
+        f = self.func
+        plan = _get_plan(f._shape, gy.dtype, f.ksize, f.stride, f.pad, False)
+        return _avg_backward(gy, plan),
+
+    def backward(self, indexes, grad_outputs):
+        f = self.func
+        return AveragePooling2D(f.ksize, f.stride, f.pad).apply(grad_outputs)
+
+
+def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True):
+    """``chainer.functions.max_pooling_2d`` (without return_indices) on numpy inputs."""
+    if stride is None:
+        stride = ksize
+    return MaxPooling2D(_pair(ksize), _pair(stride), _pair(pad), cover_all).apply((x,))[0]
+
+
+def average_pooling_2d(x, ksize, stride=None, pad=0):
+    """``chainer.functions.average_pooling_2d`` on numpy inputs."""
+    if stride is None:
+        stride = ksize
+    return AveragePooling2D(_pair(ksize), _pair(stride), _pair(pad)).apply((x,))[0]
