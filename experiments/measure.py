@@ -312,6 +312,7 @@ def main(argv=None, echo=print):
     result, test_outputs = table1.evaluate(
         args.network, args.family, args.dataset, cpu_nets, val, test, options, gpu_nets, settings,
         environment.environment(gpu=gpu), _grid(args, cpu_nets[0].numexits()), echo)
+    result["macs_reference_M"] = paper.MACS_M.get(args.family)
     result["table"] = [row for dev in result["devices"] for row in rows.result_rows(result, dev)]
     log = trainer.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
     write_results(result, args.results, test_outputs, log, echo)

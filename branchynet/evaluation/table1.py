@@ -15,7 +15,6 @@ import numpy
 import chainer
 
 from branchynet.evaluation import costs, frontier, outputs, timing
-from branchynet.reporting import paper
 
 MAX_CANDIDATES = 300  # settings swept for a net with no paper grid
 PAPER_GRID = "paper grid"
@@ -223,9 +222,9 @@ def _accuracies(main, test_out, val_out, test, val):
 
 def _options_record(options, family, candidates):
     record = dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
-                  warmup=options.warmup, inc_amt=paper.INC_AMT)
+                  warmup=options.warmup, inc_amt=frontier.INC_AMT)
     if candidates == PAPER_GRID:
-        record["threshold_list"] = list(paper.THRESHOLD_LISTS[family])
+        record["threshold_list"] = list(frontier.THRESHOLD_LISTS[family])
     else:
         record["candidates"] = candidates
     record["knee_rule"] = KNEE_RULE
@@ -281,7 +280,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     macs = costs.count_macs(branchy_cpu, x_test[:1])
     grid, candidates = _candidates(family, grid, k, val_out if val_out is not None else test_out,
                                   macs)
-    paper_t = paper.paper_thresholds(family) if family is not None else None
+    paper_t = frontier.paper_thresholds(family) if family is not None else None
     test_rows = test_out.sweep(grid)
     paper_row = None
     if paper_t is not None:
@@ -306,7 +305,7 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
                          timing_samples=n_time, throughput_samples=n_tp,
                          **_options_record(options, family, candidates)),
         "accuracy": acc, "val_baseline_accuracy": val_base_acc,
-        "macs": macs, "macs_reference_M": paper.MACS_M.get(family),
+        "macs": macs,
         "paper_thresholds": list(paper_t) if paper_t is not None else None, "paper_row": paper_row,
         "rows": test_rows, "val_rows": val_rows,
         "selection": selection, "devices": measured,

@@ -1,6 +1,5 @@
 """Where and how a result was made: date, command line, hardware, thread settings, library versions."""
 import datetime
-import importlib.util
 import os
 import platform
 import shlex
@@ -9,23 +8,7 @@ import sys
 import numpy
 
 from branchynet.evaluation import timing
-
-
-def _version(module_name):
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    try:
-        module = __import__(module_name)
-    except Exception as err:  # a broken install (e.g. cupy without CUDA) is reported, not raised
-        return "unimportable (%s)" % type(err).__name__
-    return getattr(module, "__version__", "unknown")
-
-
-def versions(gpu=None):
-    """Python's and the libraries' versions (CuPy's where a GPU is used or CuPy is imported)."""
-    return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "chainer": _version("chainer"), "matplotlib": _version("matplotlib"),
-            "cupy": _version("cupy") if (gpu is not None or "cupy" in sys.modules) else None}
+from branchynet.versions import versions
 
 
 def environment(argv=None, gpu=None):

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 
+from branchynet.evaluation import frontier
 from branchynet.model import serialization
 from branchynet.reporting import paper, tables
 from branchynet.reporting import rows as table_rows
@@ -40,7 +41,7 @@ def _placeholder(network, device, why):
              "paper": table_rows.paper_entry(family, device, False),
              "notebook": table_rows.notebook_entry(family, device, False)},
             {"device": device, "network": names[1], "row": why,
-             "thresholds": list(paper.paper_thresholds(family)) if family else None,
+             "thresholds": list(frontier.paper_thresholds(family)) if family else None,
              "paper": table_rows.paper_entry(family, device, True),
              "notebook": table_rows.notebook_entry(family, device, True)}]
 

@@ -23,9 +23,9 @@ import chainer
 from branchynet.data.split import VAL_SIZE, load_split, run_statistics
 from branchynet.model import serialization
 from branchynet.model.loss import loss_weights
-from branchynet.reporting import environment
 from branchynet.training import trainer
 from branchynet.training.optimizers import OptimizerSettings
+from branchynet.versions import versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +83,7 @@ def launch_info(device, stock_chainer, command=None, dist=None):
     gpu = chainer.get_device(device)
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device, "stock_chainer": stock_chainer,
-            "versions": environment.versions(gpu if gpu.xp is not numpy else None),
+            "versions": versions(gpu if gpu.xp is not numpy else None),
             "git_commit": git_commit(), "command": command}
     if dist is not None:
         info["processes"] = {"count": dist.size, "communicator": dist.communicator_name}

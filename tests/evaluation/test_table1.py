@@ -35,7 +35,6 @@ def test_the_candidates_are_the_exact_frontier_on_validation(measured):
 def test_no_paper_row_and_no_paper_numbers(measured):
     result = measured[0]
     assert result["paper_row"] is None and result["paper_thresholds"] is None
-    assert result["macs_reference_M"] is None
     table = rows.result_rows(result, "cpu")
     assert [r["row"] for r in table] == ["baseline (main.npz)", "final exit (branchy.npz)",
                                          "knee (test)", "knee (val)"]

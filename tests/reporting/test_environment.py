@@ -3,6 +3,7 @@ import datetime
 
 import chainer
 
+from branchynet import versions
 from branchynet.reporting import environment
 
 
@@ -15,5 +16,5 @@ def test_environment_records_the_command_hardware_and_versions():
 
 
 def test_versions_name_an_unimportable_module_instead_of_raising():
-    assert environment._version("no_such_module_here") is None
-    assert environment.versions()["numpy"]
+    assert versions._version("no_such_module_here") is None
+    assert versions.versions()["numpy"] and environment.environment()["versions"]["chainer"]
