@@ -76,7 +76,7 @@ def _time_cells(row):
             _num(p.get("ms")), _gain(p.get("gain")), _num(nb.get("ms")), _gain(nb.get("gain")))
 
 
-def _markdown(columns, cells):
+def markdown(columns, cells):
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"
@@ -86,13 +86,13 @@ def accuracy_table(rows):
     """Table I's accuracy part, Markdown: accuracy and exit % on the whole test set, a mean ± sample
     standard deviation where rows come from ``combine_runs`` of several runs, beside the paper's
     and the notebooks' numbers."""
-    return _markdown(ACCURACY_COLUMNS, [_accuracy_cells(r) for r in rows])
+    return markdown(ACCURACY_COLUMNS, [_accuracy_cells(r) for r in rows])
 
 
 def time_table(rows):
     """Table I's time part, Markdown: per device, everything on the timed images only (accuracy,
     exit %, measured and predicted ms, gains), beside the paper's and the notebooks' times."""
-    return _markdown(TIME_COLUMNS, [_time_cells(r) for r in rows])
+    return markdown(TIME_COLUMNS, [_time_cells(r) for r in rows])
 
 
 def markdown_table(rows):
