@@ -324,7 +324,8 @@ def test_training_writes_run_json_and_the_scripts_read_it(results_root):
     assert info["device"] == "@numpy" and info["stock_chainer"] is False
     assert info["versions"]["chainer"] == "7.8.1" and info["resumes"] == []
     assert info["git_commit"] is None or len(info["git_commit"].split("+")[0]) == 40
-    assert "measure.py --network b-lenet" in info["command"] and "--train-subset 256" in info["command"]
+    assert "experiments/measure.py" in info["command"] and "--network b-lenet" in info["command"]
+    assert "--train-subset 256" in info["command"]
     assert info["command"] in (out / "run" / "command.txt").read_text()  # the human record too
     assert result["settings"]["val_size"] == info["val_size"]
     _, resnet, resnet_out = run_network("b-resnet110", results_root)
