@@ -142,12 +142,12 @@ def load_into(net, path):
 
 
 def _mismatch(path, net):
-    """The first array whose saved shape differs from the net's, as "name: saved (..), this net
-    (..)", or None."""
+    """The first array (by name) whose saved shape differs from the net's, as "name: saved (..),
+    this net (..)", or None."""
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(net)
     with numpy.load(path) as data:
-        for key, value in serializer.target.items():
+        for key, value in sorted(serializer.target.items()):
             if value is not None and key in data.files and data[key].shape != value.shape:
                 return "%s: saved %s, this net %s" % (key, data[key].shape, value.shape)
     return None
