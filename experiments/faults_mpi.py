@@ -87,11 +87,13 @@ def _trial(folder, fault, delay):
     pid = _rank1_pid(job)
     time.sleep(delay)
     faulted = time.monotonic()
-    if job.poll() is None:
+    applied = job.poll() is None
+    if applied:
         os.kill(pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
     try:
         _, err = job.communicate(timeout=STOP_TIMEOUT + 120)
-        ended = "ended after %.0f s" % (time.monotonic() - faulted)
+        ended = ("ended after %.0f s" % (time.monotonic() - faulted) if applied
+                 else "finished before it")
     except subprocess.TimeoutExpired:
         os.killpg(job.pid, signal.SIGKILL)
         _, err = job.communicate()
@@ -133,8 +135,8 @@ def faults(args):
             r["fault"], r["delay"], r["code"], r["ended"], r["message"], r["snapshots"],
             r["readable"], r["resumed"], r["identical"]))
     for fault in ("kill", "stop"):
-        ok = [r for r in rows if r["fault"] == fault and "HUNG" not in r["ended"] and r["readable"]
-              and r["identical"]]
+        ok = [r for r in rows if r["fault"] == fault and r["ended"].startswith("ended after")
+              and r["readable"] and r["identical"]]
         lines.append("%s: %d/%d ended by themselves, resumed bit-identical"
                      % (fault, len(ok), sum(r["fault"] == fault for r in rows)))
     _write(args.result or os.path.join(REPO, "results", "faults", "mpi_faults.txt"), lines)
@@ -190,7 +192,9 @@ def rounding(args):
                                   ("one_ulp", 1, "--ulp")):
         path = os.path.join(folder, name + ".npy")
         command = [sys.executable, os.path.abspath(__file__), "rounding-worker", "--save", path,
-                   "--processes", str(processes)] + ([flag] if flag else [])
+                   "--processes", str(processes), "--images", str(args.images),
+                   "--batchsize", str(args.batchsize), "--main-epochs", str(args.main_epochs),
+                   "--joint-epochs", str(args.joint_epochs)] + ([flag] if flag else [])
         if processes > 1:
             command = [MPIEXEC, "-n", str(processes)] + command
         subprocess.run(command, check=True, env=_env(), cwd=REPO, timeout=1200)
@@ -199,7 +203,9 @@ def rounding(args):
     lines = ["# largest |parameter difference| after each epoch, B-LeNet, %d MNIST images, batch %d,"
              " %d pretraining + %d joint epochs (%d steps each), Adam" % (
                  args.images, args.batchsize, args.main_epochs, args.joint_epochs, steps_per_epoch),
-             "# command: python experiments/faults_mpi.py rounding", "",
+             "# command: python experiments/faults_mpi.py rounding --images %d --batchsize %d "
+             "--main-epochs %d --joint-epochs %d" % (args.images, args.batchsize, args.main_epochs,
+                                                     args.joint_epochs), "",
              "# columns: the largest difference from one process of: 2 processes; one process with",
              "# each batch's samples in reverse order (only the summation order changes); one",
              "# process whose initial parameters are one ulp larger", "",
@@ -223,7 +229,7 @@ def main(argv=None):
     p.add_argument("--result", default=None, help="result file (default: results/faults/mpi_*.txt)")
     p.add_argument("--trials", type=int, default=3, help="faults per kind (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault moments")
-    p.add_argument("--max-delay", type=float, default=20.0, help="latest fault, seconds after start")
+    p.add_argument("--max-delay", type=float, default=12.0, help="latest fault, seconds after start")
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--batchsize", type=int, default=100)
     p.add_argument("--main-epochs", type=int, default=2)

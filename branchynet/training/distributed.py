@@ -3,10 +3,13 @@ experiments/train.py ...``); docs/distributed.md.
 
 Every process loads the training set and walks the same seeded order; each global batch is cut
 into one consecutive part per process (``updater.EpochIterator``), so N processes take the steps
-one process takes with the same batch size and seed, up to the rounding of the gradient's sum. Each
-process computes the gradient of its part, ChainerMN's multi-node optimizer averages them (weighted
-by the parts' sizes, which differ when a batch does not split evenly) and every process applies
-the same update. The validation split is cut the same way and the per-exit sums are added up.
+one process takes with the same batch size and seed, each equal within the rounding of the
+gradient's sum (the runs then drift apart as any two runs differing in rounding do; measured in
+docs/distributed.md). Each process computes the gradient of its part, ChainerMN's multi-node
+optimizer averages them (weighted by the parts' sizes, which differ when a batch does not split
+evenly) and every process applies the same update. The validation split is cut the same way and
+the per-exit sums are added up. A watchdog ends the job when a process waits too long in a
+collective operation (``BRANCHYNET_MPI_TIMEOUT``).
 Only rank 0 writes files; a resume loads rank 0's snapshot and sends it to the others, so the
 processes need no shared folder.
 
