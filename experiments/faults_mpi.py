@@ -37,7 +37,7 @@ REPO = os.path.dirname(HERE)
 TRAIN = os.path.join(HERE, "train.py")
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 FLAGS = ["--network", "b-lenet", "--batchsize", "101", "--train-subset", "330", "--val-size", "200",
-         "--seed", "4", "--no-progress", "--main-epochs", "1", "--joint-epochs", "3"]
+         "--seed", "4", "--no-progress", "--main-epochs", "2", "--joint-epochs", "6"]
 STOP_TIMEOUT = 10
 
 
@@ -55,6 +55,19 @@ def _job(out, **env):
                             env=_env(**env), cwd=REPO, start_new_session=True)
 
 
+def _descends(pid, ancestor):
+    """Whether process ``pid`` is a descendant of ``ancestor`` (each rank has its own session)."""
+    while pid > 1:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
 def _rank1_pid(job):
     """The pid of the training process with PMI_RANK=1 under ``job`` (Linux /proc)."""
     for _ in range(600):
@@ -65,7 +78,7 @@ def _rank1_pid(job):
                 pid = int(environ.split("/")[2])
             except (OSError, ValueError):
                 continue
-            if b"PMI_RANK=1" in text and os.getsid(pid) == job.pid:
+            if b"PMI_RANK=1" in text and _descends(pid, job.pid):
                 return pid
         time.sleep(0.2)
     raise RuntimeError("rank 1 of the job never started")
@@ -112,22 +125,26 @@ def faults(args):
     folder = os.path.abspath(args.work)
     reference = os.path.join(folder, "reference")
     whole = _job(reference)
-    whole.communicate(timeout=600)
+    _rank1_pid(whole)
+    started = time.monotonic()
+    whole.communicate(timeout=1200)
     assert whole.returncode == 0, "the uninterrupted job failed"
+    duration = time.monotonic() - started
     rng = random.Random(args.seed)
     rows = []
     for fault in ("kill", "stop"):
-        for _ in range(args.trials):
-            row = _trial(folder, fault, rng.uniform(2.0, args.max_delay))
+        for _ in range(args.trials):  # a moment of the job's run
+            row = _trial(folder, fault, rng.uniform(0.1, 0.9) * duration)
             branchy = os.path.join(row["out"], "branchy.npz")
             row["identical"] = row["resumed"] and _same(branchy, os.path.join(reference, "branchy.npz"))
             rows.append(row)
             print(row, flush=True)
     lines = ["# rank 1 of `mpiexec -n 2` killed (SIGKILL) or stopped (SIGSTOP) at a random moment",
-             "# command: python experiments/faults_mpi.py faults --trials %d --seed %d --max-delay %g"
-             % (args.trials, args.seed, args.max_delay),
-             "# B-LeNet, 330 MNIST images, batch 101, 1 + 3 epochs; BRANCHYNET_MPI_TIMEOUT=%d"
-             % STOP_TIMEOUT, "",
+             "# command: python experiments/faults_mpi.py faults --trials %d --seed %d"
+             % (args.trials, args.seed),
+             "# B-LeNet, 330 MNIST images, batch 101, 2 + 6 epochs; an uninterrupted job takes %.0f s"
+             " after rank 1 starts, the fault comes 0.1-0.9 of that after; BRANCHYNET_MPI_TIMEOUT=%d"
+             % (duration, STOP_TIMEOUT), "",
              "fault  delay_s  exit  ended                 timeout_message  snapshots  readable  "
              "resumed  bit_identical_to_uninterrupted"]
     for r in rows:
@@ -229,7 +246,6 @@ def main(argv=None):
     p.add_argument("--result", default=None, help="result file (default: results/faults/mpi_*.txt)")
     p.add_argument("--trials", type=int, default=3, help="faults per kind (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault moments")
-    p.add_argument("--max-delay", type=float, default=12.0, help="latest fault, seconds after start")
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--batchsize", type=int, default=100)
     p.add_argument("--main-epochs", type=int, default=2)

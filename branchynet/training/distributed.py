@@ -162,16 +162,17 @@ class Distributed:
 
     def __init__(self, device="@numpy", communicator=None, timeout=None):
         try:
-            import mpi4py.MPI  # noqa: F401
+            from mpi4py import MPI
             import chainermn
         except ImportError as err:
             raise MPIUnavailable("%s (%s)" % (MPI_INSTALL_HINT, err)) from None
-        self.communicator_name = communicator or communicator_name(device)
-        self.comm = chainermn.create_communicator(self.communicator_name)
-        self.rank, self.size = self.comm.rank, self.comm.size
-        self.mpi_comm = self.comm.mpi_comm
+        self.mpi_comm = MPI.COMM_WORLD
+        self.rank, self.size = self.mpi_comm.rank, self.mpi_comm.size
         self.timeout = collective_timeout() if timeout is None else timeout
         self.watchdog = Watchdog(self.timeout, self._timed_out)
+        self.communicator_name = communicator or communicator_name(device)
+        with self.watchdog.watch("the communicator's creation"):
+            self.comm = chainermn.create_communicator(self.communicator_name, self.mpi_comm)
 
     @property
     def is_root(self):
