@@ -14,7 +14,7 @@ after pretraining), branchy.npz, run.json (the settings, branchynet.training.run
 
 Data parallel over N processes (ChainerMN; pip install -e ".[mpi]"; docs/distributed.md):
 
-    mpiexec -n 2 python experiments/train.py --network b-lenet ... --out RUN
+    .venv/bin/mpiexec -n 2 .venv/bin/python experiments/train.py --network b-lenet ... --out RUN
 """
 import argparse
 import inspect
@@ -171,15 +171,18 @@ def launch(settings, out, args, command, dist=None):
                           stock_chainer=args.stock_chainer, data_dir=args.data_dir,
                           progress=False if args.no_progress else None, command=command,
                           dist=dist)
-    except runs.SettingsMismatch as err:
-        raise SystemExit("refused: %s; use another run folder" % err)
+    except runs.SettingsMismatch as err:  # every process refuses: rank 0 says it
+        distributed.say_once(dist, "refused: %s; use another run folder" % err)
+        raise SystemExit(1)
     except KeyboardInterrupt:
+        kept = trainer.latest_snapshot(out) if dist is None or dist.is_root else None
+        note = ("interrupted: %s; run the same command again to resume"
+                % ("%s kept (%d epochs done)" % (kept, trainer.snapshot_epoch(kept))
+                   if kept else "no epoch finished, nothing kept"))
         if dist is not None and dist.size > 1:
-            dist.abort(KeyboardInterrupt(), 130)
-        kept = trainer.latest_snapshot(out)
-        sys.stderr.write("interrupted: %s; run the same command again to resume\n"
-                         % ("%s kept (%d epochs done)" % (kept, trainer.snapshot_epoch(kept))
-                            if kept else "no epoch finished, nothing kept"))
+            dist.abort(KeyboardInterrupt(), 130, note)  # rank 0 writes the note
+        else:
+            sys.stderr.write(note + "\n")
         raise SystemExit(130)
     except Exception as err:
         if dist is not None and dist.size > 1:

@@ -33,11 +33,17 @@ def softmax(logits):
 
 
 def as_thresholds(thresholds, num_exits):
-    """One float threshold per non-final exit; a scalar broadcasts to all of them."""
+    """One float threshold per non-final exit; a scalar broadcasts to all of them. Strings and
+    booleans are refused (numpy would read "0.1" and True as numbers), and so is NaN."""
     if thresholds is None:
         raise ValueError("no exit thresholds: pass thresholds=... (one per non-final exit, "
                          "in nats) or set net.thresholds")
-    values = numpy.asarray(thresholds, dtype=numpy.float64)
+    values = numpy.asarray(chainer.backend.CpuDevice().send(thresholds)
+                           if hasattr(thresholds, "device") else thresholds)
+    if values.dtype.kind not in "iuf":
+        raise TypeError("thresholds must be numbers (a float, or one per non-final exit), got %r"
+                        % (thresholds,))
+    values = values.astype(numpy.float64)
     if numpy.isnan(values).any():
         raise ValueError("thresholds must not be NaN, got %r" % (thresholds,))
     if values.ndim == 0:

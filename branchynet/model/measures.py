@@ -110,7 +110,8 @@ def margin(z):
 
 
 def patience(z, state):
-    """Consecutive exits agreeing on the label, the current one included; state: (label, run)."""
+    """Consecutive exits agreeing on the label, the current one included; state: (label, run).
+    A row with a non-finite logit has the value NaN (its argmax means nothing): it never leaves."""
     xp = chainer.backend.get_array_module(z)
     labels = z.argmax(axis=1)
     if state is None:
@@ -118,7 +119,8 @@ def patience(z, state):
     else:
         previous, previous_run = state
         run = xp.where(labels == previous, previous_run + 1, 1)
-    return run.astype(numpy.float64), (labels, run)
+    values = xp.where(xp.isfinite(z).all(axis=1), run.astype(numpy.float64), xp.nan)
+    return values, (labels, run)
 
 
 MEASURES = {

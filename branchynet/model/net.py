@@ -12,7 +12,7 @@ import numpy
 import chainer
 
 from branchynet import fast
-from branchynet.model import exit_rule, measures
+from branchynet.model import exit_rule, inference, inputs, measures
 from branchynet.model.branch import shared_prefixes, split_network
 from branchynet.model.loss import JointLoss, main_loss
 
@@ -33,16 +33,6 @@ class Sequence(chainer.ChainList):
 
     def __len__(self):
         return len(self.layers)
-
-
-@contextlib.contextmanager
-def _chainer_inference():
-    with chainer.using_config("train", False), chainer.no_backprop_mode():
-        yield
-
-
-def _host(x):
-    return chainer.backend.CpuDevice().send(x)
 
 
 class BranchyNet(chainer.Chain):
@@ -68,8 +58,11 @@ class BranchyNet(chainer.Chain):
         self.shared = shared_prefixes(segments, heads)
         self.thresholds = thresholds
         self.loss = JointLoss() if loss is None else loss
-        self.input_shape = None  # one sample's shape, recorded at first use
+        self.input_shape = None  # one sample's shape, recorded at first use or saved
+        self.chunk_size = 4096  # inference runs on at most this many samples at a time
         self._params_ready = False  # every parameter initialised (lazily sized layers included)
+        self._dtypes = set()  # the parameters' dtypes, and the class count, known once ready
+        self._classes = None
         self._runner = fast.Runner([s.layers for s in self.segments], [h.layers for h in self.heads])
 
     def numexits(self):
@@ -79,36 +72,41 @@ class BranchyNet(chainer.Chain):
         x = x.array if isinstance(x, chainer.Variable) else x
         return self.device.send(x)
 
-    def _inputs(self, x, t=None):
-        """x (and labels t) on the device, checked: a float batch of the shape the net has seen
-        before (recorded at first use), one integer label per sample."""
-        x = self._to_device(x)
-        if getattr(x, "dtype", None) is None or x.dtype.kind != "f" or x.ndim < 2:
-            raise TypeError("inputs must be a float array (N, ...) such as float32 images; got %s"
-                            % (getattr(x, "dtype", type(x).__name__),))
-        if self.input_shape is None:
-            self.input_shape = tuple(x.shape[1:])
-        elif tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError("inputs of shape (N, %s) expected, got %s"
-                             % (", ".join(map(str, self.input_shape)), tuple(x.shape)))
+    def _inputs(self, x, t=None, training=False):
+        """x (and labels t) checked before anything runs (``branchynet.model.inputs``): a float
+        batch of the parameters' dtype and of the sample shape the net has seen or was saved
+        with, one label in [0, classes) per sample, finite images for training (a warning naming
+        how many are not, for inference). Returns them as given (not yet on the device)."""
+        x = x.array if isinstance(x, chainer.Variable) else x
+        inputs.check_images(x, self.input_shape, self._dtypes)
+        if t is not None:
+            t = t.array if isinstance(t, chainer.Variable) else t
+            inputs.check_label_form(t, len(x))
         if not self._params_ready and len(x):
-            self.initialize(x)
-        if t is None:
-            return x
-        t = self._to_device(t)
-        if t.ndim != 1 or len(t) != len(x) or t.dtype.kind not in "iu":
-            raise ValueError("labels must be %d integers, one per sample; got %s of shape %s"
-                             % (len(x), t.dtype, tuple(t.shape)))
-        return x, t
+            self.initialize(x[:1])
+            inputs.check_images(x, self.input_shape, self._dtypes)
+        if t is not None and self._classes is not None:
+            inputs.check_labels(t, self._classes)
+        if training:
+            inputs.refuse_non_finite(x)
+        else:
+            inputs.warn_non_finite(x)
+        return x if t is None else (x, t)
 
     def initialize(self, x):
-        """Sizes lazily sized layers (``L.Linear(None, 10)``) by one stock-Chainer forward of x's
-        first sample through every exit, before the fast kernels and programs read the parameters
-        (done at the first use; ``fit`` does it before training, so that every process of a data
-        parallel run starts from the same sized parameters)."""
-        if any(param.array is None for param in self.params()):
-            with _chainer_inference(), chainer.using_config("branchynet_fast_cpu", False):
-                self.forward(self._to_device(x[:1]))
+        """Sizes lazily sized layers (``L.Linear(None, 10)``) and checks that samples of x's shape
+        fit the layers, by one stock-Chainer forward of x's first sample through every exit,
+        before the fast kernels and programs read the parameters (done at the first use; ``fit``
+        does it before training, so that every process of a data parallel run starts from the
+        same sized parameters). Records the sample shape (unless one was saved with the net),
+        the parameters' dtype and the class count, only once the forward succeeded."""
+        x = self._to_device(x[:1])
+        inputs.check_images(x, None, {p.dtype for p in self.params() if p.array is not None})
+        outputs = inference.stock_forward(self, x)
+        if self.input_shape is None:
+            self.input_shape = tuple(x.shape[1:])
+        self._dtypes = {param.dtype for param in self.params()}
+        self._classes = outputs[-1].shape[1]
         self._params_ready = True
 
     def forward(self, x):
@@ -135,10 +133,14 @@ class BranchyNet(chainer.Chain):
         optimizer.update()
         return result
 
+    def _training_inputs(self, x, t):
+        x, t = self._inputs(x, t, training=True)
+        return self._to_device(x), self._to_device(t)
+
     def train_main(self, x, t, optimizer):
         """One pretraining step of the main network with ``optimizer`` (set up on this net).
         Returns (loss, accuracy) as floats."""
-        x, t = self._inputs(x, t)
+        x, t = self._training_inputs(x, t)
         with fast.cpu_scope(x):
             loss, acc = self._step(optimizer, lambda: main_loss(self, x, t))
         return float(loss.array), float(acc.array)
@@ -147,7 +149,7 @@ class BranchyNet(chainer.Chain):
         """One joint training step with ``optimizer``: ``self.loss`` (L = sum_n w_n L_n over the
         exits), one backward, one update. Returns (per-exit losses, per-exit accuracies) as lists
         of floats (None for an exit that no sample reached)."""
-        x, t = self._inputs(x, t)
+        x, t = self._training_inputs(x, t)
         with fast.cpu_scope(x):
             _, losses, accs = self._step(optimizer, lambda: self.loss(self, x, t))
         return ([None if v is None else float(v.array) for v in losses],
@@ -166,14 +168,19 @@ class BranchyNet(chainer.Chain):
             segment, head = self._runner.steps(x)
             return segment, head, (fast.cpu_scope(x) if len(x) > 1 else contextlib.nullcontext())
         return (lambda k, h: chainer.as_array(self.segments[k](h)),
-                lambda k, h: chainer.as_array(self.heads[k](h)), _chainer_inference())
+                lambda k, h: chainer.as_array(self.heads[k](h)), inference.chainer_inference())
+
+    def _chunks(self, x):
+        """x in pieces of at most ``chunk_size`` samples, each on the device."""
+        return (self._to_device(x[a:b]) for a, b in inputs.chunks(len(x), self.chunk_size))
 
     def predict(self, x, thresholds=None, measure="entropy"):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
 
         Only the samples still in flight go on, as the intermediate activation: lower layers are
         never recomputed and each head runs once per sample that reaches it. The exit decision and
-        the split stay on the device; only the final result comes back to the host.
+        the split stay on the device; only the final result comes back to the host. A batch
+        larger than ``chunk_size`` runs in pieces.
 
         ``measure`` names the confidence measure the thresholds apply to (``branchynet.model.measures``:
         "entropy", the paper's H < T, "normalized_entropy", "max_prob", "margin", "patience").
@@ -182,27 +189,18 @@ class BranchyNet(chainer.Chain):
         rule = None if measure.name == "entropy" else measure  # entropy: the fast leaves_one
         thresholds = self._thresholds(thresholds)
         x = self._inputs(x)
-        if len(x) == 0:
+        results = [inference.predict(self, chunk, thresholds, rule) for chunk in self._chunks(x)]
+        if not results:
             return numpy.zeros(0, numpy.int32), numpy.zeros(0, numpy.int32)
-        segment, head, context = self.inference_steps(x)
-        with context:
-            if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
-                return exit_rule.predict_one(x, thresholds, segment, head, rule)
-            labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, self.xp, rule)
-        return _host(labels), _host(exits)
+        if len(results) == 1:
+            return results[0]
+        return tuple(numpy.concatenate(parts) for parts in zip(*results))
 
     def predict_main(self, x):
         """Labels of the main (baseline) network, as a numpy int array."""
         x = self._inputs(x)
-        if len(x) == 0:
-            return numpy.zeros(0, numpy.int32)
-        segment, head, context = self.inference_steps(x)
-        with context:
-            h = x
-            for k in range(self.numexits()):
-                h = segment(k, h)
-            logits = head(self.numexits() - 1, h)
-        return _host(logits.argmax(axis=1).astype(numpy.int32))
+        labels = [inference.predict_main(self, chunk) for chunk in self._chunks(x)]
+        return numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int32)
 
     def exit_probs(self, x):
         """Softmax output of every exit for every sample, without early exit (the original's get_SM):
@@ -211,15 +209,10 @@ class BranchyNet(chainer.Chain):
 
     def exit_logits(self, x):
         """Logits of every exit for every sample, without early exit: a list of K host arrays of
-        shape (N, classes); the trunk runs once, segment by segment."""
+        shape (N, classes); the trunk runs once per piece of ``chunk_size`` samples."""
         x = self._inputs(x)
-        if len(x) == 0:  # the class count from one blank sample
-            return [z[:0] for z in self.exit_logits(self.xp.zeros((1,) + x.shape[1:], x.dtype))]
-        segment, head, context = self.inference_steps(x)
-        logits = []
-        h = x
-        with context:
-            for k in range(self.numexits()):
-                h = segment(k, h)
-                logits.append(_host(head(k, h)))
-        return logits
+        if len(x) == 0:
+            return inference.empty_logits(self, x)
+        pieces = [inference.exit_logits(self, chunk) for chunk in self._chunks(x)]
+        return [numpy.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pieces)]
+

@@ -29,6 +29,7 @@ import chainer
 
 CONFIG_KEY = "branchynet_config"
 THRESHOLDS_KEY = "branchynet_thresholds"
+INPUT_SHAPE_KEY = "branchynet_input_shape"
 
 
 class ModelFileError(ValueError):
@@ -68,7 +69,9 @@ def entries(net):
         raise ValueError("net.config %r cannot be saved as JSON (%s): give the factory JSON values "
                          "(numbers, strings, lists, dicts) as arguments" % (config, err)) from None
     thresholds = _plain_thresholds(getattr(net, "thresholds", None))
-    return {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds)}
+    shape = getattr(net, "input_shape", None)
+    return {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds),
+            INPUT_SHAPE_KEY: json.dumps(None if shape is None else [int(n) for n in shape])}
 
 
 def save(net, path):
@@ -96,7 +99,7 @@ def _atomic_savez(path, arrays):
 
 
 def _read_entries(path):
-    """(config, thresholds entry or the string "absent") of a saved model."""
+    """(config, thresholds entry or the string "absent", input shape or None) of a saved model."""
     if not os.path.exists(path):
         raise FileNotFoundError("no saved model at %s" % path)
     try:
@@ -107,11 +110,13 @@ def _read_entries(path):
             config = json.loads(str(data[CONFIG_KEY]))
             thresholds = (json.loads(str(data[THRESHOLDS_KEY])) if THRESHOLDS_KEY in data.files
                           else "absent")
+            shape = (json.loads(str(data[INPUT_SHAPE_KEY])) if INPUT_SHAPE_KEY in data.files
+                     else None)
     except ModelFileError:
         raise
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
-    return config, thresholds
+    return config, thresholds, shape
 
 
 def read_config(path):
@@ -122,14 +127,30 @@ def read_config(path):
 def load_into(net, path):
     """Loads the arrays of a saved model, and its thresholds where saved, into an existing net of
     the same architecture (lazily sized layers take the saved sizes)."""
-    thresholds = _read_entries(path)[1]
+    _, thresholds, shape = _read_entries(path)
     try:
         chainer.serializers.load_npz(path, net)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise _unreadable(path, err) from err
+    except ValueError as err:  # numpy's "could not broadcast": name the array
+        raise ValueError("%s does not fit this net: %s" % (path, _mismatch(path, net) or err)) from err
     if thresholds != "absent":
         net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
+    if shape is not None:
+        net.input_shape = tuple(shape)
     return net
+
+
+def _mismatch(path, net):
+    """The first array (by name) whose saved shape differs from the net's, as "name: saved (..),
+    this net (..)", or None."""
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(net)
+    with numpy.load(path) as data:
+        for key, value in sorted(serializer.target.items()):
+            if value is not None and key in data.files and data[key].shape != value.shape:
+                return "%s: saved %s, this net %s" % (key, data[key].shape, value.shape)
+    return None
 
 
 def load(path, build, **overrides):

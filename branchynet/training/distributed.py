@@ -3,18 +3,24 @@ experiments/train.py ...``); docs/distributed.md.
 
 Every process loads the training set and walks the same seeded order; each global batch is cut
 into one consecutive part per process (``updater.EpochIterator``), so N processes take the steps
-one process takes with the same batch size and seed, up to the rounding of the gradient's sum. Each
-process computes the gradient of its part, ChainerMN's multi-node optimizer averages them (weighted
-by the parts' sizes, which differ when a batch does not split evenly) and every process applies
-the same update. The validation split is cut the same way and the per-exit sums are added up.
+one process takes with the same batch size and seed, each equal within the rounding of the
+gradient's sum (the runs then drift apart as any two runs differing in rounding do; measured in
+docs/distributed.md). Each process computes the gradient of its part, ChainerMN's multi-node
+optimizer averages them (weighted by the parts' sizes, which differ when a batch does not split
+evenly) and every process applies the same update. The validation split is cut the same way and
+the per-exit sums are added up. A watchdog ends the job when a process waits too long in a
+collective operation (``BRANCHYNET_MPI_TIMEOUT``).
 Only rank 0 writes files; a resume loads rank 0's snapshot and sends it to the others, so the
 processes need no shared folder.
 
 MPI is optional: ``pip install -e ".[mpi]"`` (mpi4py and MPICH's wheel, whose ``mpiexec`` lands in
 the environment's ``bin``). Nothing here imports mpi4py or ChainerMN unless asked to.
 """
+import contextlib
 import os
 import sys
+import threading
+import time
 import traceback
 
 import numpy
@@ -24,6 +30,9 @@ import chainer
 MPI_INSTALL_HINT = ('MPI training needs mpi4py and an MPI library: pip install -e ".[mpi]" '
                     '(mpi4py and mpich; `make venv` installs them), then run under '
                     '`mpiexec -n N`')
+
+TIMEOUT_VARIABLE = "BRANCHYNET_MPI_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
 
 # set by mpiexec of MPICH (hydra), Open MPI, MVAPICH and Slurm's srun
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
@@ -38,6 +47,46 @@ def launched_size(environ=None):
         except (KeyError, ValueError):
             continue
     return 1
+
+
+def collective_timeout(environ=None):
+    """Seconds a process may wait in one collective operation before it ends the job
+    (``BRANCHYNET_MPI_TIMEOUT``, default 600; 0 or less: wait forever)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        return float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        raise ValueError("%s must be a number of seconds, got %r" % (TIMEOUT_VARIABLE, text)) from None
+
+
+class Watchdog:
+    """Ends the job when a process waits longer than ``seconds`` in one collective operation: a
+    stopped (SIGSTOP), hung or lost process would otherwise keep the others waiting forever,
+    spinning in MPI's busy wait. A daemon thread polls the time spent in the operation watched
+    (``watch``) and calls ``on_timeout(what, waited)``, which aborts the job."""
+
+    def __init__(self, seconds, on_timeout):
+        self.seconds, self.on_timeout = seconds, on_timeout
+        self._what, self._since = None, None
+        if seconds > 0:
+            threading.Thread(target=self._poll, name="mpi-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def watch(self, what):
+        self._what, self._since = what, time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def _poll(self):
+        while True:
+            time.sleep(min(1.0, self.seconds / 10))
+            since = self._since
+            if since is not None and time.monotonic() - since > self.seconds:
+                self.on_timeout(self._what, time.monotonic() - since)
+                return
 
 
 class MPIUnavailable(RuntimeError):
@@ -67,13 +116,14 @@ class _WeightedMultiNodeOptimizer:
       optimizer can be made anywhere, e.g. while rank 0 alone loads a snapshot.
     """
 
-    def __init__(self, optimizer, comm):
+    def __init__(self, optimizer, comm, watch):
         import chainermn
         inner = chainermn.create_multi_node_optimizer(optimizer, comm)
         inner.is_changed(optimizer.target)  # records the parameters: the first update is a step
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_size", comm.size)
         object.__setattr__(self, "_scale", 1.0)
+        object.__setattr__(self, "_watch", watch)
 
     def set_share(self, n, total):
         object.__setattr__(self, "_scale", self._size * n / total)
@@ -85,7 +135,8 @@ class _WeightedMultiNodeOptimizer:
             for param in self._inner.target.params():
                 if param.grad is not None:
                     param.grad *= self._scale
-        self._inner.update()
+        with self._watch("the gradient exchange"):
+            self._inner.update()
 
     def zero_step(self):
         """This process's part of a step with no samples of its own: zero gradients."""
@@ -93,7 +144,8 @@ class _WeightedMultiNodeOptimizer:
         target.cleargrads()
         for param in target.params():
             param.grad = param.xp.zeros_like(param.array)
-        self._inner.update()
+        with self._watch("the gradient exchange"):
+            self._inner.update()
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -108,55 +160,85 @@ class Distributed:
     Raises MPIUnavailable (with what to install) if mpi4py or an MPI library is missing.
     """
 
-    def __init__(self, device="@numpy", communicator=None):
+    def __init__(self, device="@numpy", communicator=None, timeout=None):
         try:
-            import mpi4py.MPI  # noqa: F401
+            from mpi4py import MPI
             import chainermn
         except ImportError as err:
             raise MPIUnavailable("%s (%s)" % (MPI_INSTALL_HINT, err)) from None
+        self.mpi_comm = MPI.COMM_WORLD
+        self.rank, self.size = self.mpi_comm.rank, self.mpi_comm.size
+        self.timeout = collective_timeout() if timeout is None else timeout
+        self.watchdog = Watchdog(self.timeout, self._timed_out)
         self.communicator_name = communicator or communicator_name(device)
-        self.comm = chainermn.create_communicator(self.communicator_name)
-        self.rank, self.size = self.comm.rank, self.comm.size
-        self.mpi_comm = self.comm.mpi_comm
+        with self.watchdog.watch("the communicator's creation"):
+            self.comm = chainermn.create_communicator(self.communicator_name, self.mpi_comm)
 
     @property
     def is_root(self):
         return self.rank == 0
 
     def optimizer(self, optimizer):
-        return _WeightedMultiNodeOptimizer(optimizer, self.comm)
+        return _WeightedMultiNodeOptimizer(optimizer, self.comm, self.watchdog.watch)
 
     def bcast_params(self, link):
         """Rank 0's parameters of ``link``, on every process."""
-        self.comm.bcast_data(link)
+        with self.watchdog.watch("a broadcast of the parameters"):
+            self.comm.bcast_data(link)
 
     def allreduce(self, array):
         """The element-wise sum of a float64 numpy array over the processes."""
         from mpi4py import MPI
         array = numpy.ascontiguousarray(array, dtype=numpy.float64)
         out = numpy.empty_like(array)
-        self.mpi_comm.Allreduce(array, out, op=MPI.SUM)
+        with self.watchdog.watch("a sum over the processes"):
+            self.mpi_comm.Allreduce(array, out, op=MPI.SUM)
         return out
 
     def bcast(self, obj):
         """``obj`` of rank 0, on every process."""
-        return self.mpi_comm.bcast(obj, root=0)
+        with self.watchdog.watch("a broadcast from rank 0"):
+            return self.mpi_comm.bcast(obj, root=0)
 
     def part(self, n):
         """This process's consecutive slice of ``range(n)``."""
         return numpy.array_split(numpy.arange(n), self.size)[self.rank]
 
-    def abort(self, error, code=1):
+    def abort(self, error, code=1, note=None):
         """Ends every process of the job after ``error`` on this one: says which rank failed and
-        why on stderr, then MPI_Abort (the others would wait for it in the next reduction)."""
+        why on stderr, rank 0 adds ``note`` (e.g. the snapshot kept), then MPI_Abort (the others
+        would wait for it in the next reduction). A KeyboardInterrupt (Ctrl-C reaches every
+        rank) is said by rank 0 alone."""
         if isinstance(error, KeyboardInterrupt):
-            sys.stderr.write("rank %d of %d: interrupted\n" % (self.rank, self.size))
+            if not self.is_root:  # rank 0, interrupted too, says it and ends the job
+                time.sleep(5)
+            text = "rank %d of %d: interrupted\n" % (self.rank, self.size)
         else:
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            sys.stderr.write("rank %d of %d failed, ending the job: %s: %s\n%s"
-                             % (self.rank, self.size, type(error).__name__, error, text))
+            text = "rank %d of %d failed, ending the job: %s: %s\n%s" % (
+                self.rank, self.size, type(error).__name__, error, text)
+        if note and self.is_root:
+            text += note.rstrip("\n") + "\n"
+        sys.stderr.write(text)
         sys.stderr.flush()
         self.mpi_comm.Abort(code)
+
+    def _timed_out(self, what, waited):
+        sys.stderr.write(
+            "rank %d of %d: no answer from the other processes for %.0f s in %s (one was "
+            "stopped, hung or lost); ending the job. The snapshots written so far are intact: run "
+            "the same command again to resume. %s=SECONDS sets this limit (now %g s).\n"
+            % (self.rank, self.size, waited, what, TIMEOUT_VARIABLE, self.timeout))
+        sys.stderr.flush()
+        self.mpi_comm.Abort(1)
+
+
+def say_once(dist, text):
+    """Writes ``text`` to stderr on rank 0 only (every process, e.g. all refusing one run
+    folder, would otherwise print it once per rank); without ``dist`` always."""
+    if dist is None or dist.is_root:
+        sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.stderr.flush()
 
 
 def connect(mpi=None, device="@numpy", communicator=None):

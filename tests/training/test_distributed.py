@@ -4,8 +4,11 @@ and no corrupt snapshot, and the job resumes from its snapshot. B-LeNet on a few
 images, so that CI can run them (make test installs the [mpi] extra)."""
 import glob
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy
 import pytest
@@ -148,3 +151,67 @@ def test_launcher_and_communicator_detection():
     assert distributed.launched_size({"OMPI_COMM_WORLD_SIZE": "2"}) == 2
     assert distributed.connect(mpi=False) is None
     assert distributed.communicator_name("@numpy") == "naive"
+
+
+# rank 1 stops itself (SIGSTOP) in its update number STOP_AT: rank 0 then waits in the gradient
+# exchange, where the watchdog must end the job
+STOPPING = FAILING.replace('raise RuntimeError("injected failure")',
+                           'import signal; os.kill(os.getpid(), signal.SIGSTOP)') \
+                  .replace('"FAIL_AT"', '"STOP_AT"')
+
+
+def _start(out, main_epochs, joint_epochs, script=TRAIN, extra=(), **env):
+    """A 2-process job in its own process group (so that a hung job can be killed whole)."""
+    command = [MPIEXEC, "-n", "2", sys.executable, script] + FLAGS + [
+        "--main-epochs", str(main_epochs), "--joint-epochs", str(joint_epochs),
+        "--out", str(out), "--mpi"] + list(extra)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(**env), cwd=REPO, start_new_session=True)
+
+
+def _finish(job, timeout):
+    """(returncode, stdout, stderr); a job still running after ``timeout`` is killed (process group)
+    and the test fails."""
+    try:
+        out, err = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        out, err = job.communicate()
+        pytest.fail("the job hung for %d s; stderr:\n%s" % (timeout, err))
+    return job.returncode, out, err
+
+
+@needs_mpi
+def test_a_stopped_rank_ends_the_job_after_the_collective_timeout(tmp_path):
+    script = tmp_path / "stopping_train.py"
+    script.write_text(STOPPING)
+    job = _start(tmp_path / "run", 1, 1, script=str(script), STOP_AT="2",
+                 BRANCHYNET_MPI_TIMEOUT="5")
+    code, out, err = _finish(job, 150)
+    assert code != 0
+    assert "rank 0 of 2: no answer from the other processes for" in err, err
+    assert "in the gradient exchange" in err and "BRANCHYNET_MPI_TIMEOUT" in err, err
+    assert distributed.collective_timeout({}) == distributed.DEFAULT_TIMEOUT
+    assert distributed.collective_timeout({"BRANCHYNET_MPI_TIMEOUT": "2.5"}) == 2.5
+    with pytest.raises(ValueError, match="BRANCHYNET_MPI_TIMEOUT must be a number"):
+        distributed.collective_timeout({"BRANCHYNET_MPI_TIMEOUT": "soon"})
+
+
+@needs_mpi
+def test_a_refusal_is_printed_once_and_ctrl_c_names_the_snapshot_kept(tmp_path):
+    first = _train(tmp_path / "run", 0, 0)  # a run.json with seed 4
+    assert first.returncode == 0, first.stderr
+    code, out, err = _finish(_start(tmp_path / "run", 0, 0, extra=["--seed", "5"]), 150)
+    assert code != 0 and (out + err).count("refused:") == 1, out + err
+    job = _start(tmp_path / "long", 1, 40)
+    first_snapshot = tmp_path / "long" / "snapshot_epoch_0001.npz"
+    for _ in range(600):
+        if first_snapshot.exists() or job.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert job.poll() is None, job.communicate()
+    os.kill(job.pid, signal.SIGINT)  # mpiexec passes Ctrl-C to every rank
+    code, out, err = _finish(job, 60)
+    assert code != 0
+    assert err.count("interrupted:") == 1, err
+    assert re.search(r"interrupted: \S+snapshot_epoch_\d{4}\.npz kept \(\d+ epochs done\)", err), err
