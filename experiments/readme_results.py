@@ -34,7 +34,7 @@ def parse_args(argv=None):
 
 def _row(rows, device, network, label):
     for row in rows:
-        if row["device"] == device and row["network"] == network and row["row"] == label:
+        if row.device == device and row.network == network and row.row == label:
             return row
     return None
 
@@ -42,41 +42,40 @@ def _row(rows, device, network, label):
 def _devices_text(table):
     """Where the time part ran, from the results' environments."""
     cpu, gpu = set(), set()
-    for s in table["networks"].values():
-        if s["found"]:
-            hw = s["environment"]["hardware"]
-            cpu.add("%s (%d CPUs), %s" % (hw["cpu"], hw["cpu_threads"]["cpu_count"],
-                                          table1.threads_text(hw["cpu_threads"])))
-        if s["gpu_environment"] is not None:
-            gpu.add("%s, no cuDNN" % s["gpu_environment"]["hardware"]["gpu"])
+    for s in table.networks.values():
+        if s.found:
+            hw = s.environment.hardware
+            cpu.add("%s (%d CPUs), %s" % (hw.cpu, hw.cpu_threads["cpu_count"],
+                                          table1.threads_text(hw.cpu_threads)))
+        if s.gpu_environment is not None:
+            gpu.add("%s, no cuDNN" % s.gpu_environment.hardware.gpu)
     return ("CPU rows: %s. GPU rows: %s (results/gpu)."
             % ("; ".join(sorted(cpu)) or "none", "; ".join(sorted(gpu)) or "none"))
 
 
 def _prose(table):
     """The paragraph that reads the table, its numbers from the same rows."""
-    acc, time = table["accuracy_rows"], table["time_rows"]
+    acc, time = table.accuracy_rows, table.time_rows
     parts = []
-    for network, s in table["networks"].items():
-        if s["found"] and s["schedule"]["trained"] and not s["schedule"]["matches"]:
-            name = paper.DISPLAY_NAMES[s["family"]][1] if s["family"] else network
+    for network, s in table.networks.items():
+        if s.found and s.schedule["trained"] and not s.schedule["matches"]:
+            name = paper.DISPLAY_NAMES[s.family][1] if s.family else network
             parts.append("**%s (%s) ran %s only** (the paper: %s), so its accuracies and exit "
                          "shares say nothing about the paper's (its per-exit costs do carry over)."
-                         % (name, network, s["schedule"]["trained"], s["schedule"]["paper"]))
+                         % (name, network, s.schedule["trained"], s.schedule["paper"]))
     lenet = _row(acc, "cpu", "B-LeNet", "paper T")
     base = _row(acc, "cpu", "LeNet", "baseline (main.npz)")
-    if lenet and base and lenet.get("runs", 1) > 1:
+    if lenet and base and (lenet.runs or 1) > 1:
         parts.append("B-LeNet at the paper's T over %d runs: %.2f ± %.2f %% against its baseline's "
                      "%.2f ± %.2f %% (paper: %.2f against %.2f), with %.1f ± %.1f %% of the "
                      "digits leaving at exit 1; each run is in "
                      "[results/table1_runs.md](results/table1_runs.md)."
-                     % (lenet["runs"], lenet["accuracy"], lenet["accuracy_sd"], base["accuracy"],
-                        base["accuracy_sd"], lenet["paper"]["accuracy"], base["paper"]["accuracy"],
-                        lenet["exits"][0], lenet["exits_sd"][0]))
-    parts += [n for n in table["notes"] if "exit mix" in n]
-    slower = ["%s on the %s %.2fx" % (r["network"], r["device"].upper(), r["timed"]["gain_measured"])
-              for r in time if r["row"] == "paper T" and r.get("timed")
-              and r["timed"]["gain_measured"] < 1]
+                     % (lenet.runs, lenet.accuracy, lenet.accuracy_sd, base.accuracy,
+                        base.accuracy_sd, lenet.paper.accuracy, base.paper.accuracy,
+                        lenet.exits[0], lenet.exits_sd[0]))
+    parts += [n for n in table.notes if "exit mix" in n]
+    slower = ["%s on the %s %.2fx" % (r.network, r.device.upper(), r.timed.gain_measured)
+              for r in time if r.row == "paper T" and r.timed and r.timed.gain_measured < 1]
     if slower:
         parts.append("Measured gains are far below trunk-only ones because heads cost time; at the "
                      "paper's T some B-nets are slower end to end than their baselines (%s)."
@@ -93,18 +92,18 @@ def compact_table(table):
     """The README's one table: each network's baseline and B-net at the paper's T, accuracy and
     exits on all test images beside the paper's, and the CPU's measured batch-1 time and gain."""
     cells = []
-    for row in table["accuracy_rows"]:
-        if row["row"] not in COMPACT_ROWS:
+    for row in table.accuracy_rows:
+        if row.row not in COMPACT_ROWS:
             continue
-        timed = _row(table["time_rows"], "cpu", row["network"], row["row"]) or {}
-        paper_row = row.get("paper") or {}
-        cells.append((row["network"], row["row"], tables._t_cell(row),
-                      str(row.get("runs", 1)) if row.get("accuracy") is not None else "–",
-                      tables._mean_sd(row.get("accuracy"), row.get("accuracy_sd")),
-                      tables._num(paper_row.get("accuracy")), tables._exits_cell(row),
-                      tables._list(paper_row.get("exits")),
-                      tables._num((timed.get("timed") or {}).get("ms_measured"), 3),
-                      tables._gain(timed.get("gain_measured")), tables._gain(paper_row.get("gain"))))
+        timed = _row(table.time_rows, "cpu", row.network, row.row)
+        paper_row = row.paper or tables.EMPTY
+        cells.append((row.network, row.row, tables._t_cell(row), tables.runs_cell(row),
+                      tables._mean_sd(row.accuracy, row.accuracy_sd),
+                      tables._num(paper_row.accuracy), tables._exits_cell(row),
+                      tables._list(paper_row.exits),
+                      tables._num(timed.timed.ms_measured if timed and timed.timed else None, 3),
+                      tables._gain(timed.gain_measured if timed else None),
+                      tables._gain(paper_row.gain)))
     return tables.markdown(COMPACT_COLUMNS, cells)
 
 

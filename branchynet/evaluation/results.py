@@ -64,6 +64,8 @@ def _value(hint, data, where):
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return _value(next(a for a in args if a is not type(None)), data, where)
+    if hint is list:
+        return _plain(list(data))
     if isinstance(hint, type) and issubclass(hint, Record):
         return _build(hint, data, where)
     if origin is list:
@@ -85,6 +87,7 @@ class Row(Record):
     correct: int
     accuracy: float
     exit_accuracy: list
+    measure: str = "entropy"  # the confidence measure the thresholds apply to
 
 
 @dataclasses.dataclass
