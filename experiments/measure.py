@@ -31,7 +31,7 @@ import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
 from branchynet import fast
 from branchynet.data.split import VAL_SIZE
-from branchynet.evaluation import frontier, table1
+from branchynet.evaluation import frontier, run_folder, table1
 from branchynet.evaluation.results import Macs
 from branchynet.model import serialization
 from branchynet.reporting import environment, figures, files, paper, rows
@@ -40,54 +40,6 @@ from branchynet.training import runs, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCOUNTINGS = (("e2e", "end to end"), ("trunk", "trunk only (original's accounting)"))
-
-
-def network_in(run_dir):
-    """The network a run folder holds (its run.json, else the configuration in its branchy.npz or
-    main.npz), or None where it holds none. A damaged npz raises ``serialization.ModelFileError``."""
-    info = serialization.read_run_info(run_dir)
-    if info is not None and info.get("network"):
-        return info["network"]
-    for name in (serialization.BRANCHY, serialization.MAIN):
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path):
-            return serialization.read_config(path)["network"]
-    return None
-
-
-def check_run_dir(args, explicit):
-    """The reason the run folder cannot be measured as ``args.network``, or None."""
-    try:
-        held = network_in(args.run_dir)
-    except serialization.ModelFileError as err:
-        return str(err)
-    if held is not None and held != args.network:
-        return ("%s holds %s, not %s: measure it with --network %s --run-dir %s"
-                % (args.run_dir, held, args.network, held, args.run_dir))
-    started = serialization.read_run_info(args.run_dir) is not None
-    if explicit and not serialization.has_weights(args.run_dir) and not started \
-            and not args.train_if_missing:
-        what = "does not exist" if not os.path.exists(args.run_dir) else "has no branchy.npz"
-        return ("--run-dir %s %s. Check the path; to train %s there (which takes long) add "
-                "--train-if-missing. Without --run-dir the default run folder %s is used, and "
-                "trained when it has no weights." % (args.run_dir, what, args.network,
-                                                     os.path.relpath(default_run_dir(args.network), ROOT)))
-    return None
-
-
-def short_name(spec):
-    """A folder name for a network: its registered name, or a factory's function name."""
-    return spec.rsplit(":", 1)[-1]
-
-
-def default_results_dir(spec):
-    """Where the script writes unless told: out/<network>, git-ignored; the committed
-    results/<network> is rewritten only when named (``make results``)."""
-    return os.path.join(ROOT, "out", short_name(spec))
-
-
-def default_run_dir(spec):
-    return os.path.join(ROOT, "results", short_name(spec), "run")
 
 
 def _measuring_arguments(p):
@@ -157,11 +109,13 @@ def parse_args(argv=None):
     if args.gpu_only and chainer.get_device(args.device).xp is numpy:
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
     explicit = args.run_dir is not None
-    args.run_dir = args.run_dir or default_run_dir(args.network)
-    problem = check_run_dir(args, explicit)
+    default_run = run_folder.default_run_dir(ROOT, args.network)
+    args.run_dir = args.run_dir or default_run
+    problem = run_folder.problem(args.run_dir, args.network, explicit, args.train_if_missing,
+                                 os.path.relpath(default_run, ROOT))
     if problem is not None:
         p.error(problem)
-    args.results = args.results or default_results_dir(args.network)
+    args.results = args.results or run_folder.default_results_dir(ROOT, args.network)
     return args
 
 
@@ -285,7 +239,7 @@ def write_results(result, out, test_outputs, log, echo=print):
 
 def _load(args, val_size):
     """(validation set, test set, CPU nets, GPU nets or None) of the run."""
-    val, test, described = table1.run_split(args.dataset, val_size, args.run_dir, args.data_dir)
+    val, test, described = run_folder.run_split(args.dataset, val_size, args.run_dir, args.data_dir)
     if args.test_subset:
         test = tuple(a[:args.test_subset] for a in test)
     device = chainer.get_device(args.device)

@@ -14,9 +14,7 @@ import numpy
 
 import chainer
 
-from branchynet.data import split as data_split
 from branchynet.evaluation import costs, frontier, outputs, results, timing
-from branchynet.model import serialization
 
 MAX_CANDIDATES = 300  # settings swept for a net with no paper grid
 PAPER_GRID = "paper grid"
@@ -309,12 +307,3 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         rows=test_rows, val_rows=val_rows, devices=measured)
     return result, test_out
 
-
-def run_split(dataset, val_size, run_dir, data_dir=None):
-    """``(validation set, test set)`` a run folder's net is measured on: the split's own seed, and
-    the preprocessing and statistics its run.json records (the inputs it was trained on)."""
-    info = serialization.read_run_info(run_dir) or {}
-    chosen = {"preprocessing": info["preprocessing"]} if info.get("preprocessing") else {}
-    split = data_split.load_split(dataset, val_size, data_dir,
-                                  statistics=data_split.run_statistics(run_dir), **chosen)
-    return split[1], split[2], split.description

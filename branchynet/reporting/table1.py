@@ -37,8 +37,8 @@ COMPARABLE = ("network", "net_kwargs", "loss_weights", "schedule", "batchsize", 
 
 @dataclasses.dataclass
 class NetworkStatus(Record):
-    """What Table I found of one network: its results file and what it records, and the GPU
-    machine's (results/gpu/<network>) where there is one."""
+    """What Table I found of one network: its results file (``path``, relative to the repository)
+    and what it records, and the GPU machine's (results/gpu/<network>) where there is one."""
     found: bool
     path: str
     family: str | None = None
@@ -292,7 +292,7 @@ def assemble(results_root, network_names):
     notes += _timing_notes(time_rows)
     status = {}
     for n in network_names:
-        status[n] = NetworkStatus(found=n in found, path=os.path.join(results_root, n, "results.json"))
+        status[n] = NetworkStatus(found=n in found, path=_rel(os.path.join(results_root, n, "results.json")))
         if n in found:
             r = found[n]
             status[n] = dataclasses.replace(status[n], family=r.family, environment=r.environment,
@@ -319,7 +319,7 @@ def _network_line(network, s):
     env, settings = s.environment, s.settings
     return ("%s: %s; time part: %s (weights %s), %s, timing on the first %d of %d test images "
             "x %d repeats; CPU %s, %s%s."
-            % (network, _schedule_text(s.schedule), _rel(s.path).rsplit("/", 1)[0],
+            % (network, _schedule_text(s.schedule), s.path.rsplit("/", 1)[0],
                settings.run_dir, env.date, settings.timing_samples, settings.test_samples,
                settings.repeats, env.hardware.cpu, threads_text(env.hardware.cpu_threads),
                ", GPU %s" % env.hardware.gpu if env.hardware.gpu else ""))
