@@ -36,11 +36,6 @@ def _plain(value):
     return value
 
 
-def to_plain(value):
-    """``value`` with every record in it (in dicts and lists too) as plain JSON values."""
-    return _plain(value)
-
-
 def _build(cls, data, where):
     if not isinstance(data, dict):
         raise ValueError("%s: expected an object, got %r" % (where, type(data).__name__))
