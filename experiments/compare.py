@@ -10,10 +10,10 @@ when reproduced, 1 when a judged number differs, 2 when the two are not comparab
 subset or network).
 """
 import argparse
-import json
 import os
 import sys
 
+from branchynet.evaluation.results import Result
 from branchynet.reporting import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,16 +27,14 @@ def main(argv=None):
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="largest accepted difference in percentage points (default %(default)s)")
     args = p.parse_args(argv)
-    with open(args.new) as f:
-        new = json.load(f)
-    committed_path = args.committed or os.path.join(ROOT, "results", new["network"], "results.json")
+    new = Result.load(args.new)
+    committed_path = args.committed or os.path.join(ROOT, "results", new.network, "results.json")
     if os.path.abspath(committed_path) == os.path.abspath(args.new):
         p.error("%s is compared with itself" % args.new)
-    with open(committed_path) as f:
-        committed = json.load(f)
+    committed = Result.load(committed_path)
     result = compare.compare(new, committed, args.tolerance)
     print("\n%s: %s against %s (and the paper's Table I)\n"
-          % (new["network"], os.path.relpath(args.new), os.path.relpath(committed_path)))
+          % (new.network, os.path.relpath(args.new), os.path.relpath(committed_path)))
     print(compare.text(result), end="")
     return {compare.REPRODUCED: 0, compare.DIFFERS: 1, compare.NOT_COMPARABLE: 2}[result.verdict]
 

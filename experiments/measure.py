@@ -30,8 +30,9 @@ import chainer
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
 from branchynet import fast
-from branchynet.data.split import VAL_SIZE, load_split, run_statistics
-from branchynet.evaluation import frontier, table1
+from branchynet.data.split import VAL_SIZE
+from branchynet.evaluation import frontier, run_folder, table1
+from branchynet.evaluation.results import Macs
 from branchynet.model import serialization
 from branchynet.reporting import environment, figures, files, paper, rows
 from branchynet.reporting import network as network_text
@@ -39,54 +40,6 @@ from branchynet.training import runs, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCOUNTINGS = (("e2e", "end to end"), ("trunk", "trunk only (original's accounting)"))
-
-
-def network_in(run_dir):
-    """The network a run folder holds (its run.json, else the configuration in its branchy.npz or
-    main.npz), or None where it holds none. A damaged npz raises ``serialization.ModelFileError``."""
-    info = serialization.read_run_info(run_dir)
-    if info is not None and info.get("network"):
-        return info["network"]
-    for name in (serialization.BRANCHY, serialization.MAIN):
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path):
-            return serialization.read_config(path)["network"]
-    return None
-
-
-def check_run_dir(args, explicit):
-    """The reason the run folder cannot be measured as ``args.network``, or None."""
-    try:
-        held = network_in(args.run_dir)
-    except serialization.ModelFileError as err:
-        return str(err)
-    if held is not None and held != args.network:
-        return ("%s holds %s, not %s: measure it with --network %s --run-dir %s"
-                % (args.run_dir, held, args.network, held, args.run_dir))
-    started = serialization.read_run_info(args.run_dir) is not None
-    if explicit and not serialization.has_weights(args.run_dir) and not started \
-            and not args.train_if_missing:
-        what = "does not exist" if not os.path.exists(args.run_dir) else "has no branchy.npz"
-        return ("--run-dir %s %s. Check the path; to train %s there (which takes long) add "
-                "--train-if-missing. Without --run-dir the default run folder %s is used, and "
-                "trained when it has no weights." % (args.run_dir, what, args.network,
-                                                     os.path.relpath(default_run_dir(args.network), ROOT)))
-    return None
-
-
-def short_name(spec):
-    """A folder name for a network: its registered name, or a factory's function name."""
-    return spec.rsplit(":", 1)[-1]
-
-
-def default_results_dir(spec):
-    """Where the script writes unless told: out/<network>, git-ignored; the committed
-    results/<network> is rewritten only when named (``make results``)."""
-    return os.path.join(ROOT, "out", short_name(spec))
-
-
-def default_run_dir(spec):
-    return os.path.join(ROOT, "results", short_name(spec), "run")
 
 
 def _measuring_arguments(p):
@@ -156,11 +109,13 @@ def parse_args(argv=None):
     if args.gpu_only and chainer.get_device(args.device).xp is numpy:
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
     explicit = args.run_dir is not None
-    args.run_dir = args.run_dir or default_run_dir(args.network)
-    problem = check_run_dir(args, explicit)
+    default_run = run_folder.default_run_dir(ROOT, args.network)
+    args.run_dir = args.run_dir or default_run
+    problem = run_folder.problem(args.run_dir, args.network, explicit, args.train_if_missing,
+                                 os.path.relpath(default_run, ROOT))
     if problem is not None:
         p.error(problem)
-    args.results = args.results or default_results_dir(args.network)
+    args.results = args.results or run_folder.default_results_dir(ROOT, args.network)
     return args
 
 
@@ -229,43 +184,53 @@ def write_figures(result, out, test_outputs, log):
     """The trade-off figures (per device and accounting), training curves, entropies and exit
     fractions; returns the paths."""
     written = []
-    base_acc = result["accuracy"]["main"]
-    base_acc = result["accuracy"]["branchy_final"] if base_acc is None else base_acc
-    for dev, sel in result["selection"].items():
+    accuracies = [r.accuracy for r in result.rows]
+    for dev, measured in result.devices.items():
         for key, label in ACCOUNTINGS:
-            choice = sel["test"] if key == "e2e" else sel["test_trunk"]
-            time_key = "%s_ms_%s" % (dev, key)
-            pr = result["paper_row"]
+            choice = measured.selection.test if key == "e2e" else measured.selection.test_trunk
+            paper_times = measured.paper_times
             fig, ax = figures.new_figure()
             figures.plot_tradeoff(
-                ax, [r[time_key] for r in result["rows"]], [r["accuracy"] for r in result["rows"]],
-                choice["frontier"], choice["knee"], result["devices"][dev]["baseline_ms"], base_acc,
-                title="%s, %s, %s" % (result["network"], dev.upper(), label),
+                ax, measured.times(key), accuracies, choice.frontier, choice.knee,
+                measured.baseline_ms, result.accuracy.baseline(),
+                title="%s, %s, %s" % (result.network, dev.upper(), label),
                 xlabel="Runtime per sample, batch 1 (ms)",
-                marks=[("paper T", pr[time_key], pr["accuracy"])] if pr else [])
+                marks=[("paper T", getattr(paper_times, "ms_" + key), result.paper_row.accuracy)]
+                if paper_times is not None else [])
             written.append(figures.save(fig, os.path.join(out, "tradeoff_%s_%s.png" % (dev, key))))
     fig, axes = figures.new_figure(2)
-    figures.plot_training_curves(axes, log, title=result["network"])
+    figures.plot_training_curves(axes, log, title=result.network)
     written.append(figures.save(fig, os.path.join(out, "training_curves.png")))
     fig, ax = figures.new_figure()
     figures.plot_entropies(ax, test_outputs.entropies,
-                           title="%s: entropy per exit (test)" % result["network"])
+                           title="%s: entropy per exit (test)" % result.network)
     written.append(figures.save(fig, os.path.join(out, "entropy.png")))
     if test_outputs.num_exits > 1:
         fig, ax = figures.new_figure()
-        figures.plot_exit_fractions(ax, test_outputs.entropies, result["settings"]["threshold_list"]
-                                    if "threshold_list" in result["settings"]
-                                    else sorted({t for row in result["rows"] for t in row["thresholds"]}),
-                                    title="%s: exits against T (test)" % result["network"])
+        figures.plot_exit_fractions(ax, test_outputs.entropies, result.settings.threshold_list
+                                    or sorted({t for row in result.rows for t in row.thresholds}),
+                                    title="%s: exits against T (test)" % result.network)
         written.append(figures.save(fig, os.path.join(out, "exit_fractions.png")))
     return written
+
+
+def sweep_rows(result):
+    """The sweep's rows for sweep.csv: each row's numbers and, per device, its predicted times
+    (columns such as ``cpu_ms_e2e``)."""
+    out = []
+    for i, row in enumerate(result.rows):
+        line = row.to_json()
+        for dev, measured in result.devices.items():
+            line[dev] = measured.row_times[i].to_json()
+        out.append(line)
+    return out
 
 
 def write_results(result, out, test_outputs, log, echo=print):
     """results.json, sweep.csv, table.md and the figures into ``out``."""
     os.makedirs(out, exist_ok=True)
-    files.write_json(os.path.join(out, "results.json"), result)
-    files.write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+    files.write_json(os.path.join(out, "results.json"), result.to_json())
+    files.write_csv(os.path.join(out, "sweep.csv"), sweep_rows(result))
     files.write_text(os.path.join(out, "table.md"), network_text.table_markdown(result))
     written = write_figures(result, out, test_outputs, log)
     echo("results in %s: results.json, sweep.csv, table.md, %s"
@@ -274,9 +239,7 @@ def write_results(result, out, test_outputs, log, echo=print):
 
 def _load(args, val_size):
     """(validation set, test set, CPU nets, GPU nets or None) of the run."""
-    # the split's own seed (0), as the training uses: the same held-out images
-    _, val, test = load_split(args.dataset, val_size, args.data_dir,
-                              statistics=run_statistics(args.run_dir))
+    val, test, described = run_folder.run_split(args.dataset, val_size, args.run_dir, args.data_dir)
     if args.test_subset:
         test = tuple(a[:args.test_subset] for a in test)
     device = chainer.get_device(args.device)
@@ -285,7 +248,7 @@ def _load(args, val_size):
         gpu_nets = networks.load_run(args.run_dir, device) if device.xp is not numpy else None
     except serialization.ModelFileError as err:
         raise SystemExit("error: %s" % err)
-    return val, test, cpu_nets, gpu_nets
+    return val, test, described["preprocessing"], cpu_nets, gpu_nets
 
 
 def main(argv=None, echo=print):
@@ -296,7 +259,7 @@ def main(argv=None, echo=print):
     command = "python " + " ".join(shlex.quote(a) for a in (
         sys.argv if argv is None else ["experiments/measure.py"] + list(argv)))
     val_size = ensure_weights(args, command, echo)
-    val, test, cpu_nets, gpu_nets = _load(args, val_size)
+    val, test, preprocessing, cpu_nets, gpu_nets = _load(args, val_size)
     echo("%s: %d exits, %d test / %d validation samples, weights from %s"
          % (args.network, cpu_nets[0].numexits(), len(test[0]), len(val[0]), args.run_dir))
     if cpu_nets[1] is None:
@@ -307,13 +270,14 @@ def main(argv=None, echo=print):
         gpu_only=args.gpu_only, progress=False if args.no_progress else None)
     settings = {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
                 "stock_chainer": args.stock_chainer, "gpu_only": args.gpu_only,
-                "val_size": val_size, "threads_requested": threads}
+                "val_size": val_size, "preprocessing": preprocessing, "threads_requested": threads}
     gpu = gpu_nets[0].device if gpu_nets is not None else None
     result, test_outputs = table1.evaluate(
         args.network, args.family, args.dataset, cpu_nets, val, test, options, gpu_nets, settings,
         environment.environment(gpu=gpu), _grid(args, cpu_nets[0].numexits()), echo)
-    result["macs_reference_M"] = paper.MACS_M.get(args.family)
-    result["table"] = [row for dev in result["devices"] for row in rows.result_rows(result, dev)]
+    reference = paper.MACS_M.get(args.family)
+    result.macs_reference_M = Macs.from_json(reference) if reference is not None else None
+    result.table = [row for dev in result.devices for row in rows.result_rows(result, dev)]
     log = trainer.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
     write_results(result, args.results, test_outputs, log, echo)
     echo(network_text.summary(result, args.results))

@@ -11,11 +11,11 @@ Why: the paper's B-LeNet beats its baseline by 0.05 points (five test digits); w
 reproduction does depends on the run, and only several runs say by how much.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 
+from branchynet.evaluation.results import Result
 from branchynet.model import serialization
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,24 +29,23 @@ def parse_args(argv=None):
 
 
 def summarize(folder):
-    with open(os.path.join(folder, "results.json")) as f:
-        result = json.load(f)
-    run_dir = result["settings"]["run_dir"]
+    result = Result.load(os.path.join(folder, "results.json"))
+    run_dir = result.settings.run_dir
     trained = serialization.read_run_info(os.path.join(ROOT, run_dir))  # its run.json
-    val_knee = result["selection"]["cpu"]["val"]["knee"]
-    val_row = result["rows"][val_knee] if val_knee is not None else None
-    baseline = 100 * result["accuracy"]["main"]
-    paper_row = result["paper_row"]
+    val_knee = result.devices["cpu"].selection.val
+    val_row = result.rows[val_knee.knee] if val_knee is not None else None
+    baseline = 100 * result.accuracy.main
+    paper_row = result.paper_row
     return {"results": folder, "run": run_dir, "seed": trained["seed"] if trained else None,
             "device": trained["device"] if trained else None,
             "weights": trained["loss_weights"]["preset"] if trained else None,
             "pretrained": (trained["main_from"] or "here") if trained else None,
             "baseline": baseline,
-            "last_exit": 100 * result["accuracy"]["branchy_final"],
-            "paper_t": paper_row["thresholds"], "paper_t_acc": 100 * paper_row["accuracy"],
-            "paper_t_early": 100 * (1 - paper_row["exit_fractions"][-1]),
-            "val_t": None if val_row is None else val_row["thresholds"],
-            "val_t_acc": None if val_row is None else 100 * val_row["accuracy"]}
+            "last_exit": 100 * result.accuracy.branchy_final,
+            "paper_t": paper_row.thresholds, "paper_t_acc": 100 * paper_row.accuracy,
+            "paper_t_early": 100 * (1 - paper_row.exit_fractions[-1]),
+            "val_t": None if val_row is None else val_row.thresholds,
+            "val_t_acc": None if val_row is None else 100 * val_row.accuracy}
 
 
 def markdown(rows):

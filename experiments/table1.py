@@ -34,7 +34,7 @@ def main(argv=None):
     base = os.path.splitext(out)[0]
     files.write_text(out, text)
     files.write_text(base + "_runs.md", runs_text)
-    files.write_json(base + ".json", table)
+    files.write_json(base + ".json", table.to_json())
     print(text)
     print("written: %s, %s, %s" % (out, base + ".json", base + "_runs.md"))
     return table

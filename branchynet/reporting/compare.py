@@ -1,7 +1,7 @@
 """A fresh measurement of a network against its committed results and the paper: the verdict of
 ``make reproduce``.
 
-``compare(new, committed)`` takes two result dicts (``results.json``, written by
+``compare(new, committed)`` takes two ``results.Result`` (``results.json``, written by
 ``experiments/measure.py``) of the same network and returns a ``Comparison``: one line per
 number, each ours now, the committed one and the paper's where it has one. Only numbers that do not
 depend on the machine are judged: accuracies (baseline, final exit, each exit alone, the paper's
@@ -64,37 +64,38 @@ def _close(a, b, tolerance):
 def _not_comparable(new, committed):
     reasons = []
     for key in ("network", "dataset"):
-        if new.get(key) != committed.get(key):
-            reasons.append("%s: %s here, %s committed" % (key, new.get(key), committed.get(key)))
+        a, b = getattr(new, key), getattr(committed, key)
+        if a != b:
+            reasons.append("%s: %s here, %s committed" % (key, a, b))
     for key in ("test_samples", "val_samples"):
-        a, b = new["settings"].get(key), committed["settings"].get(key)
+        a, b = getattr(new.settings, key), getattr(committed.settings, key)
         if a != b:
             reasons.append("%s: %s here, %s committed" % (key, a, b))
     return reasons
 
 
 def _device_ms(result, dev, row_name):
-    for row in result.get("table", []):
-        if row["device"] == dev and row["row"] == row_name:
-            return row.get("ms_measured")
+    for row in result.table:
+        if row.device == dev and row.row == row_name:
+            return row.ms_measured
     return None
 
 
 def _sweep_line(new, committed, tolerance):
     """One judged line for the whole sweep: every point's accuracy and exit % equal."""
-    old_rows = {tuple(r["thresholds"]): r for r in committed["rows"]}
+    old_rows = {tuple(r.thresholds): r for r in committed.rows}
     differing = []
-    for row in new["rows"]:
-        other = old_rows.pop(tuple(row["thresholds"]), None)
+    for row in new.rows:
+        other = old_rows.pop(tuple(row.thresholds), None)
         if other is None or not (
-                _close(_pct(row["accuracy"]), _pct(other["accuracy"]), tolerance)
-                and _close([_pct(f) for f in row["exit_fractions"]],
-                           [_pct(f) for f in other["exit_fractions"]], tolerance)):
-            differing.append(tuple(row["thresholds"]))
+                _close(_pct(row.accuracy), _pct(other.accuracy), tolerance)
+                and _close([_pct(f) for f in row.exit_fractions],
+                           [_pct(f) for f in other.exit_fractions], tolerance)):
+            differing.append(tuple(row.thresholds))
     differing += list(old_rows)  # committed points this run lacks
-    line = Line("sweep: accuracy and exit %% at %d thresholds" % len(new["rows"]),
+    line = Line("sweep: accuracy and exit %% at %d thresholds" % len(new.rows),
                 "%d differ" % len(differing) if differing else "all equal",
-                "%d points" % len(committed["rows"]), None, True, not differing, "")
+                "%d points" % len(committed.rows), None, True, not differing, "")
     if differing:
         line.what += " (differing: %s)" % "; ".join(", ".join("%g" % v for v in t) for t in differing[:5])
     return line
@@ -103,7 +104,7 @@ def _sweep_line(new, committed, tolerance):
 def _shown_lines(new, committed, table1):
     """Machine-dependent numbers, shown beside and never judged: batch-1 ms and the knees."""
     lines = []
-    for dev in sorted(set(new.get("devices", {})) & set(committed.get("devices", {}))):
+    for dev in sorted(set(new.devices) & set(committed.devices)):
         for row_name in ("baseline (main.npz)", "paper T"):
             a, b = _device_ms(new, dev, row_name), _device_ms(committed, dev, row_name)
             if a is not None or b is not None:
@@ -119,33 +120,33 @@ def _shown_lines(new, committed, table1):
 
 
 def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
-    """The ``Comparison`` of two result dicts of one network (see the module docstring)."""
+    """The ``Comparison`` of two ``results.Result`` of one network (see the module docstring)."""
     reasons = _not_comparable(new, committed)
     if reasons:
         return Comparison(NOT_COMPARABLE, [], reasons)
-    table1 = paper.TABLE1.get(new["family"], {})
+    table1 = paper.TABLE1.get(new.family, {})
     theirs = table1.get("cpu", {})
     lines = []
 
     def judged(what, a, b, paper_value=None, unit="%"):
         lines.append(Line(what, a, b, paper_value, True, _close(a, b, tolerance), unit))
 
-    acc_new, acc_old = new["accuracy"], committed["accuracy"]
-    judged("baseline accuracy (main.npz)", _pct(acc_new["main"]), _pct(acc_old["main"]),
+    acc_new, acc_old = new.accuracy, committed.accuracy
+    judged("baseline accuracy (main.npz)", _pct(acc_new.main), _pct(acc_old.main),
            theirs.get("baseline", {}).get("accuracy"))
-    judged("final exit accuracy (branchy.npz)", _pct(acc_new["branchy_final"]),
-           _pct(acc_old["branchy_final"]))
-    for k, (a, b) in enumerate(zip(acc_new["per_exit"], acc_old["per_exit"])):
+    judged("final exit accuracy (branchy.npz)", _pct(acc_new.branchy_final),
+           _pct(acc_old.branchy_final))
+    for k, (a, b) in enumerate(zip(acc_new.per_exit, acc_old.per_exit)):
         judged("exit %d alone, accuracy" % (k + 1), _pct(a), _pct(b))
-    if len(acc_new["per_exit"]) != len(acc_old["per_exit"]):
-        judged("number of exits", len(acc_new["per_exit"]), len(acc_old["per_exit"]), unit="")
-    pn, po = new["paper_row"], committed["paper_row"]
+    if len(acc_new.per_exit) != len(acc_old.per_exit):
+        judged("number of exits", len(acc_new.per_exit), len(acc_old.per_exit), unit="")
+    pn, po = new.paper_row, committed.paper_row
     if pn is not None or po is not None:
-        t = ", ".join("%g" % v for v in new["paper_thresholds"])
-        judged("paper T (%s), accuracy" % t, _pct((pn or {}).get("accuracy")),
-               _pct((po or {}).get("accuracy")), theirs.get("branchy", {}).get("accuracy"))
-        judged("paper T (%s), exit %%" % t, [_pct(f) for f in (pn or {}).get("exit_fractions", [])],
-               [_pct(f) for f in (po or {}).get("exit_fractions", [])], list(table1.get("exits", [])))
+        t = ", ".join("%g" % v for v in (new.paper_thresholds or committed.paper_thresholds))
+        judged("paper T (%s), accuracy" % t, _pct(pn and pn.accuracy), _pct(po and po.accuracy),
+               theirs.get("branchy", {}).get("accuracy"))
+        judged("paper T (%s), exit %%" % t, [_pct(f) for f in (pn.exit_fractions if pn else [])],
+               [_pct(f) for f in (po.exit_fractions if po else [])], list(table1.get("exits", [])))
     lines.append(_sweep_line(new, committed, tolerance))
     lines += _shown_lines(new, committed, table1)
     bad = [line.what for line in lines if line.judged and not line.same]
@@ -153,12 +154,9 @@ def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
 
 
 def _knee(result, dev, key):
-    choice = result.get("selection", {}).get(dev, {}).get(key)
-    if choice is None:
-        return None
-    if key == "val":
-        return list(choice["thresholds"])
-    return list(result["rows"][choice["knee"]]["thresholds"])
+    """The thresholds of a device's knee (``key``: "test" or "val"; both index the same grid)."""
+    choice = getattr(result.devices[dev].selection, key)
+    return None if choice is None else list(result.rows[choice.knee].thresholds)
 
 
 def _fmt(value, unit):

@@ -13,11 +13,12 @@ GPU rows come from that file when it has them, else from <results-root>/gpu/<net
 A network (or a device) without results still gets the authors' rows, marked "not run", with the
 command that would produce them. ``assemble`` gathers, ``render`` writes the Markdown.
 """
+import dataclasses
 import glob
-import json
 import os
 
 from branchynet.evaluation import frontier
+from branchynet.evaluation.results import Accuracy, Environment, Record, Result, Settings, TableRow
 from branchynet.model import serialization
 from branchynet.reporting import paper, tables
 from branchynet.reporting import rows as table_rows
@@ -34,36 +35,69 @@ COMPARABLE = ("network", "net_kwargs", "loss_weights", "schedule", "batchsize", 
               "optimizer", "main_from", "val_size", "split")
 
 
+@dataclasses.dataclass
+class NetworkStatus(Record):
+    """What Table I found of one network: its results file (``path``, relative to the repository)
+    and what it records, and the GPU machine's (results/gpu/<network>) where there is one."""
+    found: bool
+    path: str
+    family: str | None = None
+    environment: Environment | None = None
+    settings: Settings | None = None
+    accuracy: Accuracy | None = None
+    schedule: dict | None = None
+    gpu_environment: Environment | None = None
+    gpu_settings: Settings | None = None
+
+
+@dataclasses.dataclass
+class RunRows(Record):
+    """One run's accuracy rows, behind a mean of several."""
+    results: str
+    rows: list[TableRow]
+
+
+@dataclasses.dataclass
+class Table1(Record):
+    """Everything Table I shows (``table1.json``): the accuracy rows (means over comparable runs),
+    the time rows (one run per network and device), each network's status, per network the
+    comparable runs and those left out with why, each run's rows where there are several, notes."""
+    accuracy_rows: list[TableRow]
+    time_rows: list[TableRow]
+    networks: dict[str, NetworkStatus]
+    runs: dict
+    per_run: dict[str, list[RunRows]]
+    notes: list
+
+
 def _placeholder(network, device, why):
     family = FAMILIES.get(network)
     names = table_rows.display_names(family, network)
-    return [{"device": device, "network": names[0], "row": why,
-             "paper": table_rows.paper_entry(family, device, False),
-             "notebook": table_rows.notebook_entry(family, device, False)},
-            {"device": device, "network": names[1], "row": why,
-             "thresholds": list(frontier.paper_thresholds(family)) if family else None,
-             "paper": table_rows.paper_entry(family, device, True),
-             "notebook": table_rows.notebook_entry(family, device, True)}]
+    return [TableRow(device=device, network=names[0], row=why,
+                     paper=table_rows.paper_entry(family, device, False),
+                     notebook=table_rows.notebook_entry(family, device, False)),
+            TableRow(device=device, network=names[1], row=why,
+                     thresholds=list(frontier.paper_thresholds(family)) if family else None,
+                     paper=table_rows.paper_entry(family, device, True),
+                     notebook=table_rows.notebook_entry(family, device, True))]
 
 
 def _read(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    return Result.load(path) if os.path.exists(path) else None
 
 
 def _run_info(result):
-    return serialization.read_run_info(os.path.join(ROOT, result["settings"]["run_dir"]))
+    return serialization.read_run_info(os.path.join(ROOT, result.settings.run_dir))
 
 
-def schedule_of(result):
+def schedule_of(family, run_dir):
     """{"trained": "M + J epochs, batch B" or None, "paper": the same for the paper's schedule,
-    "matches": bool or None} for a network's results, from its run folder's run.json ("paper" and
-    "matches" None for a net of no paper family)."""
-    ref = paper.SCHEDULES.get(result["family"])
+    "matches": bool or None} for a network of paper ``family`` (or None) trained in ``run_dir``
+    (relative to the repository), from its run.json ("paper" and "matches" None for a net of no
+    paper family)."""
+    ref = paper.SCHEDULES.get(family)
     text = "%d + %d epochs, batch %d"
-    run = _run_info(result)
+    run = serialization.read_run_info(os.path.join(ROOT, run_dir))
     out = {"paper": text % (ref["main_epochs"], ref["joint_epochs"], ref["batchsize"]) if ref else None,
            "trained": None, "matches": None}
     if run is not None:
@@ -102,16 +136,16 @@ def find_runs(results_root, network, primary):
         if os.path.abspath(other_folder) == os.path.abspath(folder):
             continue
         other = _read(path)
-        if other.get("network") != network:
+        if other.network != network:
             continue
         other_info = _run_info(other)
         if info is None or other_info is None:
             excluded.append((other_folder, "no run.json to compare"))
             continue
         differ = _differences(info, other_info)
-        if other["settings"]["test_samples"] != primary["settings"]["test_samples"]:
+        if other.settings.test_samples != primary.settings.test_samples:
             differ.append("test_samples")
-        if "cpu" not in other["devices"]:
+        if "cpu" not in other.devices:
             differ.append("no CPU evaluation")
         if differ:
             excluded.append((other_folder, "differs in " + ", ".join(differ)))
@@ -129,18 +163,18 @@ def _exit_note(rows):
     table's (5 points or more apart), says so with the numbers."""
     notes = []
     for row in rows:
-        nb, p = row.get("notebook"), row.get("paper")
-        if row["row"] != "paper T" or not nb or not p or row.get("exits") is None:
+        nb, p = row.notebook, row.paper
+        if row.row != "paper T" or not nb or not p or row.exits is None:
             continue
-        far = lambda theirs: max(abs(a - b) for a, b in zip(row["exits"], theirs))  # noqa: E731
-        if far(nb["exits"]) <= 2 and far(p["exits"]) >= 5:
+        far = lambda theirs: max(abs(a - b) for a, b in zip(row.exits, theirs))  # noqa: E731
+        if far(nb.exits) <= 2 and far(p.exits) >= 5:
             notes.append(
                 "%s at the paper's T: our exit mix (%s %%) matches the authors' notebook's (%s %%; "
                 "at most %.1f points apart), not the paper's Table I (%s %%; up to %.1f points "
                 "apart): the paper's numbers come from another training run than the notebook's."
-                % (row["network"], " / ".join("%.1f" % v for v in row["exits"]),
-                   " / ".join("%g" % v for v in nb["exits"]), far(nb["exits"]),
-                   " / ".join("%g" % v for v in p["exits"]), far(p["exits"])))
+                % (row.network, " / ".join("%.1f" % v for v in row.exits),
+                   " / ".join("%g" % v for v in nb.exits), far(nb.exits),
+                   " / ".join("%g" % v for v in p.exits), far(p.exits)))
     return notes
 
 
@@ -152,11 +186,11 @@ def _timing_notes(rows):
     shorter), the machine was busy during one of the timings and the row's measured ms says so."""
     notes, worst = [], {}
     for row in rows:
-        timed = row.get("timed") or {}
-        if timed.get("ms_measured") and timed.get("ms_e2e"):
-            ratio = timed["ms_measured"] / timed["ms_e2e"]
+        timed = row.timed
+        if timed is not None and timed.ms_measured and timed.ms_e2e:
+            ratio = timed.ms_measured / timed.ms_e2e
             if ratio > DISTURBED or ratio < 1 / DISTURBED:
-                worst.setdefault((row["device"], row["network"]), []).append((row["row"], ratio))
+                worst.setdefault((row.device, row.network), []).append((row.row, ratio))
     for (device, network), bad in worst.items():
         notes.append("%s %s: measured ms are %s the per-exit prediction for the same images: the "
                      "machine was busy during some of these timings, and these measured ms and "
@@ -195,7 +229,7 @@ def _accuracy_part(results_root, network_names, found, found_gpu, notes):
     accuracy_rows, runs, per_run = [], {}, {}
     for network in network_names:
         result = found.get(network)
-        if result is None or "cpu" not in result["devices"]:
+        if result is None or "cpu" not in result.devices:
             gpu = (_device_rows(found, found_gpu, network, "gpu")
                    if result is not None or network in found_gpu else [])
             accuracy_rows += (table_rows.combine_runs([gpu]) if gpu
@@ -204,13 +238,13 @@ def _accuracy_part(results_root, network_names, found, found_gpu, notes):
         comparable, excluded = find_runs(results_root, network, result)
         rows_per_run = [table_rows.result_rows(r, "cpu") for _, r, _ in comparable]
         accuracy_rows += table_rows.combine_runs(rows_per_run)
-        runs[network] = {"comparable": [{"results": _rel(f), "run": r["settings"]["run_dir"],
+        runs[network] = {"comparable": [{"results": _rel(f), "run": r.settings.run_dir,
                                          "seed": i.get("seed") if i else None,
                                          "trained_on": i.get("device") if i else None}
                                         for f, r, i in comparable],
                          "excluded": [{"results": _rel(f), "why": why} for f, why in excluded]}
         if len(comparable) > 1:
-            per_run[network] = [{"results": _rel(f), "rows": rows}
+            per_run[network] = [RunRows(results=_rel(f), rows=rows)
                                 for (f, _, _), rows in zip(comparable, rows_per_run)]
         accuracy_rows += _gpu_knees(rows_per_run[0], _device_rows(found, found_gpu, network, "gpu"),
                                     notes)
@@ -220,14 +254,14 @@ def _accuracy_part(results_root, network_names, found, found_gpu, notes):
 def _gpu_knees(cpu_rows, gpu_rows, notes):
     """The GPU's knees are chosen on GPU times: a different T gets its own accuracy row."""
     extra = []
-    cpu_keys = {(r["row"], tuple(r.get("thresholds") or ())): r for r in cpu_rows}
+    cpu_keys = {(r.row, tuple(r.thresholds or ())): r for r in cpu_rows}
     for row in gpu_rows:
-        key = (row["row"], tuple(row.get("thresholds") or ()))
+        key = (row.row, tuple(row.thresholds or ()))
         if key not in cpu_keys:
-            extra += table_rows.combine_runs([[dict(row, row=row["row"] + ", GPU times")]])
-        elif abs(cpu_keys[key]["accuracy"] - row["accuracy"]) > 1e-9:
+            extra += table_rows.combine_runs([[dataclasses.replace(row, row=row.row + ", GPU times")]])
+        elif abs(cpu_keys[key].accuracy - row.accuracy) > 1e-9:
             notes.append("%s %s: the GPU evaluation gives %.2f %%, the CPU's %.2f %%."
-                         % (row["network"], row["row"], row["accuracy"], cpu_keys[key]["accuracy"]))
+                         % (row.network, row.row, row.accuracy, cpu_keys[key].accuracy))
     return extra
 
 
@@ -250,52 +284,54 @@ def _time_part(network_names, found, found_gpu, notes):
 
 
 def assemble(results_root, network_names):
-    """Everything Table I shows: {"accuracy_rows", "time_rows", "networks" (per-network status),
-    "runs" (per network: the comparable runs and those left out), "per_run" (each run's accuracy
-    rows, for networks with several), "notes"}."""
+    """Everything Table I shows, a ``Table1``."""
     found, found_gpu, notes = _find(results_root, network_names)
     accuracy_rows, runs, per_run = _accuracy_part(results_root, network_names, found, found_gpu, notes)
     time_rows = _time_part(network_names, found, found_gpu, notes)
     notes += _exit_note(accuracy_rows)
     notes += _timing_notes(time_rows)
-    status = {n: {"found": n in found, "family": found[n]["family"] if n in found else None,
-                  "path": os.path.join(results_root, n, "results.json"),
-                  "environment": found[n]["environment"] if n in found else None,
-                  "settings": found[n]["settings"] if n in found else None,
-                  "accuracy": found[n]["accuracy"] if n in found else None,
-                  "schedule": schedule_of(found[n]) if n in found else None,
-                  "gpu_environment": found_gpu[n]["environment"] if n in found_gpu else None,
-                  "gpu_settings": found_gpu[n]["settings"] if n in found_gpu else None}
-              for n in network_names}
-    return {"accuracy_rows": accuracy_rows, "time_rows": time_rows, "networks": status,
-            "runs": runs, "per_run": per_run, "notes": notes}
+    status = {}
+    for n in network_names:
+        status[n] = NetworkStatus(found=n in found, path=_rel(os.path.join(results_root, n, "results.json")))
+        if n in found:
+            r = found[n]
+            status[n] = dataclasses.replace(status[n], family=r.family, environment=r.environment,
+                                            settings=r.settings, accuracy=r.accuracy,
+                                            schedule=schedule_of(r.family, r.settings.run_dir))
+        if n in found_gpu:
+            status[n].gpu_environment = found_gpu[n].environment
+            status[n].gpu_settings = found_gpu[n].settings
+    return Table1(accuracy_rows=accuracy_rows, time_rows=time_rows, networks=status, runs=runs,
+                  per_run=per_run, notes=notes)
 
 
 def threads_text(threads):
     """"1 BLAS thread, 1 fast-kernel thread" from a results.json's cpu_threads (what was got)."""
     parts = []
     for key, what in (("openblas_threads", "BLAS"), ("fast_kernel_threads", "fast-kernel")):
-        n = threads.get(key)
+        n = (threads or {}).get(key)
         if n is not None:
             parts.append("%d %s thread%s" % (n, what, "" if n == 1 else "s"))
     return ", ".join(parts) or "thread settings not recorded"
 
 
+def _network_line(network, s):
+    env, settings = s.environment, s.settings
+    return ("%s: %s; time part: %s (weights %s), %s, timing on the first %d of %d test images "
+            "x %d repeats; CPU %s, %s%s."
+            % (network, _schedule_text(s.schedule), s.path.rsplit("/", 1)[0],
+               settings.run_dir, env.date, settings.timing_samples, settings.test_samples,
+               settings.repeats, env.hardware.cpu, threads_text(env.hardware.cpu_threads),
+               ", GPU %s" % env.hardware.gpu if env.hardware.gpu else ""))
+
+
 def header_lines(table):
     """One line per network (and per network's GPU rows): what ran, when, on which images."""
     lines = []
-    for network, s in table["networks"].items():
-        if s["found"]:
-            env, settings = s["environment"], s["settings"]
-            runs = table["runs"].get(network, {}).get("comparable", [])
-            lines.append(
-                "%s: %s; time part: %s (weights %s), %s, timing on the first %d of %d test images "
-                "x %d repeats; CPU %s, %s%s."
-                % (network, _schedule_text(s["schedule"]), _rel(s["path"]).rsplit("/", 1)[0],
-                   settings["run_dir"], env["date"], settings["timing_samples"],
-                   settings["test_samples"], settings["repeats"], env["hardware"]["cpu"],
-                   threads_text(env["hardware"]["cpu_threads"]),
-                   ", GPU %s" % env["hardware"]["gpu"] if env["hardware"]["gpu"] else ""))
+    for network, s in table.networks.items():
+        if s.found:
+            runs = table.runs.get(network, {}).get("comparable", [])
+            lines.append(_network_line(network, s))
             if len(runs) > 1:
                 lines.append(
                     "%s: accuracy part: mean ± sample standard deviation over %d comparable runs (%s)."
@@ -304,13 +340,12 @@ def header_lines(table):
                                                          "GPU" if "cupy" in (r["trained_on"] or "")
                                                          else "CPU")
                         for r in runs)))
-        gpu_env = s["gpu_environment"]
-        if gpu_env is not None and not (s["found"] and s["environment"]["hardware"]["gpu"]):
+        gpu_env = s.gpu_environment
+        if gpu_env is not None and not (s.found and s.environment.hardware.gpu):
             lines.append("%s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), timing on the "
                          "first %d test images x %d repeats, results/gpu/%s."
-                         % (network, gpu_env["date"], gpu_env["hardware"]["gpu"],
-                            gpu_env["hardware"]["cpu"], s["gpu_settings"]["timing_samples"],
-                            s["gpu_settings"]["repeats"], network))
+                         % (network, gpu_env.date, gpu_env.hardware.gpu, gpu_env.hardware.cpu,
+                            s.gpu_settings.timing_samples, s.gpu_settings.repeats, network))
     return lines
 
 
@@ -318,17 +353,17 @@ def render(table):
     """(table1.md, table1_runs.md) texts."""
     lines = ["# Table I: ours beside the authors'", "", tables.LEGEND]
     lines += ["* " + line for line in header_lines(table)]
-    lines += ["* " + note for note in table["notes"]]
+    lines += ["* " + note for note in table.notes]
     text = ("\n".join(lines) + "\n\n## Accuracy and exits: all test images\n\n"
-            + tables.accuracy_table(table["accuracy_rows"])
+            + tables.accuracy_table(table.accuracy_rows)
             + "\n## Batch-1 time: one run per network, on the timed images only\n\n"
-            + tables.time_table(table["time_rows"]))
+            + tables.time_table(table.time_rows))
     runs = ["# Table I: each run behind a mean", "",
             "The accuracy part of [table1.md](table1.md) averages these runs (accuracy and exit % "
             "on all test images, the CPU evaluation of each run's weights).", ""]
-    for network, info in table["runs"].items():
-        for entry in table["per_run"].get(network, []):
-            runs += ["## %s" % entry["results"], "", tables.accuracy_table(entry["rows"])]
+    for network, info in table.runs.items():
+        for entry in table.per_run.get(network, []):
+            runs += ["## %s" % entry.results, "", tables.accuracy_table(entry.rows)]
         if info["excluded"]:
             runs += ["%s: results not averaged:" % network, ""]
             runs += ["* %s: %s" % (e["results"], e["why"]) for e in info["excluded"]]

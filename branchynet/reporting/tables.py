@@ -1,8 +1,9 @@
 """Table I as Markdown and fixed-width text, in the paper's layout with the authors' numbers
 beside ours: an accuracy part (whole test set) and a time part (per device, timed images only).
-Rows are ``branchynet.reporting.rows``'s; missing values print as "–"."""
+Rows are ``results.TableRow`` (``branchynet.reporting.rows``); missing values print as "–"."""
 import math
 
+from branchynet.evaluation.results import PaperEntry, TimedPart
 from branchynet.reporting import paper
 
 
@@ -40,40 +41,46 @@ def _mean_sd(mean, sd, digits=2):
 
 
 def _exits_cell(row):
-    exits = row.get("exits")
+    exits = row.exits
     if exits is None:
         return "–"
-    sds = row.get("exits_sd") or [None] * len(exits)
+    sds = row.exits_sd or [None] * len(exits)
     return ", ".join(_mean_sd(m, s) for m, s in zip(exits, sds))
 
 
 def _t_cell(row):
-    per_run = row.get("thresholds_per_run")
-    if per_run and len(per_run) > 1 and row.get("thresholds") is not None and \
+    per_run = row.thresholds_per_run
+    if per_run and len(per_run) > 1 and row.thresholds is not None and \
             any(t != per_run[0] for t in per_run):
         return " / ".join("(%s)" % _thresholds(t) if len(t) > 1 else _thresholds(t) for t in per_run)
-    return _thresholds(row.get("thresholds"))
+    return _thresholds(row.thresholds)
+
+
+EMPTY = PaperEntry()  # where the authors have no such row
+NOT_TIMED = TimedPart(samples=None, accuracy=None, exits=None, ms_measured=None, gain_measured=None)
+
+
+def runs_cell(row):
+    """How many runs a row's accuracy is the mean of; "–" where it has none."""
+    return str(row.runs or 1) if row.accuracy is not None else "–"
 
 
 def _accuracy_cells(row):
-    p, nb = row.get("paper") or {}, row.get("notebook") or {}
-    acc, pacc = row.get("accuracy"), p.get("accuracy")
+    p, nb = row.paper or EMPTY, row.notebook or EMPTY
+    acc, pacc = row.accuracy, p.accuracy
     delta = None if acc is None or pacc is None else acc - pacc
-    return (row["network"], row["row"], _t_cell(row), str(row.get("runs", 1) if acc is not None else "–"),
-            _mean_sd(acc, row.get("accuracy_sd")), _num(pacc), _num(nb.get("accuracy")),
-            ("%+.2f" % delta) if delta is not None else "–", _exits_cell(row),
-            _list(p.get("exits")), _list(nb.get("exits")))
+    return (row.network, row.row, _t_cell(row), runs_cell(row), _mean_sd(acc, row.accuracy_sd),
+            _num(pacc), _num(nb.accuracy), ("%+.2f" % delta) if delta is not None else "–",
+            _exits_cell(row), _list(p.exits), _list(nb.exits))
 
 
 def _time_cells(row):
-    p, nb, timed = row.get("paper") or {}, row.get("notebook") or {}, row.get("timed") or {}
-    samples = timed.get("samples")
-    return (row["device"].upper(), row["network"], row["row"], _thresholds(row.get("thresholds")),
-            "first %d" % samples if samples else "–", _num(timed.get("accuracy")),
-            _list(timed.get("exits")), _num(timed.get("ms_measured"), 3),
-            _num(timed.get("ms_e2e"), 3), _num(timed.get("ms_trunk"), 3),
-            _gain(timed.get("gain_measured")), _gain(timed.get("gain_trunk")),
-            _num(p.get("ms")), _gain(p.get("gain")), _num(nb.get("ms")), _gain(nb.get("gain")))
+    p, nb, timed = row.paper or EMPTY, row.notebook or EMPTY, row.timed or NOT_TIMED
+    return (row.device.upper(), row.network, row.row, _thresholds(row.thresholds),
+            "first %d" % timed.samples if timed.samples else "–", _num(timed.accuracy),
+            _list(timed.exits), _num(timed.ms_measured, 3), _num(timed.ms_e2e, 3),
+            _num(timed.ms_trunk, 3), _gain(timed.gain_measured), _gain(timed.gain_trunk),
+            _num(p.ms), _gain(p.gain), _num(nb.ms), _gain(nb.gain))
 
 
 def markdown(columns, cells):
@@ -98,8 +105,8 @@ def time_table(rows):
 def markdown_table(rows):
     """Both parts of Table I for one run's rows (``table_rows``; the accuracy part from the first
     device's rows)."""
-    first = [r for r in rows if r["device"] == rows[0]["device"]] if rows else []
-    return ("Accuracy and exits on all %s test images:\n\n" % (first[0].get("test_samples") if first else "–")
+    first = [r for r in rows if r.device == rows[0].device] if rows else []
+    return ("Accuracy and exits on all %s test images:\n\n" % (first[0].test_samples if first else "–")
             + accuracy_table(first) + "\nBatch-1 time, and accuracy and exits on the timed images "
             "only:\n\n" + time_table(rows))
 
@@ -113,7 +120,7 @@ def _text(columns, cells):
 
 def text_table(rows):
     """A compact fixed-width version of ``markdown_table`` for the terminal."""
-    first = [r for r in rows if r["device"] == rows[0]["device"]] if rows else []
+    first = [r for r in rows if r.device == rows[0].device] if rows else []
     return (_text(ACCURACY_COLUMNS, [_accuracy_cells(r) for r in first]) + "\n"
             + _text(TIME_COLUMNS, [_time_cells(r) for r in rows]))
 

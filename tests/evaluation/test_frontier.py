@@ -1,7 +1,6 @@
 """Frontiers: the exact search and the grid's against brute force and hand-made optima; the paper's
 incremental frontier and knee; the committed results' selections reproduced from their rows."""
 import itertools
-import json
 from pathlib import Path
 
 import numpy
@@ -11,6 +10,7 @@ import branchynet  # noqa: F401
 import networks
 from branchynet.evaluation import costs, frontier, selection
 from branchynet.evaluation.outputs import ExitOutputs
+from branchynet.evaluation.results import Result
 from branchynet.model import measures
 from tests.evaluation.synthetic import outputs_of_probs, outputs_with
 
@@ -233,25 +233,25 @@ def test_threshold_selection_on_validation_is_applied_unchanged_to_test():
 def test_committed_selections_are_the_paper_frontier_of_their_rows(path):
     """Every committed Table I frontier and knee (test, trunk-only, validation) comes back from the
     committed rows' exit counts and per-exit times through this module."""
-    result = json.loads(path.read_text())
-    rows = result["rows"]
-    k = len(rows[0]["exit_counts"])
-    base = result["accuracy"]["main" if result["accuracy"]["main"] is not None else "branchy_final"]
+    result = Result.load(path)
+    rows = result.rows
+    k = len(rows[0].exit_counts)
+    base = result.accuracy.baseline()
 
     def points(rows):
-        return frontier.Frontier([r["thresholds"] for r in rows], [r["exit_counts"] for r in rows],
-                                 [r["correct"] for r in rows], [1.0] * k, rows[0]["n"])
+        return frontier.Frontier([r.thresholds for r in rows], [r.exit_counts for r in rows],
+                                 [r.correct for r in rows], [1.0] * k, rows[0].n)
 
-    for dev, chosen in result["selection"].items():
-        exits = result["devices"][dev]["exits"]
-        e2e = costs.exit_costs(exits)
-        trunk = costs.exit_costs({"segment_ms": exits["segment_ms"], "head_ms": [0.0] * k})
+    for dev, measured in result.devices.items():
+        chosen = measured.selection
+        e2e = costs.exit_costs(measured.exits.costs())
+        trunk = costs.exit_costs(measured.exits.costs(heads=False))
         cases = [("test", points(rows).with_costs(e2e), base),
                  ("test_trunk", points(rows).with_costs(trunk), base)]
-        if chosen["val"] is not None:
-            cases.append(("val", points(result["val_rows"]).with_costs(e2e),
-                          result["val_baseline_accuracy"]))
+        if chosen.val is not None:
+            cases.append(("val", points(result.val_rows).with_costs(e2e),
+                          result.val_baseline_accuracy))
         for key, candidates, baseline in cases:
             front, at = frontier.paper_frontier(candidates, baseline)
-            assert front.index.tolist() == chosen[key]["frontier"], (dev, key)
-            assert front.index[at] == chosen[key]["knee"], (dev, key)
+            assert front.index.tolist() == getattr(chosen, key).frontier, (dev, key)
+            assert front.index[at] == getattr(chosen, key).knee, (dev, key)

@@ -25,27 +25,28 @@ def measured(mnist_subset):
 def test_the_candidates_are_the_exact_frontier_on_validation(measured):
     result, net, (x_val, t_val) = measured
     val_out = outputs.ExitOutputs.from_net(net, x_val, t_val)
-    exact = frontier.exact_frontier(val_out, "entropy", costs.exit_costs(result["macs"]))
+    exact = frontier.exact_frontier(val_out, "entropy", costs.exit_costs(result.macs.to_json()))
     assert len(exact) <= table1.MAX_CANDIDATES
-    assert [r["thresholds"] for r in result["rows"]] == exact.thresholds.tolist()
-    assert result["settings"]["candidates"].startswith("exact entropy frontier")
-    assert "threshold_list" not in result["settings"]
+    assert [r.thresholds for r in result.rows] == exact.thresholds.tolist()
+    assert result.settings.candidates.startswith("exact entropy frontier")
+    assert result.settings.threshold_list is None
 
 
 def test_no_paper_row_and_no_paper_numbers(measured):
     result = measured[0]
-    assert result["paper_row"] is None and result["paper_thresholds"] is None
+    assert result.paper_row is None and result.paper_thresholds is None
+    assert result.devices["cpu"].paper_times is None
     table = rows.result_rows(result, "cpu")
-    assert [r["row"] for r in table] == ["baseline (main.npz)", "final exit (branchy.npz)",
-                                         "knee (test)", "knee (val)"]
-    assert {r["network"] for r in table} == {"mine main network", "mine"}
-    assert all(r["paper"] is None and r["notebook"] is None for r in table)
-    assert all(c["name"] != "paper T" for c in result["devices"]["cpu"]["checks"])
+    assert [r.row for r in table] == ["baseline (main.npz)", "final exit (branchy.npz)",
+                                      "knee (test)", "knee (val)"]
+    assert {r.network for r in table} == {"mine main network", "mine"}
+    assert all(r.paper is None and r.notebook is None for r in table)
+    assert all(c.name != "paper T" for c in result.devices["cpu"].checks)
 
 
-def test_exact_candidates_are_thinned_evenly_keeping_both_ends(measured):
-    _, net, (x_val, t_val) = measured
-    val_out = outputs.ExitOutputs.from_net(net, x_val, t_val)
+def test_exact_candidates_are_thinned_evenly_keeping_both_ends(trained_lenet, mnist_subset):
+    x, t = mnist_subset  # a trained net: an untrained one's frontier has too few points
+    val_out = outputs.ExitOutputs.from_net(trained_lenet, x[1500:1700], t[1500:1700])
     cost = numpy.array([1.0, 3.0])
     full = frontier.exact_frontier(val_out, "entropy", cost).thresholds.tolist()
     thin = table1.exact_candidates(val_out, cost, most=3)

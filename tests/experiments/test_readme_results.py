@@ -1,7 +1,6 @@
 """Table I and the README's results block against the committed result files: each number shown
 comes from a file, each column names the sample set it was computed on, several runs give a mean
 and spread, and the authors' second set of numbers (their notebooks) stands beside the paper's."""
-import json
 import os
 import subprocess
 import sys
@@ -9,14 +8,12 @@ import sys
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet.reporting import paper, table1, tables
+from branchynet.evaluation.results import Result, TableRow, TimedPart
+from branchynet.reporting import paper, readme, table1, tables
 from branchynet.reporting import rows as table_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "results")
-sys.path.insert(0, os.path.join(ROOT, "experiments"))  # the script under test
-
-import readme_results  # noqa: E402
 
 
 def _read(*parts):
@@ -25,7 +22,7 @@ def _read(*parts):
 
 
 def _result(folder):
-    return json.loads(_read("results", folder, "results.json"))
+    return Result.load(os.path.join(RESULTS, folder, "results.json"))
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +33,8 @@ def table():
 def test_readme_block_is_what_the_result_files_give():
     """Fails if a number in the README's block is edited by hand, or the results change without
     `python experiments/readme_results.py`."""
-    readme = _read("README.md")
-    assert readme_results.current_block(readme) == readme_results.block(RESULTS)
+    text = _read("README.md")
+    assert readme.current_block(text) == readme.block(RESULTS)
 
 
 def test_committed_table1_is_what_the_result_files_give(table):
@@ -46,17 +43,23 @@ def test_committed_table1_is_what_the_result_files_give(table):
     assert _read("results", "table1_runs.md") == runs_text
 
 
+def _script(*args):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "readme_results.py")]
+                          + list(args), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return proc.returncode
+
+
 def test_the_check_flag_catches_a_hand_edited_number(tmp_path):
-    readme = tmp_path / "README.md"
+    path = tmp_path / "README.md"
     good = _read("README.md")
-    readme.write_text(good)
-    assert readme_results.main(["--readme", str(readme), "--check"]) == 0
+    path.write_text(good)
+    assert _script("--readme", str(path), "--check") == 0
     edited = good.replace("| 99.04 ± ", "| 99.05 ± ", 1)
     assert edited != good
-    readme.write_text(edited)
-    assert readme_results.main(["--readme", str(readme), "--check"]) == 1
-    readme_results.main(["--readme", str(readme)])  # regenerating restores it
-    assert readme.read_text() == good
+    path.write_text(edited)
+    assert _script("--readme", str(path), "--check") == 1
+    assert _script("--readme", str(path)) == 0  # regenerating restores it
+    assert path.read_text() == good
 
 
 def test_each_part_of_table1_is_on_one_sample_set(table):
@@ -67,44 +70,44 @@ def test_each_part_of_table1_is_on_one_sample_set(table):
     assert "| Timed images | Acc % (timed) | Exit % (timed) | ms measured |" in md
     for network, dev, path in (("B-LeNet", "cpu", "b-lenet"), ("B-AlexNet", "gpu", "gpu/b-alexnet")):
         result = _result(path)
-        check = next(c for c in result["devices"][dev]["checks"]
-                     if c["thresholds"] == result["paper_thresholds"])
-        row = next(r for r in table["time_rows"] if r["device"] == dev and r["network"] == network
-                   and r["row"] == "paper T")
-        n = result["settings"]["timing_samples"]
-        assert n < result["settings"]["test_samples"]
-        assert row["timed"]["samples"] == check["samples"] == n
-        assert row["timed"]["accuracy"] == pytest.approx(100 * check["accuracy_real"])
-        assert row["timed"]["exits"] == pytest.approx([100 * c / n for c in check["exit_counts_real"]])
-        assert row["timed"]["ms_e2e"] == check["ms_predicted_e2e"]  # predicted for those images
+        check = next(c for c in result.devices[dev].checks
+                     if c.thresholds == result.paper_thresholds)
+        row = next(r for r in table.time_rows if r.device == dev and r.network == network
+                   and r.row == "paper T")
+        n = result.settings.timing_samples
+        assert n < result.settings.test_samples
+        assert row.timed.samples == check.samples == n
+        assert row.timed.accuracy == pytest.approx(100 * check.accuracy_real)
+        assert row.timed.exits == pytest.approx([100 * c / n for c in check.exit_counts_real])
+        assert row.timed.ms_e2e == check.ms_predicted_e2e  # predicted for those images
         assert "| %s | %s | paper T | %s | first %d | %.2f |" % (
-            dev.upper(), network, tables._thresholds(check["thresholds"]), n,
-            100 * check["accuracy_real"]) in md
+            dev.upper(), network, tables._thresholds(check.thresholds), n,
+            100 * check.accuracy_real) in md
         # the two sets really differ here: a table mixing them would mislead
-        assert row["timed"]["accuracy"] != pytest.approx(100 * result["paper_row"]["accuracy"])
+        assert row.timed.accuracy != pytest.approx(100 * result.paper_row.accuracy)
 
 
 def test_combine_runs_gives_mean_and_sample_sd():
     def rows(acc, exits, t):
-        return [{"device": "cpu", "network": "B", "row": "paper T", "thresholds": [t],
-                 "accuracy": acc, "exits": exits}]
+        return [TableRow(device="cpu", network="B", row="paper T", thresholds=[t], accuracy=acc,
+                         exits=exits)]
     combined = table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1), rows(98.0, [94.0, 6.0], 0.1),
                                     rows(99.5, [92.0, 8.0], 0.5)])[0]
-    assert combined["runs"] == 3
-    assert combined["accuracy"] == pytest.approx(98.833333333)
-    assert combined["accuracy_sd"] == pytest.approx(0.763762616)  # n - 1 in the denominator
-    assert combined["exits"] == pytest.approx([92.0, 8.0])
-    assert combined["exits_sd"] == pytest.approx([2.0, 2.0])
-    assert combined["thresholds_per_run"] == [[0.1], [0.1], [0.5]]
+    assert combined.runs == 3
+    assert combined.accuracy == pytest.approx(98.833333333)
+    assert combined.accuracy_sd == pytest.approx(0.763762616)  # n - 1 in the denominator
+    assert combined.exits == pytest.approx([92.0, 8.0])
+    assert combined.exits_sd == pytest.approx([2.0, 2.0])
+    assert combined.thresholds_per_run == [[0.1], [0.1], [0.5]]
     cells = tables._accuracy_cells(combined)
     assert cells[2] == "0.1 / 0.1 / 0.5" and cells[4] == "98.83 ± 0.76"
-    assert table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1)])[0]["accuracy_sd"] is None
+    assert table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1)])[0].accuracy_sd is None
     with pytest.raises(ValueError):
         table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1), []])
 
 
 def test_b_lenet_accuracy_is_the_mean_of_its_comparable_runs(table):
-    runs = table["runs"]["b-lenet"]
+    runs = table.runs["b-lenet"]
     folders = [r["results"] for r in runs["comparable"]]
     assert folders[0] == "results/b-lenet"
     assert sorted(folders) == ["results/b-lenet", "results/b-lenet-gpu-trained",
@@ -112,15 +115,15 @@ def test_b_lenet_accuracy_is_the_mean_of_its_comparable_runs(table):
     # joint training from another run's trunk, or with other loss weights, is not the same experiment
     assert {e["results"] for e in runs["excluded"]} >= {"results/b-lenet-joint-code",
                                                         "results/b-lenet-seed1-joint-slides"}
-    accs = [100 * _result(f.split("/", 1)[1])["paper_row"]["accuracy"] for f in folders]
-    row = next(r for r in table["accuracy_rows"] if r["network"] == "B-LeNet" and r["row"] == "paper T")
-    assert row["runs"] == 4
-    assert row["accuracy"] == pytest.approx(sum(accs) / 4)
+    accs = [100 * _result(f.split("/", 1)[1]).paper_row.accuracy for f in folders]
+    row = next(r for r in table.accuracy_rows if r.network == "B-LeNet" and r.row == "paper T")
+    assert row.runs == 4
+    assert row.accuracy == pytest.approx(sum(accs) / 4)
     mean = sum(accs) / 4
-    assert row["accuracy_sd"] == pytest.approx((sum((a - mean) ** 2 for a in accs) / 3) ** 0.5)
+    assert row.accuracy_sd == pytest.approx((sum((a - mean) ** 2 for a in accs) / 3) ** 0.5)
     # one run each for the others
-    assert all(r["runs"] == 1 for r in table["accuracy_rows"] if "AlexNet" in r["network"])
-    assert "B-LeNet | paper T | 0.025 | 4 | %.2f ± %.2f |" % (row["accuracy"], row["accuracy_sd"]) \
+    assert all(r.runs == 1 for r in table.accuracy_rows if "AlexNet" in r.network)
+    assert "B-LeNet | paper T | 0.025 | 4 | %.2f ± %.2f |" % (row.accuracy, row.accuracy_sd) \
         in _read("README.md")
 
 
@@ -158,9 +161,8 @@ def test_measurement_fixes_and_records_its_threads(tmp_path):
                                "--network", "b-lenet"] + common + flags + ["--results", str(out)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        result = json.loads((out / "results.json").read_text())
-        recorded[name] = (result["settings"]["threads_requested"],
-                          result["environment"]["hardware"]["cpu_threads"])
+        result = Result.load(out / "results.json")
+        recorded[name] = (result.settings.threads_requested, result.environment.hardware.cpu_threads)
     requested, got = recorded["default"]
     assert requested == {"blas_threads": 1, "kernel_threads": 1}
     assert got["fast_kernel_threads"] == 1 and got["BRANCHYNET_CPU_THREADS"] == "2"
@@ -174,8 +176,8 @@ def test_measurement_fixes_and_records_its_threads(tmp_path):
 
 def _gain_at(result, dev, thresholds, key="gain_measured"):
     rows = table_rows.result_rows(result, dev)
-    return next(r["timed"][key] for r in rows if r.get("thresholds") == thresholds
-                and r["row"] != "final exit (branchy.npz)")
+    return next(getattr(r.timed, key) for r in rows if r.thresholds == thresholds
+                and r.row != "final exit (branchy.npz)")
 
 
 def _doc_quotes():
@@ -183,49 +185,49 @@ def _doc_quotes():
     lenet, alex, resnet = _result("b-lenet"), _result("b-alexnet"), _result("b-resnet110")
     g_lenet, g_alex, g_resnet = (_result("gpu/b-lenet"), _result("gpu/b-alexnet"),
                                  _result("gpu/b-resnet110"))
-    val = lenet["selection"]["cpu"]["val"]["test_row"]
-    alex_knee = alex["rows"][alex["selection"]["cpu"]["test"]["knee"]]
-    resnet_knee = resnet["rows"][resnet["selection"]["cpu"]["test"]["knee"]]
-    cpu_exits = resnet["devices"]["cpu"]["exits"]
+    val = lenet.rows[lenet.devices["cpu"].selection.val.knee]
+    alex_knee = alex.rows[alex.devices["cpu"].selection.test.knee]
+    resnet_knee = resnet.rows[resnet.devices["cpu"].selection.test.knee]
+    cpu_exits = resnet.devices["cpu"].exits
 
     def base_ms(r, dev):
-        return r["devices"][dev]["baseline"]["main"]["ms"]
+        return r.devices[dev].baselines.main.ms
 
     def paper_t(r):
-        return r["paper_thresholds"]
+        return r.paper_thresholds
 
     return [
-        ("Baseline %.2f %% (paper 99.20)" % (100 * lenet["accuracy"]["main"]), "b-lenet"),
-        ("%.2f %% of the test digits leave at exit 1" % (100 * lenet["paper_row"]["exit_fractions"][0]),
+        ("Baseline %.2f %% (paper 99.20)" % (100 * lenet.accuracy.main), "b-lenet"),
+        ("%.2f %% of the test digits leave at exit 1" % (100 * lenet.paper_row.exit_fractions[0]),
          "b-lenet"),
-        ("accuracy is %.2f %%" % (100 * lenet["paper_row"]["accuracy"]), "b-lenet"),
+        ("accuracy is %.2f %%" % (100 * lenet.paper_row.accuracy), "b-lenet"),
         ("(T = %g) give %.2f %% with %.1f %% leaving early"
-         % (val["thresholds"][0], 100 * val["accuracy"], 100 * (1 - val["exit_fractions"][-1])),
+         % (val.thresholds[0], 100 * val.accuracy, 100 * (1 - val.exit_fractions[-1])),
          "b-lenet"),
         ("%.2fx measured on the first %d test digits (%.2fx at the val-chosen T)"
-         % (_gain_at(lenet, "cpu", [0.025]), lenet["settings"]["timing_samples"],
-            _gain_at(lenet, "cpu", val["thresholds"])), "b-lenet timing"),
+         % (_gain_at(lenet, "cpu", [0.025]), lenet.settings.timing_samples,
+            _gain_at(lenet, "cpu", val.thresholds)), "b-lenet timing"),
         ("trunk-only accounting of the same timings gives %.2fx"
          % _gain_at(lenet, "cpu", [0.025], "gain_trunk"), "b-lenet timing"),
-        ("Baseline %.2f %% (paper 78.38" % (100 * alex["accuracy"]["main"]), "b-alexnet"),
-        ("T = (0.0001, 0.05) %.2f %%" % (100 * alex["paper_row"]["accuracy"]), "b-alexnet"),
-        ("(%s %%" % " / ".join("%.1f" % (100 * f) for f in alex["paper_row"]["exit_fractions"]),
+        ("Baseline %.2f %% (paper 78.38" % (100 * alex.accuracy.main), "b-alexnet"),
+        ("T = (0.0001, 0.05) %.2f %%" % (100 * alex.paper_row.accuracy), "b-alexnet"),
+        ("(%s %%" % " / ".join("%.1f" % (100 * f) for f in alex.paper_row.exit_fractions),
          "b-alexnet"),
         ("(%.2fx; trunk-only %.2fx, paper 1.50x" % (_gain_at(alex, "cpu", paper_t(alex)),
                                                     _gain_at(alex, "cpu", paper_t(alex), "gain_trunk")),
          "b-alexnet timing"),
-        ("is T = (%g, %g): %.2f %%, %.2fx" % (alex_knee["thresholds"][0], alex_knee["thresholds"][1],
-                                             100 * alex_knee["accuracy"],
-                                             _gain_at(alex, "cpu", alex_knee["thresholds"])),
+        ("is T = (%g, %g): %.2f %%, %.2fx" % (alex_knee.thresholds[0], alex_knee.thresholds[1],
+                                             100 * alex_knee.accuracy,
+                                             _gain_at(alex, "cpu", alex_knee.thresholds)),
          "b-alexnet"),
-        ("baseline %.1f %%, paper 80.7" % (100 * resnet["accuracy"]["main"]), "b-resnet110"),
+        ("baseline %.1f %%, paper 80.7" % (100 * resnet.accuracy.main), "b-resnet110"),
         ("a ResNet-110 sample takes %.1f ms on this CPU (paper 137 ms) and %.1f ms on the H100"
          % (base_ms(resnet, "cpu"), base_ms(g_resnet, "gpu")), "b-resnet110 timing"),
         ("48 M MACs, %.2f ms on the CPU) costs %d times its trunk segment (0.39 M MACs, %.2f ms)"
-         % (cpu_exits["head_ms"][0], round(cpu_exits["head_ms"][0] / cpu_exits["segment_ms"][0]),
-            cpu_exits["segment_ms"][0]), "b-resnet110 timing"),
-        ('"all at exit 1" (%.1f %%, %.1fx)' % (100 * resnet_knee["accuracy"],
-                                               _gain_at(resnet, "cpu", resnet_knee["thresholds"])),
+         % (cpu_exits.head_ms[0], round(cpu_exits.head_ms[0] / cpu_exits.segment_ms[0]),
+            cpu_exits.segment_ms[0]), "b-resnet110 timing"),
+        ('"all at exit 1" (%.1f %%, %.1fx)' % (100 * resnet_knee.accuracy,
+                                               _gain_at(resnet, "cpu", resnet_knee.thresholds)),
          "b-resnet110"),
         ("LeNet %.2f ms against %.3f ms, AlexNet %.2f against %.2f, ResNet-110 %.1f against %.1f"
          % (base_ms(g_lenet, "gpu"), base_ms(lenet, "cpu"), base_ms(g_alex, "gpu"),
@@ -247,8 +249,9 @@ def test_docs_results_quotes_the_result_files():
 
 def test_a_timing_far_from_its_prediction_is_flagged():
     def row(measured, predicted, label="paper T"):
-        return {"device": "cpu", "network": "B-LeNet", "row": label,
-                "timed": {"ms_measured": measured, "ms_e2e": predicted}}
+        return TableRow(device="cpu", network="B-LeNet", row=label,
+                        timed=TimedPart(samples=1000, accuracy=None, exits=None, ms_measured=measured,
+                                        gain_measured=None, ms_e2e=predicted))
     assert table1._timing_notes([row(0.06, 0.057), row(0.05, 0.053, "knee (test)")]) == []
     notes = table1._timing_notes([row(0.06, 0.057), row(0.092, 0.040, "knee (test)")])
     assert len(notes) == 1 and "CPU B-LeNet: measured ms are 2.30x (knee (test))" in notes[0]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from branchynet.evaluation.results import Result
 from branchynet.reporting import compare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,8 +16,7 @@ COMMITTED = ROOT / "results" / "b-lenet" / "results.json"
 
 @pytest.fixture
 def committed():
-    with open(COMMITTED) as f:
-        return json.load(f)
+    return Result.load(COMMITTED)
 
 
 def test_the_committed_results_reproduce_themselves(committed):
@@ -27,14 +27,14 @@ def test_the_committed_results_reproduce_themselves(committed):
 
 
 @pytest.mark.parametrize("change, named", [
-    (lambda r: r["accuracy"].__setitem__("main", r["accuracy"]["main"] - 1e-4), "baseline accuracy"),
-    (lambda r: r["accuracy"].__setitem__("branchy_final", r["accuracy"]["branchy_final"] + 1e-4),
+    (lambda r: setattr(r.accuracy, "main", r.accuracy.main - 1e-4), "baseline accuracy"),
+    (lambda r: setattr(r.accuracy, "branchy_final", r.accuracy.branchy_final + 1e-4),
      "final exit accuracy"),
-    (lambda r: r["accuracy"]["per_exit"].__setitem__(0, 0.5), "exit 1 alone"),
-    (lambda r: r["paper_row"].__setitem__("accuracy", r["paper_row"]["accuracy"] + 1e-4), "paper T (0.025), accuracy"),
-    (lambda r: r["paper_row"]["exit_fractions"].__setitem__(0, 0.9357), "paper T (0.025), exit %"),
-    (lambda r: r["rows"][3]["exit_fractions"].__setitem__(1, 0.5), "sweep"),
-    (lambda r: r["rows"].pop(), "sweep"),
+    (lambda r: r.accuracy.per_exit.__setitem__(0, 0.5), "exit 1 alone"),
+    (lambda r: setattr(r.paper_row, "accuracy", r.paper_row.accuracy + 1e-4), "paper T (0.025), accuracy"),
+    (lambda r: r.paper_row.exit_fractions.__setitem__(0, 0.9357), "paper T (0.025), exit %"),
+    (lambda r: r.rows[3].exit_fractions.__setitem__(1, 0.5), "sweep"),
+    (lambda r: r.rows.pop(), "sweep"),
 ])
 def test_one_sample_of_difference_is_a_differing_verdict(committed, change, named):
     new = copy.deepcopy(committed)
@@ -48,10 +48,10 @@ def test_one_sample_of_difference_is_a_differing_verdict(committed, change, name
 
 def test_timings_and_knees_are_shown_but_never_judged(committed):
     new = copy.deepcopy(committed)
-    for row in new["table"]:
-        if row.get("ms_measured"):
-            row["ms_measured"] *= 3
-    new["selection"]["cpu"]["val"]["thresholds"] = [7.0]
+    for row in new.table:
+        if row.ms_measured:
+            row.ms_measured *= 3
+    new.devices["cpu"].selection.val.knee = 0
     result = compare.compare(new, committed)
     assert result.ok
     timed = [line for line in result.lines if not line.judged]
@@ -61,7 +61,7 @@ def test_timings_and_knees_are_shown_but_never_judged(committed):
 
 def test_a_test_subset_is_not_comparable(committed):
     new = copy.deepcopy(committed)
-    new["settings"]["test_samples"] = 500
+    new.settings.test_samples = 500
     result = compare.compare(new, committed)
     assert result.verdict == compare.NOT_COMPARABLE and "test_samples: 500" in result.reasons[0]
     assert "NOT COMPARABLE" in compare.text(result)
@@ -70,9 +70,9 @@ def test_a_test_subset_is_not_comparable(committed):
 def test_the_script_exit_status_follows_the_verdict(committed, tmp_path):
     new = copy.deepcopy(committed)
     path = tmp_path / "results.json"
-    for value, status in ((committed["accuracy"]["main"], 0), (0.5, 1)):
-        new["accuracy"]["main"] = value
-        path.write_text(json.dumps(new))
+    for value, status in ((committed.accuracy.main, 0), (0.5, 1)):
+        new.accuracy.main = value
+        path.write_text(json.dumps(new.to_json()))
         proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), str(path)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == status, proc.stderr

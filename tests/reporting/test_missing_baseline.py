@@ -20,7 +20,7 @@ def measured(mnist_subset):
                                     (x[:40], t[:40]), options, settings={"run_dir": "runs/somewhere"},
                                     environment={"hardware": {"cpu": "test", "gpu": None}},
                                     echo=lambda _: None)
-        result["table"] = rows.result_rows(result, "cpu")
+        result.table = rows.result_rows(result, "cpu")
         results[name] = result
     return results
 
@@ -33,13 +33,13 @@ def test_without_main_npz_the_summary_warns(measured):
 
 
 def test_without_main_npz_the_baseline_row_is_marked_not_dropped(measured):
-    table = measured["without"]["table"]
+    table = measured["without"].table
     base, final = table[0], table[1]
-    assert base["row"] == rows.MISSING_BASELINE_ROW and "MISSING" in base["row"]
-    assert base["accuracy"] is None and base["ms_measured"] is None
-    assert base["paper"]["accuracy"] == 99.20  # the paper's number, beside an empty cell of ours
-    assert final["accuracy"] is not None and final["paper"] is None  # not beside the paper's baseline
-    assert final["row"] != "final exit (branchy.npz)"
+    assert base.row == rows.MISSING_BASELINE_ROW and "MISSING" in base.row
+    assert base.accuracy is None and base.ms_measured is None
+    assert base.paper.accuracy == 99.20  # the paper's number, beside an empty cell of ours
+    assert final.accuracy is not None and final.paper is None  # not beside the paper's baseline
+    assert final.row != "final exit (branchy.npz)"
     text = tables.text_table(table)
     line = next(line for line in text.splitlines() if "MISSING" in line)
     assert "99.20" in line
@@ -47,7 +47,7 @@ def test_without_main_npz_the_baseline_row_is_marked_not_dropped(measured):
 
 
 def test_with_main_npz_the_rows_are_as_before(measured):
-    table = measured["with"]["table"]
-    assert [r["row"] for r in table[:2]] == ["baseline (main.npz)", "final exit (branchy.npz)"]
-    assert table[0]["accuracy"] is not None and table[0]["paper"]["accuracy"] == 99.20
-    assert table[1]["paper"] is None
+    table = measured["with"].table
+    assert [r.row for r in table[:2]] == ["baseline (main.npz)", "final exit (branchy.npz)"]
+    assert table[0].accuracy is not None and table[0].paper.accuracy == 99.20
+    assert table[1].paper is None
