@@ -27,8 +27,11 @@ import numpy
 
 import chainer
 
+from branchynet.model import openmax
+
 CONFIG_KEY = "branchynet_config"
 THRESHOLDS_KEY = "branchynet_thresholds"
+OPENMAX_KEY = "branchynet_openmax"  # a fitted OpenMax exit measure (net.openmax), JSON, if any
 
 
 class ModelFileError(ValueError):
@@ -68,7 +71,10 @@ def entries(net):
         raise ValueError("net.config %r cannot be saved as JSON (%s): give the factory JSON values "
                          "(numbers, strings, lists, dicts) as arguments" % (config, err)) from None
     thresholds = _plain_thresholds(getattr(net, "thresholds", None))
-    return {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds)}
+    texts = {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds)}
+    if getattr(net, "openmax", None) is not None:
+        texts[OPENMAX_KEY] = json.dumps(net.openmax.to_dict())
+    return texts
 
 
 def save(net, path):
@@ -96,7 +102,7 @@ def _atomic_savez(path, arrays):
 
 
 def _read_entries(path):
-    """(config, thresholds entry or the string "absent") of a saved model."""
+    """(config, thresholds entry or the string "absent", OpenMax dict or None) of a saved model."""
     if not os.path.exists(path):
         raise FileNotFoundError("no saved model at %s" % path)
     try:
@@ -107,11 +113,12 @@ def _read_entries(path):
             config = json.loads(str(data[CONFIG_KEY]))
             thresholds = (json.loads(str(data[THRESHOLDS_KEY])) if THRESHOLDS_KEY in data.files
                           else "absent")
+            fitted = json.loads(str(data[OPENMAX_KEY])) if OPENMAX_KEY in data.files else None
     except ModelFileError:
         raise
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
-    return config, thresholds
+    return config, thresholds, fitted
 
 
 def read_config(path):
@@ -120,15 +127,18 @@ def read_config(path):
 
 
 def load_into(net, path):
-    """Loads the arrays of a saved model, and its thresholds where saved, into an existing net of
-    the same architecture (lazily sized layers take the saved sizes)."""
-    thresholds = _read_entries(path)[1]
+    """Loads the arrays of a saved model, and its thresholds and fitted OpenMax (``net.openmax``)
+    where saved, into an existing net of the same architecture (lazily sized layers take the saved
+    sizes)."""
+    _, thresholds, fitted = _read_entries(path)
     try:
         chainer.serializers.load_npz(path, net)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise _unreadable(path, err) from err
     if thresholds != "absent":
         net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
+    if fitted is not None:
+        net.openmax = openmax.OpenMax.from_dict(fitted)
     return net
 
 
