@@ -22,6 +22,10 @@ a sample leaves when it is >= T, so samples that look unknown stay in the networ
 Fitting needs scipy (imported there only); inference is numpy or cupy, so a loaded net uses its
 fitted OpenMax without scipy. Deviation: libMR leaves a class unfitted when it has fewer correct
 samples than ``tailsize``; here its tail is all of them (at least 2 are needed).
+
+``columns`` (optional) names the logit columns OpenMax models: a net trained on a subset of its
+classes (open-set evaluation, ``branchynet.evaluation.openset``) is recalibrated over those
+classes only, its other outputs ignored.
 """
 import hashlib
 import json
@@ -73,10 +77,11 @@ def alpha_weights(z, alpharank):
 class OpenMax(measures.Measure):
     """A fitted OpenMax for every exit: the measure ``BranchyNet.predict(x, T, measure=om)`` and
     ``ExitOutputs`` use. ``exits``: one dict per exit with ``mav`` (C, C), ``shape``, ``scale``
-    and ``loc`` (C,) of the Weibull per class."""
+    and ``loc`` (C,) of the Weibull per class. ``columns``: the C logit columns modelled (None:
+    all, then the logits have C columns)."""
 
     def __init__(self, exits, tailsize=DEFAULT_TAILSIZE, alpharank=DEFAULT_ALPHARANK,
-                 distance="eucos"):
+                 distance="eucos", columns=None):
         self.exits = [{key: numpy.asarray(e[key], dtype=numpy.float64)
                        for key in ("mav", "shape", "scale", "loc")} for e in exits]
         classes = {e["mav"].shape[0] for e in self.exits}
@@ -84,6 +89,11 @@ class OpenMax(measures.Measure):
             raise ValueError("every exit's MAV must be (classes, classes), got %s"
                              % [e["mav"].shape for e in self.exits])
         self.num_classes = classes.pop()
+        self.columns = None if columns is None else [int(c) for c in columns]
+        if self.columns is not None and (len(self.columns) != self.num_classes
+                                         or sorted(set(self.columns)) != self.columns):
+            raise ValueError("columns must be %d increasing logit indices, one per fitted class, "
+                             "got %r" % (self.num_classes, columns))
         if not 1 <= alpharank <= self.num_classes:
             raise ValueError("alpharank must be between 1 and the %d classes, got %r (the "
                              "original's default 10 assumes 10 classes)" % (self.num_classes, alpharank))
@@ -100,7 +110,7 @@ class OpenMax(measures.Measure):
         """(N, C + 1) float64 OpenMax probabilities of exit k's logits; the last column: unknown."""
         xp = chainer.backend.get_array_module(logits)
         e = self.exits[k]
-        z = logits.astype(numpy.float64)
+        z = self._modelled(logits).astype(numpy.float64)
         w = weibull_cdf(distances(z, e["mav"], self.distance), e["shape"], e["scale"], e["loc"])
         scaled = z * w * alpha_weights(z, self.alpharank)
         scores = xp.concatenate([z - scaled, scaled.sum(axis=1, keepdims=True)], axis=1)
@@ -110,13 +120,20 @@ class OpenMax(measures.Measure):
     def values(self, logits, state=None):
         """(largest known OpenMax probability per sample, next exit's index); state: exit index."""
         k = 0 if state is None else state
-        if logits.shape[1] != self.num_classes:
-            raise ValueError("OpenMax fitted for %d classes, got logits of %d"
-                             % (self.num_classes, logits.shape[1]))
         p = self.probabilities(logits, k)
         xp = chainer.backend.get_array_module(p)
         top = p[:, :-1].max(axis=1)
         return xp.where(xp.isnan(p).any(axis=1), xp.nan, top), k + 1
+
+    def _modelled(self, logits):
+        """The logit columns OpenMax models (checked against the fit)."""
+        width = self.num_classes if self.columns is None else self.columns[-1] + 1
+        if logits.ndim != 2 or (logits.shape[1] != width if self.columns is None
+                                else logits.shape[1] < width):
+            raise ValueError("OpenMax fitted for %d classes%s, got logits of shape %s"
+                             % (self.num_classes, "" if self.columns is None
+                                else " (columns %s)" % self.columns, tuple(logits.shape)))
+        return logits if self.columns is None else logits[:, self.columns]
 
     @staticmethod
     def select(state, index):
@@ -125,11 +142,13 @@ class OpenMax(measures.Measure):
     def to_dict(self):
         """JSON-able parameters (floats round-trip exactly through JSON)."""
         return {"tailsize": self.tailsize, "alpharank": self.alpharank, "distance": self.distance,
+                "columns": self.columns,
                 "exits": [{key: value.tolist() for key, value in e.items()} for e in self.exits]}
 
     @classmethod
     def from_dict(cls, data):
-        return cls(data["exits"], data["tailsize"], data["alpharank"], data["distance"])
+        return cls(data["exits"], data["tailsize"], data["alpharank"], data["distance"],
+                   data["columns"])
 
 
 def fit_tail(tail):
@@ -169,14 +188,24 @@ def fit_exit(logits, labels, tailsize=DEFAULT_TAILSIZE, distance="eucos", exit_i
 
 
 def fit(exit_logits, labels, tailsize=DEFAULT_TAILSIZE, alpharank=DEFAULT_ALPHARANK,
-        distance="eucos"):
+        distance="eucos", columns=None):
     """An ``OpenMax`` fitted on every exit's training logits (K arrays (N, C), e.g.
-    ``ExitOutputs.logits``) and the true labels (N,)."""
+    ``ExitOutputs.logits``) and the true labels (N,); with ``columns``, on those logit columns
+    only, the labels being among them."""
     labels = numpy.asarray(labels)
+    if columns is not None:
+        columns = sorted(set(int(c) for c in columns))
+        position = numpy.searchsorted(columns, labels).clip(0, len(columns) - 1)
+        if not numpy.array_equal(numpy.asarray(columns)[position], labels):
+            raise ValueError("labels outside the modelled columns %s: %s"
+                             % (columns, sorted(set(labels.tolist()) - set(columns))))
+        exit_logits = [numpy.asarray(chainer.backend.CpuDevice().send(z))[:, columns]
+                       for z in exit_logits]
+        labels = position
     if any(len(z) != len(labels) for z in exit_logits):
         raise ValueError("expected %d logits per exit, got %s"
                          % (len(labels), [len(z) for z in exit_logits]))
     if tailsize < 2:
         raise ValueError("tailsize must be at least 2, got %r" % tailsize)
     exits = [fit_exit(z, labels, tailsize, distance, k) for k, z in enumerate(exit_logits)]
-    return OpenMax(exits, tailsize, alpharank, distance)
+    return OpenMax(exits, tailsize, alpharank, distance, columns)

@@ -96,8 +96,25 @@ def test_bad_settings_are_clear_errors():
     z[[1, 3]] += 0.5
     with pytest.raises(ValueError, match="exit 0 classifies 1 training samples of class 2"):
         openmax.fit([z], [0, 0, 1, 1, 2], alpharank=3)
-    with pytest.raises(ValueError, match="OpenMax fitted for 4 classes, got logits of 3"):
+    with pytest.raises(ValueError, match=r"OpenMax fitted for 4 classes, got logits of shape \(5, 3\)"):
         _fake_fit().values(z)
+    with pytest.raises(ValueError, match=r"labels outside the modelled columns \[0, 1\]: \[2\]"):
+        openmax.fit([z], [0, 0, 1, 1, 2], alpharank=2, columns=[0, 1])
+
+
+def test_columns_model_a_subset_of_the_outputs():
+    """Fitted on some logit columns of a wider net = fitted on those columns alone."""
+    rng = numpy.random.RandomState(4)
+    labels = numpy.repeat([1, 3, 4], 12)
+    z = (rng.randn(36, 6) + 6 * numpy.eye(6)[labels]).astype(numpy.float32)
+    wide = openmax.fit([z], labels, tailsize=8, alpharank=2, columns=[4, 1, 3])
+    alone = openmax.fit([z[:, [1, 3, 4]]], numpy.searchsorted([1, 3, 4], labels), tailsize=8,
+                        alpharank=2)
+    assert wide.columns == [1, 3, 4] and alone.columns is None
+    test = (rng.randn(20, 6) * 4).astype(numpy.float32)
+    numpy.testing.assert_array_equal(wide.values(test)[0], alone.values(test[:, [1, 3, 4]])[0])
+    with pytest.raises(ValueError, match=r"columns \[1, 3, 4\]\), got logits of shape \(20, 4\)"):
+        wide.values(test[:, :4])
 
 
 # ---------------------------------------------------------------- on a real net
@@ -139,10 +156,14 @@ def test_real_early_exit_equals_the_cache(fitted, mnist_subset, batch):
 
 
 def _synthetic_fit(exits, c):
-    """An OpenMax fitted on synthetic logits: 10 samples per class around 8 * one-hot."""
+    """An OpenMax fitted on synthetic logits, 10 samples per class around 8 * one-hot, for the
+    even classes only (``columns``)."""
     rng = numpy.random.RandomState(0)
     z = (numpy.repeat(numpy.eye(c) * 8, 10, axis=0) + rng.randn(10 * c, c)).astype(numpy.float32)
-    return openmax.fit([z] * exits, numpy.repeat(numpy.arange(c), 10), tailsize=5, alpharank=2)
+    labels = numpy.repeat(numpy.arange(c), 10)
+    even = labels % 2 == 0
+    return openmax.fit([z[even]] * exits, labels[even], tailsize=5, alpharank=2,
+                       columns=range(0, c, 2))
 
 
 def test_saved_with_the_model_and_loaded_back(mnist_subset, tmp_path):
