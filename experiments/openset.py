@@ -224,17 +224,19 @@ def draw(r, out):
     ax.axhline(0.5, color="grey", lw=0.8)
     ax.set_ylabel("AUROC known vs unknown")
     ax.set_title("%s, known %s" % (r["network"], r["known"]))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "auroc.png"), dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     budgets = numpy.array(r["budget_fractions"]) * 100
-    for name in names:
+    for i, name in enumerate(names):
         rows = r["measures"][name]["matched"]
         for group, style in (("known", "-"), ("unknown", "--")):
             ax.plot(budgets, [numpy.nan if row is None else row["leave_fractions"][group][0] * 100
-                              for row in rows], style, marker="o", label="%s, %s" % (name, group))
+                              for row in rows], style, color="C%d" % i, marker="o",
+                    label="%s, %s" % (name, group))
+    ax.set_title("known (solid) and unknown (dashed) test images leaving at exit 1", fontsize=9)
     ax.set_xlabel("budget, % of the baseline's MACs")
     ax.set_ylabel("% leaving at exit 1")
     ax.legend(fontsize=7, ncol=2)
