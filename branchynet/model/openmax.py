@@ -15,7 +15,9 @@ z (its "activation vector") with the class means of correctly classified trainin
 * recalibrated logits z_c (1 - w_c alpha_c) and an "unknown" logit sum_c z_c w_c alpha_c, then a
   softmax over the C + 1.
 
-Defaults as the original's ``OpenMax`` class: ``tailsize=20``, ``alpharank=10``, ``eucos``. The
+Defaults as the original's ``OpenMax`` class (kunglab/branchynet, branch ``openmax``,
+``openmax/openmax.py``): ``tailsize=20``, ``alpharank=10``, ``eucos``; its notebooks passed 20 and
+5 (B-LeNet), 40 and 1 (B-AlexNet), 10 and 3 (the drop/exit/continue notebook). The
 confidence value at exit k is the largest known class's OpenMax probability (unknown excluded);
 a sample leaves when it is >= T, so samples that look unknown stay in the network.
 
