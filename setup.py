@@ -31,7 +31,11 @@ setup(
     ],
     extras_require={
         # the linter `make test` runs first, and the notebook runner (nbclient on an ipykernel)
-        "test": ["pytest>=8", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "test": ["pytest>=8", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                 "scipy>=1.11"],
+        # fitting OpenMax exits (branchynet/model/openmax.py: Weibull maximum likelihood); a
+        # loaded net with a fitted OpenMax runs without it
+        "openmax": ["scipy>=1.11"],
         "gpu": ["cupy-cuda13x>=14"],
         # data parallel training (ChainerMN, part of chainer): mpi4py and MPICH's wheel, whose
         # mpiexec lands in the environment's bin/ (docs/distributed.md)

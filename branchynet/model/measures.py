@@ -26,6 +26,8 @@ entropies are the exit rule's (float32 softmax, as the paper's rule decides); ``
 ``margin`` are computed in float64 from the logits, so that confident samples, whose float32
 probabilities all round to 1, still rank apart.
 """
+import weakref
+
 import numpy
 
 import chainer
@@ -137,6 +139,13 @@ MEASURES = {
                         "when at least T agree", stateful=True),
 }
 NAMES = tuple(MEASURES)
+_FITTED = weakref.WeakValueDictionary()  # fitted measures (OpenMax) by their unique names
+
+
+def register(measure):
+    """Makes a fitted measure (``openmax.OpenMax``) known to ``get`` by its name while it lives:
+    code given a name (``ExitOutputs.sweep``) finds it."""
+    _FITTED[measure.name] = measure
 
 
 def get(measure):
@@ -144,7 +153,7 @@ def get(measure):
     if isinstance(measure, Measure):
         return measure
     try:
-        return MEASURES[measure]
+        return MEASURES[measure] if measure in MEASURES else _FITTED[measure]
     except (KeyError, TypeError):
         raise ValueError("unknown confidence measure %r; known: %s"
                          % (measure, ", ".join(NAMES))) from None

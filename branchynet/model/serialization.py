@@ -27,9 +27,12 @@ import numpy
 
 import chainer
 
+from branchynet.model import openmax
+
 CONFIG_KEY = "branchynet_config"
 THRESHOLDS_KEY = "branchynet_thresholds"
 INPUT_SHAPE_KEY = "branchynet_input_shape"
+OPENMAX_KEY = "branchynet_openmax"  # a fitted OpenMax exit measure (net.openmax), JSON, if any
 
 
 class ModelFileError(ValueError):
@@ -70,8 +73,11 @@ def entries(net):
                          "(numbers, strings, lists, dicts) as arguments" % (config, err)) from None
     thresholds = _plain_thresholds(getattr(net, "thresholds", None))
     shape = getattr(net, "input_shape", None)
-    return {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds),
-            INPUT_SHAPE_KEY: json.dumps(None if shape is None else [int(n) for n in shape])}
+    texts = {CONFIG_KEY: config_text, THRESHOLDS_KEY: json.dumps(thresholds),
+             INPUT_SHAPE_KEY: json.dumps(None if shape is None else [int(n) for n in shape])}
+    if getattr(net, "openmax", None) is not None:
+        texts[OPENMAX_KEY] = json.dumps(net.openmax.to_dict())
+    return texts
 
 
 def save(net, path):
@@ -99,7 +105,8 @@ def _atomic_savez(path, arrays):
 
 
 def _read_entries(path):
-    """(config, thresholds entry or the string "absent", input shape or None) of a saved model."""
+    """(config, thresholds entry or the string "absent", input shape or None, OpenMax dict or
+    None) of a saved model."""
     if not os.path.exists(path):
         raise FileNotFoundError("no saved model at %s" % path)
     try:
@@ -112,11 +119,12 @@ def _read_entries(path):
                           else "absent")
             shape = (json.loads(str(data[INPUT_SHAPE_KEY])) if INPUT_SHAPE_KEY in data.files
                      else None)
+            fitted = json.loads(str(data[OPENMAX_KEY])) if OPENMAX_KEY in data.files else None
     except ModelFileError:
         raise
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
-    return config, thresholds, shape
+    return config, thresholds, shape, fitted
 
 
 def read_config(path):
@@ -125,9 +133,10 @@ def read_config(path):
 
 
 def load_into(net, path):
-    """Loads the arrays of a saved model, and its thresholds where saved, into an existing net of
-    the same architecture (lazily sized layers take the saved sizes)."""
-    _, thresholds, shape = _read_entries(path)
+    """Loads the arrays of a saved model, and its thresholds and fitted OpenMax (``net.openmax``)
+    where saved, into an existing net of the same architecture (lazily sized layers take the saved
+    sizes)."""
+    _, thresholds, shape, fitted = _read_entries(path)
     try:
         chainer.serializers.load_npz(path, net)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
@@ -138,6 +147,8 @@ def load_into(net, path):
         net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
     if shape is not None:
         net.input_shape = tuple(shape)
+    if fitted is not None:
+        net.openmax = openmax.OpenMax.from_dict(fitted)
     return net
 
 
