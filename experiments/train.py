@@ -31,7 +31,8 @@ import networks
 from branchynet.data import datasets
 from branchynet.data.split import DATASETS
 from branchynet.reporting import paper
-from branchynet.training import distributed, runs, trainer
+from branchynet.model import serialization
+from branchynet.training import distributed, lock, runs, snapshots
 
 
 def _integer(minimum, what):
@@ -174,12 +175,18 @@ def launch(settings, out, args, command, dist=None):
                           dist=dist)
     except runs.SettingsMismatch as err:
         raise SystemExit("refused: %s; use another run folder" % err)
+    except lock.FolderInUse as err:
+        raise SystemExit("refused: %s" % err)
+    except (serialization.RunFileError, serialization.ModelFileError) as err:
+        if dist is not None and dist.size > 1:
+            dist.abort(err)
+        raise SystemExit("error: %s" % err)
     except KeyboardInterrupt:
         if dist is not None and dist.size > 1:
             dist.abort(KeyboardInterrupt(), 130)
-        kept = trainer.latest_snapshot(out)
+        kept = snapshots.latest(out)
         sys.stderr.write("interrupted: %s; run the same command again to resume\n"
-                         % ("%s kept (%d epochs done)" % (kept, trainer.snapshot_epoch(kept))
+                         % ("%s kept (%d epochs done)" % (kept, snapshots.snapshot_epoch(kept))
                             if kept else "no epoch finished, nothing kept"))
         raise SystemExit(130)
     except Exception as err:

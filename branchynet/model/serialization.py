@@ -43,7 +43,7 @@ def _unreadable(path, err):
 
 
 # what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError)
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 def _plain_thresholds(thresholds):
@@ -82,17 +82,38 @@ def save(net, path):
     _atomic_savez(path, arrays)
 
 
-def _atomic_savez(path, arrays):
+def _umask_mode():
+    """The mode a plain ``open`` would give a new file (0666 less the umask): mkstemp's 0600
+    would make weights the one file of a run folder that others cannot read."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<random>.tmp[.npz]"
+
+
+def atomic_write(path, write, binary=False):
+    """Calls ``write(file)`` on a uniquely named temporary file beside ``path``, then renames it
+    to ``path`` (mode as any new file's): two writers never share a temporary file, and a write
+    cut short never leaves a file that a later run trusts."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
-    os.close(fd)
+    suffix = TMP_SUFFIX + (".npz" if path.endswith(".npz") else "")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix)
     try:
-        numpy.savez_compressed(tmp, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
-        os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise
+
+
+def _atomic_savez(path, arrays):
+    atomic_write(path, lambda f: numpy.savez_compressed(f, **arrays), binary=True)
 
 
 def _read_entries(path):
@@ -109,7 +130,7 @@ def _read_entries(path):
                           else "absent")
     except ModelFileError:
         raise
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise _unreadable(path, err) from err
     return config, thresholds
 
@@ -180,21 +201,29 @@ def load_run(run_dir, build, device="@numpy"):
     return tuple(nets)
 
 
+class RunFileError(ValueError):
+    """A file of a run folder cannot be read (truncated, edited); the message names it."""
+
+
 def write_run_info(run_dir, info):
     """Writes ``info`` (a JSON-able dict) as the run folder's run.json, atomically."""
-    os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, RUN_INFO)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(info, indent=1) + "\n"))
 
 
 def read_run_info(run_dir):
-    """The run folder's run.json as a dict, or None where it has none."""
+    """The run folder's run.json as a dict, or None where it has none; ``RunFileError`` naming
+    it where it is not a JSON object (truncated or edited)."""
     path = os.path.join(run_dir, RUN_INFO)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunFileError("%s cannot be read (%s): it is truncated or damaged; restore it from a "
+                           "copy, or train again in a new run folder" % (path, err)) from None
+    if not isinstance(info, dict):
+        raise RunFileError("%s holds a %s, not the JSON object of a run's settings"
+                           % (path, type(info).__name__))
+    return info

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import networks
-from branchynet.training import runs, trainer
+from branchynet.training import runs, snapshots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -135,7 +135,7 @@ def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted: ")
-    kept = trainer.latest_snapshot(str(out))
+    kept = snapshots.latest(str(out))
     assert kept is not None and os.path.basename(kept) in lines[0]
     assert "run the same command again to resume" in lines[0]
-    assert trainer.snapshot_epoch(kept) >= 2
+    assert snapshots.snapshot_epoch(kept) >= 2
