@@ -103,10 +103,12 @@ def check_baseline(net, out, main_epochs, resume, echo=print):
         try:
             serialization.load_into(copy.deepcopy(net), path)
         except (serialization.ModelFileError, ValueError, KeyError) as err:
+            cause = err.__cause__ or err
             raise serialization.ModelFileError(
-                "%s, the run's baseline, is damaged (%s). %s" % (path, err, _remedy(
-                    out, recoverable, "delete it and run the same command again: it will be "
-                    "recreated from %s" % at_end))) from None
+                "%s, the run's baseline, is damaged (%s: %s). %s" % (
+                    path, type(cause).__name__, cause, _remedy(
+                        out, recoverable, "delete it and run the same command again: it will "
+                        "be recreated from %s" % at_end))) from None
         return
     if main_epochs == 0 or done < main_epochs:
         return  # not yet saved (or a --main-from run, whose copy runs.train makes)
