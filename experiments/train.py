@@ -8,7 +8,8 @@ factory returning a BranchyNet, by import path (then --dataset names its data).
         --net-arg width=32 --main-epochs 10 --joint-epochs 10 --out runs/mine
 
 Run it again with the same --out to resume from the last finished epoch (Ctrl-C keeps the last
-snapshot); a resume with other settings than the run.json records is refused. The folder receives
+snapshot); a resume with other settings than the run.json records is refused, and so is a second
+trainer on a folder in use (one line naming the first: pid, host, start time, command). The folder receives
 snapshot_epoch_NNNN.npz (Chainer Trainer snapshots, the last two), log.jsonl, main.npz (baseline,
 after pretraining), branchy.npz, run.json (the settings, branchynet.training.runs) and command.txt.
 

@@ -163,6 +163,8 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
     """
     echo = echo or (lambda line: print(line, flush=True))
     root = dist is None or dist.is_root
+    if settings.preprocessing is not None and dataset != "cifar10":
+        raise ValueError(f"preprocessing {settings.preprocessing!r} applies to CIFAR-10, not {dataset}")
     with contextlib.ExitStack() as held:
         found = None
         if root:  # what it finds, or why it refuses, goes to every process
@@ -184,8 +186,6 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
 def _train(settings, out, build, dataset, family, device, stock_chainer, data_dir, progress,
            command, echo, dist, recorded, statistics):
     root = dist is None or dist.is_root
-    if settings.preprocessing is not None and dataset != "cifar10":
-        raise ValueError(f"preprocessing {settings.preprocessing!r} applies to CIFAR-10, not {dataset}")
     chosen = {} if settings.preprocessing is None else {"preprocessing": settings.preprocessing}
     # a resumed run keeps the preprocessing statistics it was trained with
     split = load_split(dataset, settings.val_size, data_dir, statistics=statistics, **chosen)
