@@ -37,11 +37,11 @@ $(STAMP): setup.py branchynet_chainer_hook.pth
 REPRODUCE_OUT := out/b-lenet
 
 reproduce: $(STAMP)
-	$(PY) experiments/lenet_mnist.py --results $(REPRODUCE_OUT)
+	$(PY) experiments/measure.py --network b-lenet --results $(REPRODUCE_OUT)
 	$(PY) experiments/compare.py $(REPRODUCE_OUT)/results.json results/b-lenet/results.json
 
 results: $(STAMP)
-	$(PY) experiments/lenet_mnist.py --results results/b-lenet
+	$(PY) experiments/measure.py --network b-lenet --results results/b-lenet
 
 # Runs every notebook top to bottom in a fresh Jupyter kernel (nbclient, ipykernel), started in
 # notebooks/, and writes its outputs (text, figures) into the .ipynb files: the outputs the notebook

@@ -29,8 +29,7 @@ import chainer  # noqa: F401
 
 import networks
 from branchynet import benchmark, fast
-from branchynet.evaluation import costs
-from branchynet.reporting import paper
+from branchynet.evaluation import costs, frontier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "results")
@@ -81,7 +80,7 @@ def load(name, samples):
         family = "alexnet"
     net = networks.load(os.path.join(run, "branchy.npz"))
     x = numpy.ascontiguousarray(x[:samples], dtype=numpy.float32)
-    return net, x, numpy.asarray(t[:samples]), list(paper.paper_thresholds(family)), run
+    return net, x, numpy.asarray(t[:samples]), list(frontier.paper_thresholds(family)), run
 
 
 def bench_network(name, net, x, t, T, batches, repeats, warmup, out):

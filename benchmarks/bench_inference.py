@@ -37,7 +37,7 @@ import chainer
 
 import networks
 from branchynet import benchmark
-from branchynet.evaluation import costs, timing
+from branchynet.evaluation import costs, frontier, timing
 from branchynet.reporting import paper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -310,7 +310,7 @@ def main(args):
     p1 = args.exit1_fraction
     out("timing B-LeNet (%d MNIST test images) ..." % len(xs))
     lenet = bench_early_exit("B-LeNet", net, xs, [p1, 1 - p1], args.repeats, args.warmup, out)
-    pe = _per_exit(net, x, args.repeats, 20, paper.paper_thresholds("lenet"))
+    pe = _per_exit(net, x, args.repeats, 20, frontier.paper_thresholds("lenet"))
     lenet["per_exit"] = pe
     lenet["paper_exits_pct"] = list(paper.TABLE1["lenet"]["exits"])
     _print_early_exit(lenet, out, target=3)
@@ -340,7 +340,7 @@ def main(args):
         out("timing B-AlexNet (%d random CIFAR-shaped images) ..." % len(xas))
         alex = bench_early_exit("B-AlexNet", anet, xas, fractions, args.alexnet_repeats,
                                 args.warmup, out)
-        pe = _per_exit(anet, xa, args.alexnet_repeats, 5, paper.paper_thresholds("alexnet"))
+        pe = _per_exit(anet, xa, args.alexnet_repeats, 5, frontier.paper_thresholds("alexnet"))
         alex["per_exit"] = pe
         _print_early_exit(alex, out)
         base = {m: alex[m]["wall"]["main_ms"] for m in MODES}

@@ -49,9 +49,9 @@ def parse_args(p, argv=None):
 def start():
     """(out, environment, BLAS info) for a benchmark's report: ``out`` a Tee that has printed the
     one-line header and the CPU."""
-    from branchynet.reporting import report
+    from branchynet.reporting import environment
     out = Tee()
-    env = report.environment()
+    env = environment.environment()
     blas = blas_threads()
     out(header())
     out("CPU: %s" % env["hardware"]["cpu"])
@@ -60,12 +60,12 @@ def start():
 
 def write_outputs(args, summary, out):
     """The summary to ``args.out`` (JSON) and the printed text to ``args.text_out``, if given."""
-    from branchynet.reporting import report
+    from branchynet.reporting import files
     if args.out:
-        report.write_json(args.out, summary)
+        files.write_json(args.out, summary)
         out("wrote %s" % args.out)
     if args.text_out:
-        report.write_text(args.text_out, out.text())
+        files.write_text(args.text_out, out.text())
 
 
 def blas_threads():

@@ -4,23 +4,28 @@ costs, anytime/budgeted/oracle/overthinking/calibration, seeds, sample-dependent
 
     python experiments/beyond.py --network b-lenet      # -> results/b-lenet/beyond/
     python experiments/beyond.py --network b-alexnet    # -> results/b-alexnet/beyond/
+    python experiments/beyond.py --network mypackage.nets:three_exits --dataset mnist \
+        --run-dir runs/mine --out out/mine-beyond
 
-Thin: the library is branchynet.reporting.beyond (and confidence, selection, costs, evaluations); this
-parses flags, loads the runs, calls it and prints where it wrote. The sample-weighting runs come
-from experiments/beyond_train.py (their folders under OUT/runs/).
+Thin: the analysis is branchynet.evaluation.beyond, the rendering branchynet.reporting's
+beyond_markdown and beyond_figures; this parses flags, loads the runs, calls them and writes
+report.json, report.md and the figures. The sample-weighting runs come from
+experiments/beyond_train.py (their folders under OUT/runs/).
 """
 import argparse
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy
+from matplotlib.figure import Figure
 
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.evaluation import costs  # noqa: E402
+import branchynet  # noqa: F401
+import networks
+from branchynet.data.split import VAL_SIZE
+from branchynet.evaluation import beyond, costs
 from branchynet.model import serialization
-from branchynet.reporting import beyond
+from branchynet.reporting import beyond_figures, beyond_markdown, figures, files
 
 DEFAULT_RUNS = {"b-lenet": "results/b-lenet/run", "b-alexnet": "results/b-alexnet/run",
                 "b-resnet110": "results/b-resnet110/run-short"}
@@ -33,50 +38,82 @@ def _caches(run_dir, dataset, data_dir):
     net, main = networks.load_run(run_dir)
     info = serialization.read_run_info(run_dir) or {}
     val, test, base, _, (x_test, _) = beyond.load_caches(net, main, run_dir, dataset,
-                                                          info.get("val_size", 5000), data_dir)
+                                                          info.get("val_size", VAL_SIZE), data_dir)
     return net, val, test, base, x_test
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--network", required=True, choices=sorted(DEFAULT_RUNS))
-    p.add_argument("--run-dir", default=None)
-    p.add_argument("--seed-runs", nargs="*", default=None, help="runs of other seeds (mean, spread)")
-    p.add_argument("--weighting-runs", nargs="*", default=None,
-                   help="run folders of experiments/beyond_train.py (default: OUT/runs/fixed, soft_exit)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--timing-samples", type=int, default=300)
-    p.add_argument("--measured-samples", type=int, default=500)
-    p.add_argument("--rewrite", action="store_true",
-                   help="only write report.md and the figures again from OUT/report.json")
-    p.add_argument("--runs-only", action="store_true",
-                   help="keep OUT/report.json's measurements of the run; compare the seed and "
-                        "weighting runs again")
-    args = p.parse_args(argv)
-    name = args.network
-    run_dir = args.run_dir or DEFAULT_RUNS[name]
-    out = args.out or os.path.join("results", name.split("-paper")[0], "beyond")
-    if args.rewrite:
-        for path in beyond.rewrite(out, TITLES[name]):
-            print("wrote", path)
-        return
-    dataset, family = networks.dataset_of(name), networks.family_of(name)
-    info = serialization.read_run_info(run_dir) or {}
-    command = "python experiments/beyond.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.runs_only:
-        with open(os.path.join(out, "report.json")) as f:
-            report = json.load(f)
-        for key in ("seeds", "sample_weighting"):
-            report.pop(key, None)
-        commands = report.pop("commands", [])[:1] + [command.strip()]
-    else:
-        net, main_net = networks.load_run(run_dir)
-        report = beyond.run_report(net, main_net, run_dir, dataset, family,
-                                   val_size=info.get("val_size", 5000), data_dir=args.data_dir,
-                                   timing_samples=args.timing_samples,
-                                   measured_samples=args.measured_samples, progress=False)
-        commands = [command.strip()]
+def write_figures(report, out, title, weighting=None):
+    """The report's figures into ``out``; returns the paths."""
+    paths = []
+    fig = Figure(figsize=(10, 4.2))
+    for ax, zoomed in zip(fig.subplots(1, 2), (False, True)):
+        beyond_figures.plot_frontiers(ax, report, title, zoomed)
+    paths.append(figures.save(fig, os.path.join(out, "frontiers_by_measure.png")))
+    names = [n for n in ("entropy", "max_prob") if n in report["measures"]]
+    if names:
+        fig = Figure(figsize=(4.5 * len(names), 3.8))
+        axes = numpy.atleast_1d(fig.subplots(1, len(names), sharey=True))
+        for ax, name in zip(axes, names):
+            beyond_figures.plot_selection_rules(ax, report, name, title)
+        axes[0].set_ylabel("test accuracy (%)")
+        axes[-1].legend(fontsize=6, loc="lower right")
+        paths.append(figures.save(fig, os.path.join(out, "selection_rules.png")))
+    cal = report["calibration"]
+    fig = Figure(figsize=(3.2 * len(cal), 3.2))
+    beyond_figures.plot_reliability(numpy.atleast_1d(fig.subplots(1, len(cal))), cal)
+    paths.append(figures.save(fig, os.path.join(out, "reliability.png")))
+    if weighting:
+        fig = Figure(figsize=(6.4, 4.2))
+        beyond_figures.plot_weighting(fig.subplots(), report, weighting, title)
+        paths.append(figures.save(fig, os.path.join(out, "sample_weighting.png")))
+    return paths
+
+
+def write(report, out, title, seeds=None, weighting=None, commands=()):
+    """report.json, report.md and the figures into ``out``; returns the paths."""
+    os.makedirs(out, exist_ok=True)
+    full = dict(report, seeds=seeds, sample_weighting=weighting, commands=list(commands))
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(full, f, indent=1, allow_nan=False)
+    files.write_text(os.path.join(out, "report.md"),
+                     beyond_markdown.markdown(report, title, seeds, weighting, commands))
+    return [os.path.join(out, "report.json"), os.path.join(out, "report.md")] + \
+        write_figures(report, out, title, weighting)
+
+
+def rewrite(out, title, commands=()):
+    """report.md and the figures again from ``out``/report.json (no measuring)."""
+    with open(os.path.join(out, "report.json")) as f:
+        full = json.load(f)
+    seeds, weighting = full.pop("seeds", None), full.pop("sample_weighting", None)
+    return write(full, out, title, seeds, weighting, commands or full.pop("commands", ()))
+
+
+def _weighting_label(d):
+    with open(os.path.join(d, "sample_weighting.json")) as f:
+        w = json.load(f)
+    if w["scheme"] == "none":
+        return "fixed (the paper's)"
+    return w["scheme"] + ("" if "alpha" not in w else " (alpha %g)" % w["alpha"])
+
+
+def _weighting_note(w_dirs):
+    first = serialization.read_run_info(w_dirs[0])
+    with open(os.path.join(w_dirs[0], "log.jsonl")) as f:
+        epochs = sum(1 for _ in f)
+    return ("Both runs: %d joint epochs (the paper ran 100: a short schedule, so both are below "
+            "the committed run) from the same pretrained trunk `%s`, seed %d, batch %d, loss "
+            "weights %s (%s), Adam; the only difference is the per-sample weighting "
+            "(branchynet.model.sample_weights.SoftExit: weight of sample n at exit k = (1 - alpha) + "
+            "alpha q_kn / mean q_k, q_kn its soft probability of leaving at exit k from the "
+            "detached max-softmax of exits up to k). Folders: %s."
+            % (epochs, first["main_from"], first["seed"], first["batchsize"],
+               first["loss_weights"]["values"], first["loss_weights"]["preset"],
+               ", ".join("`%s`" % d for d in w_dirs)))
+
+
+def compare_other_runs(args, report, dataset, out):
+    """(seeds, weighting): the seed runs' and sample-weighting runs' comparisons, or None."""
     exit_cost = costs.exit_costs(report["macs"])
 
     def entries(dirs, label_of):
@@ -84,7 +121,7 @@ def main(argv=None):
             _, val, test, base, _ = _caches(d, dataset, args.data_dir)
             yield label_of(d), val, test, report["base_cost"], base["val"]
 
-    seed_dirs = args.seed_runs if args.seed_runs is not None else DEFAULT_SEEDS.get(name, [])
+    seed_dirs = args.seed_runs if args.seed_runs is not None else DEFAULT_SEEDS.get(args.network, [])
     seeds = None
     if len(seed_dirs) > 1:
         seeds = beyond.compare_runs(list(entries(seed_dirs, lambda d: d)), lambda _: exit_cost)
@@ -94,27 +131,74 @@ def main(argv=None):
                   if os.path.exists(os.path.join(d, "branchy.npz"))]
     weighting = None
     if w_dirs:
-        def label(d):
-            with open(os.path.join(d, "sample_weighting.json")) as f:
-                w = json.load(f)
-            if w["scheme"] == "none":
-                return "fixed (the paper's)"
-            return w["scheme"] + ("" if "alpha" not in w else " (alpha %g)" % w["alpha"])
-        weighting = beyond.compare_runs(list(entries(w_dirs, label)), lambda _: exit_cost)
-        first = serialization.read_run_info(w_dirs[0])
-        epochs = len([1 for _ in open(os.path.join(w_dirs[0], "log.jsonl"))])
-        weighting["note"] = (
-            "Both runs: %d joint epochs (the paper ran 100: a short schedule, so both are below "
-            "the committed run) from the same pretrained trunk `%s`, seed %d, batch %d, loss "
-            "weights %s (%s), Adam; the only difference is the per-sample weighting "
-            "(branchynet.model.sample_weights.SoftExit: weight of sample n at exit k = (1 - alpha) + "
-            "alpha q_kn / mean q_k, q_kn its soft probability of leaving at exit k from the "
-            "detached max-softmax of exits up to k). Folders: %s."
-            % (epochs, first["main_from"], first["seed"], first["batchsize"],
-               first["loss_weights"]["values"], first["loss_weights"]["preset"],
-               ", ".join("`%s`" % d for d in w_dirs)))
-    paths = beyond.write(report, out, TITLES[name], seeds, weighting, commands=commands)
-    for path in paths:
+        weighting = beyond.compare_runs(list(entries(w_dirs, _weighting_label)), lambda _: exit_cost)
+        weighting["note"] = _weighting_note(w_dirs)
+    return seeds, weighting
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True,
+                   help="a registered network or a factory as package.module:function")
+    p.add_argument("--dataset", default=None, help="its dataset where the network names none")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder (default for the paper's networks: %s)"
+                        % ", ".join("%s: %s" % kv for kv in sorted(DEFAULT_RUNS.items())))
+    p.add_argument("--seed-runs", nargs="*", default=None, help="runs of other seeds (mean, spread)")
+    p.add_argument("--weighting-runs", nargs="*", default=None,
+                   help="run folders of experiments/beyond_train.py (default: OUT/runs/fixed, soft_exit)")
+    p.add_argument("--out", default=None, help="default results/<network>/beyond for the paper's networks")
+    p.add_argument("--title", default=None, help="the report's title (default: the network's name)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--timing-samples", type=int, default=300)
+    p.add_argument("--measured-samples", type=int, default=500)
+    p.add_argument("--rewrite", action="store_true",
+                   help="only write report.md and the figures again from OUT/report.json")
+    p.add_argument("--runs-only", action="store_true",
+                   help="keep OUT/report.json's measurements of the run; compare the seed and "
+                        "weighting runs again")
+    args = p.parse_args(argv)
+    args.run_dir = args.run_dir or DEFAULT_RUNS.get(args.network)
+    args.out = args.out or (os.path.join("results", args.network.split("-paper")[0], "beyond")
+                            if args.network in DEFAULT_RUNS else None)
+    if args.run_dir is None or args.out is None:
+        p.error("--run-dir and --out are needed for %s" % args.network)
+    args.title = args.title or TITLES.get(args.network, args.network)
+    if not args.rewrite:
+        args.dataset = networks.dataset_of(args.network) or args.dataset
+        if args.dataset is None:
+            p.error("--dataset is needed: %s names no dataset" % args.network)
+    return args
+
+
+def measure(args, command):
+    """(report, commands): the run measured now, or with --runs-only the report.json's."""
+    if args.runs_only:
+        with open(os.path.join(args.out, "report.json")) as f:
+            report = json.load(f)
+        for key in ("seeds", "sample_weighting"):
+            report.pop(key, None)
+        return report, report.pop("commands", [])[:1] + [command]
+    info = serialization.read_run_info(args.run_dir) or {}
+    net, main_net = networks.load_run(args.run_dir)
+    report = beyond.run_report(net, main_net, args.run_dir, args.dataset,
+                               networks.family_of(args.network),
+                               val_size=info.get("val_size", VAL_SIZE), data_dir=args.data_dir,
+                               timing_samples=args.timing_samples,
+                               measured_samples=args.measured_samples, progress=False)
+    return report, [command]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.rewrite:
+        for path in rewrite(args.out, args.title):
+            print("wrote", path)
+        return
+    command = ("python experiments/beyond.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    report, commands = measure(args, command)
+    seeds, weighting = compare_other_runs(args, report, args.dataset, args.out)
+    for path in write(report, args.out, args.title, seeds, weighting, commands=commands):
         print("wrote", path)
     for m, sec in report["measures"].items():
         pick = sec["fastest_within"][0]

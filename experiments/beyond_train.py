@@ -14,11 +14,9 @@ import os
 import shlex
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.model import sample_weights  # noqa: E402
+import branchynet  # noqa: F401
+import networks
+from branchynet.model import sample_weights
 from branchynet.training import runs
 
 

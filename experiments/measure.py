@@ -1,47 +1,49 @@
-"""The command line shared by experiments/lenet_mnist.py, alex_cifar10.py and resnet_cifar10.py.
+#!/usr/bin/env python
+"""Table I rows of any network: the paper's (b-lenet, b-alexnet, b-resnet110 and their variants) or
+your own, by import path.
 
-For one network: train the run folder first if it has no branchy.npz (``branchynet.training.runs``, with the
-paper's schedule by default; a stopped training resumes), load its nets
-(``networks.load_run``), measure them (``branchynet.evaluation.table1``), write the results and figures
-(``branchynet.reporting.report``) and print the Table I rows.
+    python experiments/measure.py --network b-lenet                    # -> out/b-lenet/
+    python experiments/measure.py --network b-lenet --results results/b-lenet   # `make results`
+    python experiments/measure.py --network mypackage.nets:three_exits --dataset mnist \
+        --run-dir runs/mine                                            # -> out/three_exits/
 
-Before any work the run folder is checked: one that holds another network (its run.json, else its
-npz configuration) is refused, naming the network and the script or ``--network`` that measures it;
-an explicit ``--run-dir`` without weights is trained only with ``--train-if-missing`` (a mistyped
-folder must not start days of training), or resumed where it holds an unfinished training (run.json).
-The default run folder, results/<network>/run, is trained when it has no weights.
+Loads the run folder's branchy.npz and main.npz (the default folder results/<network>/run of a
+registered network is trained first with the paper's schedule when it has no weights; an explicit
+--run-dir only with --train-if-missing, or where it holds an unfinished training), measures it
+(``branchynet.evaluation.table1``: accuracies, the threshold sweep, every exit timed at batch 1 on
+the CPU and, with --device @cupy:0, the GPU, real early-exit runs checked against the sweep) and
+writes results.json, sweep.csv, table.md and the figures, then prints the Table I rows. The sweep
+is the paper's threshold grid for a paper network, else the exact entropy frontier on the
+validation split, or the grid of --grid. `make reproduce` runs it for b-lenet, then
+experiments/compare.py.
 """
 import argparse
+import json
 import os
+import shlex
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy
 
-import numpy  # noqa: E402
+import chainer
 
-import branchynet  # noqa: E402,F401  (compatibility shims before chainer)
-import chainer  # noqa: E402
-import networks  # noqa: E402
-from branchynet import fast  # noqa: E402
-from branchynet.evaluation import table1
+import branchynet  # noqa: F401  (compatibility shims before chainer)
+import networks
+from branchynet import fast
+from branchynet.data.split import VAL_SIZE, load_split, run_statistics
+from branchynet.evaluation import frontier, table1
 from branchynet.model import serialization
-from branchynet.reporting import paper, report
-from branchynet.training import trainer
-from branchynet.data.split import load_split, run_statistics  # noqa: E402
+from branchynet.reporting import environment, figures, files, paper, rows
+from branchynet.reporting import network as network_text
+from branchynet.training import runs, trainer
 
-import train  # noqa: E402  (experiments/train.py: the training flags and their launch)
-
-
-SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
-           "resnet110": "experiments/resnet_cifar10.py"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACCOUNTINGS = (("e2e", "end to end"), ("trunk", "trunk only (original's accounting)"))
 
 
 def network_in(run_dir):
-    """The registered network a run folder holds (its run.json, else the configuration in its
-    branchy.npz or main.npz), or None where it holds none. A damaged npz raises
-    ``serialization.ModelFileError``."""
+    """The network a run folder holds (its run.json, else the configuration in its branchy.npz or
+    main.npz), or None where it holds none. A damaged npz raises ``serialization.ModelFileError``."""
     info = serialization.read_run_info(run_dir)
     if info is not None and info.get("network"):
         return info["network"]
@@ -52,94 +54,102 @@ def network_in(run_dir):
     return None
 
 
-def check_run_dir(args, family, explicit):
-    """The reason the run folder cannot be used by this script for ``args.network``, or None."""
+def check_run_dir(args, explicit):
+    """The reason the run folder cannot be measured as ``args.network``, or None."""
     try:
         held = network_in(args.run_dir)
     except serialization.ModelFileError as err:
         return str(err)
     if held is not None and held != args.network:
-        if held not in networks.names():
-            return "%s holds %r, which is not a registered network" % (args.run_dir, held)
-        held_family = networks.family_of(held)
-        if held_family != family:
-            return ("%s holds %s (a %s network on %s), not a %s: measure it with %s --run-dir %s"
-                    % (args.run_dir, held, held_family, networks.dataset_of(held), family,
-                       SCRIPTS[held_family], args.run_dir))
-        return "%s holds %s, not %s: add --network %s" % (args.run_dir, held, args.network, held)
+        return ("%s holds %s, not %s: measure it with --network %s --run-dir %s"
+                % (args.run_dir, held, args.network, held, args.run_dir))
     started = serialization.read_run_info(args.run_dir) is not None
     if explicit and not serialization.has_weights(args.run_dir) and not started \
             and not args.train_if_missing:
         what = "does not exist" if not os.path.exists(args.run_dir) else "has no branchy.npz"
-        return ("--run-dir %s %s. Check the path; to train %s there (%d + %d epochs, which takes "
-                "long) add --train-if-missing. Without --run-dir the default run folder %s is "
-                "used, and trained when it has no weights."
-                % (args.run_dir, what, args.network, args.main_epochs, args.joint_epochs,
-                   os.path.relpath(default_run_dir(args.network), ROOT)))
+        return ("--run-dir %s %s. Check the path; to train %s there (which takes long) add "
+                "--train-if-missing. Without --run-dir the default run folder %s is used, and "
+                "trained when it has no weights." % (args.run_dir, what, args.network,
+                                                     os.path.relpath(default_run_dir(args.network), ROOT)))
     return None
 
 
-def default_results_dir(network):
-    """Where a script writes unless told: out/<network>, git-ignored; the committed results/<network>
-    is rewritten only when named (``make results``)."""
-    return os.path.join(ROOT, "out", network)
+def short_name(spec):
+    """A folder name for a network: its registered name, or a factory's function name."""
+    return spec.rsplit(":", 1)[-1]
 
 
-def default_run_dir(network):
-    return os.path.join(ROOT, "results", network, "run")
+def default_results_dir(spec):
+    """Where the script writes unless told: out/<network>, git-ignored; the committed
+    results/<network> is rewritten only when named (``make results``)."""
+    return os.path.join(ROOT, "out", short_name(spec))
 
 
-def parse_args(family, argv=None, description=None):
-    schedule = paper.SCHEDULES[family]
+def default_run_dir(spec):
+    return os.path.join(ROOT, "results", short_name(spec), "run")
+
+
+def _measuring_arguments(p):
     defaults = table1.Options()
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--network", default=schedule["network"],
-                   choices=[n for n in networks.names() if networks.family_of(n) == family],
-                   help="which variant (default %(default)s)")
-    p.add_argument("--run-dir", default=None,
-                   help="run folder with branchy.npz and main.npz (default results/<network>/run); "
-                        "an explicit folder without branchy.npz is trained only with --train-if-missing")
-    p.add_argument("--train-if-missing", action="store_true",
-                   help="train an explicit --run-dir that has no weights (the default run folder "
-                        "is trained without it)")
-    p.add_argument("--results", default=None,
-                   help="output folder (default out/<network>, git-ignored; give results/<network> "
-                        "to regenerate the committed results)")
-    p.add_argument("--data-dir", default=None,
-                   help="dataset folder (default $BRANCHYNET_DATA, then the cache)")
+    for flag, default, what in (
+            ("--timing-samples", defaults.timing_samples, "test samples timed at batch 1"),
+            ("--repeats", defaults.repeats, "timing repeats, the median is reported"),
+            ("--warmup", defaults.warmup, "warm-up calls before each timing"),
+            ("--throughput-batch", defaults.throughput_batch, "batch size of the batched runs"),
+            ("--throughput-samples", defaults.throughput_samples,
+             "test samples of the batched runs (0: the whole test set)"),
+            ("--test-subset", 0, "use the first N test images only (0: all)"),
+            ("--blas-threads", 1, "OpenBLAS threads while measuring (0: leave as it is)"),
+            ("--kernel-threads", 1, "threads of the fast CPU kernels (0: leave as it is)")):
+        p.add_argument(flag, type=int, default=default, help=what + " (default %(default)s)")
+    p.add_argument("--grid", default=None, metavar="T1,T2,...",
+                   help="thresholds swept at every non-final exit (their Cartesian product); "
+                        "default: the paper's grid, or for another net the exact entropy frontier")
     p.add_argument("--device", default="@numpy",
-                   help="Chainer device for the sweep and, if a GPU (@cupy:0), GPU timing too; "
-                        "CPU timing is done too unless --gpu-only (default %(default)s)")
-    p.add_argument("--gpu-only", action="store_true",
-                   help="with a GPU --device, time on the GPU only (on the GPU machine, where the "
-                        "CPU rows would take long and are measured on a CPU machine instead)")
+                   help="Chainer device; a GPU (@cupy:0) adds GPU timing (default %(default)s)")
+    p.add_argument("--gpu-only", action="store_true", help="with a GPU --device, time on the GPU only")
     p.add_argument("--stock-chainer", action="store_true",
                    help="stock Chainer kernels, not the fast CPU path")
-    p.add_argument("--timing-samples", type=int, default=defaults.timing_samples,
-                   help="test samples timed at batch 1 (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=defaults.repeats,
-                   help="timing repeats, the median is reported (default %(default)s: a shared "
-                        "machine's stalls of tens of ms spoil some repeats' means)")
-    p.add_argument("--warmup", type=int, default=defaults.warmup,
-                   help="warm-up calls before each timing (default %(default)s)")
-    p.add_argument("--throughput-batch", type=int, default=defaults.throughput_batch,
-                   help="batch size of the batched runs (default %(default)s)")
-    p.add_argument("--throughput-samples", type=int, default=defaults.throughput_samples,
-                   help="test samples of the batched runs (default: the whole test set)")
-    p.add_argument("--test-subset", type=int, default=0,
-                   help="use the first N test images only (default: all)")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="OpenBLAS threads while measuring, set before any timing (default "
-                        "%(default)s, what the committed timings used; 0: leave as it is)")
-    p.add_argument("--kernel-threads", type=int, default=1,
-                   help="threads the fast CPU kernels split a large batch over (default "
-                        "%(default)s; 0: leave as it is, $BRANCHYNET_CPU_THREADS or the CPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.add_training_arguments(
-        p.add_argument_group("training (only if the run folder has no branchy.npz)"),
-        schedule, val_size=None)
+
+
+def _training_arguments(p, schedule):
+    """Flags of the training done where the run folder has no weights (``runs.RunSettings``)."""
+    g = p.add_argument_group("training (only if the run folder has no branchy.npz)")
+    for flag, key in (("--main-epochs", "main_epochs"), ("--joint-epochs", "joint_epochs"),
+                      ("--batchsize", "batchsize")):
+        g.add_argument(flag, type=int, default=schedule.get(key),
+                       help="default: the paper's for its networks (%s)" % schedule.get(key))
+    g.add_argument("--weights", default=None, help="loss-weight preset (slides, code)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--val-size", type=int, default=None,
+                   help="validation images (default: the run's, else %d)" % VAL_SIZE)
+    g.add_argument("--train-subset", type=int, default=0, help="train on the first N images only")
+    g.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="network factory argument (JSON value), repeatable")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True,
+                   help="a registered network (%s) or a factory as package.module:function"
+                        % ", ".join(networks.names()))
+    p.add_argument("--dataset", default=None, help="its dataset where the network does not name one")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder with branchy.npz and main.npz (default results/<network>/run)")
+    p.add_argument("--train-if-missing", action="store_true",
+                   help="train an explicit --run-dir that has no weights")
+    p.add_argument("--results", default=None, help="output folder (default out/<network>, git-ignored)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default $BRANCHYNET_DATA)")
+    _measuring_arguments(p)
+    args, _ = p.parse_known_args(argv)
+    family = networks.family_of(args.network)
+    _training_arguments(p, paper.SCHEDULES[family] if family is not None else {})
     args = p.parse_args(argv)
+    args.family = family
+    args.dataset = networks.dataset_of(args.network) or args.dataset
+    if args.dataset is None:
+        p.error("--dataset is needed: %s names no dataset" % args.network)
     for flag in ("blas_threads", "kernel_threads"):
         if getattr(args, flag) < 0:
             p.error("--%s must be 0 or more" % flag.replace("_", "-"))
@@ -147,37 +157,59 @@ def parse_args(family, argv=None, description=None):
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
     explicit = args.run_dir is not None
     args.run_dir = args.run_dir or default_run_dir(args.network)
-    problem = check_run_dir(args, family, explicit)
+    problem = check_run_dir(args, explicit)
     if problem is not None:
         p.error(problem)
     args.results = args.results or default_results_dir(args.network)
     return args
 
 
+def _net_kwargs(pairs):
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit("error: --net-arg expects KEY=VALUE, got %r" % pair)
+        try:
+            kwargs[key] = json.loads(value)
+        except ValueError:
+            kwargs[key] = value
+    return kwargs
+
+
 def ensure_weights(args, command, echo=print):
-    """Trains the run folder if it has no branchy.npz (recording ``command`` as its command line);
+    """Trains the run folder if it has no branchy.npz (``runs.train``, recording ``command``);
     returns the validation size to use: the flag's, else the run's (run.json), else the default."""
     recorded = serialization.read_run_info(args.run_dir)
     trained_with = None if recorded is None else recorded["val_size"]
-    val_size = next(v for v in (args.val_size, trained_with, paper.DEFAULT_VAL_SIZE) if v is not None)
+    val_size = next(v for v in (args.val_size, trained_with, VAL_SIZE) if v is not None)
     if serialization.has_weights(args.run_dir):
         if trained_with is not None and val_size != trained_with:
             echo("warning: %s was trained with --val-size %d; a validation split of %d overlaps "
                  "its training images" % (args.run_dir, trained_with, val_size))
         return val_size
-    if serialization.read_run_info(args.run_dir) is not None:
-        echo("resuming the unfinished training in %s" % args.run_dir)
-    echo("no trained weights in %s: training %s (%d + %d epochs, batch %d%s); this takes long"
-         % (args.run_dir, args.network, args.main_epochs, args.joint_epochs, args.batchsize,
-            ", %d training images" % args.train_subset if args.train_subset else ""))
-    train.launch(train.settings_from_args(args, val_size), args.run_dir, args, command)
+    if args.main_epochs is None or args.joint_epochs is None or args.batchsize is None:
+        raise SystemExit("error: %s has no weights: give --main-epochs, --joint-epochs and "
+                         "--batchsize to train %s there" % (args.run_dir, args.network))
+    echo("no trained weights in %s: training %s (%d + %d epochs, batch %d); this takes long"
+         % (args.run_dir, args.network, args.main_epochs, args.joint_epochs, args.batchsize))
+    weights = args.weights or ("slides" if args.family is not None else None)
+    settings = runs.RunSettings(network=args.network, main_epochs=args.main_epochs,
+                                joint_epochs=args.joint_epochs, batchsize=args.batchsize,
+                                weights=weights, seed=args.seed, val_size=val_size,
+                                train_subset=args.train_subset, net_kwargs=_net_kwargs(args.net_arg))
+    try:
+        runs.train(settings, args.run_dir, networks.build, args.dataset, args.family,
+                   device=args.device, stock_chainer=args.stock_chainer, data_dir=args.data_dir,
+                   progress=False if args.no_progress else None, command=command)
+    except runs.SettingsMismatch as err:
+        raise SystemExit("refused: %s; use another run folder" % err)
     return val_size
 
 
 def apply_threads(args, echo=print):
-    """Fixes the CPU thread settings of the measurement (``--blas-threads``, ``--kernel-threads``;
-    0 leaves one as it is) so that timings do not depend on the caller's environment; returns
-    what was asked, for ``results.json``'s settings (what was got is in its environment)."""
+    """Fixes the CPU thread settings of the measurement (0 leaves one as it is), so that timings
+    do not depend on the caller's environment; returns what was asked, for results.json."""
     if args.blas_threads and fast.blas.set_threads(args.blas_threads) is None:
         echo("warning: numpy's BLAS is not an OpenBLAS found here; --blas-threads %d not applied"
              % args.blas_threads)
@@ -186,16 +218,64 @@ def apply_threads(args, echo=print):
     return {"blas_threads": args.blas_threads or None, "kernel_threads": args.kernel_threads or None}
 
 
-def main(family, script, argv=None, description=None, echo=print):
-    """Runs the whole experiment for one network family (the command line of ``script``, or
-    ``argv``); returns the result dict."""
-    args = parse_args(family, argv, description)
-    chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
-    threads = apply_threads(args, echo)
-    val_size = ensure_weights(args, train.command_line(argv, script), echo)
-    dataset = networks.dataset_of(args.network)
+def _grid(args, num_exits):
+    if args.grid is None:
+        return None
+    values = [float(v) for v in args.grid.split(",")]
+    return frontier.threshold_grid([values] * (num_exits - 1))
+
+
+def write_figures(result, out, test_outputs, log):
+    """The trade-off figures (per device and accounting), training curves, entropies and exit
+    fractions; returns the paths."""
+    written = []
+    base_acc = result["accuracy"]["main"]
+    base_acc = result["accuracy"]["branchy_final"] if base_acc is None else base_acc
+    for dev, sel in result["selection"].items():
+        for key, label in ACCOUNTINGS:
+            choice = sel["test"] if key == "e2e" else sel["test_trunk"]
+            time_key = "%s_ms_%s" % (dev, key)
+            pr = result["paper_row"]
+            fig, ax = figures.new_figure()
+            figures.plot_tradeoff(
+                ax, [r[time_key] for r in result["rows"]], [r["accuracy"] for r in result["rows"]],
+                choice["frontier"], choice["knee"], result["devices"][dev]["baseline_ms"], base_acc,
+                title="%s, %s, %s" % (result["network"], dev.upper(), label),
+                xlabel="Runtime per sample, batch 1 (ms)",
+                marks=[("paper T", pr[time_key], pr["accuracy"])] if pr else [])
+            written.append(figures.save(fig, os.path.join(out, "tradeoff_%s_%s.png" % (dev, key))))
+    fig, axes = figures.new_figure(2)
+    figures.plot_training_curves(axes, log, title=result["network"])
+    written.append(figures.save(fig, os.path.join(out, "training_curves.png")))
+    fig, ax = figures.new_figure()
+    figures.plot_entropies(ax, test_outputs.entropies,
+                           title="%s: entropy per exit (test)" % result["network"])
+    written.append(figures.save(fig, os.path.join(out, "entropy.png")))
+    if test_outputs.num_exits > 1:
+        fig, ax = figures.new_figure()
+        figures.plot_exit_fractions(ax, test_outputs.entropies, result["settings"]["threshold_list"]
+                                    if "threshold_list" in result["settings"]
+                                    else sorted({t for row in result["rows"] for t in row["thresholds"]}),
+                                    title="%s: exits against T (test)" % result["network"])
+        written.append(figures.save(fig, os.path.join(out, "exit_fractions.png")))
+    return written
+
+
+def write_results(result, out, test_outputs, log, echo=print):
+    """results.json, sweep.csv, table.md and the figures into ``out``."""
+    os.makedirs(out, exist_ok=True)
+    files.write_json(os.path.join(out, "results.json"), result)
+    files.write_csv(os.path.join(out, "sweep.csv"), result["rows"])
+    files.write_text(os.path.join(out, "table.md"), network_text.table_markdown(result))
+    written = write_figures(result, out, test_outputs, log)
+    echo("results in %s: results.json, sweep.csv, table.md, %s"
+         % (out, ", ".join(os.path.basename(f) for f in written)))
+
+
+def _load(args, val_size):
+    """(validation set, test set, CPU nets, GPU nets or None) of the run."""
     # the split's own seed (0), as the training uses: the same held-out images
-    _, val, test = load_split(dataset, val_size, args.data_dir,
+    _, val, test = load_split(args.dataset, val_size, args.data_dir,
                               statistics=run_statistics(args.run_dir))
     if args.test_subset:
         test = tuple(a[:args.test_subset] for a in test)
@@ -205,8 +285,22 @@ def main(family, script, argv=None, description=None, echo=print):
         gpu_nets = networks.load_run(args.run_dir, device) if device.xp is not numpy else None
     except serialization.ModelFileError as err:
         raise SystemExit("error: %s" % err)
+    return val, test, cpu_nets, gpu_nets
+
+
+def main(argv=None, echo=print):
+    """Measures one network (the command line, or ``argv``); returns the result dict."""
+    args = parse_args(argv)
+    chainer.global_config.branchynet_fast_cpu = not args.stock_chainer
+    threads = apply_threads(args, echo)
+    command = "python " + " ".join(shlex.quote(a) for a in (
+        sys.argv if argv is None else ["experiments/measure.py"] + list(argv)))
+    val_size = ensure_weights(args, command, echo)
+    val, test, cpu_nets, gpu_nets = _load(args, val_size)
     echo("%s: %d exits, %d test / %d validation samples, weights from %s"
          % (args.network, cpu_nets[0].numexits(), len(test[0]), len(val[0]), args.run_dir))
+    if cpu_nets[1] is None:
+        echo(rows.missing_baseline_warning(args.run_dir))
     options = table1.Options(
         timing_samples=args.timing_samples, repeats=args.repeats, warmup=args.warmup,
         throughput_batch=args.throughput_batch, throughput_samples=args.throughput_samples,
@@ -214,9 +308,17 @@ def main(family, script, argv=None, description=None, echo=print):
     settings = {"run_dir": os.path.relpath(args.run_dir, ROOT), "device": args.device,
                 "stock_chainer": args.stock_chainer, "gpu_only": args.gpu_only,
                 "val_size": val_size, "threads_requested": threads}
-    result, test_outputs = table1.evaluate(args.network, family, dataset, cpu_nets, val, test,
-                                               options, gpu_nets, settings, echo)
+    gpu = gpu_nets[0].device if gpu_nets is not None else None
+    result, test_outputs = table1.evaluate(
+        args.network, args.family, args.dataset, cpu_nets, val, test, options, gpu_nets, settings,
+        environment.environment(gpu=gpu), _grid(args, cpu_nets[0].numexits()), echo)
+    result["macs_reference_M"] = paper.MACS_M.get(args.family)
+    result["table"] = [row for dev in result["devices"] for row in rows.result_rows(result, dev)]
     log = trainer.read_log(args.run_dir) if os.path.exists(os.path.join(args.run_dir, "log.jsonl")) else []
-    report.write_results(result, args.results, test_outputs, log, echo)
-    echo(report.summary(result, args.results))
+    write_results(result, args.results, test_outputs, log, echo)
+    echo(network_text.summary(result, args.results))
     return result
+
+
+if __name__ == "__main__":
+    main()

@@ -15,15 +15,10 @@ import os
 import re
 import sys
 
+import branchynet  # noqa: F401
+from branchynet.reporting import paper, table1, tables
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.reporting import paper, report  # noqa: E402
-
-import table1  # noqa: E402  (experiments/table1.py)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -64,7 +59,7 @@ def _prose(table):
     parts = []
     for network, s in table["networks"].items():
         if s["found"] and s["schedule"]["trained"] and not s["schedule"]["matches"]:
-            name = paper.DISPLAY_NAMES[networks.family_of(network)][1]
+            name = paper.DISPLAY_NAMES[s["family"]][1] if s["family"] else network
             parts.append("**%s (%s) ran %s only** (the paper: %s), so its accuracies and exit "
                          "shares say nothing about the paper's (its per-exit costs do carry over)."
                          % (name, network, s["schedule"]["trained"], s["schedule"]["paper"]))
@@ -89,18 +84,42 @@ def _prose(table):
     return " ".join(parts)
 
 
+COMPACT_COLUMNS = ("Network", "Row", "T", "Runs", "Acc %", "Paper acc %", "Exit %",
+                   "Paper exit %", "CPU ms (timed)", "CPU gain", "Paper gain (trunk-only)")
+COMPACT_ROWS = ("baseline (main.npz)", "paper T")
+
+
+def compact_table(table):
+    """The README's one table: each network's baseline and B-net at the paper's T, accuracy and
+    exits on all test images beside the paper's, and the CPU's measured batch-1 time and gain."""
+    cells = []
+    for row in table["accuracy_rows"]:
+        if row["row"] not in COMPACT_ROWS:
+            continue
+        timed = _row(table["time_rows"], "cpu", row["network"], row["row"]) or {}
+        paper_row = row.get("paper") or {}
+        cells.append((row["network"], row["row"], tables._t_cell(row),
+                      str(row.get("runs", 1)) if row.get("accuracy") is not None else "–",
+                      tables._mean_sd(row.get("accuracy"), row.get("accuracy_sd")),
+                      tables._num(paper_row.get("accuracy")), tables._exits_cell(row),
+                      tables._list(paper_row.get("exits")),
+                      tables._num((timed.get("timed") or {}).get("ms_measured"), 3),
+                      tables._gain(timed.get("gain_measured")), tables._gain(paper_row.get("gain"))))
+    return tables.markdown(COMPACT_COLUMNS, cells)
+
+
 def block(results_root):
     """The README's results block (the text between the markers, markers excluded)."""
     table = table1.assemble(results_root, list(table1.NETWORKS))
     lines = ["", "*Written by `python experiments/readme_results.py` from the committed "
-             "results/\\*/results.json; [results/table1.md](results/table1.md) has the same tables "
-             "with each run's date and command line.* " + _devices_text(table), "",
-             report.LEGEND.strip(), "",
-             "**Accuracy and exits, all test images** (mean ± sample standard deviation where a "
-             "network has several comparable runs):", "",
-             report.accuracy_table(table["accuracy_rows"]).rstrip("\n"), "",
-             "**Batch-1 time, one run per network, on the timed images only** (ms per sample):", "",
-             report.time_table(table["time_rows"]).rstrip("\n"), "", _prose(table), ""]
+             "results/\\*/results.json; the full two-part Table I (time part per device, GPU rows, "
+             "predicted and trunk-only times, the notebooks' numbers) is "
+             "[results/table1.md](results/table1.md).* " + _devices_text(table), "",
+             compact_table(table).rstrip("\n"), "",
+             "Acc % and Exit % on all test images (mean ± sample standard deviation over comparable "
+             "runs); CPU ms: a real batch-1 run end to end on the first test images, median of "
+             "repeats; gains against the baseline's measured time. The paper's gains count the "
+             "trunk only (B9). " + _prose(table), ""]
     return "\n".join(lines)
 
 

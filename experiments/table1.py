@@ -1,346 +1,40 @@
 #!/usr/bin/env python
-"""Assembles Table I from the per-network results (experiments/lenet_mnist.py, alex_cifar10.py,
-resnet_cifar10.py), ours beside the authors' (the paper's table and their notebooks' outputs).
+"""Assembles Table I from the per-network results (experiments/measure.py), ours beside the
+authors' (``branchynet.reporting.table1``).
 
     python experiments/table1.py [--results-root results] [--out results/table1.md]
 
-reads <results-root>/<network>/results.json for each network and writes table1.md, table1.json
-and table1_runs.md (each run's accuracy rows where a network has several). Table I has two parts,
-each on one sample set:
-
-* accuracy and exit shares on the whole test set: where several *comparable* runs of a network
-  exist (any <results-root>/*/results.json of the same network whose run folder's run.json has the
-  same network arguments, loss weights, schedule, batch size, optimizer, training images,
-  validation split and no other run's pretrained trunk), their mean and sample standard deviation;
-* batch-1 time, per device, of one run (<results-root>/<network>), with the accuracy and exit
-  shares of the images that were timed.
-
-GPU rows come from that file when it has them, else from <results-root>/gpu/<network>/results.json
-(a run on the GPU machine, experiments/gpu_check.sh). A network (or a device) without results still
-gets the authors' rows, marked "not run", with the command that would produce them.
+reads <results-root>/<network>/results.json for each network (and <results-root>/gpu/<network>)
+and writes table1.md, table1.json and table1_runs.md (each run's accuracy rows where a network has
+several comparable runs).
 """
 import argparse
-import glob
-import json
 import os
-import sys
+
+import branchynet  # noqa: F401
+from branchynet.reporting import files, table1
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import branchynet  # noqa: E402,F401
-import networks  # noqa: E402
-from branchynet.model import serialization  # noqa: E402
-from branchynet.reporting import paper, report
-
-NETWORKS = ("b-lenet", "b-alexnet", "b-resnet110")
-SCRIPTS = {"lenet": "experiments/lenet_mnist.py", "alexnet": "experiments/alex_cifar10.py",
-           "resnet110": "experiments/resnet_cifar10.py"}
-DEVICES = ("cpu", "gpu")
-# run.json entries that must agree for two runs' accuracies to be averaged (seed and device may
-# differ: that is the spread being measured)
-COMPARABLE = ("network", "net_kwargs", "loss_weights", "schedule", "batchsize", "train_subset",
-              "optimizer", "main_from", "val_size", "split")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results-root", default=os.path.join(ROOT, "results"))
-    p.add_argument("--networks", nargs="+", default=list(NETWORKS),
+    p.add_argument("--networks", nargs="+", default=list(table1.NETWORKS),
                    help="network result folders to read, in order")
     p.add_argument("--out", default=None, help="Markdown output (default <results-root>/table1.md)")
     return p.parse_args(argv)
 
 
-def _placeholder(network, device, why):
-    family = networks.family_of(network)
-    names = paper.DISPLAY_NAMES[family]
-    return [{"device": device, "network": names[0], "row": why,
-             "paper": report.paper_entry(family, device, False),
-             "notebook": report.notebook_entry(family, device, False)},
-            {"device": device, "network": names[1], "row": why,
-             "thresholds": list(paper.paper_thresholds(family)),
-             "paper": report.paper_entry(family, device, True),
-             "notebook": report.notebook_entry(family, device, True)}]
-
-
-def _read(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _run_info(result):
-    return serialization.read_run_info(os.path.join(ROOT, result["settings"]["run_dir"]))
-
-
-def schedule_of(result):
-    """{"trained": "M + J epochs, batch B" or None, "paper": the same for the paper's schedule,
-    "matches": bool or None} for a network's results, from its run folder's run.json."""
-    ref = paper.SCHEDULES[networks.family_of(result["network"])]
-    text = "%d + %d epochs, batch %d"
-    run = _run_info(result)
-    out = {"paper": text % (ref["main_epochs"], ref["joint_epochs"], ref["batchsize"]),
-           "trained": None, "matches": None}
-    if run is not None:
-        out["trained"] = text % (run["schedule"]["main_epochs"], run["schedule"]["joint_epochs"],
-                                 run["batchsize"])
-        out["matches"] = (not run["train_subset"] and out["trained"] == out["paper"])
-        if run["train_subset"]:
-            out["trained"] += ", %d training images" % run["train_subset"]
-    return out
-
-
-def _schedule_text(schedule):
-    if schedule["trained"] is None:
-        return "training schedule unknown (no run.json in the run folder)"
-    if schedule["matches"]:
-        return "trained with the paper's schedule (%s)" % schedule["paper"]
-    return ("trained %s, NOT the paper's schedule (%s): its accuracies and exit shares are not "
-            "comparable with the paper's" % (schedule["trained"], schedule["paper"]))
-
-
-def _differences(info, other):
-    return [k for k in COMPARABLE if info.get(k) != other.get(k)]
-
-
-def find_runs(results_root, network, primary):
-    """The comparable runs of ``network`` (``primary`` first: <results-root>/<network>), and the
-    other results folders of that network that are not, with why; as
-    ``([(folder, result, run_info)], [(folder, reason)])``."""
-    folder = os.path.join(results_root, network)
-    info = _run_info(primary)
-    runs, excluded = [(folder, primary, info)], []
-    for path in sorted(glob.glob(os.path.join(results_root, "*", "results.json"))):
-        other_folder = os.path.dirname(path)
-        if os.path.abspath(other_folder) == os.path.abspath(folder):
-            continue
-        other = _read(path)
-        if other.get("network") != network:
-            continue
-        other_info = _run_info(other)
-        if info is None or other_info is None:
-            excluded.append((other_folder, "no run.json to compare"))
-            continue
-        differ = _differences(info, other_info)
-        if other["settings"]["test_samples"] != primary["settings"]["test_samples"]:
-            differ.append("test_samples")
-        if "cpu" not in other["devices"]:
-            differ.append("no CPU evaluation")
-        if differ:
-            excluded.append((other_folder, "differs in " + ", ".join(differ)))
-        else:
-            runs.append((other_folder, other, other_info))
-    return runs, excluded
-
-
-def _rel(path):
-    return os.path.relpath(path, ROOT)
-
-
-def _exit_note(rows):
-    """Where our exit mix at the paper's T is the notebooks' (within 2 points) and not the paper's
-    table's (5 points or more apart), says so with the numbers."""
-    notes = []
-    for row in rows:
-        nb, p = row.get("notebook"), row.get("paper")
-        if row["row"] != "paper T" or not nb or not p or row.get("exits") is None:
-            continue
-        far = lambda theirs: max(abs(a - b) for a, b in zip(row["exits"], theirs))  # noqa: E731
-        if far(nb["exits"]) <= 2 and far(p["exits"]) >= 5:
-            notes.append(
-                "%s at the paper's T: our exit mix (%s %%) matches the authors' notebook's (%s %%; "
-                "at most %.1f points apart), not the paper's Table I (%s %%; up to %.1f points "
-                "apart): the paper's numbers come from another training run than the notebook's."
-                % (row["network"], " / ".join("%.1f" % v for v in row["exits"]),
-                   " / ".join("%g" % v for v in nb["exits"]), far(nb["exits"]),
-                   " / ".join("%g" % v for v in p["exits"]), far(p["exits"])))
-    return notes
-
-
-DISTURBED = 1.5  # measured / predicted ms beyond which (or below whose inverse) a timing is flagged
-
-
-def _timing_notes(rows):
-    """A real run should take about what its per-exit costs predict; where it took far longer (or
-    shorter), the machine was busy during one of the timings and the row's measured ms says so."""
-    notes, worst = [], {}
-    for row in rows:
-        timed = row.get("timed") or {}
-        if timed.get("ms_measured") and timed.get("ms_e2e"):
-            ratio = timed["ms_measured"] / timed["ms_e2e"]
-            if ratio > DISTURBED or ratio < 1 / DISTURBED:
-                worst.setdefault((row["device"], row["network"]), []).append((row["row"], ratio))
-    for (device, network), bad in worst.items():
-        notes.append("%s %s: measured ms are %s the per-exit prediction for the same images: the "
-                     "machine was busy during some of these timings, and these measured ms and "
-                     "gains are unreliable."
-                     % (device.upper(), network,
-                        ", ".join("%.2fx (%s)" % (r, label) for label, r in bad)))
-    return notes
-
-
-def assemble(results_root, network_names):
-    """Everything Table I shows: {"accuracy_rows", "time_rows", "networks" (per-network status),
-    "runs" (per network: the comparable runs and those left out), "per_run" (each run's accuracy
-    rows, for networks with several), "notes"}."""
-    found, found_gpu, notes = {}, {}, []
-    for network in network_names:
-        path = os.path.join(results_root, network, "results.json")
-        gpu_result = _read(os.path.join(results_root, "gpu", network, "results.json"))
-        if gpu_result is not None:
-            found_gpu[network] = gpu_result
-        if os.path.exists(path):
-            found[network] = _read(path)
-        else:
-            command = "python %s" % SCRIPTS[networks.family_of(network)]
-            if network not in NETWORKS:
-                command += " --network %s" % network
-            notes.append("%s: no results (%s not found); run `%s`." % (network, path, command))
-
-    def device_rows(network, device):
-        result = found.get(network)
-        ours = report.result_rows(result, device) if result is not None else []
-        if not ours and device == "gpu" and network in found_gpu:
-            ours = report.result_rows(found_gpu[network], device)
-        return ours
-
-    accuracy_rows, runs, per_run = [], {}, {}
-    for network in network_names:
-        result = found.get(network)
-        if result is None or "cpu" not in result["devices"]:
-            gpu = device_rows(network, "gpu") if result is not None or network in found_gpu else []
-            accuracy_rows += (report.combine_runs([gpu]) if gpu
-                              else _placeholder(network, "cpu", "not run")[:2])
-            continue
-        comparable, excluded = find_runs(results_root, network, result)
-        rows_per_run = [report.result_rows(r, "cpu") for _, r, _ in comparable]
-        combined = report.combine_runs(rows_per_run)
-        accuracy_rows += combined
-        runs[network] = {"comparable": [{"results": _rel(f), "run": r["settings"]["run_dir"],
-                                         "seed": i.get("seed") if i else None,
-                                         "trained_on": i.get("device") if i else None}
-                                        for f, r, i in comparable],
-                         "excluded": [{"results": _rel(f), "why": why} for f, why in excluded]}
-        if len(comparable) > 1:
-            per_run[network] = [{"results": _rel(f), "rows": rows}
-                                for (f, _, _), rows in zip(comparable, rows_per_run)]
-        # the GPU's knees are chosen on GPU times: a different T gets its own accuracy row
-        cpu_keys = {(r["row"], tuple(r.get("thresholds") or ())): r for r in rows_per_run[0]}
-        for row in device_rows(network, "gpu"):
-            key = (row["row"], tuple(row.get("thresholds") or ()))
-            if key not in cpu_keys:
-                accuracy_rows += report.combine_runs([[dict(row, row=row["row"] + ", GPU times")]])
-            elif abs(cpu_keys[key]["accuracy"] - row["accuracy"]) > 1e-9:
-                notes.append("%s %s: the GPU evaluation gives %.2f %%, the CPU's %.2f %%."
-                             % (row["network"], row["row"], row["accuracy"],
-                                cpu_keys[key]["accuracy"]))
-
-    time_rows = []
-    for device in DEVICES:
-        for network in network_names:
-            if network not in found and network not in found_gpu:
-                time_rows += _placeholder(network, device, "not run")
-                continue
-            ours = device_rows(network, device)
-            if ours:
-                time_rows += ours
-            else:
-                time_rows += _placeholder(network, device, "no %s run" % device.upper())
-                if device == "gpu":
-                    notes.append("%s: no GPU results (rerun its script with --device @cupy:0)."
-                                 % network)
-    notes += _exit_note(accuracy_rows)
-    notes += _timing_notes(time_rows)
-    status = {n: {"found": n in found,
-                  "path": os.path.join(results_root, n, "results.json"),
-                  "environment": found[n]["environment"] if n in found else None,
-                  "settings": found[n]["settings"] if n in found else None,
-                  "accuracy": found[n]["accuracy"] if n in found else None,
-                  "schedule": schedule_of(found[n]) if n in found else None,
-                  "gpu_environment": found_gpu[n]["environment"] if n in found_gpu else None,
-                  "gpu_settings": found_gpu[n]["settings"] if n in found_gpu else None}
-              for n in network_names}
-    return {"accuracy_rows": accuracy_rows, "time_rows": time_rows, "networks": status,
-            "runs": runs, "per_run": per_run, "notes": notes}
-
-
-def threads_text(threads):
-    """"1 BLAS thread, 1 fast-kernel thread" from a results.json's cpu_threads (what was got)."""
-    parts = []
-    for key, what in (("openblas_threads", "BLAS"), ("fast_kernel_threads", "fast-kernel")):
-        n = threads.get(key)
-        if n is not None:
-            parts.append("%d %s thread%s" % (n, what, "" if n == 1 else "s"))
-    return ", ".join(parts) or "thread settings not recorded"
-
-
-def header_lines(table):
-    """One line per network (and per network's GPU rows): what ran, when, on which images."""
-    lines = []
-    for network, s in table["networks"].items():
-        if s["found"]:
-            env, settings = s["environment"], s["settings"]
-            runs = table["runs"].get(network, {}).get("comparable", [])
-            lines.append(
-                "%s: %s; time part: %s (weights %s), %s, timing on the first %d of %d test images "
-                "x %d repeats; CPU %s, %s%s."
-                % (network, _schedule_text(s["schedule"]), _rel(s["path"]).rsplit("/", 1)[0],
-                   settings["run_dir"], env["date"], settings["timing_samples"],
-                   settings["test_samples"], settings["repeats"], env["hardware"]["cpu"],
-                   threads_text(env["hardware"]["cpu_threads"]),
-                   ", GPU %s" % env["hardware"]["gpu"] if env["hardware"]["gpu"] else ""))
-            if len(runs) > 1:
-                lines.append(
-                    "%s: accuracy part: mean ± sample standard deviation over %d comparable runs (%s)."
-                    % (network, len(runs), ", ".join(
-                        "%s: seed %s, trained on %s" % (r["results"], r["seed"],
-                                                         "GPU" if "cupy" in (r["trained_on"] or "")
-                                                         else "CPU")
-                        for r in runs)))
-        gpu_env = s["gpu_environment"]
-        if gpu_env is not None and not (s["found"] and s["environment"]["hardware"]["gpu"]):
-            lines.append("%s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), timing on the "
-                         "first %d test images x %d repeats, results/gpu/%s."
-                         % (network, gpu_env["date"], gpu_env["hardware"]["gpu"],
-                            gpu_env["hardware"]["cpu"], s["gpu_settings"]["timing_samples"],
-                            s["gpu_settings"]["repeats"], network))
-    return lines
-
-
-def render(table):
-    """(table1.md, table1_runs.md) texts."""
-    lines = ["# Table I: ours beside the authors'", "", report.LEGEND]
-    lines += ["* " + line for line in header_lines(table)]
-    lines += ["* " + note for note in table["notes"]]
-    text = ("\n".join(lines) + "\n\n## Accuracy and exits: all test images\n\n"
-            + report.accuracy_table(table["accuracy_rows"])
-            + "\n## Batch-1 time: one run per network, on the timed images only\n\n"
-            + report.time_table(table["time_rows"]))
-    runs = ["# Table I: each run behind a mean", "",
-            "The accuracy part of [table1.md](table1.md) averages these runs (accuracy and exit % "
-            "on all test images, the CPU evaluation of each run's weights).", ""]
-    for network, info in table["runs"].items():
-        for entry in table["per_run"].get(network, []):
-            runs += ["## %s" % entry["results"], "", report.accuracy_table(entry["rows"])]
-        if info["excluded"]:
-            runs += ["%s: results not averaged:" % network, ""]
-            runs += ["* %s: %s" % (e["results"], e["why"]) for e in info["excluded"]]
-            runs.append("")
-    return text, "\n".join(runs).rstrip("\n") + "\n"
-
-
 def main(argv=None):
     args = parse_args(argv)
     out = args.out or os.path.join(args.results_root, "table1.md")
-    table = assemble(args.results_root, args.networks)
-    text, runs_text = render(table)
+    table = table1.assemble(args.results_root, args.networks)
+    text, runs_text = table1.render(table)
     base = os.path.splitext(out)[0]
-    report.write_text(out, text)
-    report.write_text(base + "_runs.md", runs_text)
-    report.write_json(base + ".json", table)
+    files.write_text(out, text)
+    files.write_text(base + "_runs.md", runs_text)
+    files.write_json(base + ".json", table)
     print(text)
     print("written: %s, %s, %s" % (out, base + ".json", base + "_runs.md"))
     return table

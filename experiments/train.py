@@ -30,8 +30,7 @@ import branchynet  # noqa: F401
 import chainer
 import networks
 from branchynet.data import datasets
-from branchynet.data.split import DATASETS
-from branchynet.reporting import paper
+from branchynet.data.split import DATASETS, VAL_SIZE
 from branchynet.model import serialization
 from branchynet.training import distributed, lock, runs, snapshots
 
@@ -66,7 +65,7 @@ def beta1_value(text):
 WEIGHT_PRESETS = ("slides", "code")
 
 
-def add_training_arguments(p, schedule=None, val_size=paper.DEFAULT_VAL_SIZE):
+def add_training_arguments(p, schedule=None, val_size=VAL_SIZE):
     """The flags that make a run's settings (``settings_from_args``). ``schedule``: a
     ``paper.SCHEDULES`` entry giving the epochs' and batch size's defaults, else the epochs are
     required; ``val_size``: --val-size's default (None: the caller decides)."""
@@ -88,7 +87,7 @@ def add_training_arguments(p, schedule=None, val_size=paper.DEFAULT_VAL_SIZE):
     p.add_argument("--val-size", type=positive_int, default=val_size,
                    help="training images held out for validation (default %s)"
                         % (val_size if val_size is not None
-                           else "the run's, else %d" % paper.DEFAULT_VAL_SIZE))
+                           else "the run's, else %d" % VAL_SIZE))
     p.add_argument("--train-subset", type=positive_int, default=None,
                    help="train on the first N images only (N >= 1; smoke runs; default: all)")
     p.add_argument("--net-arg", action="append", default=[], metavar="KEY=VALUE",

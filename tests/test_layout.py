@@ -11,6 +11,8 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_CONTROLLER_LINES = 200
 # Each subpackage may import itself and those listed (the top-level modules of branchynet: anyone).
+# The CPU backend compiles the model's layers, so it knows their types, and nothing else of the model.
+LAYER_VOCABULARY = {"branchynet.model.layers", "branchynet.model.links"}
 ALLOWED = {
     "fast": set(),
     "model": {"fast"},
@@ -31,16 +33,22 @@ def subpackage(path):
 
 
 def imported_subpackages(path):
-    """Subpackages of branchynet that the module at ``path`` imports."""
+    """Subpackages of branchynet that the module at ``path`` imports (the fast backend's imports of
+    the layer vocabulary not counted)."""
     found = set()
+    backend = subpackage(path) == "fast"
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + ["%s.%s" % (node.module, a.name) for a in node.names]
+            package = node.module.count(".") < 2  # "from branchynet.model import layers"
+            names = (["%s.%s" % (node.module, a.name) for a in node.names] if package
+                     else [node.module])
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:
             parts = name.split(".")
+            if backend and ".".join(parts[:3]) in LAYER_VOCABULARY:
+                continue
             if parts[0] == "branchynet" and len(parts) > 1 and (PACKAGE / parts[1]).is_dir():
                 found.add(parts[1])
     return found

@@ -25,7 +25,27 @@ import itertools
 import numpy
 
 from branchynet.model import measures
-from branchynet.reporting import paper
+
+# docs/original.md#threshold-lists: the per-exit threshold lists of the original experiments (nats); the
+# sweep is their Cartesian product over the K-1 non-final exits.
+LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+                    1.0, 2.0, 3.0, 5.0, 10.0)  # 17 configurations (B-LeNet has one early exit)
+ALEXNET_THRESHOLDS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 0.75, 1.0, 5.0, 10.0)  # 11 x 11
+RESNET_THRESHOLDS = LENET_THRESHOLDS  # 17 x 17 = 289; the paper's (0.3, 0.2) is not in it
+
+THRESHOLD_LISTS = {"lenet": LENET_THRESHOLDS, "alexnet": ALEXNET_THRESHOLDS,
+                   "resnet110": RESNET_THRESHOLDS}
+
+# docs/original.md#frontier-and-knee: the original's frontier tolerance, a fraction of accuracy (0.01 points).
+INC_AMT = -0.0001
+
+# the thresholds of the paper's Table I rows (nats), one per non-final exit
+PAPER_THRESHOLDS = {"lenet": (0.025,), "alexnet": (0.0001, 0.05), "resnet110": (0.3, 0.2)}
+
+
+def paper_thresholds(family):
+    """The thresholds of the paper's Table I row for a family, one per non-final exit."""
+    return tuple(PAPER_THRESHOLDS[family])
 
 
 def threshold_grid(lists):
@@ -38,7 +58,7 @@ def paper_grid(family, num_exits):
     """The original's sweep for a network of the paper's ``family`` ("lenet", "alexnet",
     "resnet110"; ``networks.family_of`` names a registered network's): the family's list for each
     non-final exit."""
-    values = paper.THRESHOLD_LISTS[family]
+    values = THRESHOLD_LISTS[family]
     return threshold_grid([values] * (num_exits - 1))
 
 
@@ -210,7 +230,7 @@ def _prune(all_t, all_counts, all_correct, costs):
     return [t[keep]], [counts[keep]], [correct[keep]]
 
 
-def incremental(times, accuracies, inc_amt=paper.INC_AMT):
+def incremental(times, accuracies, inc_amt=INC_AMT):
     """Indices of the original's "incremental" frontier (docs/original.md#frontier-and-knee), fastest first.
 
     Configurations are sorted by runtime (ties: the more accurate first, then grid order); the
@@ -257,7 +277,7 @@ def knee(times, accuracies, frontier_indices, baseline_accuracy):
     return int(next(i for i in by_time if accuracies[i] == best))
 
 
-def paper_frontier(points, baseline_accuracy, inc_amt=paper.INC_AMT):
+def paper_frontier(points, baseline_accuracy, inc_amt=INC_AMT):
     """The paper's rule on a candidate set: its incremental frontier by mean cost (``incremental``)
     and the knee (``knee``), as a ``Frontier`` and the knee's position in it."""
     front = incremental(points.costs, points.accuracies, inc_amt)

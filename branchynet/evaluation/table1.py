@@ -2,7 +2,7 @@
 
 ``evaluate`` takes a network's trained nets (the branchy net and, if the run has one, the main
 network saved after pretraining, ``main.npz``), its validation and test sets and a few
-``Options``, and returns the result dict that ``branchynet.reporting.report`` writes (``results.json``):
+``Options``, and returns the result dict of ``results.json``:
 accuracies, the paper's threshold sweep computed from one pass (``branchynet.evaluation.outputs``), every exit
 timed at batch 1 on the CPU and, given GPU nets, the GPU (``branchynet.evaluation.timing``), a few threshold
 configurations run for real (at batch 1 and batched, against the sweep and the MAC bound), the
@@ -15,8 +15,9 @@ import numpy
 import chainer
 
 from branchynet.evaluation import costs, frontier, outputs, timing
-from branchynet.reporting import paper, report
 
+MAX_CANDIDATES = 300  # settings swept for a net with no paper grid
+PAPER_GRID = "paper grid"
 KNEE_RULE = ("fastest frontier point with accuracy >= the baseline's (main.npz); else the most "
              "accurate frontier point")
 
@@ -41,7 +42,7 @@ def _batched_accuracy(net, x, t, batchsize=1000):
 
 def _check_configs(grid, test_rows, choices, val_choice, paper_t):
     """Threshold tuples to run for real: the paper's, the knees and the grid's two ends."""
-    configs = [("paper T", tuple(paper_t))]
+    configs = [("paper T", tuple(paper_t))] if paper_t is not None else []
     for name, choice in choices:
         configs.append((name, tuple(test_rows[choice["knee"]]["thresholds"])))
     if val_choice is not None:
@@ -175,6 +176,15 @@ def _add_times(rows, dev, measured, baseline_ms):
         row["%s_gain_trunk" % dev] = baseline_ms / trunk if trunk > 0 else None
 
 
+def _timing_thresholds(net, paper_t, grid):
+    """The thresholds the heads decide at while each exit is timed: the paper's T, else the net's
+    own, else the middle candidate (a decision costs the same whatever the threshold)."""
+    if paper_t is not None:
+        return paper_t
+    own = getattr(net, "thresholds", None)
+    return own if own is not None else grid[len(grid) // 2]
+
+
 def _per_device(devices, options, timed, test_out, grid, tables, points, baselines, paper_t, macs,
                 echo):
     """On each (name, branchy net, main net) of ``devices``: per-exit times, the sweep rows' times,
@@ -183,8 +193,9 @@ def _per_device(devices, options, timed, test_out, grid, tables, points, baselin
     test_rows, paper_row, val_rows = tables
     measured, selection = {}, {}
     for dev, net, main_net in devices:
-        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time, paper_t, echo)
-        for rows in (test_rows, [paper_row]) + ((val_rows,) if val_rows else ()):
+        measured[dev] = measure_costs(dev, net, main_net, options, x_time, t_time,
+                                      _timing_thresholds(net, paper_t, grid), echo)
+        for rows in (test_rows, [paper_row] if paper_row else []) + ((val_rows,) if val_rows else ()):
             _add_times(rows, dev, measured[dev], measured[dev]["baseline_ms"])
         selection[dev] = _select(points[0], points[1], val_rows, test_rows, dev, measured[dev],
                                  *baselines)
@@ -209,20 +220,48 @@ def _accuracies(main, test_out, val_out, test, val):
     return acc, val_base_acc
 
 
-def _options_record(options, family):
-    return dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
-                warmup=options.warmup, inc_amt=paper.INC_AMT,
-                threshold_list=list(paper.THRESHOLD_LISTS[family]), knee_rule=KNEE_RULE)
+def _options_record(options, family, candidates):
+    record = dict(throughput_batch=options.throughput_batch, repeats=options.repeats,
+                  warmup=options.warmup, inc_amt=frontier.INC_AMT)
+    if candidates == PAPER_GRID:
+        record["threshold_list"] = list(frontier.THRESHOLD_LISTS[family])
+    else:
+        record["candidates"] = candidates
+    record["knee_rule"] = KNEE_RULE
+    return record
+
+
+def exact_candidates(cache, exit_costs, most=MAX_CANDIDATES):
+    """Threshold settings to sweep for a net with no paper grid: the exact entropy frontier of
+    ``cache`` (the validation split's outputs) under ``exit_costs``, at most ``most`` settings
+    spread evenly along it."""
+    front = frontier.exact_frontier(cache, "entropy", exit_costs)
+    keep = numpy.unique(numpy.linspace(0, len(front) - 1, min(most, len(front))).round().astype(int))
+    return [tuple(float(v) for v in front.thresholds[i]) for i in keep]
+
+
+def _candidates(family, grid, k, fit_out, macs):
+    """(threshold settings to sweep, what they are): the given grid, else the paper's, else the
+    exact frontier on ``fit_out``."""
+    if grid is not None:
+        return [tuple(float(v) for v in t) for t in grid], "given grid"
+    if family is not None:
+        return frontier.paper_grid(family, k), PAPER_GRID
+    return (exact_candidates(fit_out, costs.exit_costs(macs)),
+            "exact entropy frontier (validation split, MACs), at most %d settings" % MAX_CANDIDATES)
 
 
 def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=None,
-             settings=None, echo=print):
+             settings=None, environment=None, grid=None, echo=print):
     """Measures a network; returns ``(result, test_outputs)``: the result dict (the schema of
     ``results.json``) and the test set's per-exit outputs (``outputs.ExitOutputs``, for figures).
     ``network``, ``family``, ``dataset``: the registered name and its paper family and dataset;
     ``cpu_nets`` and ``gpu_nets`` (or None): (branchy net, main net or None) on the CPU and a GPU;
     ``val``, ``test``: (x, t) arrays (the validation set may be empty); ``settings``: what the
-    caller records first in ``result["settings"]`` (run folder, device flags, validation size).
+    caller records first in ``result["settings"]`` (run folder, device flags, validation size);
+    ``environment``: where and how it ran (``branchynet.reporting.environment``), recorded as is;
+    ``grid``: the threshold settings to sweep (default: the paper's grid of ``family``; for a net
+    of no paper family (``family`` None) the exact frontier on validation, and no paper T row).
     """
     (x_val, t_val), (x_test, t_test) = val, test
     n_time = min(options.timing_samples, len(x_test))
@@ -231,9 +270,6 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     branchy_cpu, main_cpu = cpu_nets
     branchy, main = gpu_nets if gpu_nets is not None else cpu_nets
     k = branchy.numexits()
-    if main is None:
-        echo(report.missing_baseline_warning((settings or {}).get("run_dir", "the run folder")))
-
     test_out = outputs.ExitOutputs.from_net(branchy, x_test, t_test, progress=options.progress,
                                             desc="test set, every exit")
     val_out = (outputs.ExitOutputs.from_net(branchy, x_val, t_val, progress=options.progress,
@@ -241,15 +277,18 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     acc, val_base_acc = _accuracies(main, test_out, val_out, test, val)
     base_key = "main" if main is not None else "branchy_final"
 
-    grid = frontier.paper_grid(family, k)
-    paper_t = paper.paper_thresholds(family)
+    macs = costs.count_macs(branchy_cpu, x_test[:1])
+    grid, candidates = _candidates(family, grid, k, val_out if val_out is not None else test_out,
+                                  macs)
+    paper_t = frontier.paper_thresholds(family) if family is not None else None
     test_rows = test_out.sweep(grid)
-    paper_row = test_out.evaluate(paper_t)
-    paper_row["in_grid"] = tuple(paper_t) in set(grid)
+    paper_row = None
+    if paper_t is not None:
+        paper_row = test_out.evaluate(paper_t)
+        paper_row["in_grid"] = tuple(paper_t) in set(grid)
     val_rows = val_out.sweep(grid) if val_out is not None else None
     points = frontier.grid(test_out, grid, [1.0] * k)  # priced per device in _select
     val_points = frontier.grid(val_out, grid, [1.0] * k) if val_out is not None else None
-    macs = costs.count_macs(branchy_cpu, x_test[:1])
 
     devices = [] if gpu_nets is not None and options.gpu_only else [("cpu", branchy_cpu, main_cpu)]
     if gpu_nets is not None:
@@ -257,21 +296,18 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
     measured, selection = _per_device(devices, options, timed, test_out,
                                       grid, (test_rows, paper_row, val_rows), (points, val_points),
                                       (acc[base_key], val_base_acc), paper_t, macs, echo)
-    table = [row for dev in measured for row in report.table_rows(
-        family, dev, measured[dev], acc, test_rows, paper_row, selection[dev])]
-
     result = {
         "network": network, "family": family, "dataset": dataset,
         "net_config": getattr(branchy, "config", None),
-        "environment": report.environment(gpu=branchy.device if gpu_nets is not None else None),
+        "environment": environment,
         "settings": dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu),
                          test_samples=len(x_test), val_samples=len(x_val),
                          timing_samples=n_time, throughput_samples=n_tp,
-                         **_options_record(options, family)),
+                         **_options_record(options, family, candidates)),
         "accuracy": acc, "val_baseline_accuracy": val_base_acc,
-        "macs": macs, "macs_reference_M": paper.MACS_M[family],
-        "paper_thresholds": list(paper_t), "paper_row": paper_row,
+        "macs": macs,
+        "paper_thresholds": list(paper_t) if paper_t is not None else None, "paper_row": paper_row,
         "rows": test_rows, "val_rows": val_rows,
-        "selection": selection, "devices": measured, "table": table,
+        "selection": selection, "devices": measured,
     }
     return result, test_out

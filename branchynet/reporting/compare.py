@@ -2,7 +2,7 @@
 ``make reproduce``.
 
 ``compare(new, committed)`` takes two result dicts (``results.json``, written by
-``branchynet.reporting.report.write_results``) of the same network and returns a ``Comparison``: one line per
+``experiments/measure.py``) of the same network and returns a ``Comparison``: one line per
 number, each ours now, the committed one and the paper's where it has one. Only numbers that do not
 depend on the machine are judged: accuracies (baseline, final exit, each exit alone, the paper's
 operating point) and exit shares, at the paper's T and at every point of the threshold sweep. They are
@@ -80,35 +80,8 @@ def _device_ms(result, dev, row_name):
     return None
 
 
-def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
-    """The ``Comparison`` of two result dicts of one network (see the module docstring)."""
-    reasons = _not_comparable(new, committed)
-    if reasons:
-        return Comparison(NOT_COMPARABLE, [], reasons)
-    family = new["family"]
-    table1 = paper.TABLE1[family]
-    lines = []
-
-    def judged(what, a, b, paper_value=None, unit="%"):
-        lines.append(Line(what, a, b, paper_value, True, _close(a, b, tolerance), unit))
-
-    acc_new, acc_old = new["accuracy"], committed["accuracy"]
-    judged("baseline accuracy (main.npz)", _pct(acc_new["main"]), _pct(acc_old["main"]),
-           table1["cpu"]["baseline"]["accuracy"])
-    judged("final exit accuracy (branchy.npz)", _pct(acc_new["branchy_final"]),
-           _pct(acc_old["branchy_final"]))
-    for k, (a, b) in enumerate(zip(acc_new["per_exit"], acc_old["per_exit"])):
-        judged("exit %d alone, accuracy" % (k + 1), _pct(a), _pct(b))
-    if len(acc_new["per_exit"]) != len(acc_old["per_exit"]):
-        judged("number of exits", len(acc_new["per_exit"]), len(acc_old["per_exit"]), unit="")
-
-    t = ", ".join("%g" % v for v in new["paper_thresholds"])
-    pn, po = new["paper_row"], committed["paper_row"]
-    judged("paper T (%s), accuracy" % t, _pct(pn["accuracy"]), _pct(po["accuracy"]),
-           table1["cpu"]["branchy"]["accuracy"])
-    judged("paper T (%s), exit %%" % t, [_pct(f) for f in pn["exit_fractions"]],
-           [_pct(f) for f in po["exit_fractions"]], list(table1["exits"]))
-
+def _sweep_line(new, committed, tolerance):
+    """One judged line for the whole sweep: every point's accuracy and exit % equal."""
     old_rows = {tuple(r["thresholds"]): r for r in committed["rows"]}
     differing = []
     for row in new["rows"]:
@@ -119,13 +92,17 @@ def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
                            [_pct(f) for f in other["exit_fractions"]], tolerance)):
             differing.append(tuple(row["thresholds"]))
     differing += list(old_rows)  # committed points this run lacks
-    lines.append(Line("sweep: accuracy and exit %% at %d thresholds" % len(new["rows"]),
-                      "%d differ" % len(differing) if differing else "all equal",
-                      "%d points" % len(committed["rows"]), None, True, not differing, ""))
+    line = Line("sweep: accuracy and exit %% at %d thresholds" % len(new["rows"]),
+                "%d differ" % len(differing) if differing else "all equal",
+                "%d points" % len(committed["rows"]), None, True, not differing, "")
     if differing:
-        lines[-1].what += " (differing: %s)" % "; ".join(
-            ", ".join("%g" % v for v in t_) for t_ in differing[:5])
+        line.what += " (differing: %s)" % "; ".join(", ".join("%g" % v for v in t) for t in differing[:5])
+    return line
 
+
+def _shown_lines(new, committed, table1):
+    """Machine-dependent numbers, shown beside and never judged: batch-1 ms and the knees."""
+    lines = []
     for dev in sorted(set(new.get("devices", {})) & set(committed.get("devices", {}))):
         for row_name in ("baseline (main.npz)", "paper T"):
             a, b = _device_ms(new, dev, row_name), _device_ms(committed, dev, row_name)
@@ -134,12 +111,43 @@ def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
                 lines.append(Line("%s ms per sample, %s, batch 1" % (dev.upper(), row_name), a, b,
                                   p["ms"] if p else None, False, None, "ms"))
         for key, label in (("test", "knee (test)"), ("val", "knee (val)")):
-            a = _knee(new, dev, key)
-            b = _knee(committed, dev, key)
+            a, b = _knee(new, dev, key), _knee(committed, dev, key)
             if a is not None or b is not None:
                 lines.append(Line("%s %s thresholds (chosen by time)" % (dev.upper(), label), a, b,
                                   None, False, None, "T"))
+    return lines
 
+
+def compare(new, committed, tolerance=DEFAULT_TOLERANCE):
+    """The ``Comparison`` of two result dicts of one network (see the module docstring)."""
+    reasons = _not_comparable(new, committed)
+    if reasons:
+        return Comparison(NOT_COMPARABLE, [], reasons)
+    table1 = paper.TABLE1.get(new["family"], {})
+    theirs = table1.get("cpu", {})
+    lines = []
+
+    def judged(what, a, b, paper_value=None, unit="%"):
+        lines.append(Line(what, a, b, paper_value, True, _close(a, b, tolerance), unit))
+
+    acc_new, acc_old = new["accuracy"], committed["accuracy"]
+    judged("baseline accuracy (main.npz)", _pct(acc_new["main"]), _pct(acc_old["main"]),
+           theirs.get("baseline", {}).get("accuracy"))
+    judged("final exit accuracy (branchy.npz)", _pct(acc_new["branchy_final"]),
+           _pct(acc_old["branchy_final"]))
+    for k, (a, b) in enumerate(zip(acc_new["per_exit"], acc_old["per_exit"])):
+        judged("exit %d alone, accuracy" % (k + 1), _pct(a), _pct(b))
+    if len(acc_new["per_exit"]) != len(acc_old["per_exit"]):
+        judged("number of exits", len(acc_new["per_exit"]), len(acc_old["per_exit"]), unit="")
+    pn, po = new["paper_row"], committed["paper_row"]
+    if pn is not None or po is not None:
+        t = ", ".join("%g" % v for v in new["paper_thresholds"])
+        judged("paper T (%s), accuracy" % t, _pct((pn or {}).get("accuracy")),
+               _pct((po or {}).get("accuracy")), theirs.get("branchy", {}).get("accuracy"))
+        judged("paper T (%s), exit %%" % t, [_pct(f) for f in (pn or {}).get("exit_fractions", [])],
+               [_pct(f) for f in (po or {}).get("exit_fractions", [])], list(table1.get("exits", [])))
+    lines.append(_sweep_line(new, committed, tolerance))
+    lines += _shown_lines(new, committed, table1)
     bad = [line.what for line in lines if line.judged and not line.same]
     return Comparison(DIFFERS if bad else REPRODUCED, lines, bad)
 

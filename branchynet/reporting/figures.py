@@ -2,9 +2,10 @@
 against accuracy (%), the frontier as a blue line, the baseline as a red diamond, the knee as a green
 star.
 
-All functions write a PNG to ``path`` and return it. They build figures with matplotlib's
-object-oriented API, not pyplot: no window opens, and the backend of a session that imports this
-module (a notebook's inline one, say) is left as it is.
+Each ``plot_*`` function draws on a matplotlib Axes it is given (ChainerCV's ``vis_*`` style) and
+returns it; the caller makes the figure and saves it (``new_figure``, ``save``). Nothing here uses
+pyplot: no window opens, and the backend of a session that imports this module (a notebook's
+inline one, say) is left as it is.
 """
 import os
 
@@ -18,25 +19,31 @@ KNEE_COLOR = "#50d350"
 EXIT_COLORS = ("#5163d3", "#50d350", "#d3515a", "#d3a251", "#9151d3", "#51c4d3")
 
 
-def _save(fig, path):
+def new_figure(ncols=1, width=1):
+    """A Figure of ``ncols`` side-by-side Axes (the original's size per Axes, ``width`` times as
+    wide); returns (figure, axes), axes an array when ``ncols`` > 1."""
+    fig = Figure(figsize=(width * FIGSIZE[0] * ncols, FIGSIZE[1]))
+    return fig, fig.subplots(1, ncols)
+
+
+def save(fig, path):
+    """Writes ``fig`` as a 150-dpi PNG at ``path`` (folders made); returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     return path
 
 
-def tradeoff(rows, time_key, frontier, knee, baseline_ms, baseline_accuracy, path, title=None,
-             xlabel="Runtime (ms)", marks=()):
+def plot_tradeoff(ax, times, accuracies, frontier, knee, baseline_ms, baseline_accuracy, title=None,
+                  xlabel="Runtime (ms)", marks=()):
     """Accuracy against runtime (Fig. 3): every configuration as a faint dot, the frontier as a
     line, the baseline as a red diamond and the knee as a green star.
 
-    ``rows``: sweep rows with ``accuracy`` (a fraction) and ``time_key`` (ms); ``frontier``:
-    indices in runtime order; ``knee``: an index or None; ``marks``: extra (label, ms, accuracy)
-    points drawn as black crosses (e.g. the paper's thresholds)."""
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.subplots()
-    times = numpy.array([r[time_key] for r in rows], dtype=float)
-    accs = 100.0 * numpy.array([r["accuracy"] for r in rows], dtype=float)
+    ``times`` (ms) and ``accuracies`` (fractions): one per configuration; ``frontier``: indices in
+    runtime order; ``knee``: an index or None; ``marks``: extra (label, ms, accuracy) points drawn
+    as black crosses (e.g. the paper's thresholds)."""
+    times = numpy.asarray(times, dtype=float)
+    accs = 100.0 * numpy.asarray(accuracies, dtype=float)
     ax.scatter(times, accs, s=6, color="0.75", zorder=1, label="configurations")
     ax.plot(times[frontier], accs[frontier], "-o", color=FRONTIER_COLOR, markersize=3, zorder=2,
             label="B-net frontier")
@@ -54,7 +61,7 @@ def tradeoff(rows, time_key, frontier, knee, baseline_ms, baseline_accuracy, pat
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return ax
 
 
 def _stage_offsets(log):
@@ -70,21 +77,14 @@ def _stage_offsets(log):
     return numpy.array(x), boundary
 
 
-def training_curves(log, path, title=None):
-    """training_curves_figure saved to ``path`` (PNG); returns the path."""
-    return _save(training_curves_figure(log, title), path)
-
-
-def training_curves_figure(log, title=None):
-    """Loss and accuracy per exit against epoch, pretraining then joint training (a dotted line
-    between the stages); training set solid, validation set dashed. ``log``: the entries of
-    ``training.read_log``. Returns the Figure (a notebook displays it)."""
-    fig = Figure(figsize=(2 * FIGSIZE[0], FIGSIZE[1]))
-    axes = fig.subplots(1, 2)
+def plot_training_curves(axes, log, title=None):
+    """Loss (``axes[0]``) and accuracy (``axes[1]``) per exit against epoch, pretraining then joint
+    training (a dotted line between the stages); training set solid, validation set dashed.
+    ``log``: the entries of ``trainer.read_log``. Returns the axes."""
     if not log:
         for ax in axes:
             ax.text(0.5, 0.5, "no training log", ha="center", va="center")
-        return fig
+        return axes
     x, boundary = _stage_offsets(log)
     num_exits = len(log[0]["train/loss"])
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -103,17 +103,15 @@ def training_curves_figure(log, title=None):
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6)
     if title:
-        fig.suptitle(title, fontsize=9)
-    return fig
+        axes[0].figure.suptitle(title, fontsize=9)
+    return axes
 
 
-def entropy_distributions(entropies, path, title=None, floor=1e-8):
+def plot_entropies(ax, entropies, title=None, floor=1e-8):
     """Histogram of each exit's softmax entropy (nats) over a set, log-spaced bins from the
     smallest entropy (at least ``floor``; smaller ones, zeros included, count in the first bin)
     to the largest."""
     entropies = numpy.asarray(entropies, dtype=float)
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.subplots()
     top = max(float(entropies.max()) if entropies.size else 1.0, floor * 10)
     positive = entropies[entropies > 0]
     bottom = min(max(floor, float(positive.min()) if positive.size else floor), top / 10)
@@ -129,16 +127,14 @@ def entropy_distributions(entropies, path, title=None, floor=1e-8):
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return ax
 
 
-def exit_fractions(entropies, thresholds, path, title=None):
+def plot_exit_fractions(ax, entropies, thresholds, title=None):
     """Fraction of samples that would leave at each non-final exit against that exit's threshold,
     if every sample reached it (entropy < T): each exit's share with only that exit open. The
     swept threshold values are marked."""
     entropies = numpy.asarray(entropies, dtype=float)
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.subplots()
     thresholds = numpy.asarray(sorted(thresholds), dtype=float)
     dense = numpy.logspace(numpy.log10(thresholds.min()), numpy.log10(thresholds.max()), 200)
     for k, ent in enumerate(entropies[:-1]):
@@ -155,4 +151,4 @@ def exit_fractions(entropies, thresholds, path, title=None):
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return ax

@@ -14,12 +14,13 @@ code, as docs/original.md describes them:
 * ``MACS_M``: multiply-accumulates per sample of each trunk segment and head, in millions
   (docs/original.md#cost-per-segment, computed from the layer specifications of the original code).
 * ``SCHEDULES``: the training schedule of each network (docs/original.md#schedules).
-* ``THRESHOLD_LISTS`` and ``INC_AMT``: the threshold sweep and the frontier's tolerance of the
-  original experiments (docs/original.md#threshold-lists, #frontier-and-knee).
+The original's threshold sweep, frontier tolerance and Table I thresholds are the evaluation's
+(``branchynet.evaluation.frontier``: ``THRESHOLD_LISTS``, ``INC_AMT``, ``PAPER_THRESHOLDS``).
 
 Everything is keyed by the *family*, the paper's network a registered variant belongs to
 (``networks.family_of``): "lenet", "alexnet" or "resnet110".
 """
+from branchynet.evaluation.frontier import PAPER_THRESHOLDS
 
 PAPER_HARDWARE = "3.0GHz CPU with 20MB L3 Cache; NVIDIA GeForce GTX TITAN X (Maxwell) 12GB"
 
@@ -37,7 +38,7 @@ DISPLAY_NAMES = {
 # at each exit, first exit first.
 TABLE1 = {
     "lenet": {
-        "thresholds": (0.025,),
+        "thresholds": PAPER_THRESHOLDS["lenet"],
         "exits": (94.3, 5.63),
         "cpu": {"baseline": {"accuracy": 99.20, "ms": 3.37},
                 "branchy": {"accuracy": 99.25, "ms": 0.62, "gain": 5.4}},
@@ -45,7 +46,7 @@ TABLE1 = {
                 "branchy": {"accuracy": 99.25, "ms": 0.34, "gain": 4.7}},
     },
     "alexnet": {
-        "thresholds": (0.0001, 0.05),
+        "thresholds": PAPER_THRESHOLDS["alexnet"],
         "exits": (65.6, 25.2, 9.2),
         "cpu": {"baseline": {"accuracy": 78.38, "ms": 9.56},
                 "branchy": {"accuracy": 79.19, "ms": 6.32, "gain": 1.5}},
@@ -53,7 +54,7 @@ TABLE1 = {
                 "branchy": {"accuracy": 79.19, "ms": 1.30, "gain": 2.4}},
     },
     "resnet110": {
-        "thresholds": (0.3, 0.2),
+        "thresholds": PAPER_THRESHOLDS["resnet110"],
         "exits": (41.5, 13.8, 44.7),
         "cpu": {"baseline": {"accuracy": 80.70, "ms": 137.20},
                 "branchy": {"accuracy": 79.17, "ms": 73.5, "gain": 1.9}},
@@ -98,25 +99,3 @@ SCHEDULES = {
     "resnet110": {"network": "b-resnet110", "main_epochs": 100, "joint_epochs": 100,
                   "batchsize": 128},
 }
-
-# Ours, not the paper's (which chose its thresholds on the test set): the training images held
-# out as the validation split on which thresholds are chosen.
-DEFAULT_VAL_SIZE = 5000
-
-# docs/original.md#threshold-lists: the per-exit threshold lists of the original experiments (nats); the
-# sweep is their Cartesian product over the K-1 non-final exits.
-LENET_THRESHOLDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
-                    1.0, 2.0, 3.0, 5.0, 10.0)  # 17 configurations (B-LeNet has one early exit)
-ALEXNET_THRESHOLDS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 0.75, 1.0, 5.0, 10.0)  # 11 x 11
-RESNET_THRESHOLDS = LENET_THRESHOLDS  # 17 x 17 = 289; the paper's (0.3, 0.2) is not in it
-
-THRESHOLD_LISTS = {"lenet": LENET_THRESHOLDS, "alexnet": ALEXNET_THRESHOLDS,
-                   "resnet110": RESNET_THRESHOLDS}
-
-# docs/original.md#frontier-and-knee: the original's frontier tolerance, a fraction of accuracy (0.01 points).
-INC_AMT = -0.0001
-
-
-def paper_thresholds(family):
-    """The thresholds of the paper's Table I row for a family, one per non-final exit."""
-    return tuple(TABLE1[family]["thresholds"])

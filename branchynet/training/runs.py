@@ -22,12 +22,12 @@ import numpy
 
 import chainer
 
-from branchynet.data.split import load_split, run_statistics
+from branchynet.data.split import VAL_SIZE, load_split, run_statistics
 from branchynet.model import serialization
 from branchynet.model.loss import loss_weights
-from branchynet.reporting import report
 from branchynet.training import lock, trainer
 from branchynet.training.optimizers import OptimizerSettings
+from branchynet.versions import versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +42,7 @@ class RunSettings:
     weights: str = None
     beta1: float = 0.9
     seed: int = 0
-    val_size: int = 5000
+    val_size: int = VAL_SIZE
     train_subset: int = 0
     main_from: str = None
     net_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -85,7 +85,7 @@ def launch_info(device, stock_chainer, command=None, dist=None):
     gpu = chainer.get_device(device)
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device, "stock_chainer": stock_chainer,
-            "versions": report.versions(gpu if gpu.xp is not numpy else None),
+            "versions": versions(gpu if gpu.xp is not numpy else None),
             "git_commit": git_commit(), "command": command}
     if dist is not None:
         info["processes"] = {"count": dist.size, "communicator": dist.communicator_name}

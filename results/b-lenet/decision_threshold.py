@@ -11,9 +11,8 @@ import numpy
 
 import networks
 from branchynet.data import datasets
-from branchynet.evaluation import timing
+from branchynet.evaluation import frontier, timing
 from branchynet.model import exit_rule
-from branchynet.reporting import paper
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run", "branchy.npz")
 
@@ -22,7 +21,7 @@ def main(n=1000, repeats=5):
     net = networks.load(RUN)
     _, test = datasets.get_mnist(download=False)
     x = datasets.arrays(test)[0][:n]
-    paper_t = paper.paper_thresholds("lenet")[0]
+    paper_t = frontier.paper_thresholds("lenet")[0]
     segment, head, context = net.inference_steps(x)
     with context:
         logits = head(0, segment(0, x))

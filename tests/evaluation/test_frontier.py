@@ -12,7 +12,6 @@ import networks
 from branchynet.evaluation import costs, frontier, selection
 from branchynet.evaluation.outputs import ExitOutputs
 from branchynet.model import measures
-from branchynet.reporting import paper
 from tests.evaluation.synthetic import outputs_of_probs, outputs_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,12 +137,12 @@ def test_grid_frontier_is_the_pareto_set_of_the_grid_and_never_beats_the_exact_o
 def test_paper_grids_are_the_products_of_the_families_lists():
     for name, exits in (("b-lenet", 2), ("b-alexnet", 3), ("b-alexnet-paper", 3),
                         ("b-resnet110", 3), ("b-resnet110-paper", 3)):
-        values = paper.THRESHOLD_LISTS[networks.family_of(name)]
+        values = frontier.THRESHOLD_LISTS[networks.family_of(name)]
         grid = frontier.paper_grid(networks.family_of(name), exits)
         assert grid == [tuple(c) for c in itertools.product(*[values] * (exits - 1))]
     assert len(frontier.paper_grid("lenet", 2)) == 17  # docs/original.md#threshold-lists
     assert len(frontier.paper_grid("alexnet", 3)) == 121 and len(frontier.paper_grid("resnet110", 3)) == 289
-    assert paper.paper_thresholds("resnet110") == (0.3, 0.2)
+    assert frontier.paper_thresholds("resnet110") == (0.3, 0.2)
     assert (0.3, 0.2) not in set(frontier.paper_grid("resnet110", 3))  # as the reference notes
 
 

@@ -3,6 +3,7 @@ joint epoch on 2,000 images from the committed B-LeNet trunk, then the report of
 real validation and test splits go once through every exit; few samples timed)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,13 @@ def test_beyond_train_and_report(tmp_path):
     (out / "report.md").unlink()
     _run(["experiments/beyond.py", "--network", "b-lenet", "--out", out, "--rewrite"])
     assert (out / "report.md").read_text() == text
+
+
+@pytest.mark.parametrize("network", ["b-lenet", "b-alexnet", "b-resnet110"])
+def test_the_committed_reports_render_again_as_committed(tmp_path, network):
+    """report.md from the committed report.json (--rewrite: no measuring) is the committed one."""
+    committed = ROOT / "results" / network / "beyond"
+    shutil.copy(committed / "report.json", tmp_path / "report.json")
+    _run(["experiments/beyond.py", "--network", network, "--out", tmp_path, "--rewrite"])
+    assert (tmp_path / "report.md").read_text() == (committed / "report.md").read_text()
+    assert (tmp_path / "frontiers_by_measure.png").stat().st_size > 1000

@@ -16,15 +16,15 @@ import pytest
 import branchynet  # noqa: F401
 import networks
 from branchynet.model import serialization
-from branchynet.reporting import paper
+from branchynet.reporting import paper, table1
 from branchynet.training import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPTS = {
-    "b-lenet": ("experiments/lenet_mnist.py", [], 17, 2),
-    "b-alexnet": ("experiments/alex_cifar10.py", [], 121, 3),
-    "b-resnet110": ("experiments/resnet_cifar10.py", ["--net-arg", "n=1"], 289, 3),
+    "b-lenet": ("experiments/measure.py", ["--network", "b-lenet"], 17, 2),
+    "b-alexnet": ("experiments/measure.py", ["--network", "b-alexnet"], 121, 3),
+    "b-resnet110": ("experiments/measure.py", ["--network", "b-resnet110", "--net-arg", "n=1"], 289, 3),
 }
 TINY = ["--main-epochs", "1", "--joint-epochs", "1", "--batchsize", "128", "--train-subset", "256",
         "--val-size", "100", "--test-subset", "200", "--timing-samples", "20", "--repeats", "1",
@@ -143,8 +143,9 @@ def test_script_writes_well_formed_results(network, results_root):
 
 def test_second_run_loads_the_weights_instead_of_training(results_root):
     _, first, out = run_network("b-lenet", results_root)
-    stdout = run_script("experiments/lenet_mnist.py",
-                        ["--run-dir", str(out / "run"), "--results", str(results_root / "again"),
+    stdout = run_script("experiments/measure.py",
+                        ["--network", "b-lenet", "--run-dir", str(out / "run"),
+                         "--results", str(results_root / "again"),
                          "--test-subset", "50", "--timing-samples", "5", "--repeats", "1",
                          "--warmup", "1", "--no-progress", "--stock-chainer"])
     assert "no trained weights" not in stdout
@@ -154,6 +155,19 @@ def test_second_run_loads_the_weights_instead_of_training(results_root):
     assert again["settings"]["test_samples"] == 50 and len(again["rows"]) == 17
     assert again["net_config"] == first["net_config"]
     assert again["settings"]["stock_chainer"] and not again["settings"]["fast_cpu"]
+
+
+def test_a_given_grid_replaces_the_papers(results_root):
+    _, _, out = run_network("b-lenet", results_root)
+    run_script("experiments/measure.py",
+               ["--network", "b-lenet", "--run-dir", str(out / "run"), "--results",
+                str(results_root / "grid"), "--grid", "0.01,1", "--test-subset", "50",
+                "--timing-samples", "5", "--repeats", "1", "--warmup", "1", "--no-progress"])
+    with open(results_root / "grid" / "results.json") as f:
+        result = json.load(f)
+    assert [r["thresholds"] for r in result["rows"]] == [[0.01], [1.0]]
+    assert result["settings"]["candidates"] == "given grid" and "threshold_list" not in result["settings"]
+    assert result["paper_row"]["thresholds"] == [0.025] and not result["paper_row"]["in_grid"]
 
 
 def test_joint_training_from_another_runs_main_network(results_root, tmp_path):
@@ -185,8 +199,8 @@ def test_joint_training_from_another_runs_main_network(results_root, tmp_path):
 
 
 def test_gpu_only_without_a_gpu_is_refused_before_any_work(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/lenet_mnist.py"),
-                           "--gpu-only", "--run-dir", str(tmp_path / "run"),
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/measure.py"),
+                           "--network", "b-lenet", "--gpu-only", "--run-dir", str(tmp_path / "run"),
                            "--results", str(tmp_path / "out")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--gpu-only needs a GPU --device" in proc.stderr
@@ -247,11 +261,9 @@ def test_table1_from_the_tiny_results(results_root, tmp_path):
 
 
 def test_table1_names_each_runs_schedule_against_the_papers(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    import table1
     run = tmp_path / "run"
     run.mkdir()
-    result = {"network": "b-resnet110-paper", "settings": {"run_dir": str(run)}}
+    result = {"network": "b-resnet110-paper", "family": "resnet110", "settings": {"run_dir": str(run)}}
     assert table1.schedule_of(result)["trained"] is None
     for epochs, subset, matches in ((100, 0, True), (2, 0, False), (100, 500, False)):
         serialization.write_run_info(run, {"schedule": {"main_epochs": epochs, "joint_epochs": 100},
@@ -312,7 +324,8 @@ def test_training_writes_run_json_and_the_scripts_read_it(results_root):
     assert info["device"] == "@numpy" and info["stock_chainer"] is False
     assert info["versions"]["chainer"] == "7.8.1" and info["resumes"] == []
     assert info["git_commit"] is None or len(info["git_commit"].split("+")[0]) == 40
-    assert "lenet_mnist.py" in info["command"] and "--train-subset 256" in info["command"]
+    assert "experiments/measure.py" in info["command"] and "--network b-lenet" in info["command"]
+    assert "--train-subset 256" in info["command"]
     assert info["command"] in (out / "run" / "command.txt").read_text()  # the human record too
     assert result["settings"]["val_size"] == info["val_size"]
     _, resnet, resnet_out = run_network("b-resnet110", results_root)
@@ -341,3 +354,11 @@ def test_a_resume_with_other_settings_is_refused(tmp_path, results_root):
     resumed = serialization.read_run_info(run)
     assert len(resumed["resumes"]) == 1 and resumed["resumes"][0]["stock_chainer"] is True
     assert dict(resumed, resumes=[]) == first
+
+
+def test_a_net_of_no_paper_family_has_no_paper_schedule(tmp_path):
+    run = tmp_path / "run"
+    serialization.write_run_info(run, {"schedule": {"main_epochs": 3, "joint_epochs": 2},
+                                       "batchsize": 64, "train_subset": 0})
+    schedule = table1.schedule_of({"network": "mine:net", "family": None, "settings": {"run_dir": str(run)}})
+    assert schedule == {"paper": None, "trained": "3 + 2 epochs, batch 64", "matches": None}

@@ -9,14 +9,14 @@ import sys
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet.reporting import paper, report
+from branchynet.reporting import paper, table1, tables
+from branchynet.reporting import rows as table_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "results")
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))  # the script under test
 
 import readme_results  # noqa: E402
-import table1  # noqa: E402
 
 
 def _read(*parts):
@@ -78,7 +78,7 @@ def test_each_part_of_table1_is_on_one_sample_set(table):
         assert row["timed"]["exits"] == pytest.approx([100 * c / n for c in check["exit_counts_real"]])
         assert row["timed"]["ms_e2e"] == check["ms_predicted_e2e"]  # predicted for those images
         assert "| %s | %s | paper T | %s | first %d | %.2f |" % (
-            dev.upper(), network, report._thresholds(check["thresholds"]), n,
+            dev.upper(), network, tables._thresholds(check["thresholds"]), n,
             100 * check["accuracy_real"]) in md
         # the two sets really differ here: a table mixing them would mislead
         assert row["timed"]["accuracy"] != pytest.approx(100 * result["paper_row"]["accuracy"])
@@ -88,7 +88,7 @@ def test_combine_runs_gives_mean_and_sample_sd():
     def rows(acc, exits, t):
         return [{"device": "cpu", "network": "B", "row": "paper T", "thresholds": [t],
                  "accuracy": acc, "exits": exits}]
-    combined = report.combine_runs([rows(99.0, [90.0, 10.0], 0.1), rows(98.0, [94.0, 6.0], 0.1),
+    combined = table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1), rows(98.0, [94.0, 6.0], 0.1),
                                     rows(99.5, [92.0, 8.0], 0.5)])[0]
     assert combined["runs"] == 3
     assert combined["accuracy"] == pytest.approx(98.833333333)
@@ -96,11 +96,11 @@ def test_combine_runs_gives_mean_and_sample_sd():
     assert combined["exits"] == pytest.approx([92.0, 8.0])
     assert combined["exits_sd"] == pytest.approx([2.0, 2.0])
     assert combined["thresholds_per_run"] == [[0.1], [0.1], [0.5]]
-    cells = report._accuracy_cells(combined)
+    cells = tables._accuracy_cells(combined)
     assert cells[2] == "0.1 / 0.1 / 0.5" and cells[4] == "98.83 ± 0.76"
-    assert report.combine_runs([rows(99.0, [90.0, 10.0], 0.1)])[0]["accuracy_sd"] is None
+    assert table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1)])[0]["accuracy_sd"] is None
     with pytest.raises(ValueError):
-        report.combine_runs([rows(99.0, [90.0, 10.0], 0.1), []])
+        table_rows.combine_runs([rows(99.0, [90.0, 10.0], 0.1), []])
 
 
 def test_b_lenet_accuracy_is_the_mean_of_its_comparable_runs(table):
@@ -154,8 +154,8 @@ def test_measurement_fixes_and_records_its_threads(tmp_path):
     recorded = {}
     for name, flags in (("default", []), ("two", ["--blas-threads", "2", "--kernel-threads", "2"])):
         out = tmp_path / name
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "lenet_mnist.py")]
-                              + common + flags + ["--results", str(out)],
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "measure.py"),
+                               "--network", "b-lenet"] + common + flags + ["--results", str(out)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         result = json.loads((out / "results.json").read_text())
@@ -173,7 +173,7 @@ def test_measurement_fixes_and_records_its_threads(tmp_path):
 
 
 def _gain_at(result, dev, thresholds, key="gain_measured"):
-    rows = report.result_rows(result, dev)
+    rows = table_rows.result_rows(result, dev)
     return next(r["timed"][key] for r in rows if r.get("thresholds") == thresholds
                 and r["row"] != "final exit (branchy.npz)")
 

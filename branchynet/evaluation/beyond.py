@@ -1,0 +1,213 @@
+"""The "beyond the paper" report of one network: confidence measures, threshold selection rules,
+costs, and the field's evaluations, from per-exit outputs cached in one pass.
+
+``run_report`` measures (the net runs once over the validation and test splits; everything else
+is computed from the caches) and returns the report as a JSON-able dict;
+``branchynet.reporting.beyond_markdown`` and ``beyond_figures`` render it.
+Thresholds are always fitted on the validation split and applied unchanged to the test set.
+Costs are MACs per sample (``costs.count_macs``, every head on the way included); times are
+batch-1 milliseconds on this machine (``timing.time_exits`` per exit, ``timing.time_early_exit``
+for real early-exit runs), measured on a shared CPU, so read them as indicative.
+"""
+import numpy
+
+from branchynet.data import split as data_split
+from branchynet.evaluation import costs, frontier, metrics, outputs, selection, timing
+from branchynet.model import measures
+
+BUDGETS = (0.25, 0.5, 0.75, 1.0)
+REPEATS = 3
+EPSILONS = (0.0, 0.001, 0.005)
+Q_VALUES = tuple(float(q) for q in numpy.geomspace(0.02, 50, 25))
+
+
+def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=None):
+    """(val cache, test cache, baseline accuracies {"val", "test"}) of a run: its split, with the
+    preprocessing statistics it was trained with."""
+    split = data_split.load_split(dataset, val_size, data_dir,
+                                  statistics=data_split.run_statistics(run_dir))
+    _, (x_val, t_val), (x_test, t_test) = split
+    val = outputs.ExitOutputs.from_net(net, x_val, t_val, progress=progress, desc="val exits")
+    test = outputs.ExitOutputs.from_net(net, x_test, t_test, progress=progress, desc="test exits")
+    base = {}
+    if main is not None:
+        for name, x, t in (("val", x_val, t_val), ("test", x_test, t_test)):
+            labels = numpy.concatenate([main.predict_main(x[s:s + 1000])
+                                        for s in range(0, len(x), 1000)])
+            base[name] = float((labels == t).mean())
+    return val, test, base, split, (x_test, t_test)
+
+
+def _thin(front, most=300):
+    """At most ``most`` frontier indices, evenly spread, the first and last kept (what the JSON
+    and the figures keep of frontiers that can have thousands of points)."""
+    return sorted(set(numpy.linspace(0, len(front) - 1, min(most, len(front))).round().astype(int).tolist()))
+
+
+def _point(cache, frontier, i, label):
+    row = cache.evaluate(frontier.thresholds[i], frontier.measure, frontier.exit_costs)
+    row.update(rule=label, val_accuracy=float(frontier.accuracies[i]),
+               val_cost=float(frontier.costs[i]))
+    return row
+
+
+def _rules(front, test, base_cost, base_val_acc):
+    """The rules on a frontier fitted on val, applied to test: fastest within each eps of the
+    baseline's val accuracy, most accurate within each budget."""
+    picks = []
+    for eps in EPSILONS:
+        try:
+            i = selection.fastest_within(front, base_val_acc, eps)
+            picks.append(dict(_point(test, front, i, "fastest within %.1f pp" % (100 * eps)), eps=eps))
+        except selection.Infeasible as err:
+            picks.append({"rule": "fastest within %.1f pp" % (100 * eps), "eps": eps,
+                          "infeasible": str(err)})
+    return {"fastest_within": picks,
+            "budgets": [{"fraction": b["fraction"], "row": b["row"]}
+                        for b in metrics.at_budgets(front, test, base_cost, BUDGETS)]}
+
+
+def measure_section(val, test, name, exit_cost, base_cost, base_val_acc):
+    """One measure: its validation frontier applied to test, the rules' picks, budgets, MSDNet's
+    geometric exit distributions."""
+    front = frontier.exact_frontier(val, name, exit_cost)
+    thin = _thin(front)
+    rows = front.rows()
+    out = {"measure": name, "frontier_size": len(front),
+           "frontier_val": [rows[i] for i in thin],
+           "frontier_test": [test.evaluate(front.thresholds[i], name, exit_cost) for i in thin]}
+    out.update(_rules(front, test, base_cost, base_val_acc))
+    geo = []
+    for q in Q_VALUES:
+        f = selection.geometric_fractions(q, val.num_exits)
+        t = selection.distribution_thresholds(val, name, f)
+        row = test.evaluate(t, name, exit_cost)
+        row.update(q=q, target_fractions=f.tolist())
+        geo.append(row)
+    out["geometric"] = geo
+    return out, front
+
+
+def paper_knee(val, test, grid, exit_cost, base_val_acc):
+    """The paper's knee of ``grid`` fitted on val (entropy), applied to test, with every grid
+    setting on test."""
+    front, at = selection.paper_knee(val, grid, exit_cost, base_val_acc)
+    knee_t = front.thresholds[at].tolist()
+    return {"grid_size": len(grid), "thresholds": knee_t,
+            "val": val.evaluate(knee_t, "entropy", exit_cost),
+            "test": test.evaluate(knee_t, "entropy", exit_cost),
+            "grid_test": [test.evaluate(t, "entropy", exit_cost) for t in grid]}
+
+
+def _measured_runs(net, sections, x, ms_cost, progress):
+    """Real batch-1 early-exit runs at each measure's first feasible pick, beside the ms its
+    per-exit times predict for the exits the samples took."""
+    runs_out = []
+    for name, section in sections.items():
+        pick = next((p for p in section["fastest_within"] if "infeasible" not in p), None)
+        if pick is None:
+            continue
+        real = timing.time_early_exit(net, x, pick["thresholds"], 1, REPEATS, 10, progress,
+                                      "early exit (%s)" % name, name)
+        fractions = numpy.bincount(real["exits"], minlength=net.numexits()) / len(real["exits"])
+        runs_out.append({"measure": name, "rule": pick["rule"], "thresholds": pick["thresholds"],
+                         "measured_ms": real["detail"]["min"],
+                         "predicted_ms": costs.expected_cost(fractions, ms_cost),
+                         "samples": len(x)})
+    return runs_out
+
+
+def time_section(net, main, val, test, x_test, sections, thresholds, timing_samples=300,
+                 measured_samples=500, progress=None):
+    """Per-exit batch-1 ms (heads deciding at ``thresholds``), the rules with a time budget, and
+    real runs beside predictions. The CPU is shared: each time is the fastest of REPEATS passes,
+    the least disturbed."""
+    x_time = x_test[:timing_samples]
+    per_exit = timing.time_exits(net, x_time, repeats=REPEATS, warmup=10, thresholds=thresholds,
+                                 progress=progress)
+    parts = {"segment_ms": [s["min"] for s in per_exit["segments"]],
+             "head_ms": [h["min"] for h in per_exit["heads"]]}
+    ms_cost = costs.exit_costs(parts)
+    base_ms = timing.time_baseline(main if main is not None else net, x_time, repeats=REPEATS,
+                                   warmup=10, progress=progress)["detail"]["min"]
+    budgets = {}
+    for name in ("entropy", "max_prob"):
+        if name in sections:
+            front_ms = frontier.exact_frontier(val, name, ms_cost)
+            budgets[name] = [{"fraction": b["fraction"], "row": b["row"]} for b in
+                             metrics.at_budgets(front_ms, test, base_ms, (0.5, 0.75))]
+    return dict(parts, exit_ms=ms_cost.tolist(), baseline_ms=base_ms, samples=timing_samples,
+                repeats=REPEATS, budgets=budgets,
+                measured=_measured_runs(net, sections, x_test[:measured_samples], ms_cost, progress))
+
+
+def _oracle_curve(test, exit_cost, most=400):
+    curve_c, curve_a = metrics.oracle_curve(test, exit_cost)
+    step = max(1, len(curve_c) // most)
+    return {"cost": curve_c[::step].tolist() + [float(curve_c[-1])],
+            "accuracy": curve_a[::step].tolist() + [float(curve_a[-1])]}
+
+
+def run_report(net, main, run_dir, dataset, family, val_size=data_split.VAL_SIZE,
+               data_dir=None, timing_samples=300, measured_samples=500, progress=None,
+               measures=measures.NAMES):
+    """The report of one run (a JSON-able dict); see the module docstring. ``family``: the paper
+    family whose threshold grid and knee are set beside the exact search, or None (a user's net)."""
+    val, test, base, split, (x_test, _) = load_caches(net, main, run_dir, dataset, val_size,
+                                                      data_dir, progress)
+    macs = costs.count_macs(net, x_test[:1])
+    exit_cost, base_cost = costs.exit_costs(macs), costs.baseline_cost(macs)
+    base_val = base.get("val", 1.0)
+    report = {"run": run_dir, "split": split.description, "baseline_accuracy": base,
+              "macs": macs, "cost_table": costs.cost_table(macs),
+              "anytime": metrics.anytime(test, exit_cost),
+              "oracle": {"val": metrics.oracle(val, exit_cost),
+                         "test": metrics.oracle(test, exit_cost)},
+              "overthinking": metrics.overthinking(test),
+              "calibration": metrics.calibration(test), "measures": {}}
+    for name in measures:
+        report["measures"][name] = measure_section(val, test, name, exit_cost, base_cost,
+                                                   base_val)[0]
+    if family is not None:
+        grid = frontier.paper_grid(family, net.numexits())
+        report["paper_knee"] = paper_knee(val, test, grid, exit_cost, base_val)
+        report["paper_grid_rules"] = _rules(frontier.grid_frontier(val, "entropy", grid, exit_cost),
+                                            test, base_cost, base_val)
+    knee_t = report["paper_knee"]["thresholds"] if family is not None else None
+    report["time"] = time_section(net, main, val, test, x_test, report["measures"], knee_t,
+                                  timing_samples, measured_samples, progress)
+    report["oracle_curve_test"] = _oracle_curve(test, exit_cost)
+    report["base_cost"] = base_cost
+    return report
+
+
+def compare_runs(entries, exit_cost_of, fractions=BUDGETS, measures=("entropy", "max_prob")):
+    """Accuracy at fractions of the baseline's cost for several runs: ``entries`` is a list of
+    (label, val cache, test cache, base cost, baseline val accuracy); returns per run and measure
+    the test rows, and mean and spread over the runs."""
+    per_run, summary = [], {}
+    for label, val, test, base_cost, base_val in entries:
+        exit_cost = exit_cost_of(label)
+        row = {"run": label, "anytime": metrics.anytime(test, exit_cost),
+               "ece": [c["ece"] for c in metrics.calibration(test)], "measures": {}}
+        for name in measures:
+            front = frontier.exact_frontier(val, name, exit_cost)
+            budgets = metrics.at_budgets(front, test, base_cost, fractions)
+            try:
+                at_base = _point(test, front, selection.fastest_within(front, base_val, 0.0),
+                                 "fastest within 0.0 pp")
+            except selection.Infeasible as err:
+                at_base = {"infeasible": str(err)}
+            row["measures"][name] = {"budgets": [{"fraction": b["fraction"], "row": b["row"]}
+                                                 for b in budgets], "at_baseline": at_base,
+                                     "frontier_test": [test.evaluate(front.thresholds[i], name, exit_cost)
+                                                       for i in _thin(front)]}
+        per_run.append(row)
+    for name in measures:
+        summary[name] = []
+        for i, f in enumerate(fractions):
+            accs = [r["measures"][name]["budgets"][i]["row"] and
+                    r["measures"][name]["budgets"][i]["row"]["accuracy"] for r in per_run]
+            summary[name].append(dict(metrics.mean_spread(accs), fraction=f))
+    return {"runs": per_run, "summary": summary}
+
