@@ -310,6 +310,17 @@ def parse_args(argv=None):
     return args
 
 
+def write(args, argv, context, results, lines):
+    os.makedirs(args.out, exist_ok=True)
+    info = {"command": " ".join(["python", os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
+            "train_flags": FLAGS, "seed": args.seed, "host": platform.node(),
+            "reference_seconds": round(context["seconds"], 1), "results": results}
+    with open(os.path.join(args.out, "faults.json"), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+    with open(os.path.join(args.out, "summary.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main(argv=None):
     args = parse_args(argv)
     rng = random.Random(args.seed)
@@ -326,15 +337,8 @@ def main(argv=None):
                 " (%s)" % ", ".join("%d %s" % (n, o) for o, n in sorted(outcomes.items()))
                 if outcomes else "")))
             print(lines[-1], flush=True)
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        info = {"command": " ".join(["python", os.path.relpath(__file__, ROOT)] + (argv or sys.argv[1:])),
-                "train_flags": FLAGS, "seed": args.seed, "host": platform.node(),
-                "reference_seconds": round(context["seconds"], 1), "results": results}
-        with open(os.path.join(args.out, "faults.json"), "w") as f:
-            json.dump(info, f, indent=1, default=str)
-        with open(os.path.join(args.out, "summary.txt"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+            if args.out:  # after each kind: what was measured survives a later crash
+                write(args, argv, context, results, lines)
     return 0 if all(r["ok"] == r["trials"] for r in results.values()) else 1
 
 

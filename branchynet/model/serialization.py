@@ -20,6 +20,7 @@ with (``branchynet.training.runs``).
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -42,8 +43,10 @@ def _unreadable(path, err):
         "(experiments/train.py --out FOLDER, see README.md)." % (path, type(err).__name__, err))
 
 
-# what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError)
-READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError; a
+# damaged array header, read before the member's checksum: SyntaxError or tokenize.TokenError)
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, SyntaxError, tokenize.TokenError)
+READ_ERRORS = _DAMAGE + (OSError, ValueError)
 
 
 def _plain_thresholds(thresholds):
@@ -146,7 +149,7 @@ def load_into(net, path):
     thresholds = _read_entries(path)[1]
     try:
         chainer.serializers.load_npz(path, net)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+    except _DAMAGE as err:
         raise _unreadable(path, err) from err
     if thresholds != "absent":
         net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
