@@ -151,6 +151,9 @@ def load_into(net, path):
         chainer.serializers.load_npz(path, net)
     except _DAMAGE as err:
         raise _unreadable(path, err) from err
+    except KeyError as err:  # a member's name damaged, or the file of another network
+        raise ModelFileError("%s lacks an array this net has (%s): it is damaged, or saved from "
+                             "another network" % (path, err.args[0] if err.args else err)) from err
     if thresholds != "absent":
         net.thresholds = tuple(thresholds) if isinstance(thresholds, list) else thresholds
     return net

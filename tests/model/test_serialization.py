@@ -142,3 +142,19 @@ def test_a_damaged_array_header_is_a_model_file_error(tmp_path):
     with pytest.raises(serialization.ModelFileError, match=str(path)):
         serialization.load(str(path), networks.build)
     assert not snapshots.readable(str(path))
+
+
+def test_a_damaged_member_name_is_a_model_file_error(tmp_path):
+    import zipfile
+
+    import networks
+    path = tmp_path / "m.npz"
+    serialization.save(networks.build("b-lenet"), str(path))
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    name = next(n for n in members if n.endswith("W.npy"))
+    with zipfile.ZipFile(path, "w") as z:
+        for member, data in members.items():
+            z.writestr(member.replace("W.npy", "X.npy") if member == name else member, data)
+    with pytest.raises(serialization.ModelFileError, match=str(path)):
+        serialization.load(str(path), networks.build)
