@@ -8,7 +8,8 @@ factory returning a BranchyNet, by import path (then --dataset names its data).
         --net-arg width=32 --main-epochs 10 --joint-epochs 10 --out runs/mine
 
 Run it again with the same --out to resume from the last finished epoch (Ctrl-C keeps the last
-snapshot); a resume with other settings than the run.json records is refused. The folder receives
+snapshot); a resume with other settings than the run.json records is refused, and so is a second
+trainer on a folder in use (one line naming the first: pid, host, start time, command). The folder receives
 snapshot_epoch_NNNN.npz (Chainer Trainer snapshots, the last two), log.jsonl, main.npz (baseline,
 after pretraining), branchy.npz, run.json (the settings, branchynet.training.runs) and command.txt.
 
@@ -30,7 +31,8 @@ import chainer
 import networks
 from branchynet.data import datasets
 from branchynet.data.split import DATASETS, VAL_SIZE
-from branchynet.training import distributed, runs, trainer
+from branchynet.model import serialization
+from branchynet.training import distributed, lock, runs, snapshots
 
 
 def _integer(minimum, what):
@@ -174,10 +176,17 @@ def launch(settings, out, args, command, dist=None):
     except runs.SettingsMismatch as err:  # every process refuses: rank 0 says it
         distributed.say_once(dist, "refused: %s; use another run folder" % err)
         raise SystemExit(1)
+    except lock.FolderInUse as err:
+        distributed.say_once(dist, "refused: %s" % err)
+        raise SystemExit(1)
+    except (serialization.RunFileError, serialization.ModelFileError) as err:
+        if dist is not None and dist.size > 1:
+            dist.abort(err)
+        raise SystemExit("error: %s" % err)
     except KeyboardInterrupt:
-        kept = trainer.latest_snapshot(out) if dist is None or dist.is_root else None
+        kept = snapshots.latest(out) if dist is None or dist.is_root else None
         note = ("interrupted: %s; run the same command again to resume"
-                % ("%s kept (%d epochs done)" % (kept, trainer.snapshot_epoch(kept))
+                % ("%s kept (%d epochs done)" % (kept, snapshots.snapshot_epoch(kept))
                    if kept else "no epoch finished, nothing kept"))
         if dist is not None and dist.size > 1:
             dist.abort(KeyboardInterrupt(), 130, note)  # rank 0 writes the note

@@ -21,11 +21,15 @@ Decoding costs seconds (CIFAR-10 ~2 s), so the decoded uint8 arrays are kept as 
 ``BRANCHYNET_CACHE``, else ``$XDG_CACHE_HOME/branchynet/decoded`` (``~/.cache/branchynet/decoded``),
 never in the data folder (which may be read-only). The cache folder's name is a hash of the
 checksums of the source files as they are on disk, so a changed source never meets a stale cache;
-entries are written (atomically) only after the source passed the checks above. A cache that
-cannot be written only costs a warning; one that cannot be read is rebuilt. Entries of sources
-that changed are not removed: delete the folder to reclaim their space.
+entries are written (atomically) only after the source passed the checks above, each array's
+sha256 beside them (``sha256.json``, written last). An entry is used only when every array matches
+its recorded checksum: one that does not (a flipped byte, zeroed images) is rebuilt with a
+warning naming the file, one cut short (no ``sha256.json``) rebuilt quietly. A cache that cannot
+be written only costs a warning. Entries of sources that changed are not removed: delete the
+folder to reclaim their space.
 """
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -41,7 +45,7 @@ class DatasetError(Exception):
     """A data file is missing, unreadable or not the official one; the message says what to do."""
 
 
-_CACHE_VERSION = "1"  # bump when the layout of the decoded arrays changes
+_CACHE_VERSION = "2"  # bump when the layout of the decoded arrays changes
 _CHUNK = 1 << 20
 
 
@@ -191,27 +195,41 @@ def cached(dataset, source_digests, shapes, decode):
     return arrays
 
 
+_CHECKSUMS = "sha256.json"
+
+
 def _cache_paths(folder):
     return [folder / f"{name}.npy" for name in ("x_train", "y_train", "x_test", "y_test")]
 
 
 def _read_cache(folder, shapes):
-    """The cached arrays, or None when the entry is absent, incomplete or damaged."""
+    """The cached arrays, or None when the entry is absent, incomplete or does not match its
+    checksums (then with a warning naming the file)."""
     try:
-        arrays = tuple(np.load(path, allow_pickle=False) for path in _cache_paths(folder))
-    except (OSError, ValueError, EOFError):
+        recorded = json.loads((folder / _CHECKSUMS).read_text())
+        arrays = []
+        for path, shape in zip(_cache_paths(folder), shapes):
+            if file_digest(path, "sha256") != recorded.get(path.name):
+                warnings.warn(f"the cached array {path} does not match its checksum in "
+                              f"{folder / _CHECKSUMS} (damaged): decoding the dataset again")
+                return None
+            array = np.load(path, allow_pickle=False)
+            if array.dtype != np.uint8 or array.shape != shape:
+                return None
+            arrays.append(array)
+    except (OSError, ValueError, EOFError, AttributeError):
         return None
-    if any(a.dtype != np.uint8 or a.shape != shape for a, shape in zip(arrays, shapes)):
-        return None
-    return arrays
+    return tuple(arrays)
 
 
 def _write_cache(folder, arrays):
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / _CHECKSUMS).unlink(missing_ok=True)
+        digests = {}
         for path, array in zip(_cache_paths(folder), arrays):
             atomic_write(path, lambda f, array=array: np.save(f, array, allow_pickle=False))
+            digests[path.name] = file_digest(path, "sha256")
+        atomic_write(folder / _CHECKSUMS, lambda f: f.write(json.dumps(digests).encode()))
     except OSError as err:
         warnings.warn(f"could not cache decoded arrays in {folder} ({err}); the next load decodes again")
-
-

@@ -82,6 +82,9 @@ def run_statistics(run_dir):
     except FileNotFoundError:
         raise ValueError(f"{path} is missing: the run folder does not say which preprocessing "
                          "statistics its net was trained with (experiments/train.py writes it)") from None
+    except (ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} cannot be read ({err}): it is truncated or damaged; restore it "
+                         "from a copy") from None
     if not isinstance(split, dict) or "statistics" not in split:
         raise ValueError(f"{path} records no split.statistics: add the split its net was trained on "
                          "(the description branchynet.data.split.load_split returns)")

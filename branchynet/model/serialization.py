@@ -20,6 +20,7 @@ with (``branchynet.training.runs``).
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -46,8 +47,10 @@ def _unreadable(path, err):
         "(experiments/train.py --out FOLDER, see README.md)." % (path, type(err).__name__, err))
 
 
-# what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError)
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# what numpy and zipfile raise on a damaged npz (a truncated member: zlib.error or EOFError; a
+# damaged array header, read before the member's checksum: SyntaxError or tokenize.TokenError)
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, SyntaxError, tokenize.TokenError)
+READ_ERRORS = _DAMAGE + (OSError, ValueError)
 
 
 def _plain_thresholds(thresholds):
@@ -91,17 +94,38 @@ def save(net, path):
     _atomic_savez(path, arrays)
 
 
-def _atomic_savez(path, arrays):
+def _umask_mode():
+    """The mode a plain ``open`` would give a new file (0666 less the umask): mkstemp's 0600
+    would make weights the one file of a run folder that others cannot read."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<random>.tmp[.npz]"
+
+
+def atomic_write(path, write, binary=False):
+    """Calls ``write(file)`` on a uniquely named temporary file beside ``path``, then renames it
+    to ``path`` (mode as any new file's): two writers never share a temporary file, and a write
+    cut short never leaves a file that a later run trusts."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
-    os.close(fd)
+    suffix = TMP_SUFFIX + (".npz" if path.endswith(".npz") else "")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix)
     try:
-        numpy.savez_compressed(tmp, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
-        os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise
+
+
+def _atomic_savez(path, arrays):
+    atomic_write(path, lambda f: numpy.savez_compressed(f, **arrays), binary=True)
 
 
 def _read_entries(path):
@@ -122,7 +146,7 @@ def _read_entries(path):
             fitted = json.loads(str(data[OPENMAX_KEY])) if OPENMAX_KEY in data.files else None
     except ModelFileError:
         raise
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise _unreadable(path, err) from err
     return config, thresholds, shape, fitted
 
@@ -139,8 +163,11 @@ def load_into(net, path):
     _, thresholds, shape, fitted = _read_entries(path)
     try:
         chainer.serializers.load_npz(path, net)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+    except _DAMAGE as err:
         raise _unreadable(path, err) from err
+    except KeyError as err:  # a member's name damaged, or the file of another network
+        raise ModelFileError("%s lacks an array this net has (%s): it is damaged, or saved from "
+                             "another network" % (path, err.args[0] if err.args else err)) from err
     except ValueError as err:  # numpy's "could not broadcast": name the array
         raise ValueError("%s does not fit this net: %s" % (path, _mismatch(path, net) or err)) from err
     if thresholds != "absent":
@@ -212,21 +239,29 @@ def load_run(run_dir, build, device="@numpy"):
     return tuple(nets)
 
 
+class RunFileError(ValueError):
+    """A file of a run folder cannot be read (truncated, edited); the message names it."""
+
+
 def write_run_info(run_dir, info):
     """Writes ``info`` (a JSON-able dict) as the run folder's run.json, atomically."""
-    os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, RUN_INFO)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(info, indent=1) + "\n"))
 
 
 def read_run_info(run_dir):
-    """The run folder's run.json as a dict, or None where it has none."""
+    """The run folder's run.json as a dict, or None where it has none; ``RunFileError`` naming
+    it where it is not a JSON object (truncated or edited)."""
     path = os.path.join(run_dir, RUN_INFO)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunFileError("%s cannot be read (%s): it is truncated or damaged; restore it from a "
+                           "copy, or train again in a new run folder" % (path, err)) from None
+    if not isinstance(info, dict):
+        raise RunFileError("%s holds a %s, not the JSON object of a run's settings"
+                           % (path, type(info).__name__))
+    return info

@@ -10,8 +10,10 @@ kernels, library versions, git commit, date, command). Each later launch that re
 appended to its ``resumes``. The experiment scripts read a run's settings from it; a resume whose
 settings differ from the recorded ones is refused.
 """
+import contextlib
 import dataclasses
 import datetime
+import glob
 import os
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ import chainer
 from branchynet.data.split import VAL_SIZE, load_split, run_statistics
 from branchynet.model import serialization
 from branchynet.model.loss import loss_weights
-from branchynet.training import trainer
+from branchynet.training import lock, trainer
 from branchynet.training.optimizers import OptimizerSettings
 from branchynet.versions import versions
 
@@ -112,7 +114,38 @@ def run_info(settings, net, dataset, family, launch, split):
 
 
 class SettingsMismatch(ValueError):
-    """A resume asked for other settings than the run folder was trained with."""
+    """A resume asked for other settings than the run folder was trained with, or the folder's
+    settings are unknown (trained files but no run.json)."""
+
+
+def trained_files(out, main_from=None):
+    """The files of ``out`` that only training writes (snapshots, log, weights; main.npz unless
+    it is the copy of ``main_from``): a folder without any has trained no epoch."""
+    names = ["log.jsonl", serialization.BRANCHY] + ([] if main_from else [serialization.MAIN])
+    found = [n for n in names if os.path.exists(os.path.join(out, n))]
+    return found + sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "snapshot_epoch_*")))
+
+
+def recorded_settings(out, settings, echo):
+    """The run.json ``train`` resumes (None: a new run) and the statistics of its split; refuses
+    (``SettingsMismatch``) other settings, or a trained folder without run.json. A run.json of
+    launches that trained no epoch (failed or stopped before it) binds nothing: it is replaced."""
+    recorded = serialization.read_run_info(out)
+    trained = trained_files(out, settings.main_from)
+    if recorded is None and trained:
+        raise SettingsMismatch("%s holds %s but no run.json: the settings it was trained with are "
+                               "unknown; restore its run.json or train in another folder"
+                               % (out, ", ".join(trained)))
+    if recorded is not None and not trained:
+        echo("note: %s trained no epoch yet; its run.json is replaced by this launch's" % out)
+        recorded = None
+    if recorded is None:
+        return None, "train"
+    diffs = differences(recorded, settings)
+    if diffs:
+        raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
+                               % (out, "; ".join(diffs)))
+    return recorded, run_statistics(out)
 
 
 def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=False,
@@ -123,22 +156,36 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
     ``build(network, **kwargs)`` makes the net (``networks.build``); ``settings.weights``, a
     preset (``loss.loss_weights``), replaces the Branch list's loss weights. ``dataset`` is the
     name ``load_split`` loads, ``family`` the paper network's (or None). Raises
-    ``SettingsMismatch``, naming each differing setting, if ``out`` has a run.json with other
-    settings. ``dist``: a ``distributed.Distributed`` to train data parallel (every process calls
-    ``train``; rank 0 reads and writes the run folder and tells the others what it found).
+    ``SettingsMismatch`` (``recorded_settings``), and ``lock.FolderInUse`` where another process
+    trains in ``out``. ``dist``: a ``distributed.Distributed`` to train data parallel (every
+    process calls ``train``; rank 0 holds, reads and writes the run folder and tells the others
+    what it found).
     """
+    echo = echo or (lambda line: print(line, flush=True))
     root = dist is None or dist.is_root
-    recorded = serialization.read_run_info(out) if root else None
-    statistics = (run_statistics(out) if recorded is not None else "train") if root else None
-    if dist is not None:
-        recorded, statistics = dist.bcast((recorded, statistics))
-    if recorded is not None:
-        diffs = differences(recorded, settings)
-        if diffs:
-            raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
-                                   % (out, "; ".join(diffs)))
     if settings.preprocessing is not None and dataset != "cifar10":
         raise ValueError(f"preprocessing {settings.preprocessing!r} applies to CIFAR-10, not {dataset}")
+    with contextlib.ExitStack() as held:
+        found = None
+        if root:  # what it finds, or why it refuses, goes to every process
+            try:
+                held.enter_context(lock.hold(out, command, warn=echo))
+                found = recorded_settings(out, settings, echo)
+            except (lock.FolderInUse, SettingsMismatch, serialization.RunFileError,
+                    ValueError) as err:
+                found = err
+        if dist is not None:
+            found = dist.bcast(found)
+        if isinstance(found, Exception):
+            raise found
+        recorded, statistics = found
+        return _train(settings, out, build, dataset, family, device, stock_chainer, data_dir,
+                      progress, command, echo, dist, recorded, statistics)
+
+
+def _train(settings, out, build, dataset, family, device, stock_chainer, data_dir, progress,
+           command, echo, dist, recorded, statistics):
+    root = dist is None or dist.is_root
     chosen = {} if settings.preprocessing is None else {"preprocessing": settings.preprocessing}
     # a resumed run keeps the preprocessing statistics it was trained with
     split = load_split(dataset, settings.val_size, data_dir, statistics=statistics, **chosen)
@@ -156,21 +203,27 @@ def train(settings, out, build, dataset, family, device="@numpy", stock_chainer=
         serialization.load_into(net, settings.main_from)
     net.to_device(device)
     if root:
-        os.makedirs(out, exist_ok=True)
-        baseline = os.path.join(out, serialization.MAIN)
-        if settings.main_from is not None and not os.path.exists(baseline):
-            shutil.copyfile(settings.main_from, baseline)
-        if command is not None:
-            with open(os.path.join(out, "command.txt"), "a") as f:
-                f.write(command + "\n")
-        launch = launch_info(device, stock_chainer, command, dist)
-        if recorded is None:
-            info = run_info(settings, net, dataset, family, launch, split.description)
-        else:
-            info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
-        serialization.write_run_info(out, info)
+        _record_launch(settings, out, net, dataset, family, split, recorded,
+                       launch_info(device, stock_chainer, command, dist), command)
     with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
         return trainer.fit(net, train_set, val_set, out, settings.main_epochs,
                             settings.joint_epochs, settings.batchsize, seed=settings.seed,
                             progress=progress, echo=echo, dist=dist,
                             optimizer=optimizer_settings(settings))
+
+
+def _record_launch(settings, out, net, dataset, family, split, recorded, launch, command):
+    """Writes the launch into ``out``: the --main-from copy (anew for a new run), command.txt and
+    run.json (a new run's, or ``recorded`` with the launch added to its resumes)."""
+    os.makedirs(out, exist_ok=True)
+    baseline = os.path.join(out, serialization.MAIN)
+    if settings.main_from is not None and (recorded is None or not os.path.exists(baseline)):
+        shutil.copyfile(settings.main_from, baseline)
+    if command is not None:
+        with open(os.path.join(out, "command.txt"), "a") as f:
+            f.write(command + "\n")
+    if recorded is None:
+        info = run_info(settings, net, dataset, family, launch, split.description)
+    else:
+        info = dict(recorded, resumes=recorded.get("resumes", []) + [launch])
+    serialization.write_run_info(out, info)

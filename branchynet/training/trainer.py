@@ -13,8 +13,9 @@ each exit's loss and accuracy reported per step) with these extensions:
 * ``extensions.snapshot(autoload=True)``: the whole state (model, optimizer, order, random streams,
   log) after every epoch in ``snapshot_epoch_NNNN.npz``, written atomically (a temporary folder,
   then a rename), the last two kept. A run started again with the same ``out`` resumes from the
-  newest snapshot that reads back; one that does not (a copy cut short, a full disk) is renamed
-  ``*.unreadable``, never deleted, and the one before it is used.
+  newest snapshot that reads back; one that does not (a copy cut short, a full disk, a flipped
+  bit) is renamed ``*.unreadable``, never deleted, and the one before it is used
+  (``snapshots``). One process at a time trains in a folder (``lock``).
 
 Per epoch the order is a fresh seeded permutation (``updater.SeededOrder``), every batch is used
 (the last one partial, as the original), losses and accuracies are averaged per sample (not per
@@ -26,14 +27,14 @@ cuDNN's own states, which cannot be restored: ``fit`` warns, ``CHAINER_USE_CUDNN
 Other files in ``out``: ``main.npz`` (the baseline, saved when pretraining ends: joint training goes
 on changing the shared final head, docs/original.md, B11) and ``branchy.npz`` (the jointly trained
 net), both checked to be writable before the first epoch (a net built by hand saves its weights
-and thresholds; ``serialization.load_into`` reads them back into a net built again).
+and thresholds; ``serialization.load_into`` reads them back into a net built again). A resume
+checks ``main.npz`` first and recreates a deleted one (``snapshots.check_baseline``).
 """
-import glob
+import contextlib
 import json
 import os
-import shutil
 import sys
-import zipfile
+import warnings
 
 import numpy
 
@@ -42,11 +43,10 @@ from chainer.training import extensions, triggers
 
 from branchynet.data import datasets
 from branchynet.model import serialization
-from branchynet.training import optimizers
+from branchynet.training import lock, optimizers, snapshots
 from branchynet.training.updater import STAGES, BranchyUpdater, EpochIterator, SeededOrder, device_seeder
 
-SNAPSHOT = "snapshot_epoch_{.updater.epoch:04d}.npz"
-SNAPSHOT_GLOB = "snapshot_epoch_*.npz"
+LOG = "log.jsonl"
 
 
 def exit_sums(net, x_all, t_all, batchsize=1000):
@@ -131,11 +131,8 @@ class RunLog(extensions.LogReport):
         return lines
 
     def write(self):
-        tmp = os.path.join(self.out, "log.jsonl.tmp")
-        with open(tmp, "w") as f:
-            for line in self.entries():
-                f.write(json.dumps(line) + "\n")
-        os.replace(tmp, os.path.join(self.out, "log.jsonl"))
+        text = "".join(json.dumps(line) + "\n" for line in self.entries())
+        serialization.atomic_write(os.path.join(self.out, LOG), lambda f: f.write(text))
 
 
 def _save_baseline(out):
@@ -190,53 +187,6 @@ class _EchoStream:
         pass
 
 
-def snapshot_epoch(path):
-    """The overall epoch count a snapshot file was taken after."""
-    with numpy.load(path) as data:
-        return int(data["updater/iterator:main/epoch"])
-
-
-def _readable(path):
-    """Whether the npz at ``path`` reads back whole (every member, checksums included)."""
-    try:
-        with numpy.load(path) as data:
-            for key in data.files:
-                data[key]
-            return "updater/iterator:main/epoch" in data.files
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile):
-        return False
-
-
-def prepare_snapshots(out, echo=print):
-    """Makes ``extensions.snapshot(autoload=True)`` load the newest snapshot in ``out`` that reads
-    back: unreadable ones are renamed ``*.unreadable`` (with a warning naming them), temporary
-    folders of interrupted saves removed, and the newest intact one (by epoch) gets the newest
-    modification time (autoload goes by it). Returns that snapshot's path, or None."""
-    for tmp in glob.glob(os.path.join(out, "tmpsnapshot_epoch_*")):
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    intact = []
-    for path in sorted(glob.glob(os.path.join(out, SNAPSHOT_GLOB))):
-        if _readable(path):
-            intact.append((snapshot_epoch(path), path))
-        else:
-            os.replace(path, path + ".unreadable")
-            echo("warning: %s does not read back (a save cut short?); set aside as %s.unreadable, "
-                 "resuming from the snapshot before it" % (path, os.path.basename(path)))
-    if not intact:
-        return None
-    _, newest = max(intact)
-    os.utime(newest)
-    return newest
-
-
-def latest_snapshot(out):
-    """The newest intact snapshot of a run folder (path), or None."""
-    intact = [(snapshot_epoch(p), p) for p in glob.glob(os.path.join(out, SNAPSHOT_GLOB))
-              if _readable(p)]
-    return max(intact)[1] if intact else None
-
-
 def _cudnn_dropout():
     """Whether Chainer's dropout on a GPU would take cuDNN's path (states this loop cannot seed)."""
     cuda = chainer.backends.cuda
@@ -250,13 +200,20 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     ``net``: any BranchyNet (registered or not). ``optimizer``: makes a fresh optimizer over a
     link, once per stage (default ``optimizers.OptimizerSettings()``: Adam, alpha 1e-3, beta1 0.9).
     ``dist``: a ``distributed.Distributed`` for data parallel training (every process calls
-    ``fit`` alike; only rank 0 writes). Returns the log entries (``read_log``'s, one per epoch).
+    ``fit`` alike; only rank 0 writes, holding the folder: ``lock.hold``). Returns the log
+    entries (``read_log``'s, one per epoch).
     """
     echo = echo or (lambda line: print(line, flush=True))
     root = dist is None or dist.is_root
     serialization.entries(net)  # what cannot be saved fails now, not after the first stage
-    if root:
-        os.makedirs(out, exist_ok=True)
+    with lock.hold(out, warn=echo) if root else contextlib.nullcontext():
+        return _fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed,
+                    eval_batchsize, progress, echo, dist, optimizer)
+
+
+def _fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed, eval_batchsize,
+         progress, echo, dist, optimizer):
+    root = dist is None or dist.is_root
     net.initialize(datasets.arrays(train)[0][:1])
     seed_device = device_seeder(net)
     if seed_device is not None and _cudnn_dropout() and root:
@@ -272,26 +229,9 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
                              rank=None if dist is None else dist.rank)
     trainer = chainer.training.Trainer(updater, (main_epochs + joint_epochs, "epoch"), out=out)
     trainer.extend(ExitEvaluator(val, net, eval_batchsize, dist), name="validation")
-    k = net.numexits()
-    log = RunLog(out, updater.stage_epoch, k)
+    log = RunLog(out, updater.stage_epoch, net.numexits())
     if root:
-        trainer.extend(log, name="LogReport")
-        if main_epochs > 0:
-            trainer.extend(_save_baseline(out),
-                           trigger=triggers.ManualScheduleTrigger(main_epochs, "epoch"))
-        trainer.extend(extensions.PrintReport(
-            ["epoch"] + ["main/exit%d/loss" % (i + 1) for i in range(k)]
-            + ["validation/main/exit%d/accuracy" % (i + 1) for i in range(k)] + ["elapsed_time"],
-            out=_EchoStream(echo)))
-        if sys.stderr.isatty() if progress is None else progress:
-            trainer.extend(extensions.ProgressBar(update_interval=10, out=sys.stderr))
-        resume = prepare_snapshots(out, echo)
-        trainer.extend(extensions.snapshot(filename=SNAPSHOT, autoload=True, n_retains=2),
-                       trigger=(1, "epoch"))
-        if resume is not None:
-            done = snapshot_epoch(resume)
-            stage, epoch = updater.stage_epoch(done) if done else (STAGES[0], 0)
-            echo("resumed from %s: stage %s, %d epochs done" % (resume, stage, epoch))
+        _extend_root(trainer, log, main_epochs, progress, echo)
     if dist is not None:
         trainer.extend(_FromRoot(dist), name="from_root")
     if main_epochs + joint_epochs > 0:  # (an epoch trigger of period 0 would divide by zero)
@@ -302,7 +242,53 @@ def fit(net, train, val, out, main_epochs, joint_epochs, batchsize, seed=0, eval
     return log.entries()
 
 
+def _extend_root(trainer, log, main_epochs, progress, echo):
+    """The extensions of the process that writes the run folder; checks the files a resume reads
+    (``snapshots.prepare``, ``snapshots.check_baseline``) before any epoch, and says where it
+    resumes."""
+    updater, out = trainer.updater, trainer.out
+    k = updater.net.numexits()
+    trainer.extend(log, name="LogReport")
+    if main_epochs > 0:
+        trainer.extend(_save_baseline(out),
+                       trigger=triggers.ManualScheduleTrigger(main_epochs, "epoch"))
+    trainer.extend(extensions.PrintReport(
+        ["epoch"] + ["main/exit%d/loss" % (i + 1) for i in range(k)]
+        + ["validation/main/exit%d/accuracy" % (i + 1) for i in range(k)] + ["elapsed_time"],
+        out=_EchoStream(echo)))
+    if sys.stderr.isatty() if progress is None else progress:
+        trainer.extend(extensions.ProgressBar(update_interval=10, out=sys.stderr))
+    resume = snapshots.prepare(out, echo)
+    snapshots.check_baseline(updater.net, out, main_epochs, resume, echo)
+    trainer.extend(extensions.snapshot(filename=snapshots.SNAPSHOT, autoload=True, n_retains=2),
+                   trigger=(1, "epoch"))
+    if resume is None:
+        return
+    done = snapshots.snapshot_epoch(resume)
+    total = trainer.stop_trigger.period
+    if done >= total:
+        echo("finished: %s already holds all %d epochs (nothing to train)" % (out, total))
+        return
+    stage, epoch = updater.stage_epoch(done) if done else (STAGES[0], 0)
+    echo("resumed from %s: stage %s, %d epochs done" % (resume, stage, epoch))
+
+
 def read_log(out):
-    """The log entries of a run folder."""
-    with open(os.path.join(out, "log.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The log entries of a run folder. A line that does not read back (the file edited or cut
+    short) is left out with a warning naming the file and line: a log only documents the run."""
+    path = os.path.join(out, LOG)
+    entries = []
+    with open(path, errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError as err:
+                entry = err
+            if isinstance(entry, dict):
+                entries.append(entry)
+            else:
+                warnings.warn("%s, line %d, is not a log entry (%s): left out; the file is "
+                              "damaged or cut short" % (path, number, entry), stacklevel=2)
+    return entries

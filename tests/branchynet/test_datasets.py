@@ -242,7 +242,7 @@ def test_second_mnist_load_uses_the_cache(tmp_cache, mnist_raw, monkeypatch):
     mnist.load_mnist_raw(download=False)
     (entry,) = tmp_cache.iterdir()
     assert sorted(p.name for p in entry.iterdir()) == [
-        "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+        "sha256.json", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
 
     def decode(folder):
         raise AssertionError("decoded again instead of read from the cache")
@@ -255,7 +255,8 @@ def test_damaged_cache_entry_is_rebuilt(tmp_cache, mnist_raw):
     mnist.load_mnist_raw(download=False)
     (entry,) = tmp_cache.iterdir()
     truncate(entry / "x_train.npy", 1000)
-    assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)
+    with pytest.warns(UserWarning, match=str(entry / "x_train.npy")):
+        assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)
     assert_same_arrays(mnist.load_mnist_raw(download=False), mnist_raw)  # and rewritten
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import networks
-from branchynet.training import runs, trainer
+from branchynet.training import runs, snapshots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -135,7 +135,44 @@ def test_ctrl_c_keeps_an_intact_snapshot_and_prints_one_line(tmp_path):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted: ")
-    kept = trainer.latest_snapshot(str(out))
+    kept = snapshots.latest(str(out))
     assert kept is not None and os.path.basename(kept) in lines[0]
     assert "run the same command again to resume" in lines[0]
-    assert trainer.snapshot_epoch(kept) >= 2
+    assert snapshots.snapshot_epoch(kept) >= 2
+
+
+SMALL = ["--network", "b-lenet", "--main-epochs", "1", "--joint-epochs", "0", "--batchsize", "128",
+         "--train-subset", "256", "--val-size", "100", "--no-progress"]
+
+
+def run_train(out):
+    return subprocess.run([sys.executable, TRAIN] + SMALL + ["--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_second_trainer_on_a_folder_in_use_is_refused_in_one_line(tmp_path):
+    code = ("import sys, time; from branchynet.training import lock\n"
+            "with lock.hold(sys.argv[1], 'first-trainer'):\n"
+            "    print('held', flush=True); time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_train(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("refused: ") and "pid %d" % holder.pid in lines[0]
+    assert "first-trainer" in lines[0] and not (tmp_path / "run.json").exists()
+
+
+def test_a_truncated_run_json_is_one_line_naming_it(tmp_path):
+    assert run_train(tmp_path).returncode == 0
+    path = tmp_path / "run.json"
+    path.write_text(path.read_text()[:40])
+    proc = run_train(tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: %s" % path)

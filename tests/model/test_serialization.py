@@ -116,3 +116,45 @@ def test_a_config_that_is_not_json_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(ValueError, match="cannot be saved as JSON"):
         serialization.save(net, str(tmp_path / "m.npz"))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_damaged_array_header_is_a_model_file_error(tmp_path):
+    """A flipped bit in an array's header is read before the member's checksum: numpy raises
+    tokenize's or the parser's errors, which must be named as damage like the others."""
+    import io
+    import zipfile
+
+    import networks
+    from branchynet.training import snapshots
+    path = tmp_path / "m.npz"
+    serialization.save(networks.build("b-lenet"), str(path))
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    name = next(n for n in members if n.endswith("W.npy"))
+    buffer = io.BytesIO(members[name])
+    header = bytearray(buffer.getvalue())
+    start = header.index(b"'shape': (") + len(b"'shape': (")
+    header[start + 3:start + 40] = b"\xbd=" * 18 + b"\xe2"  # an unclosed tuple of junk
+    members[name] = bytes(header)
+    with zipfile.ZipFile(path, "w") as z:
+        for member, data in members.items():
+            z.writestr(member, data)
+    with pytest.raises(serialization.ModelFileError, match=str(path)):
+        serialization.load(str(path), networks.build)
+    assert not snapshots.readable(str(path))
+
+
+def test_a_damaged_member_name_is_a_model_file_error(tmp_path):
+    import zipfile
+
+    import networks
+    path = tmp_path / "m.npz"
+    serialization.save(networks.build("b-lenet"), str(path))
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    name = next(n for n in members if n.endswith("W.npy"))
+    with zipfile.ZipFile(path, "w") as z:
+        for member, data in members.items():
+            z.writestr(member.replace("W.npy", "X.npy") if member == name else member, data)
+    with pytest.raises(serialization.ModelFileError, match=str(path)):
+        serialization.load(str(path), networks.build)

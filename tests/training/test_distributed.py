@@ -14,7 +14,7 @@ import numpy
 import pytest
 
 import networks
-from branchynet.training import distributed, trainer
+from branchynet.training import distributed, snapshots, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(REPO, "experiments", "train.py")
@@ -112,11 +112,11 @@ def test_a_failing_rank_ends_the_job_and_the_run_resumes(tmp_path):
     assert failed.returncode != 0
     assert "rank 1 of 2 failed" in failed.stderr and "injected failure" in failed.stderr, \
         failed.stderr
-    snapshots = sorted(glob.glob(str(tmp_path / "run" / "snapshot_*")))
-    assert [os.path.basename(p) for p in snapshots] == ["snapshot_epoch_0001.npz",
+    kept = sorted(glob.glob(str(tmp_path / "run" / "snapshot_*")))
+    assert [os.path.basename(p) for p in kept] == ["snapshot_epoch_0001.npz",
                                                           "snapshot_epoch_0002.npz"], \
         failed.stdout + failed.stderr
-    assert all(trainer._readable(p) for p in snapshots)
+    assert all(snapshots.readable(p) for p in kept)
     assert not os.path.exists(tmp_path / "run" / "branchy.npz")
     resumed = _train(tmp_path / "run", 1, 2, processes=2, timeout=120)
     assert resumed.returncode == 0, resumed.stderr

@@ -12,7 +12,7 @@ import chainer
 
 import networks
 from branchynet.model import serialization
-from branchynet.training import trainer, updater
+from branchynet.training import snapshots, trainer, updater
 from branchynet.training.optimizers import adam
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,7 +31,7 @@ def params(net):
     return {name: p.array.copy() for name, p in net.namedparams()}
 
 
-def snapshots(folder):
+def snapshot_names(folder):
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(folder), "snapshot_*")))
 
 
@@ -63,7 +63,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_subset):
     for name in ("main.npz", "branchy.npz"):
         assert os.path.exists(tmp_path / "b" / name)
     # the last two snapshots are kept
-    assert snapshots(tmp_path / "b") == ["snapshot_epoch_0002.npz", "snapshot_epoch_0003.npz"]
+    assert snapshot_names(tmp_path / "b") == ["snapshot_epoch_0002.npz", "snapshot_epoch_0003.npz"]
 
 
 def test_data_order_is_seeded_and_restored_by_the_snapshot():
@@ -196,8 +196,8 @@ def test_interrupted_save_leaves_the_previous_snapshot(tmp_path, mnist_subset, m
     with pytest.raises(KeyboardInterrupt):
         small_run(str(folder), 1, 1, mnist_subset)
     monkeypatch.undo()
-    assert snapshots(folder) == ["snapshot_epoch_0001.npz"]
-    assert trainer.latest_snapshot(str(folder)).endswith("snapshot_epoch_0001.npz")
+    assert snapshot_names(folder) == ["snapshot_epoch_0001.npz"]
+    assert snapshots.latest(str(folder)).endswith("snapshot_epoch_0001.npz")
     net_b, log_b = small_run(str(folder), 1, 1, mnist_subset)
     assert_same_params(net_a, net_b)
     assert strip_times(log_a) == strip_times(log_b)
