@@ -31,7 +31,7 @@ import chainer
 import networks
 from branchynet.data import datasets
 from branchynet.data.split import DATASETS, VAL_SIZE
-from branchynet.model import serialization
+from branchynet.model import sample_weights, serialization
 from branchynet.training import distributed, lock, runs, snapshots
 
 
@@ -148,6 +148,14 @@ def default_weights(spec):
     return "slides" if networks.family_of(spec) is not None else None
 
 
+def _sample_weighting(spec):
+    """--sample-weighting's value, checked: None for "none", else the spec as given."""
+    try:
+        return None if sample_weights.get(spec) is None else spec
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def settings_from_args(args, val_size=None):
     """The run settings of parsed training flags (``val_size`` replaces --val-size if given)."""
     weights = args.weights if args.weights is not None else default_weights(args.network)
@@ -156,7 +164,8 @@ def settings_from_args(args, val_size=None):
         batchsize=args.batchsize, weights=weights, beta1=args.beta1, seed=args.seed,
         val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset or 0,
         main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg),
-        preprocessing=getattr(args, "preprocessing", None))
+        preprocessing=getattr(args, "preprocessing", None),
+        sample_weighting=getattr(args, "sample_weighting", None))
 
 
 def launch(settings, out, args, command, dist=None):
@@ -220,6 +229,9 @@ def parse_args(argv=None):
                         "--main-epochs 0, e.g. to compare joint-training settings on one trunk")
     p.add_argument("--preprocessing", default=None, choices=datasets.PREPROCESSINGS,
                    help="CIFAR-10 preprocessing (default gcn; branchynet.data.datasets), in run.json")
+    p.add_argument("--sample-weighting", default=None, type=_sample_weighting,
+                   help="per-sample loss weights in joint training: soft_exit or soft_exit:ALPHA "
+                        "(branchynet.model.sample_weights; default: the paper's fixed weights), in run.json")
     p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
     p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")

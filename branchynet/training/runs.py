@@ -23,7 +23,7 @@ import numpy
 import chainer
 
 from branchynet.data.split import VAL_SIZE, load_split, run_statistics
-from branchynet.model import serialization
+from branchynet.model import sample_weights, serialization
 from branchynet.model.loss import loss_weights
 from branchynet.training import lock, trainer
 from branchynet.training.optimizers import OptimizerSettings
@@ -47,6 +47,7 @@ class RunSettings:
     main_from: str = None
     net_kwargs: dict = dataclasses.field(default_factory=dict)
     preprocessing: str = None
+    sample_weighting: str = None  # None: the paper's fixed weights; "soft_exit[:ALPHA]"
 
     @classmethod
     def from_info(cls, info):
@@ -56,7 +57,8 @@ class RunSettings:
                    weights=info["loss_weights"]["preset"], beta1=info["optimizer"]["beta1"],
                    seed=info["seed"], val_size=info["val_size"],
                    train_subset=info["train_subset"], main_from=info["main_from"],
-                   net_kwargs=dict(info["net_kwargs"]), preprocessing=info.get("preprocessing"))
+                   net_kwargs=dict(info["net_kwargs"]), preprocessing=info.get("preprocessing"),
+                   sample_weighting=info.get("sample_weighting"))
 
 
 def differences(recorded, settings):
@@ -109,7 +111,8 @@ def run_info(settings, net, dataset, family, launch, split):
         "schedule": {"main_epochs": settings.main_epochs, "joint_epochs": settings.joint_epochs},
         "batchsize": settings.batchsize, "seed": settings.seed, "val_size": settings.val_size,
         "train_subset": settings.train_subset, "optimizer": optimizer_settings(settings).as_dict(),
-        "main_from": settings.main_from, "preprocessing": settings.preprocessing},
+        "main_from": settings.main_from, "preprocessing": settings.preprocessing,
+        "sample_weighting": settings.sample_weighting},
         **launch, resumes=[])
 
 
@@ -199,6 +202,8 @@ def _train(settings, out, build, dataset, family, device, stock_chainer, data_di
     net = build(settings.network, **settings.net_kwargs)
     if settings.weights is not None:
         net.loss.weights = loss_weights(settings.weights, net.numexits())
+    if settings.sample_weighting is not None:
+        net.loss.sample_weighting = sample_weights.get(settings.sample_weighting)
     if settings.main_from is not None and root:  # (the others get rank 0's parameters)
         serialization.load_into(net, settings.main_from)
     net.to_device(device)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import networks
+from branchynet.model import serialization
 from branchynet.training import runs, snapshots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -176,3 +177,25 @@ def test_a_truncated_run_json_is_one_line_naming_it(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: %s" % path)
+
+
+def test_sample_weighting_is_a_flag_applied_to_the_net_and_recorded(tmp_path):
+    settings = train_script().settings_from_args(
+        parse(BASE + ["--sample-weighting", "soft_exit:0.25", "--train-subset", "64",
+                      "--main-epochs", "0"]))
+    assert settings.sample_weighting == "soft_exit:0.25"
+    assert train_script().settings_from_args(
+        parse(BASE + ["--sample-weighting", "none"])).sample_weighting is None
+    built = []
+
+    def build(name, **kwargs):
+        built.append(networks.build(name, **kwargs))
+        return built[-1]
+    out = str(tmp_path / "run")
+    runs.train(settings, out, build, "mnist", "lenet", progress=False, echo=lambda line: None)
+    assert repr(built[0].loss.sample_weighting) == "SoftExit(alpha=0.25)"
+    assert runs.RunSettings.from_info(serialization.read_run_info(out)).sample_weighting \
+        == "soft_exit:0.25"
+    other = runs.RunSettings(**dict(vars(settings), sample_weighting=None))
+    with pytest.raises(runs.SettingsMismatch, match="sample_weighting: 'soft_exit:0.25' -> None"):
+        runs.train(other, out, build, "mnist", "lenet", progress=False, echo=lambda line: None)
