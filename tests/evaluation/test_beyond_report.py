@@ -36,7 +36,8 @@ def test_another_layout_is_a_clear_error():
     data = json.loads(REPORTS[0].read_text())
     broken = copy.deepcopy(data)
     broken["measures"]["entropy"]["fastest_within"][0]["acuracy"] = 0.5
-    with pytest.raises(ValueError, match=r"measures\['entropy'\].fastest_within\[0\]: unknown fields \['acuracy'\]"):
+    where = r"measures\['entropy'\].fastest_within\[0\]: unknown fields \['acuracy'\]"
+    with pytest.raises(ValueError, match=where):
         BeyondReport.from_json(broken)
     broken = copy.deepcopy(data)
     del broken["time"]["exit_ms"]
