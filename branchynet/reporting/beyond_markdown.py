@@ -34,13 +34,15 @@ def _header(report, title, commands):
 def _costs(report):
     bc, lines = report.base_cost, []
     lines += ["## Costs per exit", "",
-              "| exit | segment MACs | head MACs | leaving here | % of baseline | ms (batch 1, cumulative) |",
+              "| exit | segment MACs | head MACs | leaving here | % of baseline "
+              "| ms (batch 1, cumulative, test images) |",
               "|---|---|---|---|---|---|"]
     for r, ms in zip(report.cost_table.exits, report.time.exit_ms):
         lines.append("| %d | %d | %d | %d | %.1f | %.3f |" % (r.exit, r.segment, r.head,
                                                               r.exit_cost, 100 * r.of_baseline, ms))
-    lines += ["", "Heads before the last cost %.1f %% of the baseline. Baseline measured %.3f ms."
-              % (100 * report.cost_table.head_overhead, report.time.baseline_ms), ""]
+    lines += ["", "Heads before the last cost %.1f %% of the baseline. Baseline measured %.3f ms on %d "
+              "test images." % (100 * report.cost_table.head_overhead, report.time.baseline_ms,
+                                report.time.samples), ""]
     lines += ["## Anytime prediction (each exit alone, test)", "",
               "| exit | accuracy % | % of cost | ECE % |", "|---|---|---|---|"]
     for a, c in zip(report.anytime, report.calibration):
@@ -143,7 +145,7 @@ def _budgets(report):
         for name, rows in t.budgets.items():
             lines.append("* %s: " % name + "; ".join(
                 "%d %% of %.3f ms: %s" % (100 * b.fraction, t.baseline_ms,
-                                          "–" if b.row is None else "%s %% at %.3f ms predicted"
+                                          "–" if b.row is None else "%s %% at %.3f ms predicted on test"
                                           % (_pct(b.row.accuracy), b.row.cost))
                 for b in rows))
     if t.measured:
@@ -170,7 +172,8 @@ def _geometric(report):
 def _seeds(seeds):
     lines = []
     lines += ["", "## Over seeds (%s)" % ", ".join(r.run for r in seeds.runs), "",
-              "Accuracy on test at a fraction of the baseline's cost, mean ± std (min–max):", "",
+              "Accuracy on test of the most accurate setting on val within a fraction of the baseline's "
+              "cost, mean ± std (min–max):", "",
               "| measure | " + " | ".join("%d %%" % (100 * f) for f in BUDGETS) + " |",
               "|---|" + "---|" * len(BUDGETS)]
     for name, rows in seeds.summary.items():
