@@ -107,25 +107,32 @@ def _at_baseline(report):
 
 
 def _generalising_finding(report):
-    """A sentence per rule: on how many measures its pick held the baseline's test accuracy."""
+    """Per rule at the baseline's accuracy, over the measures: how many of its picks (fitted on
+    val) hold the baseline's test accuracy, and at what test cost. Empty without those rules."""
     base = report.baseline_accuracy.test
-    rules = {}
-    for _, sec in _sections(report):
-        for p in sec.fastest_within[:1] + sec.generalising:
-            if p.infeasible is None:
-                rules.setdefault(p.rule, []).append(p)
     if base is None or not any(sec.generalising for sec in report.measures.values()):
         return []
-    bc = report.base_cost
-    parts = []
+    rules = {}
+    if report.paper_knee:
+        rules["the paper grid's knee (entropy)"] = [report.paper_knee.test]
+    for sec in report.measures.values():
+        for p in sec.fastest_within[:1] + sec.generalising:
+            if p.infeasible is None:
+                rules.setdefault("exact search, " + p.rule, []).append(p)
+            else:
+                rules.setdefault("exact search, " + p.rule, [])
+    bc, parts = report.base_cost, []
     for rule, ps in rules.items():
+        if not ps:
+            parts.append("%s: no pick (no setting met it on val)" % rule)
+            continue
         acc, cost = [p.accuracy for p in ps], [100 * p.cost / bc for p in ps]
-        parts.append("%s: %d of %d picks hold the baseline's %s %% on test (test accuracy %s–%s %%, "
-                     "test cost %.1f–%.1f %%)" % (rule, sum(a >= base for a in acc), len(ps), _pct(base),
-                                                  _pct(min(acc)), _pct(max(acc)), min(cost), max(cost)))
-    return ["", "Selection that generalises (every measure above, the paper grid's included where "
-            "there is one; the bootstrap's number is its lower bound on val, the margin the accuracy "
-            "demanded above the baseline's on val): " + "; ".join(parts) + "."]
+        parts.append("%s: %d of %d hold it (test accuracy %s–%s %%, test cost %.1f–%.1f %%)"
+                     % (rule, sum(a >= base for a in acc), len(ps), _pct(min(acc)), _pct(max(acc)),
+                        min(cost), max(cost)))
+    return ["", "**Does the selection generalise?** Picks fitted on val that reach the baseline's "
+            "test accuracy (%s %%), over the %d measures: " % (_pct(base), len(report.measures))
+            + "; ".join(parts) + "."]
 
 
 def _budgets(report):
