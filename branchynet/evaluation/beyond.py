@@ -4,7 +4,10 @@ costs, and the field's evaluations, from per-exit outputs cached in one pass.
 ``run_report`` measures (the net runs once over the validation and test splits; everything else
 is computed from the caches) and returns the report as a ``beyond_report.BeyondReport``;
 ``branchynet.reporting.beyond_markdown`` and ``beyond_figures`` render it.
-Thresholds are always fitted on the validation split and applied unchanged to the test set.
+Thresholds are always fitted on the validation split and applied unchanged to the test set;
+beside the exact search's picks at the baseline's accuracy stand those of the rules that
+generalise (``generalise``: a cross-validated margin, a bootstrap lower bound), which need the
+baseline's answer on every validation sample.
 Costs are MACs per sample (``costs.count_macs``, every head on the way included); times are
 batch-1 milliseconds on this machine (``timing.time_exits`` per exit, ``timing.time_early_exit``
 for real early-exit runs), measured on a shared CPU, so read them as indicative.
