@@ -13,6 +13,7 @@ report.json, report.md and the figures. The sample-weighting runs come from
 experiments/beyond_train.py (their folders under OUT/runs/).
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ import branchynet  # noqa: F401
 import networks
 from branchynet.data.split import VAL_SIZE
 from branchynet.evaluation import beyond, costs
+from branchynet.evaluation.beyond_report import BeyondReport
 from branchynet.model import serialization
 from branchynet.reporting import beyond_figures, beyond_markdown, figures, files
 
@@ -37,19 +39,19 @@ TITLES = {"b-lenet": "B-LeNet", "b-alexnet": "B-AlexNet", "b-resnet110": "B-ResN
 def _caches(run_dir, dataset, data_dir):
     net, main = networks.load_run(run_dir)
     info = serialization.read_run_info(run_dir) or {}
-    val, test, base, _, (x_test, _) = beyond.load_caches(net, main, run_dir, dataset,
+    val, test, base, _, (x_test, _), _ = beyond.load_caches(net, main, run_dir, dataset,
                                                           info.get("val_size", VAL_SIZE), data_dir)
     return net, val, test, base, x_test
 
 
-def write_figures(report, out, title, weighting=None):
+def write_figures(report, out, title):
     """The report's figures into ``out``; returns the paths."""
     paths = []
     fig = Figure(figsize=(10, 4.2))
     for ax, zoomed in zip(fig.subplots(1, 2), (False, True)):
         beyond_figures.plot_frontiers(ax, report, title, zoomed)
     paths.append(figures.save(fig, os.path.join(out, "frontiers_by_measure.png")))
-    names = [n for n in ("entropy", "max_prob") if n in report["measures"]]
+    names = [n for n in ("entropy", "max_prob") if n in report.measures]
     if names:
         fig = Figure(figsize=(4.5 * len(names), 3.8))
         axes = numpy.atleast_1d(fig.subplots(1, len(names), sharey=True))
@@ -58,35 +60,32 @@ def write_figures(report, out, title, weighting=None):
         axes[0].set_ylabel("test accuracy (%)")
         axes[-1].legend(fontsize=6, loc="lower right")
         paths.append(figures.save(fig, os.path.join(out, "selection_rules.png")))
-    cal = report["calibration"]
+    cal = report.calibration
     fig = Figure(figsize=(3.2 * len(cal), 3.2))
     beyond_figures.plot_reliability(numpy.atleast_1d(fig.subplots(1, len(cal))), cal)
     paths.append(figures.save(fig, os.path.join(out, "reliability.png")))
-    if weighting:
+    if report.sample_weighting:
         fig = Figure(figsize=(6.4, 4.2))
-        beyond_figures.plot_weighting(fig.subplots(), report, weighting, title)
+        beyond_figures.plot_weighting(fig.subplots(), report, report.sample_weighting, title)
         paths.append(figures.save(fig, os.path.join(out, "sample_weighting.png")))
     return paths
 
 
-def write(report, out, title, seeds=None, weighting=None, commands=()):
-    """report.json, report.md and the figures into ``out``; returns the paths."""
+def write(report, out, title, json_too=True):
+    """report.json (unless ``json_too`` is false), report.md and the figures into ``out``;
+    returns the paths."""
     os.makedirs(out, exist_ok=True)
-    full = dict(report, seeds=seeds, sample_weighting=weighting, commands=list(commands))
-    with open(os.path.join(out, "report.json"), "w") as f:
-        json.dump(full, f, indent=1, allow_nan=False)
-    files.write_text(os.path.join(out, "report.md"),
-                     beyond_markdown.markdown(report, title, seeds, weighting, commands))
-    return [os.path.join(out, "report.json"), os.path.join(out, "report.md")] + \
-        write_figures(report, out, title, weighting)
+    paths = []
+    if json_too:
+        report.save(os.path.join(out, "report.json"))
+        paths.append(os.path.join(out, "report.json"))
+    files.write_text(os.path.join(out, "report.md"), beyond_markdown.markdown(report, title))
+    return paths + [os.path.join(out, "report.md")] + write_figures(report, out, title)
 
 
-def rewrite(out, title, commands=()):
+def rewrite(out, title):
     """report.md and the figures again from ``out``/report.json (no measuring)."""
-    with open(os.path.join(out, "report.json")) as f:
-        full = json.load(f)
-    seeds, weighting = full.pop("seeds", None), full.pop("sample_weighting", None)
-    return write(full, out, title, seeds, weighting, commands or full.pop("commands", ()))
+    return write(BeyondReport.load(os.path.join(out, "report.json")), out, title, json_too=False)
 
 
 def _weighting_label(d):
@@ -114,12 +113,12 @@ def _weighting_note(w_dirs):
 
 def compare_other_runs(args, report, dataset, out):
     """(seeds, weighting): the seed runs' and sample-weighting runs' comparisons, or None."""
-    exit_cost = costs.exit_costs(report["macs"])
+    exit_cost = costs.exit_costs(report.macs.to_json())
 
     def entries(dirs, label_of):
         for d in dirs:
             _, val, test, base, _ = _caches(d, dataset, args.data_dir)
-            yield label_of(d), val, test, report["base_cost"], base["val"]
+            yield label_of(d), val, test, report.base_cost, base["val"]
 
     seed_dirs = args.seed_runs if args.seed_runs is not None else DEFAULT_SEEDS.get(args.network, [])
     seeds = None
@@ -132,7 +131,7 @@ def compare_other_runs(args, report, dataset, out):
     weighting = None
     if w_dirs:
         weighting = beyond.compare_runs(list(entries(w_dirs, _weighting_label)), lambda _: exit_cost)
-        weighting["note"] = _weighting_note(w_dirs)
+        weighting.note = _weighting_note(w_dirs)
     return seeds, weighting
 
 
@@ -172,13 +171,12 @@ def parse_args(argv=None):
 
 
 def measure(args, command):
-    """(report, commands): the run measured now, or with --runs-only the report.json's."""
+    """The report: the run measured now, or with --runs-only the report.json's (its seed and
+    weighting comparisons left to be made again)."""
     if args.runs_only:
-        with open(os.path.join(args.out, "report.json")) as f:
-            report = json.load(f)
-        for key in ("seeds", "sample_weighting"):
-            report.pop(key, None)
-        return report, report.pop("commands", [])[:1] + [command]
+        report = BeyondReport.load(os.path.join(args.out, "report.json"))
+        return dataclasses.replace(report, seeds=None, sample_weighting=None,
+                                   commands=report.commands[:1] + [command])
     info = serialization.read_run_info(args.run_dir) or {}
     net, main_net = networks.load_run(args.run_dir)
     report = beyond.run_report(net, main_net, args.run_dir, args.dataset,
@@ -186,7 +184,8 @@ def measure(args, command):
                                val_size=info.get("val_size", VAL_SIZE), data_dir=args.data_dir,
                                timing_samples=args.timing_samples,
                                measured_samples=args.measured_samples, progress=False)
-    return report, [command]
+    report.commands = [command]
+    return report
 
 
 def main(argv=None):
@@ -196,16 +195,18 @@ def main(argv=None):
             print("wrote", path)
         return
     command = ("python experiments/beyond.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    report, commands = measure(args, command)
-    seeds, weighting = compare_other_runs(args, report, args.dataset, args.out)
-    for path in write(report, args.out, args.title, seeds, weighting, commands=commands):
+    report = measure(args, command)
+    report.seeds, report.sample_weighting = compare_other_runs(args, report, args.dataset, args.out)
+    for path in write(report, args.out, args.title):
         print("wrote", path)
-    for m, sec in report["measures"].items():
-        pick = sec["fastest_within"][0]
-        print("%-19s fastest at the baseline's val accuracy: %s" % (
-            m, pick.get("infeasible") or "test %.2f %% at %.1f %% of the cost" % (
-                100 * pick["accuracy"], 100 * pick["cost"] / report["base_cost"])))
-    print("MACs per segment/head:", report["macs"], "baseline", costs.baseline_cost(report["macs"]))
+    for m, sec in report.measures.items():
+        for pick in sec.fastest_within[:1] + sec.generalising:
+            print("%-19s %-36s %s" % (m, pick.rule, pick.infeasible or (
+                "test %.2f %%, cost %.1f %% on val, %.1f %% on test" % (
+                    100 * pick.accuracy, 100 * pick.val_cost / report.base_cost,
+                    100 * pick.cost / report.base_cost))))
+    macs = report.macs.to_json()
+    print("MACs per segment/head:", macs, "baseline", costs.baseline_cost(macs))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from branchynet.evaluation.beyond_report import BeyondReport
+
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "results" / "b-lenet" / "run" / "main.npz"
 
@@ -34,18 +36,24 @@ def test_beyond_train_and_report(tmp_path):
     stdout = _run(["experiments/beyond.py", "--network", "b-lenet", "--run-dir", run,
                    "--seed-runs", "--weighting-runs", run, run, "--out", out,
                    "--timing-samples", "10", "--measured-samples", "10"])
-    assert "fastest at the baseline's val accuracy" in stdout
-    report = json.loads((out / "report.json").read_text())
-    assert set(report["measures"]) == {"entropy", "normalized_entropy", "max_prob", "margin", "patience"}
-    assert report["split"]["val_images"] == 5000 and report["split"]["test_images"] == 10000
-    for sec in report["measures"].values():  # the rules hold their constraint on val
-        for pick in sec["fastest_within"]:
-            if "infeasible" not in pick:
-                assert pick["val_accuracy"] >= report["baseline_accuracy"]["val"] - pick["eps"] - 1e-12
-        for b in sec["budgets"]:
-            assert b["row"] is None or b["row"]["cost"] > 0
-    assert len(report["sample_weighting"]["runs"]) == 2
+    assert "fastest within 0.0 pp" in stdout and "bootstrap 95 % lower bound" in stdout
+    report = BeyondReport.load(out / "report.json")
+    assert set(report.measures) == {"entropy", "normalized_entropy", "max_prob", "margin", "patience"}
+    assert report.split.val_images == 5000 and report.split.test_images == 10000
+    base_val = report.baseline_accuracy.val
+    for sec in report.measures.values():  # the rules hold their constraint on val
+        for pick in sec.fastest_within:
+            if pick.infeasible is None:
+                assert pick.val_accuracy >= base_val - pick.eps - 1e-12
+        cv, boot = sec.generalising
+        assert cv.infeasible is not None or cv.val_accuracy >= base_val + cv.margin - 1e-12 \
+            or cv.val_accuracy == max(r.accuracy for r in sec.frontier_val)
+        assert boot.infeasible is not None or (boot.lower_bound >= 0 and boot.val_accuracy >= base_val)
+        for b in sec.budgets:
+            assert b.row is None or b.row.cost > 0
+    assert len(report.sample_weighting.runs) == 2
     text = (out / "report.md").read_text()
+    assert "Does the selection generalise?" in text and "val % of cost | test % of cost" in text
     for heading in ("## Costs per exit", "## Anytime prediction", "## At the baseline's accuracy",
                     "## Accuracy within a cost budget", "## Sample-dependent loss weights"):
         assert heading in text
