@@ -27,6 +27,9 @@ import numpy
 
 import chainer
 
+# How long a rank other than 0 waits, after Ctrl-C, for rank 0 to say what was kept and end the job.
+KEYBOARD_GRACE_S = 30
+
 MPI_INSTALL_HINT = ('MPI training needs mpi4py and an MPI library: pip install -e ".[mpi]" '
                     '(mpi4py and mpich; `make venv` installs them), then run under '
                     '`mpiexec -n N`')
@@ -210,8 +213,8 @@ class Distributed:
         would wait for it in the next reduction). A KeyboardInterrupt (Ctrl-C reaches every
         rank) is said by rank 0 alone."""
         if isinstance(error, KeyboardInterrupt):
-            if not self.is_root:  # rank 0, interrupted too, says it and ends the job
-                time.sleep(5)
+            if not self.is_root:  # rank 0, interrupted too, says it and ends the job; a loaded
+                time.sleep(KEYBOARD_GRACE_S)  # machine may take it seconds to get there
             text = "rank %d of %d: interrupted\n" % (self.rank, self.size)
         else:
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
