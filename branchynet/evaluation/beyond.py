@@ -16,7 +16,7 @@ import numpy
 
 from branchynet.data import split as data_split
 from branchynet.evaluation import beyond_report as types
-from branchynet.evaluation import costs, frontier, generalise, metrics, outputs, selection, timing
+from branchynet.evaluation import costs, frontier, generalise, metrics, outputs, run_folder, selection, timing
 from branchynet.model import measures
 
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
@@ -26,12 +26,12 @@ Q_VALUES = tuple(float(q) for q in numpy.geomspace(0.02, 50, 25))
 
 
 def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=None):
-    """(val cache, test cache, baseline accuracies {"val", "test"}, the split, the test arrays,
-    whether the baseline gets each validation sample right (None without ``main``)) of a run: its
-    split, with the preprocessing statistics it was trained with."""
-    split = data_split.load_split(dataset, val_size, data_dir,
-                                  statistics=data_split.run_statistics(run_dir))
-    _, (x_val, t_val), (x_test, t_test) = split
+    """(val cache, test cache, baseline accuracies {"val", "test"}, the split's description, the
+    test arrays, whether the baseline gets each validation sample right (None without ``main``)) of
+    a run: its split, with the preprocessing and statistics it was trained with
+    (``run_folder.run_split``)."""
+    (x_val, t_val), (x_test, t_test), description = run_folder.run_split(dataset, val_size, run_dir,
+                                                                       data_dir)
     val = outputs.ExitOutputs.from_net(net, x_val, t_val, progress=progress, desc="val exits")
     test = outputs.ExitOutputs.from_net(net, x_test, t_test, progress=progress, desc="test exits")
     base, right = {}, {}
@@ -41,7 +41,7 @@ def load_caches(net, main, run_dir, dataset, val_size, data_dir=None, progress=N
                                         for s in range(0, len(x), 1000)])
             right[name] = labels == t
             base[name] = float(right[name].mean())
-    return val, test, base, split, (x_test, t_test), right.get("val")
+    return val, test, base, description, (x_test, t_test), right.get("val")
 
 
 def _thin(front, most=300):
@@ -185,7 +185,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=data_split.VAL_SIZE
                measures=measures.NAMES):
     """The report of one run, a ``BeyondReport``; see the module docstring. ``family``: the paper
     family whose threshold grid and knee are set beside the exact search, or None (a user's net)."""
-    val, test, base, split, (x_test, _), base_right = load_caches(net, main, run_dir, dataset,
+    val, test, base, description, (x_test, _), base_right = load_caches(net, main, run_dir, dataset,
                                                                   val_size, data_dir, progress)
     macs = costs.count_macs(net, x_test[:1])
     exit_cost, base_cost = costs.exit_costs(macs), costs.baseline_cost(macs)
@@ -201,7 +201,7 @@ def run_report(net, main, run_dir, dataset, family, val_size=data_split.VAL_SIZE
     times = time_section(net, main, val, test, x_test, sections, knee and knee.thresholds,
                          timing_samples, measured_samples, progress)
     return types.BeyondReport(
-        run=run_dir, split=types.Split.from_json(split.description),
+        run=run_dir, split=types.Split.from_json(description),
         baseline_accuracy=types.Baseline.from_json(base), macs=types.Macs.from_json(macs),
         cost_table=types.CostTable.from_json(costs.cost_table(macs)),
         anytime=[types.Anytime.from_json(a) for a in metrics.anytime(test, exit_cost)],

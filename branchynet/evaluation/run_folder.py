@@ -62,6 +62,7 @@ def run_split(dataset, val_size, run_dir, data_dir=None):
     trained on); ``description``: ``data_split.load_split``'s."""
     info = serialization.read_run_info(run_dir) or {}
     chosen = {"preprocessing": info["preprocessing"]} if info.get("preprocessing") else {}
-    split = data_split.load_split(dataset, val_size, data_dir,
-                                  statistics=data_split.run_statistics(run_dir), **chosen)
+    if dataset == "cifar10":  # MNIST has no preprocessing statistics (a net fit() trained alone
+        chosen["statistics"] = data_split.run_statistics(run_dir)  # has no run.json)
+    split = data_split.load_split(dataset, val_size, data_dir, **chosen)
     return split[1], split[2], split.description
