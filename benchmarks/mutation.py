@@ -213,11 +213,13 @@ def _prepare():
     return root
 
 
-def run_module(module, root, out_path, done, sample, seed):
+def run_module(module, root, out_path, done, sample, seed, only=None):
     source = (ROOT / module).read_text()
     every = mutants(source)
     chosen = every if not sample or sample >= len(every) else \
         sorted(random.Random("%s:%s" % (seed, module)).sample(every, sample), key=lambda m: m["index"])
+    if only is not None:
+        chosen = [m for m in chosen if "%s:%d" % (module, m["index"]) in only]
     tests = _tests_for(module, root)
     target = root / module
     status, code, baseline = _run_child(root, tests, 600)
@@ -268,6 +270,7 @@ def main():
     parser.add_argument("--sample", type=int, default=0, help="mutants per module, drawn with --seed (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="only count the mutants of each module")
+    parser.add_argument("--survivors-of", help="run only the mutants that survived in this JSON-lines file")
     args = parser.parse_args()
     modules = [m for m in MODULES if not args.module or m in args.module or Path(m).stem in args.module]
     if args.list:
@@ -281,10 +284,14 @@ def main():
         for line in out.read_text().splitlines():
             record = json.loads(line)
             done[record["id"]] = record
+    only = None
+    if args.survivors_of:
+        records = [json.loads(line) for line in Path(args.survivors_of).read_text().splitlines()]
+        only = {r["id"] for r in records if r["status"] == "survived"}
     root = _prepare()
     try:
         for module in modules:
-            run_module(module, root, out, done, args.sample, args.seed)
+            run_module(module, root, out, done, args.sample, args.seed, only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out.with_suffix(".md").write_text(summary(list(done.values())))
