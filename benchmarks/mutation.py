@@ -56,7 +56,8 @@ DELETABLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Raise, ast.
 
 def _is_docstring(node, parent):
     return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str) and parent is not None and getattr(parent, "body", [None])[0] is node)
+            and isinstance(node.value.value, str) and parent is not None
+            and getattr(parent, "body", [None])[0] is node)
 
 
 def _variants(node, parent):
@@ -81,12 +82,13 @@ def _variants(node, parent):
         new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
         out.append(("boolean", new))
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
-        if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) and node.operand.value == 1 \
-                and isinstance(parent, ast.Subscript):
+        one = isinstance(node.operand, ast.Constant) and node.operand.value == 1
+        if isinstance(node.op, ast.USub) and one and isinstance(parent, ast.Subscript):
             out.append(("index", ast.Constant(0)))          # [-1] -> [0]
         else:
             out.append(("unary", copy.deepcopy(node.operand)))
-    elif isinstance(node, ast.Constant) and not isinstance(node.value, (str, bytes)) and node.value is not None:
+    elif isinstance(node, ast.Constant) and node.value is not None \
+            and not isinstance(node.value, (str, bytes)):
         value = node.value
         if isinstance(value, bool):
             out.append(("constant", ast.Constant(not value)))
@@ -97,7 +99,8 @@ def _variants(node, parent):
         new = copy.deepcopy(node)
         new.attr = NAMES[node.attr]
         out.append(("name", new))
-    elif isinstance(node, ast.Name) and node.id in NAMES and isinstance(parent, ast.Call) and parent.func is node:
+    elif isinstance(node, ast.Name) and node.id in NAMES and isinstance(parent, ast.Call) \
+            and parent.func is node:
         out.append(("name", ast.Name(NAMES[node.id], ast.Load())))
     if isinstance(node, ast.Return) and node.value is not None \
             and not (isinstance(node.value, ast.Constant) and node.value.value is None):
@@ -207,9 +210,10 @@ def _prepare():
     import importlib.util
     spec = importlib.util.spec_from_file_location("_mutation_compat", spec_path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    import chainer  # noqa: F401
     import numpy  # noqa: F401
     import pytest  # noqa: F401
+
+    import chainer  # noqa: F401
     return root
 
 
@@ -243,13 +247,14 @@ def run_module(module, root, out_path, done, sample, seed, only=None):
         with open(out_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         done[key] = record
-        print("  %-8s %-10s line %-4d %s" % (status, m["kind"], m["line"], record["diff"].splitlines()[-1].strip()),
-              flush=True)
+        last = record["diff"].splitlines()[-1].strip()
+        print("  %-8s %-10s line %-4d %s" % (status, m["kind"], m["line"], last), flush=True)
 
 
 def summary(records):
     """A Markdown table per module: mutants in the module, run, killed, survived, timed out, kill rate."""
-    rows = ["| module | mutants | run | killed | survived | timeout | kill rate |", "|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | run | killed | survived | timeout | kill rate |",
+            "|---|---|---|---|---|---|---|"]
     for module in MODULES:
         mine = [r for r in records if r["module"] == module]
         if not mine:
@@ -257,17 +262,21 @@ def summary(records):
         count = {s: sum(r["status"] == s for r in mine) for s in ("killed", "survived", "timeout")}
         rate = (count["killed"] + count["timeout"]) / len(mine)
         rows.append("| %s | %d | %d | %d | %d | %d | %.0f %% |" % (
-            module, mine[0]["total"], len(mine), count["killed"], count["survived"], count["timeout"], 100 * rate))
+            module, mine[0]["total"], len(mine), count["killed"], count["survived"], count["timeout"],
+            100 * rate))
     survivors = ["", "Survivors:", ""] + ["- %s line %d (%s): `%s`" % (
-        r["module"], r["line"], r["kind"], r["diff"].replace("\n", " / ")) for r in records if r["status"] == "survived"]
+        r["module"], r["line"], r["kind"], r["diff"].replace("\n", " / "))
+        for r in records if r["status"] == "survived"]
     return "\n".join(rows + survivors) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="JSON-lines file of results (appended to; rerun resumes)")
+    parser.add_argument("--out", required=True,
+                        help="JSON-lines file of results (appended to; a rerun resumes)")
     parser.add_argument("--module", action="append", help="a module's path or stem (default: all)")
-    parser.add_argument("--sample", type=int, default=0, help="mutants per module, drawn with --seed (0: all)")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="mutants per module, drawn with --seed (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="only count the mutants of each module")
     parser.add_argument("--survivors-of", help="run only the mutants that survived in this JSON-lines file")

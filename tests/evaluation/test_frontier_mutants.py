@@ -74,7 +74,8 @@ def test_leave_sets_against_loops(low_leaves):
         assert sum(leave) == leavers[p]
         assert correct[p] == sum(f if out else r for f, r, out in zip(first, last, leave))
     assert leavers.tolist() == ([0, 1, 2, 4, 5] if low_leaves else [0, 1, 3, 4, 5])
-    t, leavers, correct = frontier.leave_sets(numpy.array([numpy.nan, numpy.nan]), first[:2], last[:2], low_leaves)
+    nan = numpy.array([numpy.nan, numpy.nan])
+    t, leavers, correct = frontier.leave_sets(nan, first[:2], last[:2], low_leaves)
     assert t.tolist() == [0.0] and leavers.tolist() == [0] and correct.tolist() == [1]
 
 

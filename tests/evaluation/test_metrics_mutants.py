@@ -71,7 +71,8 @@ def test_calibration_of_every_exit_against_brute_force(seed):
         assert [b["count"] for b in row["bins"]] == counts
         for b, cell in enumerate(row["bins"]):
             assert cell["low"] == pytest.approx(b / bins) and cell["high"] == pytest.approx((b + 1) / bins)
-            inside = [(p, r) for p, r in zip(conf, right) if cell["low"] < p <= cell["high"] or (b == 0 and p == 0)]
+            inside = [(p, r) for p, r in zip(conf, right)
+                      if cell["low"] < p <= cell["high"] or (b == 0 and p == 0)]
             if inside:
                 assert cell["confidence"] == pytest.approx(numpy.mean([p for p, _ in inside]), abs=1e-6)
                 assert cell["accuracy"] == pytest.approx(numpy.mean([r for _, r in inside]))

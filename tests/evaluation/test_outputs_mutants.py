@@ -93,11 +93,12 @@ def test_values_correct_subset_and_probs():
     v = cache.values("margin")
     assert v.shape == (3, 10) and v.dtype == numpy.float64 and cache.values("margin") is v
     numpy.testing.assert_allclose(cache.entropies, numpy.stack([measures.entropy(z) for z in cache.logits]))
-    assert cache.correct().tolist() == [[int(numpy.argmax(cache.logits[k, i])) == cache.labels[i] for i in range(10)]
-                                        for k in range(3)]
+    assert cache.correct().tolist() == [[int(numpy.argmax(cache.logits[k, i])) == cache.labels[i]
+                                         for i in range(10)] for k in range(3)]
     assert cache.exit_accuracy() == pytest.approx(cache.correct().mean(axis=1).tolist())
     part = cache.subset(numpy.array([7, 2]))
-    assert part.num_samples == 2 and part.num_exits == 3 and part.labels.tolist() == cache.labels[[7, 2]].tolist()
+    assert part.num_samples == 2 and part.num_exits == 3
+    assert part.labels.tolist() == cache.labels[[7, 2]].tolist()
     numpy.testing.assert_array_equal(part.logits, cache.logits[:, [7, 2]])
     assert ExitOutputs(cache.logits).subset(slice(0, 3)).labels is None
     numpy.testing.assert_allclose(cache.probs(1).sum(axis=1), 1.0, rtol=1e-6)

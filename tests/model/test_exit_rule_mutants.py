@@ -48,7 +48,8 @@ def test_entropy_one_in_plain_python_against_loops():
     rng = numpy.random.RandomState(1)
     for scale in (0.1, 2.0, 40.0):
         row = (rng.randn(1, 7) * scale).astype(numpy.float32)
-        assert exit_rule._entropy_one(row) == pytest.approx(_entropy_loops(row[0].tolist()), rel=1e-9, abs=1e-12)
+        expected = _entropy_loops(row[0].tolist())
+        assert exit_rule._entropy_one(row) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_as_thresholds_broadcasts_checks_and_refuses():
@@ -183,5 +184,6 @@ def test_patience_early_exit_against_brute_force(num_exits):
     labels, exits = exit_rule.predict_batch(numpy.arange(30), thresholds, segment, head, measure=patience)
     assert list(zip(labels.tolist(), exits.tolist())) == expected
     for i in range(30):
-        label, exit_ = exit_rule.predict_one(numpy.array([i]), thresholds, *_scripted(z)[:2], measure=patience)
+        segment, head, _ = _scripted(z)
+        label, exit_ = exit_rule.predict_one(numpy.array([i]), thresholds, segment, head, measure=patience)
         assert (int(label[0]), int(exit_[0])) == expected[i]

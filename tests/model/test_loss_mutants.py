@@ -119,4 +119,5 @@ def test_weights_presets_and_refusals(net_and_batch):
         with pytest.raises(ValueError, match="train_keep must be in"):
             JointLoss(train_keep=bad)
     loss = JointLoss(train_keep=1.0)
-    assert loss.joint and loss.train_keep == 1.0 and loss.train_thresholds is None and loss.sample_weighting is None
+    assert loss.joint and loss.train_keep == 1.0
+    assert loss.train_thresholds is None and loss.sample_weighting is None

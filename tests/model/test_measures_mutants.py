@@ -24,7 +24,8 @@ def test_values_against_loops():
     numpy.testing.assert_allclose(measures.margin(z), [p[0] - p[1] for p in rows], rtol=1e-9, atol=1e-15)
     h = [-sum(q * math.log(q) for q in p if q > 0) for p in rows]
     numpy.testing.assert_allclose(measures.entropy(z), h, rtol=1e-4, atol=1e-6)
-    numpy.testing.assert_allclose(measures.normalized_entropy(z), numpy.array(h) / math.log(6), rtol=1e-4, atol=1e-6)
+    numpy.testing.assert_allclose(measures.normalized_entropy(z), numpy.array(h) / math.log(6),
+                                  rtol=1e-4, atol=1e-6)
     assert measures.max_prob(z).dtype == numpy.float64 and measures.margin(z).dtype == numpy.float64
 
 

@@ -52,7 +52,8 @@ def test_entries_of_scalar_and_absent_thresholds_and_shapes():
     net.thresholds = None
     net.input_shape = numpy.array([1, 28, 28])
     e = serialization.entries(net)
-    assert json.loads(e[serialization.THRESHOLDS_KEY]) is None and json.loads(e[serialization.INPUT_SHAPE_KEY]) == [1, 28, 28]
+    assert json.loads(e[serialization.THRESHOLDS_KEY]) is None
+    assert json.loads(e[serialization.INPUT_SHAPE_KEY]) == [1, 28, 28]
     assert serialization._plain_thresholds([0.1, 0.2]) == [0.1, 0.2]
 
 
@@ -88,7 +89,8 @@ def test_a_file_missing_or_not_ours_or_not_fitting_is_named(tmp_path):
         serialization.load_into(_net(), other)
     path = str(tmp_path / "wide.npz")
     serialization.save(_net(width=6), path)
-    with pytest.raises(ValueError, match=r"wide.npz does not fit this net: heads/0/0/W: saved \(2, 6\), this net \(2, 3\)"):
+    fits = r"wide.npz does not fit this net: heads/0/0/W: saved \(2, 6\), this net \(2, 3\)"
+    with pytest.raises(ValueError, match=fits):
         serialization.load_into(_net(width=3), path)
     assert serialization._mismatch(path, _net(width=6)) is None
 
