@@ -2,6 +2,8 @@
 the mutants of ``metrics`` that the older tests let through (see docs/mutation.md): ECE as an
 unweighted mean over bins, overthinking that counts only exit 1 as earlier, calibration that scores
 every exit with the last exit's confidence."""
+import warnings
+
 import numpy
 import pytest
 
@@ -126,10 +128,40 @@ def test_earliest_correct_and_oracle_on_three_exits():
     preds = [[1, 0, 1, 1], [0, 2, 1, 1], [0, 0, 0, 1]]
     cache = _one_hot_cache(preds, [0, 0, 0, 0])
     assert metrics.earliest_correct(cache).tolist() == [1, 0, 2, -1]
-    o = metrics.oracle(cache, [1.0, 3.0, 10.0])
+    o = metrics.oracle(cache, [2.0, 3.0, 10.0])
     assert o["accuracy"] == 0.75
-    assert o["cost"] == pytest.approx((3 + 1 + 10 + 1) / 4)
+    assert o["cost"] == pytest.approx((3 + 2 + 10 + 2) / 4)
     assert o["exit_fractions"] == [0.5, 0.25, 0.25]
-    curve_costs, curve_acc = metrics.oracle_curve(cache, [1.0, 3.0, 10.0])
-    numpy.testing.assert_allclose(curve_costs, [1.0, 1.0, 1.5, 3.75])  # 4 x 1 + 0, 2, 9
+    curve_costs, curve_acc = metrics.oracle_curve(cache, [2.0, 3.0, 10.0])
+    numpy.testing.assert_allclose(curve_costs, [2.0, 2.0, 2.25, 4.25])  # (4 x 2 + 0, 1, 8) / 4
     numpy.testing.assert_allclose(curve_acc, [0, 0.25, 0.5, 0.75])
+
+
+def test_anytime_rows_are_numbered_from_one():
+    cache = _one_hot_cache([[0, 1], [0, 0], [1, 1]], [0, 0])
+    rows = metrics.anytime(cache, [1.0, 2.0, 5.0])
+    assert rows == [{"exit": 1, "accuracy": 0.5, "cost": 1.0}, {"exit": 2, "accuracy": 1.0, "cost": 2.0},
+                    {"exit": 3, "accuracy": 0.0, "cost": 5.0}]
+
+
+def test_at_budgets_default_fractions():
+    from branchynet.evaluation import frontier
+    cache = _one_hot_cache([[0, 1, 1, 0], [0, 0, 1, 0]], [0, 0, 0, 0])
+    front = frontier.exact_frontier(cache, "entropy", [1.0, 4.0])
+    rows = metrics.at_budgets(front, cache, baseline_cost=4.0)
+    assert [r["fraction"] for r in rows] == [0.25, 0.5, 0.75, 1.0]
+    assert rows[0]["row"]["cost"] == 1.0 and rows[-1]["fitted_accuracy"] == 0.75
+
+
+def test_calibration_edge_bins_and_an_empty_cache():
+    # top probability exactly 0.5 belongs to the first bin [0, 0.5], 1.0 to the last (0.5, 1]
+    probs = numpy.array([[[0.5, 0.5], [1.0, 0.0], [0.5, 0.5]]])
+    (row,) = metrics.calibration(outputs_of_probs(probs, numpy.array([0, 0, 1])), bins=2)
+    assert [b["count"] for b in row["bins"]] == [2, 1]
+    assert row["bins"][0]["accuracy"] == 0.5 and row["bins"][1]["accuracy"] == 1.0
+    assert row["ece"] == pytest.approx(0.0, abs=1e-6)
+    empty = outputs_of_probs(numpy.zeros((1, 0, 3)), numpy.zeros(0, int))
+    with numpy.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no sample
+        (row,) = metrics.calibration(empty, bins=3)
+    assert row["ece"] == 0.0 and [b["count"] for b in row["bins"]] == [0, 0, 0]

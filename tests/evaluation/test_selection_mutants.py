@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 import branchynet  # noqa: F401
-from branchynet.evaluation import selection
+from branchynet.evaluation import frontier, selection
 from tests.evaluation.synthetic import outputs_with
 
 
@@ -96,3 +96,16 @@ def test_distribution_thresholds_with_a_confidence_measure_and_bad_fractions():
     for bad in ([0.5, 0.5], [0.5, 0.6, -0.1], [0.5, 0.2, 0.2]):
         with pytest.raises(ValueError, match="fractions must be 3 non-negative numbers summing to 1"):
             selection.distribution_thresholds(cache, "entropy", bad)
+
+
+def test_paper_knee_is_the_fastest_grid_setting_reaching_the_baseline():
+    cache = _three_exit_cache(n=30, seed=2)
+    grid = frontier.threshold_grid([(0.1, 0.5, 1.0, 1.5, 2.1), (0.1, 0.5, 1.0, 1.5, 2.1)])
+    costs = [1.0, 2.0, 3.0]
+    rows = [cache.evaluate(t, "entropy", costs) for t in grid]
+    target = sorted(r["accuracy"] for r in rows)[len(rows) // 2]
+    front, at = selection.paper_knee(cache, grid, costs, target)
+    reaching = [r for r in rows if r["accuracy"] >= target]
+    fastest = min(r["cost"] for r in reaching)
+    assert front.costs[at] == pytest.approx(fastest) and front.accuracies[at] >= target
+    assert list(front.thresholds[at]) in [r["thresholds"] for r in reaching if r["cost"] == fastest]

@@ -2,6 +2,7 @@
 run-folder helpers and the refusals, written to kill the mutants of ``serialization`` that the
 older tests let through (docs/mutation.md)."""
 import json
+import os
 
 import numpy
 import pytest
@@ -116,3 +117,32 @@ def test_run_folder_helpers(tmp_path):
     for loaded in nets:
         for a, b in zip(_arrays(net).values(), _arrays(loaded).values()):
             numpy.testing.assert_array_equal(a, b)
+
+
+def test_save_closes_its_temporary_and_removes_it_on_failure(tmp_path, monkeypatch):
+    net = _net()
+    before = len(os.listdir("/proc/self/fd"))
+    serialization.save(net, str(tmp_path / "a.npz"))
+    assert len(os.listdir("/proc/self/fd")) == before
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(numpy, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        serialization.save(net, str(tmp_path / "b.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_run_info_rewrites_and_a_run_without_baseline_loads(tmp_path):
+    run = str(tmp_path / "run")
+    serialization.write_run_info(run, {"seed": 1})
+    serialization.write_run_info(run, {"seed": 2, "done": True})  # the folder exists: rewritten
+    assert serialization.read_run_info(run) == {"seed": 2, "done": True}
+    assert open(os.path.join(run, "run.json")).read().splitlines()[1] == ' "seed": 2,'
+    net = _net()
+    net.config = {"network": "pkg.mod:make", "kwargs": {}}
+    serialization.save(net, os.path.join(run, "branchy.npz"))
+    branchy, main = serialization.load_run(run, lambda name, **kw: _net(seed=9))
+    assert main is None and branchy is not None
+    with pytest.raises(Exception, match="nowhere"):  # the device is applied to every net loaded
+        serialization.load_run(run, lambda name, **kw: _net(seed=9), device="@nowhere")
