@@ -6,13 +6,14 @@ replaced, a statement deleted, ...), writes each one over the module in a privat
 repository and runs that module's own test files on it (``-x -q``, no slow tests, with a timeout).
 A mutant is *killed* when a test fails, *survived* when all pass, *timeout* when they run too long.
 
-One worker: a parent process imports NumPy, Chainer and pytest once, then forks a child per mutant
-that imports ``branchynet`` afresh from the copy (so each child sees its mutant). Results go to a
-JSON-lines file, one line per mutant, and a rerun skips the mutants already recorded there (delete
-the file to start over). ``--sample N`` draws N mutants per module with a fixed seed. See
-docs/mutation.md for the command and the kill rates.
+One worker: a process started with the copy on its PYTHONPATH imports NumPy, Chainer and pytest
+once, then forks a child per mutant that imports ``branchynet`` afresh from the copy (so each child
+sees its mutant). Results go to a JSON-lines file, one line per mutant, and a rerun skips the
+mutants already recorded there (delete the file to start over); its summary, a Markdown table per
+module and the surviving mutants, goes beside it (``.md``). ``--sample N`` draws N mutants per module
+with a fixed seed. The real tree is only read. See docs/mutation.md for the command and kill rates.
 
-    python benchmarks/mutation.py --out results/mutation/after.jsonl --sample 40 [--module metrics]
+    python benchmarks/mutation.py --out results/mutation/after.jsonl --sample 60 [--module metrics]
 """
 import argparse
 import ast
@@ -23,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -194,8 +196,8 @@ def _tests_for(module, root):
     return tests
 
 
-def _prepare():
-    """A private copy of the code and tests; the parent imports the heavy libraries once, not branchynet."""
+def _copy():
+    """A private copy of the code and tests, where the mutants are written."""
     root = Path(tempfile.mkdtemp(prefix="mutation-"))
     for name in COPIED:
         src = ROOT / name
@@ -203,18 +205,21 @@ def _prepare():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(src, root / name)
-    sys.dont_write_bytecode = True
+    return root
+
+
+def _worker_setup(root):
+    """In the worker (started with the copy first on PYTHONPATH): import the heavy libraries once,
+    not branchynet, whose modules each forked child imports afresh from the copy."""
+    sys.dont_write_bytecode = True  # no cached bytecode: each child compiles the mutant it is given
     os.chdir(root)
-    sys.path.insert(0, str(root))
-    spec_path = root / "branchynet" / "_compat.py"
     import importlib.util
-    spec = importlib.util.spec_from_file_location("_mutation_compat", spec_path)
+    spec = importlib.util.spec_from_file_location("_mutation_compat", root / "branchynet" / "_compat.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     import numpy  # noqa: F401
     import pytest  # noqa: F401
 
     import chainer  # noqa: F401
-    return root
 
 
 def run_module(module, root, out_path, done, sample, seed, only=None):
@@ -270,6 +275,10 @@ def summary(records):
     return "\n".join(rows + survivors) + "\n"
 
 
+def _records(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()] if Path(path).exists() else []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True,
@@ -280,6 +289,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="only count the mutants of each module")
     parser.add_argument("--survivors-of", help="run only the mutants that survived in this JSON-lines file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # the copy's folder, in the worker process
     args = parser.parse_args()
     modules = [m for m in MODULES if not args.module or m in args.module or Path(m).stem in args.module]
     if args.list:
@@ -287,24 +297,26 @@ def main():
             print("%5d  %s" % (len(mutants((ROOT / module).read_text())), module))
         return
     out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            record = json.loads(line)
-            done[record["id"]] = record
-    only = None
-    if args.survivors_of:
-        records = [json.loads(line) for line in Path(args.survivors_of).read_text().splitlines()]
-        only = {r["id"] for r in records if r["status"] == "survived"}
-    root = _prepare()
-    try:
+    if args.worker:
+        only = None
+        if args.survivors_of:
+            only = {r["id"] for r in _records(args.survivors_of) if r["status"] == "survived"}
+        done = {r["id"]: r for r in _records(out)}
+        _worker_setup(Path(args.worker))
         for module in modules:
-            run_module(module, root, out, done, args.sample, args.seed, only)
+            run_module(module, Path(args.worker), out, done, args.sample, args.seed, only)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = _copy()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        code = subprocess.call([sys.executable, __file__, *sys.argv[1:], "--worker", str(root)], env=env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    out.with_suffix(".md").write_text(summary(list(done.values())))
-    print(summary(list(done.values())))
+    text = summary(_records(out))
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
