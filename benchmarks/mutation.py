@@ -187,13 +187,12 @@ def _run_child(copy_root, tests, timeout):
 
 
 def _tests_for(module, root):
+    """The module's test files, its ``test_<module>_mutants.py`` first (fast: most kills come early)."""
     tests = list(MODULES[module])
     stem = Path(module).stem
-    for folder in {str(Path(t).parent) for t in tests} | {"tests/" + Path(module).parent.name}:
-        extra = root / folder / ("test_%s_mutants.py" % stem)
-        if extra.exists() and str(extra.relative_to(root)) not in tests:
-            tests.append(str(extra.relative_to(root)))
-    return tests
+    folders = sorted({str(Path(t).parent) for t in tests} | {"tests/" + Path(module).parent.name})
+    extras = [str(Path(f) / ("test_%s_mutants.py" % stem)) for f in folders]
+    return [t for t in extras if (root / t).exists()] + tests
 
 
 def _copy():

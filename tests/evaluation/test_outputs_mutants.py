@@ -112,7 +112,8 @@ def test_refusals_name_what_to_fix():
     with pytest.raises(ValueError, match="expected 3 labels, got shape"):
         ExitOutputs(numpy.zeros((2, 3, 2)), [0, 1])
     cache = _cache()
-    with pytest.raises(ValueError, match=r"expected 2 thresholds per setting .one per non-final exit., got \(3,\)"):
+    shape = r"expected 2 thresholds per setting .one per non-final exit., got \(3,\)"
+    with pytest.raises(ValueError, match=shape):
         cache.exit_index([[0.1, 0.2, 0.3]])
     with pytest.raises(ValueError, match="NaN"):
         cache.exit_index([0.1, float("nan")])
