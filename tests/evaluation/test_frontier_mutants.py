@@ -3,6 +3,8 @@ brute force, leave sets by loops, exact frontiers of 1-, 3- and 4-exit caches (w
 candidates to prune on the way) against sweeps of every candidate setting, written to kill the
 mutants of ``frontier`` that the older tests let through (docs/mutation.md)."""
 import itertools
+import re
+from pathlib import Path
 
 import numpy
 import pytest
@@ -79,11 +81,15 @@ def test_leave_sets_against_loops(low_leaves):
     assert t.tolist() == [0.0] and leavers.tolist() == [0] and correct.tolist() == [1]
 
 
-def _candidate_sweep(cache, name, costs):
-    """(cost, correct) of the Pareto set over every setting of candidate thresholds, from sweeps."""
+def _candidate_sweep(cache, name, costs, outer=None):
+    """(cost, correct) of the Pareto set over every setting of candidate thresholds, from sweeps;
+    ``outer``: the positions of the candidates kept at the exits before the last non-final one."""
     m = measures.get(name)
     values = cache.values(m)
-    settings = list(itertools.product(*[m.candidates(values[j]) for j in range(cache.num_exits - 1)]))
+    lists = [m.candidates(values[j]) for j in range(cache.num_exits - 1)]
+    if outer is not None:
+        lists = [c[outer] for c in lists[:-1]] + lists[-1:]
+    settings = list(itertools.product(*lists))
     rows = cache.sweep(settings, name, costs, chunk=4096)
     c = numpy.array([r["cost"] for r in rows])
     right = numpy.array([r["correct"] for r in rows])
@@ -110,8 +116,9 @@ def test_exact_frontier_of_four_exits_and_with_few_outer_candidates():
     assert [(round(float(c), 9), int(r)) for c, r in zip(front.costs, front.correct)] == \
         _candidate_sweep(cache, "max_prob", costs)
     rough = frontier.exact_frontier(cache, "max_prob", costs, outer_candidates=3)
-    cands = measures.get("max_prob").candidates(cache.values("max_prob")[0])
-    assert set(rough.thresholds[:, 0]) <= {cands[0], cands[len(cands) // 2], cands[-1]}
+    assert len(measures.get("max_prob").candidates(cache.values("max_prob")[0])) == 15  # 14 distinct values
+    assert [(round(float(c), 9), int(r)) for c, r in zip(rough.costs, rough.correct)] == \
+        _candidate_sweep(cache, "max_prob", costs, outer=[0, 7, 14])  # first, middle, last kept
     for t, right in zip(rough.thresholds, rough.correct):
         assert cache.evaluate(t, "max_prob", costs)["correct"] == right
 
@@ -129,3 +136,26 @@ def test_exact_frontier_of_one_exit_and_grids():
         assert row["exit_counts"] == counts.tolist() and row["correct"] == right
     assert frontier.paper_grid("alexnet", 3)[:2] == [(0.0001, 0.0001), (0.0001, 0.001)]
     assert len(frontier.paper_grid("lenet", 2)) == 17 and frontier.paper_thresholds("resnet110") == (0.3, 0.2)
+
+
+def test_threshold_lists_and_paper_thresholds_are_the_documented_ones():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "original.md").read_text()
+    section = text[text.index("### Threshold lists"):]
+
+    def listed(label):
+        line = re.search(r"\* %s: ([0-9., \n]+)\(" % re.escape(label), section).group(1)
+        return tuple(float(v) for v in line.replace("\n", " ").split(",") if v.strip())
+    assert frontier.LENET_THRESHOLDS == frontier.RESNET_THRESHOLDS == listed("B-LeNet and B-ResNet-110")
+    assert frontier.ALEXNET_THRESHOLDS == listed("B-AlexNet")
+    for family, name in (("lenet", "B-LeNet"), ("alexnet", "B-AlexNet"), ("resnet110", "B-ResNet")):
+        row = re.search(r"\| CPU \| %s \| [^|]+\| [^|]+\| [^|]+\| ([0-9., ]+) \|" % name, text).group(1)
+        assert frontier.paper_thresholds(family) == tuple(float(v) for v in row.split(","))
+
+
+def test_pareto_of_float_and_integer_inputs_and_rows():
+    # correct counts as plain ints, costs as ints: the result is the same as for floats
+    assert frontier.pareto([3, 1, 2], [5, 1, 5]).tolist() == [1, 2]
+    assert frontier.pareto([1.0, 1.0, 2.0], [2, 3, 4]).tolist() == [1, 2]  # at one cost the more accurate
+    f = frontier.Frontier([[0.1]], [[3, 1]], [2], [1.0, 2.0], 4)
+    assert f.rows()[0]["exit_fractions"] == [0.75, 0.25]
+    assert f.take(numpy.array([0.0])).index.tolist() == [0]  # positions as floats are taken as ints
