@@ -50,6 +50,12 @@ def test_most_accurate_within_against_brute_force(budget):
     assert selection.most_accurate_within(FRONT, budget) == _most_accurate_brute(FRONT, budget)
 
 
+def test_budgets_within_rounding_of_a_cost_meet_it():
+    # a relative 1e-12 of slack either way: costs summed in another order still meet the budget
+    assert selection.most_accurate_within(FRONT, 1.0 * (1 - 1e-12)) == 1
+    assert selection.most_accurate_within(FRONT, 2.0 / (1 + 1e-12)) == 2
+
+
 def test_most_accurate_within_refuses_a_budget_below_every_setting():
     with pytest.raises(selection.Infeasible, match="budget 0.9 is below the cheapest setting's cost 1 "
                                                    r"\(every sample leaving at the first exit costs 1\)"):

@@ -99,19 +99,25 @@ def test_training_keep_by_threshold_and_by_fraction():
 
 
 def _scripted(z):
-    """segment and head over stacked logits z (N, K, C): the 'activation' is the sample index,
-    so each head returns those samples' logits at exit k, and each call is counted."""
+    """segment and head over stacked logits z (N, K, C). The 'activation' of a sample is its
+    index and how many segments it went through: each head checks that all of its own ran, and
+    returns those samples' logits at exit k. Calls are counted."""
     calls = {"segment": [], "head": []}
 
     def segment(k, h):
         calls["segment"].append((k, len(h)))
-        return h
+        return h + numpy.array([0, 1])
 
     def head(k, h):
         calls["head"].append((k, len(h)))
-        return z[numpy.asarray(h, dtype=int), k]
+        assert (h[:, 1] == k + 1).all(), "head %d got activations of %s segments" % (k, h[:, 1])
+        return z[h[:, 0], k]
 
     return segment, head, calls
+
+
+def _inputs(n):
+    return numpy.stack([numpy.arange(n), numpy.zeros(n, int)], axis=1)
 
 
 def _brute_force(z, thresholds, measure=None):
@@ -149,13 +155,13 @@ def test_predict_batch_and_one_against_brute_force(num_exits):
     expected = _brute_force(z, thresholds)
     assert len({k for _, k in expected}) == num_exits  # every exit takes someone
     segment, head, calls = _scripted(z)
-    labels, exits = exit_rule.predict_batch(numpy.arange(40), thresholds, segment, head)
+    labels, exits = exit_rule.predict_batch(_inputs(40), thresholds, segment, head)
     assert labels.dtype == numpy.int32 and exits.dtype == numpy.int32
     assert list(zip(labels.tolist(), exits.tolist())) == expected
     reaching = [sum(k >= j for _, k in expected) for j in range(num_exits)]
     assert calls["head"] == list(enumerate(reaching))  # each head once per sample reaching it
     for i in range(40):
-        label, exit_ = exit_rule.predict_one(numpy.array([i]), thresholds, *_scripted(z)[:2])
+        label, exit_ = exit_rule.predict_one(_inputs(40)[i:i + 1], thresholds, *_scripted(z)[:2])
         assert (label.tolist(), exit_.tolist()) == ([expected[i][0]], [expected[i][1]])
         assert label.dtype == numpy.int32
 
@@ -164,12 +170,12 @@ def test_predict_batch_stops_when_nobody_is_left():
     z = numpy.zeros((4, 3, 3), numpy.float32)
     z[:, :, 1] = 50.0  # certain at exit 1: all leave there
     segment, head, calls = _scripted(z)
-    labels, exits = exit_rule.predict_batch(numpy.arange(4), [0.5, 0.5], segment, head)
+    labels, exits = exit_rule.predict_batch(_inputs(4), [0.5, 0.5], segment, head)
     assert labels.tolist() == [1] * 4 and exits.tolist() == [0] * 4
     assert calls["segment"] == [(0, 4)]
     z[0, 0, 1] = 0.0  # one sample stays: exit 2 sees it alone, then nobody is left
     segment, head, calls = _scripted(z)
-    labels, exits = exit_rule.predict_batch(numpy.arange(4), [0.5, 0.5], segment, head)
+    labels, exits = exit_rule.predict_batch(_inputs(4), [0.5, 0.5], segment, head)
     assert exits.tolist() == [1, 0, 0, 0] and calls["segment"] == [(0, 4), (1, 1)]
 
 
@@ -181,9 +187,10 @@ def test_patience_early_exit_against_brute_force(num_exits):
     assert {k for _, k in expected} >= {1, num_exits - 1}
     patience = measures.get("patience")
     segment, head, _ = _scripted(z)
-    labels, exits = exit_rule.predict_batch(numpy.arange(30), thresholds, segment, head, measure=patience)
+    labels, exits = exit_rule.predict_batch(_inputs(30), thresholds, segment, head, measure=patience)
     assert list(zip(labels.tolist(), exits.tolist())) == expected
     for i in range(30):
         segment, head, _ = _scripted(z)
-        label, exit_ = exit_rule.predict_one(numpy.array([i]), thresholds, segment, head, measure=patience)
+        one = _inputs(30)[i:i + 1]
+        label, exit_ = exit_rule.predict_one(one, thresholds, segment, head, measure=patience)
         assert (int(label[0]), int(exit_[0])) == expected[i]
