@@ -45,7 +45,7 @@ MODULES = {
     "branchynet/evaluation/outputs.py": ["tests/evaluation/test_outputs.py"],
     "branchynet/evaluation/frontier.py": ["tests/evaluation/test_frontier.py"],
 }
-COPIED = ["branchynet", "networks", "tests", "ruff.toml", "setup.py"]
+COPIED = ["branchynet", "networks", "tests", "docs", "ruff.toml", "setup.py"]
 
 COMPARE = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
            ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
