@@ -48,6 +48,18 @@ def test_count_macs_of_a_three_exit_net_part_by_part():
         costs.count_macs(net, numpy.zeros((2, 1, 12, 8), numpy.float32))
 
 
+def test_count_macs_runs_in_inference_mode_and_leaves_the_net_as_it_was():
+    numpy.random.seed(1)
+    net = BranchyNet([L.Linear(4, 3), L.BatchNormalization(3), Branch([L.Linear(3, 2)]),
+                      L.Linear(3, 3), Branch([L.Linear(3, 2)])])
+    bn = net.segments[0][1]
+    before = bn.avg_mean.copy(), bn.avg_var.copy()
+    parts = costs.count_macs(net, numpy.full((1, 4), 5.0, numpy.float32))
+    assert parts == {"segments": [12, 9], "heads": [6, 6]}
+    numpy.testing.assert_array_equal(bn.avg_mean, before[0])  # training mode would update these
+    numpy.testing.assert_array_equal(bn.avg_var, before[1])
+
+
 def test_exit_and_baseline_costs_by_hand():
     numpy.testing.assert_array_equal(costs.exit_costs(PARTS), [13, 35, 76])
     assert costs.baseline_cost(PARTS) == 71.0
