@@ -159,3 +159,8 @@ def test_pareto_of_float_and_integer_inputs_and_rows():
     f = frontier.Frontier([[0.1]], [[3, 1]], [2], [1.0, 2.0], 4)
     assert f.rows()[0]["exit_fractions"] == [0.75, 0.25]
     assert f.take(numpy.array([0.0])).index.tolist() == [0]  # positions as floats are taken as ints
+
+
+def test_incremental_refuses_lists_of_different_lengths():
+    with pytest.raises(ValueError, match="times and accuracies must have the same length"):
+        frontier.incremental([1.0, 2.0], [0.5])
