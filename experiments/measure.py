@@ -29,7 +29,7 @@ import chainer
 
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet import fast
+from branchynet import devices, fast
 from branchynet.data.split import VAL_SIZE
 from branchynet.evaluation import frontier, run_folder, table1
 from branchynet.evaluation.results import Macs
@@ -106,7 +106,11 @@ def parse_args(argv=None):
     for flag in ("blas_threads", "kernel_threads"):
         if getattr(args, flag) < 0:
             p.error("--%s must be 0 or more" % flag.replace("_", "-"))
-    if args.gpu_only and chainer.get_device(args.device).xp is numpy:
+    try:
+        device = devices.usable(args.device)
+    except ValueError as err:
+        p.error("--device: %s" % err)
+    if args.gpu_only and device.xp is numpy:
         p.error("--gpu-only needs a GPU --device such as @cupy:0, not %s" % args.device)
     explicit = args.run_dir is not None
     default_run = run_folder.default_run_dir(ROOT, args.network)

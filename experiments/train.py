@@ -29,6 +29,7 @@ import numpy
 import branchynet  # noqa: F401
 import chainer
 import networks
+from branchynet import devices
 from branchynet.data import datasets
 from branchynet.data.split import DATASETS, VAL_SIZE
 from branchynet.model import sample_weights, serialization
@@ -247,6 +248,12 @@ def parse_args(argv=None):
         args.dataset = network_dataset(args.network, args.dataset)
     except FlagError as err:
         p.exit(2, "%s: error: %s\n" % (p.prog, err))
+    try:
+        devices.usable(args.device)
+    except ValueError as err:
+        p.error("--device: %s" % err)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error("--out %s is a file, not a run folder" % args.out)
     if args.main_from is not None:
         if args.main_epochs != 0:
             p.error("--main-from replaces pretraining: give --main-epochs 0")

@@ -199,3 +199,18 @@ def test_sample_weighting_is_a_flag_applied_to_the_net_and_recorded(tmp_path):
     other = runs.RunSettings(**dict(vars(settings), sample_weighting=None))
     with pytest.raises(runs.SettingsMismatch, match="sample_weighting: 'soft_exit:0.25' -> None"):
         runs.train(other, out, build, "mnist", "lenet", progress=False, echo=lambda line: None)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--device", "@cupy:0", "--device: device '@cupy:0': no usable GPU here"),
+    ("--out", "FILE", "is a file, not a run folder"),
+])
+def test_an_unusable_device_or_an_out_file_is_one_line(flag, value, message, tmp_path, capsys):
+    if value == "FILE":
+        value = str(tmp_path / "a_file")
+        open(value, "w").close()
+    with pytest.raises(SystemExit) as stop:
+        parse(with_flag(flag, value))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)  # usage, then one error line
