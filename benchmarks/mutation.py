@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each module, with the test files that cover it (its ``*_mutants.py`` companions are added when present).
 MODULES = {
     "branchynet/model/exit_rule.py": ["tests/model/test_exit_rule.py"],
-    "branchynet/model/measures.py": ["tests/branchynet/test_confidence.py"],
+    "branchynet/model/measures.py": ["tests/model/test_measures.py"],
     "branchynet/model/sample_weights.py": ["tests/model/test_sample_weights.py"],
     "branchynet/model/loss.py": ["tests/model/test_loss.py"],
     "branchynet/model/serialization.py": ["tests/model/test_serialization.py"],

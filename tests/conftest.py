@@ -27,10 +27,10 @@ SLOW = {
     "tests/experiments/test_experiments.py::test_script_writes_well_formed_results[b-resnet110]",
     "tests/experiments/test_experiments.py::test_table1_from_the_tiny_results",
     "tests/experiments/test_experiments.py::test_training_writes_run_json_and_the_scripts_read_it",
-    # the beyond report's parts: tests/branchynet (measures, selection, report)
+    # the beyond report's parts: tests/evaluation (measures, selection, report)
     "tests/experiments/test_beyond.py::test_beyond_train_and_report",
     # two processes training as one: test_two_processes_train_what_one_process_trains
-    "tests/branchynet/test_distributed.py::test_a_failing_rank_ends_the_job_and_the_run_resumes",
+    "tests/training/test_distributed.py::test_a_failing_rank_ends_the_job_and_the_run_resumes",
     # the same blocks as b-resnet110, exit 1 elsewhere: test_resnet_variants_differ_only_in_where_exit_1_taps
     "tests/networks/test_networks.py::test_network_shapes_sizes_params_and_gradients[b-resnet110-paper]",
 }

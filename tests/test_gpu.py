@@ -5,6 +5,7 @@ import numpy
 import pytest
 
 import chainer
+
 from branchynet.training.optimizers import adam
 from tests.helpers import build
 
