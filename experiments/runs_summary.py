@@ -57,7 +57,8 @@ def markdown(rows):
         val_acc = "–" if r["val_t_acc"] is None else "%.2f" % r["val_t_acc"]
         val_delta = "–" if r["val_t_acc"] is None else "%+.2f" % (r["val_t_acc"] - r["baseline"])
         device = "?" if r["device"] is None else "GPU" if "cupy" in r["device"] else "CPU"
-        lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %+.2f "
+                     "| %s | %s | %s |" % (
             r["results"], r["run"], "?" if r["seed"] is None else r["seed"], device,
             r["weights"] or "?", r["pretrained"] or "?", r["baseline"],
             r["last_exit"], ", ".join("%g" % v for v in r["paper_t"]), r["paper_t_acc"],

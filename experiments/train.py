@@ -26,8 +26,9 @@ import sys
 
 import numpy
 
-import branchynet  # noqa: F401
 import chainer
+
+import branchynet  # noqa: F401
 import networks
 from branchynet import devices
 from branchynet.data import datasets
@@ -77,7 +78,8 @@ def add_training_arguments(p, schedule=None, val_size=VAL_SIZE):
         else:
             p.add_argument(flag, type=nonnegative_int, default=schedule[key],
                            help=what + " (default %(default)s, the paper's)")
-    p.add_argument("--batchsize", type=positive_int, default=512 if schedule is None else schedule["batchsize"],
+    p.add_argument("--batchsize", type=positive_int,
+                   default=512 if schedule is None else schedule["batchsize"],
                    help="training batch size (default %(default)s)")
     p.add_argument("--weights", default=None, choices=WEIGHT_PRESETS,
                    help="loss-weight preset: slides (1..1, 0.3) or code (all 1); default: slides "
@@ -233,9 +235,11 @@ def parse_args(argv=None):
     p.add_argument("--sample-weighting", default=None, type=_sample_weighting,
                    help="per-sample loss weights in joint training: soft_exit or soft_exit:ALPHA "
                         "(branchynet.model.sample_weights; default: the paper's fixed weights), in run.json")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")
-    p.add_argument("--stock-chainer", action="store_true", help="use stock Chainer kernels, not the fast CPU path")
+    p.add_argument("--stock-chainer", action="store_true",
+                   help="use stock Chainer kernels, not the fast CPU path")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--mpi", action="store_true", default=None,
                    help="data parallel over the processes of mpiexec (ChainerMN); automatic when "

@@ -8,11 +8,11 @@ thread control in ``blas``). ``switch`` decides where they run in training; ``co
 lists into numpy programs for inference, batched or one sample at a time (``Runner``).
 """
 from branchynet.fast import blas, threads
+from branchynet.fast.compiler import Runner
 from branchynet.fast.conv import conv2d_numpy, convolution_2d
 from branchynet.fast.pooling import avg_pool_numpy, max_pool_numpy
 from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
 from branchynet.fast.switch import cpu_scope, enabled, run_layers
-from branchynet.fast.compiler import Runner
 
 __all__ = ["blas", "threads", "convolution_2d", "max_pooling_2d", "average_pooling_2d",
            "conv2d_numpy", "max_pool_numpy", "avg_pool_numpy", "cpu_scope", "enabled",

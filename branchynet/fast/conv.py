@@ -16,8 +16,8 @@ Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=
 import numpy
 
 import chainer
-from chainer import function_node
 import chainer.functions
+from chainer import function_node
 
 from branchynet.fast import threads
 

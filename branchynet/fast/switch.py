@@ -14,10 +14,10 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet.model import layers as blayers
 from branchynet.fast import blas, threads
 from branchynet.fast.conv import convolution_2d, supports
 from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
+from branchynet.model import layers as blayers
 
 chainer.global_config.branchynet_fast_cpu = os.environ.get("BRANCHYNET_FAST_CPU", "1") != "0"
 

@@ -166,6 +166,7 @@ class Distributed:
     def __init__(self, device="@numpy", communicator=None, timeout=None):
         try:
             from mpi4py import MPI
+
             import chainermn
         except ImportError as err:
             raise MPIUnavailable("%s (%s)" % (MPI_INSTALL_HINT, err)) from None

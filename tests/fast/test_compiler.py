@@ -5,13 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-import branchynet  # noqa: F401  (compatibility shims before chainer)
 import chainer
 import chainer.links as L
 
+import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet.model import exit_rule
 from branchynet.fast import batch, compiler
+from branchynet.model import exit_rule
 from branchynet.model.links import ResBlock
 
 NETWORKS = [("b-lenet", {}), ("b-alexnet", {}), ("b-alexnet-paper", {}), ("b-resnet110", {"n": 1}),

@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-import branchynet  # noqa: F401  (compatibility shims before chainer)
 import chainer
 import chainer.links as L
 
+import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from networks import alex_cifar10, resnet_cifar10
 from branchynet.fast import switch
 from branchynet.model.links import ResBlock
 from branchynet.training.optimizers import adam
+from networks import alex_cifar10, resnet_cifar10
 from tests.helpers import build
 
 LN10 = math.log(10)

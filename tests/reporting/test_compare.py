@@ -84,7 +84,8 @@ def test_make_reproduce_writes_outside_results_and_ends_with_the_comparison():
     recipe = makefile.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
     lines = [line.strip() for line in recipe.splitlines()[1:]]
     assert "--results $(REPRODUCE_OUT)" in lines[0] and "experiments/compare.py" in lines[-1]
-    out = next(line for line in makefile.splitlines() if line.startswith("REPRODUCE_OUT")).split(":=")[1].strip()
+    line = next(line for line in makefile.splitlines() if line.startswith("REPRODUCE_OUT"))
+    out = line.split(":=")[1].strip()
     assert not out.startswith("results")
     if (ROOT / ".git").exists():
         ignored = subprocess.run(["git", "check-ignore", "-q", out + "/results.json"], cwd=ROOT)
