@@ -10,7 +10,7 @@ import numpy
 
 import chainer
 
-from branchynet.model import exit_rule, measures
+from branchynet.model import exit_rule, inputs, measures
 from branchynet.progress import ProgressBar
 
 
@@ -58,6 +58,8 @@ class ExitOutputs:
         if self.labels is not None and self.labels.shape != (self.num_samples,):
             raise ValueError("expected %d labels, got shape %s"
                              % (self.num_samples, self.labels.shape))
+        if self.labels is not None:  # a label past the last class would count as a silent error
+            inputs.check_labels(self.labels, self.logits.shape[2])
         self.predictions = self.logits.argmax(axis=2)
         self._values = {}
 

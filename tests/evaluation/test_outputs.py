@@ -176,3 +176,11 @@ def test_bad_logits_are_a_clear_error():
         ExitOutputs(numpy.zeros((2, 3, 4), numpy.float32), numpy.zeros(2))
     with pytest.raises(ValueError, match="expected 2 exit costs"):
         ExitOutputs(numpy.zeros((2, 3, 4), numpy.float32)).evaluate(0.5, exit_costs=[1.0])
+
+
+@pytest.mark.parametrize("bad", [10, 12, -1])
+def test_labels_outside_the_classes_are_refused_not_counted_wrong(bad):
+    logits = numpy.zeros((2, 3, 10), numpy.float32)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\] for 10 classes; got %d" % bad):
+        ExitOutputs(logits, numpy.array([0, bad, 9]))
+    assert ExitOutputs(logits, numpy.array([0, 5, 9])).num_samples == 3
