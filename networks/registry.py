@@ -9,6 +9,7 @@ the dataset it is built for and, for the paper's networks, its *family* ("lenet"
 import importlib
 import inspect
 
+from branchynet.data.split import SAMPLE_SHAPES
 from branchynet.model import serialization
 
 _FACTORIES = {}  # name -> (factory, fixed kwargs)
@@ -123,7 +124,10 @@ def rebuild(spec, **kwargs):
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs = {key: value for key, value in kwargs.items()
                   if key in params or key not in _FORMER_OPTIMIZER_ARGS}
-    return build(spec, **kwargs)
+    net = build(spec, **kwargs)
+    # a model saved before its input shape was (every committed run) still refuses other images
+    net.input_shape = SAMPLE_SHAPES.get(dataset_of(spec))
+    return net
 
 
 def load(path, **overrides):

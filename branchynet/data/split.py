@@ -17,6 +17,7 @@ import numpy
 from branchynet.data import cifar10, datasets
 
 DATASETS = ("mnist", "cifar10")  # what load_split loads
+SAMPLE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image of each
 STATISTICS = ("train", "all")
 # the training images held out as the validation split on which thresholds are chosen (ours, not
 # the paper's, which chose its thresholds on the test set): the one default of every script and run

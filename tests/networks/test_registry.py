@@ -133,3 +133,11 @@ def test_a_model_saved_while_the_net_owned_its_optimizer_still_loads(tmp_path):
     net = networks.load(path)
     assert net.config == {"network": "b-lenet", "kwargs": {"weights": "code"}}
     assert net.weights == [1.0, 1.0]
+
+
+def test_a_loaded_committed_net_refuses_images_of_another_shape():
+    """The committed weights predate the saved input shape: the registry's dataset gives it."""
+    net = networks.load(os.path.join(ROOT, "results", "b-lenet", "run", "branchy.npz"))
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\) expected, got \(2, 1, 28, 27\)"):
+        net.predict(numpy.zeros((2, 1, 28, 27), numpy.float32), 0.025)
+    assert len(net.predict(numpy.zeros((2, 1, 28, 28), numpy.float32), 0.025)[0]) == 2
