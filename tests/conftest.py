@@ -31,6 +31,11 @@ SLOW = {
     "tests/experiments/test_beyond.py::test_beyond_train_and_report",
     # two processes training as one: test_two_processes_train_what_one_process_trains
     "tests/training/test_distributed.py::test_a_failing_rank_ends_the_job_and_the_run_resumes",
+    # MPI jobs timed against the clock (a watchdog, Ctrl-C's grace), tens of seconds each, flaky on a
+    # loaded machine: test_collective_timeout_reads_the_environment covers the watchdog's setting;
+    # experiments/faults_mpi.py runs the killed and stopped ranks (results/faults/mpi_faults.txt)
+    "tests/training/test_distributed.py::test_a_stopped_rank_ends_the_job_after_the_collective_timeout",
+    "tests/training/test_distributed.py::test_a_refusal_is_printed_once_and_ctrl_c_names_the_snapshot_kept",
     # the same blocks as b-resnet110, exit 1 elsewhere: test_resnet_variants_differ_only_in_where_exit_1_taps
     "tests/networks/test_networks.py::test_network_shapes_sizes_params_and_gradients[b-resnet110-paper]",
 }
