@@ -89,3 +89,14 @@ def trained_lenet(_trained_lenet_once):
     entropies spread from ~1e-3 to ~1.3 nats, across most of the paper's thresholds. Each test
     module gets its own copy (images 1,500-2,000 are held out)."""
     return copy.deepcopy(_trained_lenet_once)
+
+
+@pytest.fixture(scope="module")
+def three_exit(mnist_subset):
+    """The tiny 3-exit net (``helpers.tiny_three_exit_net``) trained 60 steps (batch 32, Adam at
+    ``TINY_ALPHA``) on the first 1,500 images of ``mnist_subset``; one per test module."""
+    from tests import helpers
+    numpy.random.seed(1)
+    x, t = mnist_subset
+    return helpers.train_steps(helpers.tiny_three_exit_net(), x[:1500], t[:1500], steps=60,
+                               batch=32, seed=1, alpha=helpers.TINY_ALPHA)

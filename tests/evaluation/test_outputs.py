@@ -11,15 +11,6 @@ from branchynet.evaluation import frontier
 from branchynet.evaluation.outputs import ExitOutputs
 from branchynet.model import exit_rule
 from tests.evaluation.synthetic import outputs_with
-from tests.helpers import TINY_ALPHA, tiny_three_exit_net, train_steps
-
-
-@pytest.fixture(scope="module")
-def three_exit(mnist_subset):
-    numpy.random.seed(1)
-    x, t = mnist_subset
-    return train_steps(tiny_three_exit_net(), x[:1500], t[:1500], steps=60, batch=32, seed=1,
-                       alpha=TINY_ALPHA)
 
 
 def _held_out(mnist_subset, n=500):

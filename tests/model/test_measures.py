@@ -10,7 +10,6 @@ import branchynet  # noqa: F401
 import networks
 from branchynet.evaluation.outputs import ExitOutputs
 from branchynet.model import exit_rule, measures
-from tests.helpers import TINY_ALPHA, tiny_three_exit_net, train_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,14 +97,6 @@ def lenet():
     if not (path / "branchy.npz").exists():
         pytest.skip("committed B-LeNet weights not present")
     return networks.load_run(str(path))[0]
-
-
-@pytest.fixture(scope="module")
-def three_exit(mnist_subset):
-    numpy.random.seed(1)
-    x, t = mnist_subset
-    return train_steps(tiny_three_exit_net(), x[:1500], t[:1500], steps=60, batch=32, seed=1,
-                       alpha=TINY_ALPHA)
 
 
 def _settings(cache, name):
