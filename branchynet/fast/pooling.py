@@ -17,7 +17,7 @@ import threading
 
 import numpy
 
-from branchynet.fast import threads
+from branchynet.fast import jit_train, threads
 from branchynet.fast.conv import _pair
 
 __all__ = ["max_pool_numpy", "avg_pool_numpy"]
@@ -73,6 +73,8 @@ class _Plan(object):
         self.nphase = na * nb
         self.offsets = [((i % sy) * nb + j % sx, (i // sy) * self.Q + j // sx)
                         for i in range(kh) for j in range(kw)]
+        self.phases = numpy.array([p for p, _ in self.offsets], dtype=numpy.int64)
+        self.shifts = numpy.array([sh for _, sh in self.offsets], dtype=numpy.int64)
         self.exact = self.R == self.OH and self.Q == self.OW  # the grid has no unused positions
         self.disjoint = kh <= sy and kw <= sx  # each offset its own phase, at shift 0
         # Per phase with data: (phase, x rows, x cols, plane rows, plane cols).
@@ -247,6 +249,42 @@ def _max_backward_slice(x, gy, plan, gx):
                 tgt = gb[p, sh:sh + S]
                 numpy.add(tgt, ck, out=tgt)
         plan.store(gx[n0:n0 + m], gb, m)
+
+
+def _max_forward_winners(x, plan, relu):
+    """(y, win) of max pooling (then ReLU) by the compiled kernels: win holds each window's winning
+    offset on the plan's grid, so the backward is one scatter (``_max_backward_winners``)."""
+    y = numpy.empty((plan.N, plan.C, plan.OH, plan.OW), dtype=plan.dtype)
+    win = numpy.empty(plan.N * plan.CRQ, dtype=numpy.int8 if len(plan.offsets) < 128 else numpy.int32)
+    plan.split(lambda n0, n1: _winners_slice(x[n0:n1], plan, relu, y[n0:n1],
+                                             win[n0 * plan.CRQ:n1 * plan.CRQ]))
+    return y, win
+
+
+def _winners_slice(x, plan, relu, y, win):
+    w = _work(plan, -numpy.inf)
+    for n0, m in plan.chunks(len(x)):
+        w.load(x[n0:n0 + m], m)
+        S = m * plan.CRQ
+        grid = y[n0:n0 + m].reshape(-1) if plan.exact else w.grid[:S]
+        jit_train.phase_argmax(w.buf, plan.phases, plan.shifts, S, grid,
+                               win[n0 * plan.CRQ:n0 * plan.CRQ + S], relu)
+        if not plan.exact:
+            y[n0:n0 + m] = plan.grid(grid, m)
+
+
+def _max_backward_winners(g, win, plan, adjoint=False):
+    """gx from gy through the recorded winners; with ``adjoint``, ggy from ggx (each window reads
+    ggx at its winner)."""
+    if adjoint:
+        out = numpy.empty((plan.N, plan.C, plan.OH, plan.OW), dtype=g.dtype)
+        kernel = jit_train.max_pool_gather
+    else:
+        out = numpy.empty(plan.shape, dtype=g.dtype)
+        kernel = jit_train.max_pool_backward
+    g = numpy.ascontiguousarray(g)
+    plan.split(lambda n0, n1: kernel(g[n0:n1], win[n0 * plan.CRQ:n1 * plan.CRQ], plan, out[n0:n1]))
+    return out
 
 
 def _max_gather(x, z, plan):

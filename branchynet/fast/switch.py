@@ -14,8 +14,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet.fast import blas, threads
+from branchynet.fast import blas, jit_train, threads
 from branchynet.fast.conv import convolution_2d, supports
+from branchynet.fast.lrn import local_response_normalization
 from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
 from branchynet.model import layers as blayers
 
@@ -45,6 +46,9 @@ def _graph_rule(layer):
     """The fast kernel's Chainer function for a network item, or None (the item runs itself)."""
     if isinstance(layer, blayers.MaxPool):
         return lambda x: max_pooling_2d(x, layer.ksize, layer.stride, layer.pad, layer.cover_all)
+    if isinstance(layer, blayers.LRN):
+        return lambda x: (local_response_normalization(x, layer.n, layer.k, layer.alpha, layer.beta)
+                          if jit_train.applies(x.dtype) else layer(x))
     if isinstance(layer, blayers.AvgPool):
         return lambda x: average_pooling_2d(x, layer.ksize, layer.stride, layer.pad)
     if isinstance(layer, L.Convolution2D) and supports(layer):
@@ -71,10 +75,23 @@ def relu_after_pool(layers):
     return layers
 
 
+def _pool_then_relu(layers, i, x):
+    """Whether layers[i:i + 2] is a max pooling and a ReLU that run as one compiled kernel on x."""
+    return (i + 1 < len(layers) and isinstance(layers[i], blayers.MaxPool)
+            and layers[i + 1] is F.relu and jit_train.applies(x.dtype))
+
+
 def run_layers(layers, x):
-    """Runs a list of network items on x in a Chainer graph (fast kernels where they apply)."""
-    if enabled(x):
-        layers = relu_after_pool(layers)
-    for layer in layers:
-        x = apply(layer, x)
+    """Runs a list of network items on x in a Chainer graph (fast kernels where they apply; a max
+    pooling and its ReLU as one)."""
+    fast = enabled(x)
+    layers, i = relu_after_pool(layers) if fast else layers, 0
+    while i < len(layers):
+        if fast and _pool_then_relu(layers, i, x):
+            p = layers[i]
+            x = max_pooling_2d(x, p.ksize, p.stride, p.pad, p.cover_all, relu=True)
+            i += 2
+        else:
+            x = apply(layers[i], x)
+            i += 1
     return x
