@@ -1,8 +1,12 @@
-"""This project's CPU path against PyTorch on the same machine, in one run: training steps of the
-B-LeNet and B-AlexNet main networks, and batch-1 inference of the same main networks.
+"""This project's CPU path against PyTorch on the same machine, in one run: main (pretraining) and
+joint training steps of B-LeNet and B-AlexNet, and batch-1 inference of their main networks.
 
     .venv/bin/python benchmarks/bench_peer_pytorch.py --install \
         --out results/benchmarks/peer_pytorch_cpu.json --text-out results/benchmarks/peer_pytorch_cpu.txt
+
+Cases, in this order (``--cases`` picks some by name, comma-separated; ``--skip-alexnet`` drops
+B-AlexNet's): lenet-main, lenet-joint, alexnet-main, alexnet-joint (training steps), lenet-batch1,
+alexnet-batch1 (batch-1 inference).
 
 PyTorch is not a dependency of the project: this benchmark runs it in a worker process with a
 Python of its own (``--torch-python``; default ``.peer/venv/bin/python`` when it exists, a
@@ -12,25 +16,45 @@ machines) that is a ~970 MB environment; from PyPI alone, on x86-64 Linux, ``tor
 build (several GB of wheels, CUDA libraries included, run here on the CPU): the CPU-only wheels are
 on PyTorch's own package index, which this project's machines cannot reach.
 
-Both sides build the same networks (the main path of ``networks/lenet_mnist.py`` and
-``networks/alex_cifar10.py``: ceil-mode max pooling, Chainer's LRN, dropout in training), on random
-N(0, 1) inputs and random labels, with Adam; the time of the arithmetic does not depend on the
-values. A training step is forward, softmax cross-entropy, zeroing the gradients, backward and the
-update (ours: ``BranchyNet.train_main``); batch-1 inference runs the main network on one sample at a
-time (ours: ``predict_main``; PyTorch: the module in eval mode under ``torch.inference_mode``). The
-two sides run in turns, one timed block each per round (the worker waits on its pipe while ours
-runs, and the other way round), each timed in its own process on the wall clock and the process's
-CPU time; medians over rounds. ``--threads K`` (default 2) gives both K threads: ours splits a batch
-over K kernel threads (``branchynet.fast.threads``) and PyTorch runs ``torch.set_num_threads(K)``.
+Both sides build the same branchy networks (``networks/lenet_mnist.py`` and the "faithful"
+``networks/alex_cifar10.py``: ceil-mode max pooling, Chainer's LRN, dropout in training; the layers
+a head begins with that equal the trunk's next ones run once, as ours runs them), checked by their
+parameter counts, on random N(0, 1) inputs and random labels, with Adam; the time of the arithmetic
+does not depend on the values. A training step is forward, loss, zeroing the gradients, backward
+and the update: a main step trains the main network on its softmax cross-entropy (ours:
+``BranchyNet.train_main``), a joint step every exit on the weighted sum of their cross-entropies,
+with our network's loss weights (ours: ``BranchyNet.train``). Batch-1 inference runs the main
+network on one sample at a time (ours: ``predict_main``; PyTorch: the module in eval mode under
+``torch.inference_mode``). The two sides run in turns, one timed block each per round (the worker
+waits on its pipe while ours runs, and the other way round), each timed in its own process on the
+wall clock and the process's CPU time; medians over rounds. ``--threads K`` (default 2) gives both
+K threads: ours splits a batch over K kernel threads (``branchynet.fast.threads``) and PyTorch runs
+``torch.set_num_threads(K)``. The output records the CPU model (``environment.hardware.cpu``) and
+our kernel settings (``kernels``: the fast-kernel switch, threads, the compiled kernels and their
+limits; for batch-1 cases the convolutions that run as the compiled direct kernel).
 """
 import os
+import statistics
+import time
 
-from branchynet import benchmark
+import numpy
+
+import chainer.links as L
+
+import networks
+from branchynet import benchmark, fast
+from branchynet.data import split
+from branchynet.fast import jit
+from branchynet.training import optimizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, ".."))
 DEFAULT_PEER = os.path.join(REPO, ".peer", "venv")
 TORCH_RELEASE = "2.13.0"
+# short name: (network, kind); kind "main" or "joint" (training steps) or "batch1" (inference)
+CASES = {"lenet-main": ("b-lenet", "main"), "lenet-joint": ("b-lenet", "joint"),
+         "alexnet-main": ("b-alexnet", "main"), "alexnet-joint": ("b-alexnet", "joint"),
+         "lenet-batch1": ("b-lenet", "batch1"), "alexnet-batch1": ("b-alexnet", "batch1")}
 
 
 def _parse(argv=None):
@@ -41,7 +65,9 @@ def _parse(argv=None):
                    help="create %s and pip install torch==%s there if it has no torch"
                         % (DEFAULT_PEER, TORCH_RELEASE))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=7, help="timed rounds of the B-LeNet cases")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help="comma-separated cases to run, of: %(default)s")
+    p.add_argument("--rounds", type=int, default=7, help="timed rounds of the B-LeNet and batch-1 cases")
     p.add_argument("--alexnet-rounds", type=int, default=4, help="timed rounds of B-AlexNet training")
     p.add_argument("--lenet-batch", type=int, default=512)
     p.add_argument("--alexnet-batch", type=int, default=512)
@@ -49,7 +75,12 @@ def _parse(argv=None):
     p.add_argument("--infer-samples", type=int, default=200, help="batch-1 samples per timed block")
     p.add_argument("--skip-alexnet", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    return benchmark.parse_args(p, argv)
+    args = benchmark.parse_args(p, argv)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(args.cases) - set(CASES))
+    if unknown:
+        p.error("unknown cases %s; known: %s" % (", ".join(unknown), ", ".join(CASES)))
+    return args
 
 
 # ----------------------------------------------------------------------------- PyTorch worker
@@ -60,57 +91,71 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class LRN(nn.Module):
-    """Chainer's local response normalization: x / (k + alpha sum_window x^2)^beta."""
-    def __init__(self, n, k, alpha, beta):
+class Branchy(nn.Module):
+    """Trunk segments and one head per exit; the layers a head shares with the next segment end
+    the segment before it (run once, as ours runs them)."""
+    def __init__(self, segments, heads, weights):
         super().__init__()
-        self.inner = nn.LocalResponseNorm(n, alpha=alpha * n, beta=beta, k=k)  # torch divides by n
+        self.segments = nn.ModuleList(nn.Sequential(*s) for s in segments)
+        self.heads = nn.ModuleList(nn.Sequential(*h) for h in heads)
+        self.weights = weights
 
     def forward(self, x):
-        return self.inner(x)
+        """The main network's logits."""
+        for segment in self.segments:
+            x = segment(x)
+        return self.heads[-1](x)
+
+    def joint_loss(self, x, t):
+        """The weighted sum of every exit's cross-entropy, from one pass through the trunk."""
+        loss = 0.0
+        for segment, head, w in zip(self.segments, self.heads, self.weights):
+            x = segment(x)
+            loss = loss + w * F.cross_entropy(head(x), t)
+        return loss
 
 
-def lenet():
-    return nn.Sequential(
-        nn.Conv2d(1, 5, 5, padding=3), nn.MaxPool2d(2, 2, ceil_mode=True), nn.ReLU(),
-        nn.Conv2d(5, 10, 5, padding=3), nn.MaxPool2d(2, 2, ceil_mode=True), nn.ReLU(),
-        nn.Conv2d(10, 20, 5, padding=3), nn.MaxPool2d(2, 2, ceil_mode=True), nn.ReLU(),
-        nn.Flatten(), nn.Linear(720, 84), nn.Linear(84, 10))
+def pool(k):
+    return nn.MaxPool2d(k, 2, ceil_mode=True)
 
 
-def alexnet():
-    lrn = lambda: LRN(3, 2.0, 5e-5, 0.75)
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
-        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True), lrn(),
-        nn.Conv2d(64, 96, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(96, 96, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(96, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(1024, 256), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(256, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+def lrn():
+    """Chainer's LRN(n=3, k=2, alpha=5e-5, beta=0.75): torch divides alpha by n."""
+    return nn.LocalResponseNorm(3, alpha=5e-5 * 3, beta=0.75, k=2.0)
 
 
-SHAPES = {"lenet": (1, 28, 28), "alexnet": (3, 32, 32)}
+def lenet(weights):
+    return Branchy(
+        [[nn.Conv2d(1, 5, 5, padding=3), pool(2), nn.ReLU()],  # + exit 1's pool and ReLU
+         [nn.Conv2d(5, 10, 5, padding=3), pool(2), nn.ReLU(),
+          nn.Conv2d(10, 20, 5, padding=3), pool(2), nn.ReLU(), nn.Flatten(), nn.Linear(720, 84)]],
+        [[nn.Conv2d(5, 10, 3, padding=1), pool(2), nn.ReLU(), nn.Flatten(), nn.Linear(640, 10)],
+         [nn.Linear(84, 10)]], weights)
+
+
+def alexnet(weights):
+    conv = lambda n: [nn.Conv2d(n, 32, 3, padding=1), nn.ReLU()]
+    cap = lambda n: [pool(3), nn.Flatten(), nn.Linear(n, 10)]
+    return Branchy(
+        [[nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), pool(3), lrn(),
+          nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), pool(3), lrn()],  # + branch 1's norm()
+         [nn.Conv2d(64, 96, 3, padding=1), nn.ReLU()],  # + the ReLU of branch 2's norm()
+         [nn.Conv2d(96, 96, 3, padding=1), nn.ReLU(), nn.Conv2d(96, 64, 3, padding=1), nn.ReLU(),
+          pool(3), nn.Flatten(), nn.Linear(1024, 256), nn.ReLU(), nn.Dropout(0.5),
+          nn.Linear(256, 128), nn.ReLU(), nn.Dropout(0.5)]],
+        [conv(64) + conv(32) + cap(512), [pool(3), lrn()] + conv(96) + cap(128), [nn.Linear(128, 10)]],
+        weights)
+
+
 cases = {}
 
 
 def setup(msg):
+    """Builds a case's network and its timed block; returns the network's parameter count."""
     torch.manual_seed(msg["seed"])
-    model = {"lenet": lenet, "alexnet": alexnet}[msg["net"]]()
-    shape = SHAPES[msg["net"]]
-    if msg["kind"] == "train":
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = torch.randn((msg["batch"],) + shape)
-        t = torch.randint(0, 10, (msg["batch"],))
-
-        def step():
-            loss = F.cross_entropy(model(x), t)
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            opt.step()
-        run = step
-    else:
+    model = {"b-lenet": lenet, "b-alexnet": alexnet}[msg["net"]](msg["weights"])
+    shape = tuple(msg["shape"])
+    if msg["kind"] == "batch1":
         model.eval()
         xs = [torch.randn((1,) + shape) for _ in range(msg["samples"])]
 
@@ -118,7 +163,21 @@ def setup(msg):
             with torch.inference_mode():
                 for x1 in xs:
                     model(x1)
+    else:
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.randn((msg["batch"],) + shape)
+        t = torch.randint(0, 10, (msg["batch"],))
+        loss_of = (model.joint_loss if msg["kind"] == "joint"
+                   else lambda x, t: F.cross_entropy(model(x), t))
+
+        def run():
+            loss = loss_of(x, t)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
     cases[msg["name"]] = run
+    return sum(p.numel() for p in model.parameters())
 
 
 def main():
@@ -129,8 +188,7 @@ def main():
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["op"] == "setup":
-            setup(msg)
-            reply = {"ok": True}
+            reply = {"params": setup(msg)}
         elif msg["op"] == "run":
             fn = cases[msg["name"]]
             c0, w0 = time.process_time(), time.perf_counter()
@@ -202,95 +260,135 @@ def find_python(args):
 
 
 # ----------------------------------------------------------------------------- this project's side
+def plan(args):
+    """The cases to run, in CASES' order: dicts of name, label, net, kind, batch, repeat (steps per
+    timed block; a batch-1 block is all --infer-samples samples once) and rounds."""
+    names = [n for n in CASES if n in args.cases
+             and not (args.skip_alexnet and CASES[n][0] == "b-alexnet")]
+    cases = []
+    for name in names:
+        net, kind = CASES[name]
+        lenet = net == "b-lenet"
+        title = "B-LeNet" if lenet else "B-AlexNet"
+        batch = args.lenet_batch if lenet else args.alexnet_batch
+        case = {"name": name, "net": net, "kind": kind, "batch": batch,
+                "repeat": args.steps if lenet else 1,
+                "rounds": args.rounds if lenet else args.alexnet_rounds}
+        if kind == "batch1":
+            case.update(label="%s main path, batch 1 (ms per sample)" % title, batch=1, repeat=1,
+                        rounds=args.rounds)
+        else:
+            case["label"] = "%s %s training step, batch %d" % (title, kind, batch)
+        cases.append(case)
+    return cases
+
+
+def direct_convs(net):
+    """The main path's convolutions that the batch-1 programs run as the compiled direct kernel
+    (``jit.direct_conv_applies``; the others: im2col + GEMM), as "CxKxK->O"."""
+    convs = [layer for segment in net.segments for layer in segment.layers
+             if isinstance(layer, L.Convolution2D)]
+    return ["%dx%dx%d->%d" % (c.W.shape[1], c.W.shape[2], c.W.shape[3], c.W.shape[0])
+            for c in convs if jit.direct_conv_applies(c, numpy.float32, 1)]
+
+
+def ours(case, net, shape, rng, samples):
+    """Our side of a case: (one call of the timed block's work, its units per block: steps or
+    samples)."""
+    if case["kind"] == "batch1":
+        xs = [rng.standard_normal((1,) + shape, dtype=numpy.float32) for _ in range(samples)]
+
+        def infer():
+            for x1 in xs:
+                net.predict_main(x1)
+        return infer, samples
+    x = rng.standard_normal((case["batch"],) + shape, dtype=numpy.float32)
+    t = rng.integers(0, 10, case["batch"]).astype(numpy.int32)
+    step = net.train if case["kind"] == "joint" else net.train_main
+    optimizer = optimizers.adam()(net)
+    return (lambda: step(x, t, optimizer)), case["repeat"]
+
+
+def time_case(case, peer, args, rng):
+    """Builds a case on both sides (same parameter count, or an error) and times it in turns:
+    the case's record with both sides' medians (ms per step or per sample)."""
+    numpy.random.seed(args.seed)
+    net = networks.build(case["net"])
+    shape = split.SAMPLE_SHAPES[networks.dataset_of(case["net"])]
+    params = int(sum(p.size for p in net.params()))
+    theirs_params = peer.ask(op="setup", name=case["name"], net=case["net"], kind=case["kind"],
+                             batch=case["batch"], samples=args.infer_samples, seed=args.seed,
+                             shape=shape, weights=list(net.weights))["params"]
+    if theirs_params != params:
+        raise RuntimeError("%s: PyTorch's network has %d parameters, ours %d"
+                           % (case["name"], theirs_params, params))
+    run, per = ours(case, net, shape, rng, args.infer_samples)
+    times = {"ours": {"wall": [], "cpu": []}, "pytorch": {"wall": [], "cpu": []}}
+    for r in range(case["rounds"] + 1):  # round 0 warms up both sides
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(case["repeat"]):
+            run()
+        w1, c1 = time.perf_counter(), time.process_time()
+        theirs = peer.ask(op="run", name=case["name"], repeat=case["repeat"])
+        if r == 0:
+            continue
+        for side, wall, cpu in (("ours", w1 - w0, c1 - c0),
+                                ("pytorch", theirs["wall"], theirs["cpu"])):
+            times[side]["wall"].append(wall / per)
+            times[side]["cpu"].append(cpu / per)
+    res = dict(case, params=params, weights=list(net.weights), times_s=times)
+    if case["kind"] == "batch1":
+        res["direct_convs"] = direct_convs(net)
+    for side in ("ours", "pytorch"):
+        res[side + "_ms"] = statistics.median(times[side]["wall"]) * 1e3
+        res[side + "_cpu_ms"] = statistics.median(times[side]["cpu"]) * 1e3
+    res["pytorch_over_ours"] = res["pytorch_ms"] / res["ours_ms"]
+    return res
+
+
+def report(res, out):
+    """Prints one case's medians and ranges."""
+    times = res["times_s"]
+    out("")
+    out("%s, medians of %d rounds in turns" % (res["label"], res["rounds"]))
+    extra = ", loss weights %s" % res["weights"] if res["kind"] == "joint" else ""
+    if res["kind"] == "batch1":
+        extra = ", direct convolutions: %s" % (", ".join(res["direct_convs"]) or "none")
+    out("  parameters: %d on both sides%s" % (res["params"], extra))
+    for side, name in (("ours", "ours   "), ("pytorch", "PyTorch")):
+        out("  %s %9.3f ms (range %.3f-%.3f; cpu %.3f ms)" % (
+            name, res[side + "_ms"], 1e3 * min(times[side]["wall"]),
+            1e3 * max(times[side]["wall"]), res[side + "_cpu_ms"]))
+    out("  PyTorch / ours: %.2fx (%s)" % (
+        res["pytorch_over_ours"], "ours ahead" if res["pytorch_over_ours"] > 1 else "PyTorch ahead"))
+
+
 def main(args):
-    import statistics
-    import time
-
-    import numpy
-
-    import chainer  # noqa: F401
-
-    import branchynet  # noqa: F401  (before chainer)
-    import networks
-    from branchynet import fast
-    from branchynet.training import optimizers
-
     python = find_python(args)
     fast.threads.set_threads(args.threads)
     out, env, blas = benchmark.start()
+    kernels = benchmark.kernels()
     peer = Peer(python, args.threads)
     out("PyTorch %s (%s), %d threads; ours: %d kernel threads" % (
-        peer.info["torch"], python, peer.info["threads"], fast.threads.get_threads()))
+        peer.info["torch"], python, peer.info["threads"], kernels["threads"]))
+    out("our kernels: fast CPU kernels %s; compiled (Numba) kernels %s; limits %s" % (
+        "on" if kernels["fast_cpu"] else "off",
+        "on" if kernels["jit"] else "off (%s)" % kernels["jit_why_not"],
+        " ".join("%s=%s" % kv for kv in kernels["jit_limits"].items())))
     rng = numpy.random.default_rng(args.seed)
-    summary = {"environment": env, "blas": blas, "settings": vars(args), "torch": peer.info,
-               "method": __doc__.split("\n\n", 2)[2], "cases": []}
-
-    cases = [("B-LeNet main training step, batch %d" % args.lenet_batch, "lenet", "b-lenet",
-              "train", args.lenet_batch, args.steps, args.rounds),
-             ("B-LeNet main path, batch 1 (ms per sample)", "lenet", "b-lenet", "infer", 1, 1,
-              args.rounds)]
-    if not args.skip_alexnet:
-        cases[1:1] = [("B-AlexNet main training step, batch %d" % args.alexnet_batch, "alexnet",
-                       "b-alexnet", "train", args.alexnet_batch, 1, args.alexnet_rounds)]
-        cases.append(("B-AlexNet main path, batch 1 (ms per sample)", "alexnet", "b-alexnet",
-                      "infer", 1, 1, args.rounds))
-    shapes = {"lenet": (1, 28, 28), "alexnet": (3, 32, 32)}
+    summary = {"environment": env, "blas": blas, "kernels": kernels, "settings": vars(args),
+               "torch": peer.info, "method": __doc__.split("\n\n", 2)[2], "cases": []}
     try:
-        for label, family, name, kind, batch, repeat, rounds in cases:
-            numpy.random.seed(args.seed)
-            net = networks.build(name)
-            shape = shapes[family]
-            peer.ask(op="setup", name=label, net=family, kind=kind, batch=batch,
-                     samples=args.infer_samples, seed=args.seed)
-            if kind == "train":
-                x = rng.standard_normal((batch,) + shape, dtype=numpy.float32)
-                t = rng.integers(0, 10, batch).astype(numpy.int32)
-
-                def ours(x=x, t=t, net=net, optimizer=optimizers.adam()(net)):
-                    net.train_main(x, t, optimizer)
-                per = repeat  # per step
-            else:
-                xs = [rng.standard_normal((1,) + shape, dtype=numpy.float32)
-                      for _ in range(args.infer_samples)]
-
-                def ours(xs=xs, net=net):
-                    for x1 in xs:
-                        net.predict_main(x1)
-                per = args.infer_samples  # per sample (one block = all samples once)
-                repeat = 1
-            times = {"ours": {"wall": [], "cpu": []}, "pytorch": {"wall": [], "cpu": []}}
-            for r in range(rounds + 1):  # round 0 warms up both sides
-                c0, w0 = time.process_time(), time.perf_counter()
-                for _ in range(repeat):
-                    ours()
-                w1, c1 = time.perf_counter(), time.process_time()
-                theirs = peer.ask(op="run", name=label, repeat=repeat)
-                if r == 0:
-                    continue
-                times["ours"]["wall"].append((w1 - w0) / per)
-                times["ours"]["cpu"].append((c1 - c0) / per)
-                times["pytorch"]["wall"].append(theirs["wall"] / per)
-                times["pytorch"]["cpu"].append(theirs["cpu"] / per)
-            res = {"case": label, "rounds": rounds, "times_s": times}
-            for side in ("ours", "pytorch"):
-                res[side + "_ms"] = statistics.median(times[side]["wall"]) * 1e3
-                res[side + "_cpu_ms"] = statistics.median(times[side]["cpu"]) * 1e3
-            res["pytorch_over_ours"] = res["pytorch_ms"] / res["ours_ms"]
-            summary["cases"].append(res)
-            out("")
-            out("%s, medians of %d rounds in turns" % (label, rounds))
-            out("  ours    %9.3f ms (range %.3f-%.3f; cpu %.3f ms)" % (
-                res["ours_ms"], 1e3 * min(times["ours"]["wall"]), 1e3 * max(times["ours"]["wall"]),
-                res["ours_cpu_ms"]))
-            out("  PyTorch %9.3f ms (range %.3f-%.3f; cpu %.3f ms)" % (
-                res["pytorch_ms"], 1e3 * min(times["pytorch"]["wall"]),
-                1e3 * max(times["pytorch"]["wall"]), res["pytorch_cpu_ms"]))
-            out("  PyTorch / ours: %.2fx (%s)" % (
-                res["pytorch_over_ours"], "ours ahead" if res["pytorch_over_ours"] > 1
-                else "PyTorch ahead"))
+        for case in plan(args):
+            summary["cases"].append(time_case(case, peer, args, rng))
+            report(summary["cases"][-1], out)
     finally:
         peer.close()
     out("")
+    out("%-45s %11s %11s %8s" % ("case (ms per step or per sample)", "ours", "PyTorch", "PT/ours"))
+    for res in summary["cases"]:
+        out("%-45s %11.3f %11.3f %7.2fx" % (res["label"], res["ours_ms"], res["pytorch_ms"],
+                                             res["pytorch_over_ours"]))
     out("load average at the end: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     summary["load_average_end"] = list(os.getloadavg())
     benchmark.write_outputs(args, summary, out)

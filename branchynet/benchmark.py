@@ -1,6 +1,6 @@
 """Timing helpers for the benchmark scripts (benchmarks/): their common options, the BLAS thread
-setting and report, medians of wall and CPU time over interleaved runs, the numpy sgemm reference
-rate, a one-line header and the writing of results.
+setting and report, the record of which CPU kernels run, medians of wall and CPU time over
+interleaved runs, the numpy sgemm reference rate, a one-line header and the writing of results.
 """
 import argparse
 import os
@@ -56,6 +56,16 @@ def start():
     out(header())
     out("CPU: %s" % env["hardware"]["cpu"])
     return out, env, blas
+
+
+def kernels():
+    """Which CPU kernels this process runs, for a benchmark's record: the fast-kernel switch, how
+    many threads they split a batch over, whether the compiled (Numba) kernels are on (else why
+    not) and the sizes up to which those are chosen (``branchynet.fast.jit``'s limits)."""
+    from branchynet.fast import jit, threads
+    return {"fast_cpu": bool(chainer.config.branchynet_fast_cpu), "threads": threads.get_threads(),
+            "jit": jit.available(), "jit_why_not": jit.why_not(),
+            "jit_limits": {k: v for k, v in vars(jit).items() if k.isupper() and isinstance(v, int)}}
 
 
 def write_outputs(args, summary, out):

@@ -36,6 +36,8 @@ SLOW = {
     # experiments/faults_mpi.py runs the killed and stopped ranks (results/faults/mpi_faults.txt)
     "tests/training/test_distributed.py::test_a_stopped_rank_ends_the_job_after_the_collective_timeout",
     "tests/training/test_distributed.py::test_a_refusal_is_printed_once_and_ctrl_c_names_the_snapshot_kept",
+    # PyTorch and ours on six cases: test_bench_peer_pytorch_plans_the_cases
+    "tests/experiments/test_benchmarks.py::test_bench_peer_pytorch_tiny",
     # the same blocks as b-resnet110, exit 1 elsewhere: test_resnet_variants_differ_only_in_where_exit_1_taps
     "tests/networks/test_networks.py::test_network_shapes_sizes_params_and_gradients[b-resnet110-paper]",
 }

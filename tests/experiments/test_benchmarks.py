@@ -110,3 +110,56 @@ def test_bench_batch1_stages_runs(tmp_path):
     assert "MAC bound (a = 0)" in text and plot.stat().st_size > 0
     assert summary["paths"]["exit 1"]["macs"] == 220150  # segment 1 + head 1: 112,500 + 107,650
     assert summary["gains"]["MAC bound (a = 0)"] == pytest.approx(4.09, abs=0.01)
+
+
+def _peer_module():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import bench_peer_pytorch
+    finally:
+        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    return bench_peer_pytorch
+
+
+def test_bench_peer_pytorch_plans_the_cases():
+    """--cases picks cases by name, in the benchmark's order; --skip-alexnet drops B-AlexNet's;
+    an unknown name is refused."""
+    peer = _peer_module()
+    names = [c["name"] for c in peer.plan(peer._parse([]))]
+    assert names == ["lenet-main", "lenet-joint", "alexnet-main", "alexnet-joint", "lenet-batch1",
+                     "alexnet-batch1"]
+    cases = peer.plan(peer._parse(["--cases", "alexnet-batch1,lenet-joint", "--alexnet-rounds", "2",
+                                   "--rounds", "5", "--steps", "4"]))
+    assert [(c["name"], c["kind"], c["batch"], c["repeat"], c["rounds"]) for c in cases] == [
+        ("lenet-joint", "joint", 512, 4, 5), ("alexnet-batch1", "batch1", 1, 1, 5)]
+    assert [c["name"] for c in peer.plan(peer._parse(["--skip-alexnet"]))] == [
+        "lenet-main", "lenet-joint", "lenet-batch1"]
+    with pytest.raises(SystemExit):
+        peer._parse(["--cases", "lenet-main,resnet-main"])
+
+
+def _torch_python():
+    """A Python that imports torch: the checkout's .peer/venv, else this one; None if neither."""
+    for python in (os.path.join(REPO, ".peer", "venv", "bin", "python"), sys.executable):
+        if os.path.exists(python) and subprocess.run([python, "-c", "import torch"],
+                                                     capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def test_bench_peer_pytorch_tiny(tmp_path):
+    python = _torch_python()
+    if python is None:
+        pytest.skip("no PyTorch (benchmarks/bench_peer_pytorch.py --install makes .peer/venv)")
+    out = tmp_path / "peer.json"
+    text = _run("bench_peer_pytorch.py", "--torch-python", python, "--lenet-batch", "8",
+                "--alexnet-batch", "8", "--rounds", "1", "--alexnet-rounds", "1", "--steps", "1",
+                "--infer-samples", "2", "--out", str(out))
+    summary = json.loads(out.read_text())
+    assert [c["name"] for c in summary["cases"]] == list(_peer_module().CASES)
+    assert "CPU: %s" % summary["environment"]["hardware"]["cpu"] in text
+    assert summary["kernels"]["threads"] == 2 and "jit" in summary["kernels"]
+    params = {c["net"]: c["params"] for c in summary["cases"]}  # equal on both sides, or an error
+    assert params == {"b-lenet": 74694, "b-alexnet": 605886}
+    for c in summary["cases"]:
+        assert c["ours_ms"] > 0 and c["pytorch_ms"] > 0
