@@ -59,8 +59,8 @@ def main():
         gf = conv._Geom(gy.shape, Wf.shape, (1, 1), (k - 1 - pad, k - 1 - pad))
         fns = {"corr": lambda: conv._forward(gy, Wf, None, gf),
                "col2im": lambda: conv._col2im_grad_x(W, gy, g, numpy.float32),
-               "per_sample": lambda: conv._grad_w_slice(x, gy, g, per_sample=True),
-               "per_chunk": lambda: conv._grad_w_slice(x, gy, g, per_sample=False)}
+               "per_sample": lambda: conv._grad_w_slice(x, gy, g, True),
+               "per_chunk": lambda: conv._grad_w_slice(x, gy, g, False)}
         timed = benchmark.time_interleaved(fns, args.repeats, warmup=1)
         row = {"shape": name, "N": N, "C": C, "H": H, "O": n_out, "k": k, "pad": pad, "K": C * k * k}
         row.update({key + "_ms": t["wall_ms"] for key, t in timed.items()})

@@ -61,11 +61,14 @@ def start():
 def kernels():
     """Which CPU kernels this process runs, for a benchmark's record: the fast-kernel switch, how
     many threads they split a batch over, whether the compiled (Numba) kernels are on (else why
-    not) and the sizes up to which those are chosen (``branchynet.fast.jit``'s limits)."""
-    from branchynet.fast import jit, threads
+    not), the sizes up to which those are chosen (``branchynet.fast.jit``'s limits), and the kernel
+    choices timed on this CPU so far (``branchynet.fast.calibration``: call this after the work)."""
+    from branchynet.fast import calibration, jit, threads
     return {"fast_cpu": bool(chainer.config.branchynet_fast_cpu), "threads": threads.get_threads(),
             "jit": jit.available(), "jit_why_not": jit.why_not(),
-            "jit_limits": {k: v for k, v in vars(jit).items() if k.isupper() and isinstance(v, int)}}
+            "jit_limits": {k: v for k, v in vars(jit).items() if k.isupper() and isinstance(v, int)},
+            "cpu": calibration.cpu_model(), "calibration": calibration.enabled(),
+            "choices": calibration.choices()}
 
 
 def write_outputs(args, summary, out):

@@ -9,6 +9,10 @@ import pytest
 
 import branchynet  # noqa: F401  (its compatibility shims must run before the first `import chainer`)
 
+# Kernel choices by their default rules, not by timing: the same on every machine, and nothing
+# written to the home folder (tests/fast/test_calibration.py turns timing on where it tests it).
+os.environ["BRANCHYNET_CALIBRATE"] = "0"
+
 _SHARED_DATA = (Path(__file__).parent / ".." / ".." / "shared" / "data").resolve()
 if _SHARED_DATA.is_dir():
     os.environ.setdefault("BRANCHYNET_DATA", str(_SHARED_DATA))

@@ -9,7 +9,8 @@ lists into numpy programs for inference, batched or one sample at a time (``Runn
 """
 from branchynet.fast import blas, threads
 from branchynet.fast.compiler import Runner
-from branchynet.fast.conv import conv2d_numpy, convolution_2d
+from branchynet.fast.conv import conv2d_numpy
+from branchynet.fast.conv_nodes import convolution_2d
 from branchynet.fast.pooling import avg_pool_numpy, max_pool_numpy
 from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
 from branchynet.fast.switch import cpu_scope, enabled, run_layers

@@ -11,17 +11,15 @@ columns), so no pass over the output follows. For stride 1 and O <= 2 C the inpu
 correlation of gy with the flipped kernel, run by the forward kernel; otherwise gcol = W^T gy and
 col2im. Large batches are split over the cores (threads.py).
 
-Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=1``, ``groups=1``.
+Where two paths compute the same gradient, the faster on this machine is chosen once per shape
+(``calibration``). Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``,
+``dilate=1``, ``groups=1``; ``conv_nodes`` makes these kernels Chainer FunctionNodes.
 """
 import numpy
 
-import chainer
-import chainer.functions
-from chainer import function_node
+from branchynet.fast import calibration, threads
 
-from branchynet.fast import threads
-
-__all__ = ["convolution_2d", "conv2d_numpy", "supports"]
+__all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
 
 # Target size in bytes of one chunk's im2col buffer: small enough to stay in L2/L3 between the copy
 # that fills it and the GEMM that reads it, large enough that the GEMM runs near peak.
@@ -186,26 +184,26 @@ def _forward_slice(x, Wb, g, ypad):
         numpy.matmul(Wb, col.reshape(rows, m, g.L).transpose(1, 0, 2), out=ypad[n0:n0 + m])
 
 
-def _grad_w(x, gy, g, w_dtype):
-    partial = _split(g, x.dtype, lambda n0, n1: _grad_w_slice(x[n0:n1], gy[n0:n1], g))
+def grad_w(x, gy, g, w_dtype):
+    """The weight gradient gW (O, C, kh, kw), summed over the batch (split over the threads)."""
+    per_sample = _choose("grad_w", g, "per_sample" if g.K <= 64 else "per_chunk", {
+        path: lambda n, path=path: _grad_w_slice(x[:n], gy[:n], _sub(g, n), path == "per_sample")
+        for path in ("per_sample", "per_chunk")}) == "per_sample"
+    partial = _split(g, x.dtype, lambda n0, n1: _grad_w_slice(x[n0:n1], gy[n0:n1], g, per_sample))
     gWt = partial[0]
     for p in partial[1:]:
         gWt += p
     return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
 
 
-def _grad_w_slice(x, gy, g, per_sample=None):
-    """gW^T (K, O) summed over a slice of the batch.
-
-    Short columns (K <= 64: the first convolutions, where C is 1-5) run faster as one small GEMM
-    per sample against gy in its own layout, summed; longer ones as one GEMM per chunk,
-    gW^T = col gy^T, which OpenBLAS runs 20-60% faster than gy col^T
-    (benchmarks/bench_conv_paths.py; ``per_sample`` forces a path there)."""
+def _grad_w_slice(x, gy, g, per_sample):
+    """gW^T (K, O) summed over a slice of the batch: one small GEMM per sample against gy in its
+    own layout, summed (``per_sample``; where the column is short, K <= 64 on the machines
+    measured first), or one GEMM per chunk, gW^T = col gy^T (which OpenBLAS runs 20-60% faster
+    than gy col^T); benchmarks/bench_conv_paths.py times both."""
     dtype, n = x.dtype, len(x)
     xbuf = _padded(x, g)
     nb = _chunk(n, g.K * g.L * dtype.itemsize)
-    if per_sample is None:
-        per_sample = g.K <= 64
     gWt = numpy.zeros((g.K, g.O), dtype=dtype)
     m = 0
     for n0 in range(0, n, nb):
@@ -227,16 +225,28 @@ def _grad_w_slice(x, gy, g, per_sample=None):
     return gWt
 
 
-def _grad_x(W, gy, g, x_dtype):
-    """Input gradient. Stride 1: a "full" correlation of gy with the flipped kernel, run by the
-    forward kernel (an im2col copy instead of kh*kw strided adds): faster than col2im up to
-    O = 2C on every shape measured, either way beyond (benchmarks/bench_conv_paths.py)."""
+def _corr_applies(g):
     pyy, pxx = g.kh - 1 - g.ph, g.kw - 1 - g.pw
-    if g.rows and pyy >= 0 and pxx >= 0 and g.O <= 2 * g.C:
-        Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
-        gf = _geom(gy.shape, Wf.shape, (1, 1), (pyy, pxx))
-        return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
-    return _col2im_grad_x(W, gy, g, x_dtype)
+    return g.rows and pyy >= 0 and pxx >= 0
+
+
+def grad_x(W, gy, g, x_dtype):
+    """The input gradient gx (N, C, H, W). Stride 1: a "full" correlation of gy with the flipped
+    kernel, run by the forward kernel (an im2col copy instead of kh*kw strided adds), or gcol =
+    W^T gy and col2im, whichever this machine runs faster for the shape (the default rule, the
+    correlation up to O = 2C, is what an AMD EPYC measured: benchmarks/bench_conv_paths.py)."""
+    if not _corr_applies(g):
+        return _col2im_grad_x(W, gy, g, x_dtype)
+    paths = {"corr": _corr_grad_x, "col2im": _col2im_grad_x}
+    path = _choose("grad_x", g, "corr" if g.O <= 2 * g.C else "col2im", {
+        name: lambda n, fn=fn: fn(W, gy[:n], _sub(g, n), x_dtype) for name, fn in paths.items()})
+    return paths[path](W, gy, g, x_dtype)
+
+
+def _corr_grad_x(W, gy, g, x_dtype):
+    Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
+    gf = _geom(gy.shape, Wf.shape, (1, 1), (g.kh - 1 - g.ph, g.kw - 1 - g.pw))
+    return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
 
 
 def _col2im_grad_x(W, gy, g, x_dtype):
@@ -277,6 +287,31 @@ def _col2im_slice(Wt, gy, g, gx):
         numpy.copyto(gx[n0:n0 + m], interior)
 
 
+def bias_grad(gy):
+    """gb (O,) = gy summed over the batch and the image, as matrix-vector products (numpy's sum
+    over axes (0, 2, 3) runs 2-3x slower)."""
+    n, channels = gy.shape[:2]
+    rows = numpy.ascontiguousarray(gy).reshape(n * channels, -1)
+    return (rows @ numpy.ones(rows.shape[1], dtype=gy.dtype)).reshape(n, channels).sum(axis=0)
+
+
+# Samples a kernel choice is timed on: enough for the GEMMs to run as in a batch.
+_CALIBRATION_SAMPLES = 64
+
+
+def _sub(g, n):
+    return _geom((n, g.C, g.H, g.W), (g.O, g.C, g.kh, g.kw), (g.sy, g.sx), (g.ph, g.pw))
+
+
+def _choose(what, g, default, candidates):
+    """calibration.choose for this shape, each candidate timed on the batch's first samples."""
+    n = min(g.N, _CALIBRATION_SAMPLES)
+    key = "conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d" % (
+        what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw)
+    return calibration.choose(key, {name: (lambda fn=fn: fn(n)) for name, fn in candidates.items()},
+                              default)
+
+
 def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     """Plain-numpy forward of ``convolution_2d`` (NCHW); the kernel the FunctionNode runs."""
     if x.shape[1] != W.shape[1]:
@@ -284,106 +319,6 @@ def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     return _forward(x, W, b, _geom(x.shape, W.shape, _pair(stride), _pair(pad)))
 
 
-class Convolution2D(function_node.FunctionNode):
-    """y = conv(x, W) + b on numpy arrays."""
-
-    def __init__(self, stride, pad):
-        self.stride = stride
-        self.pad = pad
-
-    def check_type_forward(self, in_types):
-        chainer.utils.type_check._argname(in_types, ("x", "W", "b")[:len(in_types)])
-        x_type, w_type = in_types[:2]
-        chainer.utils.type_check.expect(
-            x_type.dtype.kind == "f", w_type.dtype.kind == "f",
-            x_type.ndim == 4, w_type.ndim == 4, x_type.shape[1] == w_type.shape[1])
-        if len(in_types) == 3:
-            b_type = in_types[2]
-            chainer.utils.type_check.expect(
-                b_type.dtype == x_type.dtype, b_type.ndim == 1,
-                b_type.shape[0] == w_type.shape[0])
-
-    def forward_cpu(self, inputs):
-        self.retain_inputs((0, 1))
-        x, W = inputs[:2]
-        b = inputs[2] if len(inputs) == 3 else None
-        return _forward(x, W, b, _geom(x.shape, W.shape, self.stride, self.pad)),
-
-    def backward(self, indexes, grad_outputs):
-        x, W = self.get_retained_inputs()
-        gy, = grad_outputs
-        ret = []
-        if 0 in indexes:
-            ret.append(Convolution2DGradX(self.stride, self.pad, x.shape, x.dtype).apply(
-                (W, gy))[0])
-        if 1 in indexes:
-            ret.append(Convolution2DGradW(self.stride, self.pad, W.shape, W.dtype).apply(
-                (x, gy))[0])
-        if 2 in indexes:
-            ret.append(chainer.functions.sum(gy, axis=(0, 2, 3)))
-        return ret
-
-
-class _Gradient(function_node.FunctionNode):
-    """A gradient of the convolution, bilinear in (its other input ``a``, gy): differentiated, it
-    gives the other gradient node and the convolution itself."""
-
-    def __init__(self, stride, pad, shape, dtype):
-        self.stride = stride
-        self.pad = pad
-        self.shape = tuple(shape)  # of what it computes
-        self.dtype = dtype
-
-    def forward_cpu(self, inputs):
-        self.retain_inputs((0, 1))
-        a, gy = inputs
-        return self._compute(a, gy),
-
-    def backward(self, indexes, grad_outputs):
-        a, gy = self.get_retained_inputs()
-        gg, = grad_outputs
-        ret = []
-        if 0 in indexes:
-            ret.append(self._other(self.stride, self.pad, a.shape, a.dtype).apply((gg, gy))[0])
-        if 1 in indexes:
-            ret.append(Convolution2D(self.stride, self.pad).apply(self._conv_inputs(a, gg))[0])
-        return ret
-
-
-class Convolution2DGradX(_Gradient):
-    """gx = conv^T(gy, W), the input gradient (bilinear in W and gy)."""
-
-    def _compute(self, W, gy):
-        return _grad_x(W, gy, _geom(self.shape, W.shape, self.stride, self.pad), self.dtype)
-
-    def _other(self, *args):
-        return Convolution2DGradW(*args)
-
-    def _conv_inputs(self, W, ggx):
-        return ggx, W
-
-
-class Convolution2DGradW(_Gradient):
-    """gW = correlation of x with gy, the weight gradient (bilinear in x and gy)."""
-
-    def _compute(self, x, gy):
-        return _grad_w(x, gy, _geom(x.shape, self.shape, self.stride, self.pad), self.dtype)
-
-    def _other(self, *args):
-        return Convolution2DGradX(*args)
-
-    def _conv_inputs(self, x, ggW):
-        return x, ggW
-
-
 def supports(link):
     """Whether the fast kernel computes this ``L.Convolution2D`` (no groups, no dilation)."""
     return link.groups == 1 and _pair(link.dilate) == (1, 1)
-
-
-def convolution_2d(x, W, b=None, stride=1, pad=0):
-    """``chainer.functions.convolution_2d`` (cover_all=False, no dilation or groups) on numpy
-    inputs; ``branchynet.fast.switch`` decides when it runs."""
-    args = (x, W) if b is None else (x, W, b)
-    y, = Convolution2D(_pair(stride), _pair(pad)).apply(args)
-    return y

@@ -54,9 +54,10 @@ if jit.numba is not None:
                 win[i] = win[i] if b > 0 else -1
 
     @_jit
-    def _winner_scatter(gy, win, gx, kh, kw, sy, sx, ph, pw, R, Q):
-        """gx = 0, then each output's gy added at its window's winner: window offset win (on the
-        plan's R x Q grid; -1: none), dropped when it falls on padding."""
+    def _winner_scatter(gy, win, gx, dys, dxs, sy, sx, ph, pw, R, Q):
+        """gx = 0, then each output's gy added at its window's winner: window offset t = win (on
+        the plan's R x Q grid; -1: none) at row dys[t] and column dxs[t] of the window, dropped
+        when it falls on padding."""
         N, C, OH, OW = gy.shape
         H, W = gx.shape[2], gx.shape[3]
         for n in range(N):
@@ -68,13 +69,13 @@ if jit.numba is not None:
                     row = (base + oy) * Q
                     for ox in range(OW):
                         t = win[row + ox]
-                        h = oy * sy + t // kw - ph
-                        w = ox * sx + t % kw - pw
+                        h = oy * sy + dys[t] - ph
+                        w = ox * sx + dxs[t] - pw
                         if t >= 0 and 0 <= h < H and 0 <= w < W:
                             g[h, w] += gy[n, c, oy, ox]
 
     @_jit
-    def _winner_gather(z, win, out, kh, kw, sy, sx, ph, pw, R, Q):
+    def _winner_gather(z, win, out, dys, dxs, sy, sx, ph, pw, R, Q):
         """out = z at each window's winner (0 for none or padding): the scatter's adjoint."""
         N, C, OH, OW = out.shape
         H, W = z.shape[2], z.shape[3]
@@ -85,8 +86,8 @@ if jit.numba is not None:
                     row = (base + oy) * Q
                     for ox in range(OW):
                         t = win[row + ox]
-                        h = oy * sy + t // kw - ph
-                        w = ox * sx + t % kw - pw
+                        h = oy * sy + dys[t] - ph
+                        w = ox * sx + dxs[t] - pw
                         inside = t >= 0 and 0 <= h < H and 0 <= w < W
                         out[n, c, oy, ox] = z[n, c, h, w] if inside else 0.0
 
@@ -149,17 +150,24 @@ def phase_argmax(buf, phases, shifts, S, best, win, relu):
     _phase_argmax(buf, phases, shifts, S, best, win, relu)
 
 
+def _window_table(plan):
+    """Row and column of each window offset t = i * kw + j (tables: no division per output)."""
+    kh, kw = plan.ksize
+    t = numpy.arange(kh * kw)
+    return t // kw, t % kw
+
+
 def max_pool_backward(gy, win, plan, gx):
     """gx (zeroed here) += gy at each window's winner (``win``: window offsets on the plan's grid,
     -1 for none)."""
-    _winner_scatter(gy, win, gx, *plan.ksize, *plan.stride, *plan.pad, plan.R, plan.Q)
+    _winner_scatter(gy, win, gx, *_window_table(plan), *plan.stride, *plan.pad, plan.R, plan.Q)
     return gx
 
 
 def max_pool_gather(z, win, plan, out):
     """out = z (shaped as the pooling's input) read at each window's winner: the backward's
     adjoint."""
-    _winner_gather(z, win, out, *plan.ksize, *plan.stride, *plan.pad, plan.R, plan.Q)
+    _winner_gather(z, win, out, *_window_table(plan), *plan.stride, *plan.pad, plan.R, plan.Q)
     return out
 
 

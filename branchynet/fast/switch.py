@@ -15,7 +15,8 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet.fast import blas, jit_train, threads
-from branchynet.fast.conv import convolution_2d, supports
+from branchynet.fast.conv import supports
+from branchynet.fast.conv_nodes import convolution_2d
 from branchynet.fast.lrn import local_response_normalization
 from branchynet.fast.pooling_nodes import average_pooling_2d, max_pooling_2d
 from branchynet.model import layers as blayers

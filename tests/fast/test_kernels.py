@@ -189,7 +189,7 @@ def test_conv_input_gradient_paths_agree():
         W = rng.standard_normal((n_out, C, 3, 5)).astype(numpy.float32)
         g = fast_conv._Geom((3, C, 9, 7), W.shape, (1, 1), (1, 2))
         gy = rng.standard_normal((3, n_out, g.OH, g.OW)).astype(numpy.float32)
-        _close(fast_conv._grad_x(W, gy, g, numpy.float32),
+        _close(fast_conv.grad_x(W, gy, g, numpy.float32),
                fast_conv._col2im_grad_x(W, gy, g, numpy.float32))
 
 

@@ -1,0 +1,121 @@
+"""Kernel choices measured on the machine that runs them, once, instead of constants tuned on one
+CPU: where two kernels compute the same thing (a convolution's input gradient as a correlation or
+as col2im, its weight gradient per sample or per chunk), the first call of a shape times both on
+its own data and keeps the faster, in this process and in a file per CPU model, so later runs
+(and a resumed training) make the same choice without timing again.
+
+The file is ``BRANCHYNET_CALIBRATION`` (default ``~/.cache/branchynet/kernels.json``); delete it
+to measure again. ``BRANCHYNET_CALIBRATE=0`` turns timing off: every choice is then its default
+rule (the tests run so, for choices that do not depend on the machine).
+"""
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+
+__all__ = ["cpu_model", "enabled", "choose", "choices", "reset"]
+
+_REPEATS = 3
+_lock = threading.Lock()
+_table = None  # key -> {"choice": name, "ms": {name: median ms}}, this CPU's part of the file
+
+
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def enabled():
+    """Whether choices are timed (``BRANCHYNET_CALIBRATE`` is not 0)."""
+    return os.environ.get("BRANCHYNET_CALIBRATE", "1") != "0"
+
+
+def _path():
+    return os.environ.get("BRANCHYNET_CALIBRATION") or os.path.join(
+        os.path.expanduser("~"), ".cache", "branchynet", "kernels.json")
+
+
+def _machine():
+    import numpy
+    return "%s | numpy %s | %d CPUs" % (cpu_model(), numpy.__version__, os.cpu_count() or 1)
+
+
+def _read_file():
+    try:
+        with open(_path()) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no file yet, or a damaged one: measure again
+
+
+def _load():
+    global _table
+    if _table is None:
+        _table = dict(_read_file().get(_machine(), {}))
+    return _table
+
+
+def _save(key, entry):
+    """Adds one choice to the file (re-read first: other processes may have added theirs)."""
+    path = _path()
+    data = _read_file()
+    data.setdefault(_machine(), {})[key] = entry
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: the choice still holds for this process
+
+
+def _median_ms(fn):
+    fn()  # warm-up: compilation, buffers, caches
+    times = []
+    for _ in range(_REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def choose(key, candidates, default):
+    """The name of the faster of ``candidates`` ({name: zero-argument callable}) for ``key`` (a
+    string naming the shape), timed once per machine; ``default`` where timing is off."""
+    if default not in candidates:
+        raise ValueError("default %r is not one of the candidates %s" % (default, sorted(candidates)))
+    if not enabled() or len(candidates) == 1:
+        return default
+    with _lock:
+        entry = _load().get(key)
+        if entry is not None and entry.get("choice") in candidates:
+            return entry["choice"]
+        ms = {name: _median_ms(fn) for name, fn in sorted(candidates.items())}
+        entry = {"choice": min(ms, key=ms.get), "ms": {k: round(v, 4) for k, v in ms.items()}}
+        _table[key] = entry
+        _save(key, entry)
+        return entry["choice"]
+
+
+def choices():
+    """{key: choice} made so far on this machine (for a benchmark's record)."""
+    with _lock:
+        return {k: v["choice"] for k, v in sorted(_load().items())}
+
+
+def reset():
+    """Forgets this process's choices (the file is read again on the next choice)."""
+    global _table
+    with _lock:
+        _table = None

@@ -1,0 +1,76 @@
+"""Kernel choices timed on the machine: the faster candidate wins, the choice is kept in the file
+and read back by a later process, and the convolution's gradients follow the choice."""
+import json
+import time
+
+import numpy
+import pytest
+
+import branchynet  # noqa: F401  (before chainer)
+from branchynet.fast import calibration, conv
+
+
+@pytest.fixture
+def timing_on(tmp_path, monkeypatch):
+    path = tmp_path / "kernels.json"
+    monkeypatch.setenv("BRANCHYNET_CALIBRATE", "1")
+    monkeypatch.setenv("BRANCHYNET_CALIBRATION", str(path))
+    calibration.reset()
+    yield path
+    calibration.reset()
+
+
+def test_the_faster_candidate_wins_and_is_kept(timing_on):
+    calls = {"slow": 0, "fast": 0}
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.004)
+
+    def fast():
+        calls["fast"] += 1
+    assert calibration.choose("k", {"slow": slow, "fast": fast}, default="slow") == "fast"
+    assert calls == {"slow": 4, "fast": 4}  # a warm-up and three timed calls each
+    saved = json.loads(timing_on.read_text())
+    (machine, table), = saved.items()
+    assert calibration.cpu_model() in machine
+    assert table["k"]["choice"] == "fast" and table["k"]["ms"]["slow"] >= 4.0
+    # Asked again, and by a new process (the file read anew): no timing.
+    calibration.reset()
+    assert calibration.choose("k", {"slow": slow, "fast": fast}, default="slow") == "fast"
+    assert calls == {"slow": 4, "fast": 4}
+    assert calibration.choices() == {"k": "fast"}
+
+
+def test_timing_off_gives_the_default_and_writes_nothing(timing_on, monkeypatch):
+    monkeypatch.setenv("BRANCHYNET_CALIBRATE", "0")
+    assert calibration.choose("k", {"a": lambda: time.sleep(0.01), "b": lambda: None}, "a") == "a"
+    assert not timing_on.exists()
+
+
+def test_a_damaged_file_is_measured_again(timing_on):
+    timing_on.write_text("{not json")
+    assert calibration.choose("k", {"a": lambda: time.sleep(0.004), "b": lambda: None}, "a") == "b"
+    assert json.loads(timing_on.read_text())
+
+
+def test_a_default_outside_the_candidates_is_refused():
+    with pytest.raises(ValueError, match="default 'c'"):
+        calibration.choose("k", {"a": lambda: None, "b": lambda: None}, "c")
+
+
+@pytest.mark.parametrize("path", ["corr", "col2im"])
+def test_conv_input_gradient_follows_the_choice(path, monkeypatch):
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal((3, 4, 7, 6)).astype(numpy.float32)
+    W = rng.standard_normal((5, 4, 3, 3)).astype(numpy.float32)
+    g = conv._geom(x.shape, W.shape, (1, 1), (1, 1))
+    gy = rng.standard_normal((3, 5, g.OH, g.OW)).astype(numpy.float32)
+    ran = []
+    for name in ("_corr_grad_x", "_col2im_grad_x"):
+        real = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, real=real, name=name: ran.append(name) or real(*a))
+    monkeypatch.setattr(conv.calibration, "choose", lambda key, candidates, default: path)
+    gx = conv.grad_x(W, gy, g, numpy.float32)
+    assert ran == ["_corr_grad_x" if path == "corr" else "_col2im_grad_x"]
+    assert gx.shape == x.shape
