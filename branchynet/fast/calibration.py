@@ -18,7 +18,7 @@ import time
 __all__ = ["cpu_model", "enabled", "choose", "choices", "reset"]
 
 _REPEATS = 3
-_lock = threading.Lock()
+_lock = threading.RLock()  # a candidate may make a choice of its own (a gradient runs a forward)
 _table = None  # key -> {"choice": name, "ms": {name: median ms}}, this CPU's part of the file
 
 

@@ -17,7 +17,7 @@ Where two paths compute the same gradient, the faster on this machine is chosen 
 """
 import numpy
 
-from branchynet.fast import calibration, threads
+from branchynet.fast import calibration, jit, threads
 
 __all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
 
@@ -161,10 +161,31 @@ def _split(g, dtype, fn):
 
 
 def _forward(x, W, b, g):
+    """y (N, O, OH, OW) = conv(x, W) + b, by the path this machine runs faster for the shape."""
+    return _run_forward(x, W, b, g, _forward_path(x, W, g))
+
+
+def _forward_path(x, W, g):
+    """"direct" (the compiled direct convolution, ``jit.conv_direct``: float32, stride 1) or
+    "gemm" (im2col and GEMM, the default), timed on this machine."""
+    if not (g.rows and jit.available() and x.dtype == W.dtype == numpy.float32):
+        return "gemm"
+    return _choose("forward", g, "gemm", {
+        path: lambda n, path=path: _run_forward(x[:n], W, None, _sub(g, n), path)
+        for path in ("gemm", "direct")})
+
+
+def _run_forward(x, W, b, g, path):
     dtype = x.dtype
-    Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
     ypad = numpy.empty((g.N, g.O, g.L), dtype=dtype)
-    _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))
+    if path == "direct":
+        Wc = numpy.ascontiguousarray(W)
+        bc = numpy.zeros(g.O, dtype) if b is None else b.astype(dtype, copy=False)
+        _split(g, dtype, lambda n0, n1: jit.conv_direct(_padded(x[n0:n1], g), Wc, bc, ypad[n0:n1],
+                                                        g, n1 - n0))
+    else:
+        Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
+        _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))
     return _output(ypad, g)
 
 

@@ -2,6 +2,8 @@
 ``F.convolution_2d`` (cover_all=False, no dilation or groups) on numpy inputs, with its gradients
 and the gradients' own gradients (each gradient is bilinear, so its gradient is the convolution or
 the other gradient)."""
+import numpy
+
 import chainer
 from chainer import function_node
 
@@ -11,11 +13,13 @@ __all__ = ["convolution_2d"]
 
 
 class Convolution2D(function_node.FunctionNode):
-    """y = conv(x, W) + b on numpy arrays."""
+    """y = conv(x, W) + b on numpy arrays; with ``relu``, y = relu(conv(x, W) + b), the ReLU done
+    in place on the output (no pass of its own, no array of its own)."""
 
-    def __init__(self, stride, pad):
+    def __init__(self, stride, pad, relu=False):
         self.stride = stride
         self.pad = pad
+        self.relu = relu
 
     def check_type_forward(self, in_types):
         chainer.utils.type_check._argname(in_types, ("x", "W", "b")[:len(in_types)])
@@ -33,11 +37,17 @@ class Convolution2D(function_node.FunctionNode):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        return _forward(x, W, b, _geom(x.shape, W.shape, self.stride, self.pad)),
+        y = _forward(x, W, b, _geom(x.shape, W.shape, self.stride, self.pad))
+        if self.relu:
+            numpy.maximum(y, 0, out=y)
+            self._active = y > 0
+        return y,
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
         gy, = grad_outputs
+        if self.relu:  # the ReLU's gradient, as Chainer's: gy where the output is positive
+            gy = gy * self._active
         ret = []
         if 0 in indexes:
             ret.append(Convolution2DGradX(self.stride, self.pad, x.shape, x.dtype).apply(
@@ -116,9 +126,10 @@ class Convolution2DGradW(_Gradient):
         return x, ggW
 
 
-def convolution_2d(x, W, b=None, stride=1, pad=0):
+def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
     """``chainer.functions.convolution_2d`` (cover_all=False, no dilation or groups) on numpy
-    inputs; ``branchynet.fast.switch`` decides when it runs."""
+    inputs, followed by ``F.relu`` when ``relu``; ``branchynet.fast.switch`` decides when it
+    runs."""
     args = (x, W) if b is None else (x, W, b)
-    y, = Convolution2D(_pair(stride), _pair(pad)).apply(args)
+    y, = Convolution2D(_pair(stride), _pair(pad), relu).apply(args)
     return y

@@ -76,21 +76,29 @@ def relu_after_pool(layers):
     return layers
 
 
-def _pool_then_relu(layers, i, x):
-    """Whether layers[i:i + 2] is a max pooling and a ReLU that run as one compiled kernel on x."""
-    return (i + 1 < len(layers) and isinstance(layers[i], blayers.MaxPool)
-            and layers[i + 1] is F.relu and jit_train.applies(x.dtype))
+def _fused_with_relu(layers, i, x):
+    """The function that runs layers[i] and the ReLU after it as one on x (a max pooling on the
+    compiled kernels, a convolution with the ReLU in place on its output), else None."""
+    if i + 1 >= len(layers) or layers[i + 1] is not F.relu:
+        return None
+    layer = layers[i]
+    if isinstance(layer, blayers.MaxPool) and jit_train.applies(x.dtype):
+        return lambda h: max_pooling_2d(h, layer.ksize, layer.stride, layer.pad, layer.cover_all,
+                                        relu=True)
+    if isinstance(layer, L.Convolution2D) and supports(layer):
+        return lambda h: convolution_2d(h, layer.W, layer.b, layer.stride, layer.pad, relu=True)
+    return None
 
 
 def run_layers(layers, x):
     """Runs a list of network items on x in a Chainer graph (fast kernels where they apply; a max
-    pooling and its ReLU as one)."""
+    pooling or a convolution and the ReLU after it as one)."""
     fast = enabled(x)
     layers, i = relu_after_pool(layers) if fast else layers, 0
     while i < len(layers):
-        if fast and _pool_then_relu(layers, i, x):
-            p = layers[i]
-            x = max_pooling_2d(x, p.ksize, p.stride, p.pad, p.cover_all, relu=True)
+        fused = _fused_with_relu(layers, i, x) if fast else None
+        if fused is not None:
+            x = fused(x)
             i += 2
         else:
             x = apply(layers[i], x)
