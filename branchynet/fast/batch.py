@@ -19,9 +19,11 @@ __all__ = ["numpy_function", "max_pool_function", "is_conv", "conv_direct", "poo
 
 
 def _conv(link):
+    """A few samples: the direct convolution by ``jit``'s rule; a batch: the path
+    ``conv.conv2d_numpy`` times on this machine (direct or im2col + GEMM)."""
     def run(x):
         b = None if link.b is None else link.b.array
-        if jit.direct_conv_applies(link, x.dtype, batch=len(x)):
+        if len(x) <= jit.DIRECT_SMALL_BATCH and jit.direct_conv_applies(link, x.dtype, len(x)):
             return conv_direct(x, link.W.array, b, link.pad)
         return fconv.conv2d_numpy(x, link.W.array, b, link.stride, link.pad)
     return run

@@ -167,10 +167,12 @@ def _forward(x, W, b, g):
 
 def _forward_path(x, W, g):
     """"direct" (the compiled direct convolution, ``jit.conv_direct``: float32, stride 1) or
-    "gemm" (im2col and GEMM, the default), timed on this machine."""
+    "gemm" (im2col and GEMM), timed on this machine; by default (timing off) direct for short
+    columns and few output channels (``jit.DIRECT_MAX_K_BATCH``, ``jit.DIRECT_MAX_O_BATCH``)."""
     if not (g.rows and jit.available() and x.dtype == W.dtype == numpy.float32):
         return "gemm"
-    return _choose("forward", g, "gemm", {
+    short = g.K <= jit.DIRECT_MAX_K_BATCH and g.O <= jit.DIRECT_MAX_O_BATCH
+    return _choose("forward", g, "direct" if short else "gemm", {
         path: lambda n, path=path: _run_forward(x[:n], W, None, _sub(g, n), path)
         for path in ("gemm", "direct")})
 
