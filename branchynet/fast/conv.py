@@ -318,8 +318,9 @@ def bias_grad(gy):
     return (rows @ numpy.ones(rows.shape[1], dtype=gy.dtype)).reshape(n, channels).sum(axis=0)
 
 
-# Samples a kernel choice is timed on: enough for the GEMMs to run as in a batch.
-_CALIBRATION_SAMPLES = 64
+# Most samples a kernel choice is timed on: the paths' speeds per sample change with the batch
+# (a GEMM's shape, what stays in cache), so a choice is timed on the call's own batch, up to this.
+_CALIBRATION_SAMPLES = 1024
 
 
 def _sub(g, n):
@@ -327,10 +328,12 @@ def _sub(g, n):
 
 
 def _choose(what, g, default, candidates):
-    """calibration.choose for this shape, each candidate timed on the batch's first samples."""
+    """calibration.choose for this shape, batch size class (the next power of two) and thread
+    count, each candidate timed on the call's first samples."""
     n = min(g.N, _CALIBRATION_SAMPLES)
-    key = "conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d" % (
-        what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw)
+    key = "conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d batch<=%d threads %d" % (
+        what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, 1 << (n - 1).bit_length(),
+        threads.get_threads())
     return calibration.choose(key, {name: (lambda fn=fn: fn(n)) for name, fn in candidates.items()},
                               default)
 
