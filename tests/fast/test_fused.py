@@ -20,11 +20,11 @@ def _grads(fn, x, W, b, gy):
     return y.array, xv.grad, Wv.grad, bv.grad
 
 
-def _case(seed, N=3, C=4, H=9, W=7, O=5, k=3):
+def _case(seed, N=3, C=4, H=9, W=7, out=5, k=3):
     rng = numpy.random.RandomState(seed)
     x = rng.standard_normal((N, C, H, W)).astype(numpy.float32)
-    Wt = rng.standard_normal((O, C, k, k)).astype(numpy.float32)
-    b = rng.standard_normal(O).astype(numpy.float32)
+    Wt = rng.standard_normal((out, C, k, k)).astype(numpy.float32)
+    b = rng.standard_normal(out).astype(numpy.float32)
     return rng, x, Wt, b
 
 
@@ -75,7 +75,7 @@ def test_both_forward_paths_match_chainer(path, k, pad, monkeypatch):
     gradient's correlation runs the same forward path)."""
     monkeypatch.setattr(conv.calibration, "choose",
                         lambda key, candidates, default: path if path in candidates else default)
-    rng, x, W, b = _case(k + pad, N=5, C=3, H=12, W=11, O=4, k=k)
+    rng, x, W, b = _case(k + pad, N=5, C=3, H=12, W=11, out=4, k=k)
     y_ref = F.convolution_2d(x, W, b, pad=pad).array
     gy = rng.standard_normal(y_ref.shape).astype(numpy.float32)
     ours = _grads(lambda *v: conv_nodes.convolution_2d(*v, pad=pad), x, W, b, gy)
