@@ -3,6 +3,9 @@ written from the committed result files so that no number there is typed by hand
 ``branchynet.reporting.table1`` assembles it, compacted, the hardware and thread settings the
 files record, and the prose that reads the table, every number in it taken from the same files.
 ``experiments/readme_results.py`` writes it into README.md or checks it."""
+import glob
+import json
+import os
 import re
 
 from branchynet.reporting import paper, table1, tables
@@ -29,6 +32,22 @@ def _devices_text(table):
             gpu.add("%s, no cuDNN" % s.gpu_environment.hardware.gpu)
     return ("CPU rows: %s. GPU rows: %s (results/gpu)."
             % ("; ".join(sorted(cpu)) or "none", "; ".join(sorted(gpu)) or "none"))
+
+
+def _benchmark_cpus_text(results_root, table):
+    """Which speed benchmarks (results/benchmarks/*.json) ran on another CPU than Table I's CPU
+    rows: their times and ratios are not comparable with the rows'."""
+    row_cpus = {s.environment.hardware.cpu for s in table.networks.values() if s.found}
+    other = {}
+    for path in sorted(glob.glob(os.path.join(results_root, "benchmarks", "*.json"))):
+        with open(path) as f:
+            cpu = json.load(f).get("environment", {}).get("hardware", {}).get("cpu")
+        if cpu and cpu not in row_cpus:
+            other.setdefault(cpu, []).append(os.path.splitext(os.path.basename(path))[0])
+    if not other:
+        return ""
+    return (" Speed benchmarks in results/benchmarks/ run on another CPU than these rows: %s."
+            % "; ".join("%s (%s)" % (cpu, ", ".join(names)) for cpu, names in sorted(other.items())))
 
 
 def _prose(table):
@@ -91,7 +110,8 @@ def block(results_root):
     lines = ["", "*Written by `python experiments/readme_results.py` from the committed "
              "results/\\*/results.json; the full two-part Table I (time part per device, GPU rows, "
              "predicted and trunk-only times, the notebooks' numbers) is "
-             "[results/table1.md](results/table1.md).* " + _devices_text(table), "",
+             "[results/table1.md](results/table1.md).* " + _devices_text(table)
+             + _benchmark_cpus_text(results_root, table), "",
              compact_table(table).rstrip("\n"), "",
              "Acc % and Exit % on all test images (mean ± sample standard deviation over comparable "
              "runs); CPU ms: a real batch-1 run end to end on the first test images, median of "
