@@ -44,6 +44,9 @@ MODULES = {
     "branchynet/evaluation/costs.py": ["tests/evaluation/test_costs.py"],
     "branchynet/evaluation/outputs.py": ["tests/evaluation/test_outputs.py"],
     "branchynet/evaluation/frontier.py": ["tests/evaluation/test_frontier.py"],
+    "branchynet/fast/jit_train.py": ["tests/fast/test_jit_train.py", "tests/fast/test_kernels.py"],
+    "branchynet/fast/calibration.py": ["tests/fast/test_calibration.py"],
+    "branchynet/fast/conv_nodes.py": ["tests/fast/test_fused.py", "tests/fast/test_kernels.py"],
 }
 COPIED = ["branchynet", "networks", "tests", "docs", "ruff.toml", "setup.py"]
 

@@ -1,9 +1,10 @@
-"""Compiled (Numba) training kernels: max pooling that records its argmax (optionally with the
-ReLU after it), and local response normalisation, each with its gradient.
+"""Compiled (Numba) training kernels: max pooling over ``pooling``'s stride phases that records
+each window's winner (optionally with the ReLU after it), and local response normalisation, each
+with its gradient.
 
 Why: the numpy pooling finds every window's maximum again in the backward pass, with kh*kw
-masked passes over the input; recording the winner's position in the forward pass makes the
-backward one scatter. LRN in numpy is eight passes over memory each way; here each is one, and
+masked passes over the input; recording the winning window offset in the forward pass (a byte an
+output) makes the backward one scatter. LRN in numpy is eight passes over memory each way; here each is one, and
 the power ``u ** -0.75`` (AlexNet's) becomes two square roots, which vectorise.
 
 Semantics are Chainer's: the first maximum of a window in row-major order wins (a NaN wins over
