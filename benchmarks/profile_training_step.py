@@ -42,6 +42,7 @@ def step(x, t):
 for _ in range(3):
     step(x, t)
 print(benchmark.header())
+print("CPU: %s" % benchmark.kernels()["cpu"])
 print("%s %s step, batch %d, %s, %d steps; ms per step by function (a backward is counted in its "
       "forward function's row too)" % (args.network, args.step, args.batchsize,
                                       "stock Chainer" if args.stock_chainer else "fast path",
@@ -54,3 +55,6 @@ rows = sorted(hook.summary().items(), key=lambda kv: -kv[1]["elapsed_time"])
 for name, entry in rows:
     print("  %-45s %8.2f ms  %5d calls" % (name, 1e3 * entry["elapsed_time"] / args.steps,
                                             entry["occurrence"]))
+kernels = benchmark.kernels()
+print("fast-kernel threads: %d; kernel choices timed on this CPU: %s" % (
+    kernels["threads"], "; ".join("%s -> %s" % kv for kv in kernels["choices"].items()) or "none"))

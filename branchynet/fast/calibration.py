@@ -17,7 +17,11 @@ import time
 
 __all__ = ["cpu_model", "enabled", "choose", "choices", "reset"]
 
-_REPEATS = 3
+_REPEATS = 5
+# Another candidate replaces the default only when it is this much faster: on a shared machine
+# timings move by several per cent between calls, and a choice that flips with the noise would make
+# runs differ for nothing.
+_MARGIN = 1.1
 _lock = threading.RLock()  # a candidate may make a choice of its own (a gradient runs a forward)
 _table = None  # key -> {"choice": name, "ms": {name: median ms}}, this CPU's part of the file
 
@@ -91,8 +95,9 @@ def _median_ms(fn):
 
 
 def choose(key, candidates, default):
-    """The name of the faster of ``candidates`` ({name: zero-argument callable}) for ``key`` (a
-    string naming the shape), timed once per machine; ``default`` where timing is off."""
+    """The name of the fastest of ``candidates`` ({name: zero-argument callable}) for ``key`` (a
+    string naming the shape), timed once per machine, where it beats ``default`` by _MARGIN;
+    ``default`` where timing is off."""
     if default not in candidates:
         raise ValueError("default %r is not one of the candidates %s" % (default, sorted(candidates)))
     if not enabled() or len(candidates) == 1:
@@ -102,7 +107,9 @@ def choose(key, candidates, default):
         if entry is not None and entry.get("choice") in candidates:
             return entry["choice"]
         ms = {name: _median_ms(fn) for name, fn in sorted(candidates.items())}
-        entry = {"choice": min(ms, key=ms.get), "ms": {k: round(v, 4) for k, v in ms.items()}}
+        best = min(ms, key=ms.get)
+        choice = best if ms[best] * _MARGIN < ms[default] else default
+        entry = {"choice": choice, "ms": {k: round(v, 4) for k, v in ms.items()}}
         _table[key] = entry
         _save(key, entry)
         return entry["choice"]
