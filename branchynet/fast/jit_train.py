@@ -4,8 +4,8 @@ with its gradient.
 
 Why: the numpy pooling finds every window's maximum again in the backward pass, with kh*kw
 masked passes over the input; recording the winning window offset in the forward pass (a byte an
-output) makes the backward one scatter. LRN in numpy is eight passes over memory each way; here each is one, and
-the power ``u ** -0.75`` (AlexNet's) becomes two square roots, which vectorise.
+output) makes the backward one scatter. LRN in numpy is eight passes over memory each way; here
+each is one, and the power ``u ** -0.75`` (AlexNet's) becomes two square roots, which vectorise.
 
 Semantics are Chainer's: the first maximum of a window in row-major order wins (a NaN wins over
 numbers, as ``numpy.argmax`` picks it), padding never wins; ``relu=True`` gives
