@@ -24,6 +24,7 @@ _REPEATS = 5
 _MARGIN = 1.1
 _lock = threading.RLock()  # a candidate may make a choice of its own (a gradient runs a forward)
 _table = None  # key -> {"choice": name, "ms": {name: median ms}}, this CPU's part of the file
+_used = set()  # the keys this process asked for: the choices that ran here
 
 
 def cpu_model():
@@ -103,6 +104,7 @@ def choose(key, candidates, default):
     if not enabled() or len(candidates) == 1:
         return default
     with _lock:
+        _used.add(key)
         entry = _load().get(key)
         if entry is not None and entry.get("choice") in candidates:
             return entry["choice"]
@@ -116,9 +118,11 @@ def choose(key, candidates, default):
 
 
 def choices():
-    """{key: choice} made so far on this machine (for a benchmark's record)."""
+    """{key: choice} of the choices this process ran (for a benchmark's record; the file also holds
+    other shapes' choices, made by other runs)."""
     with _lock:
-        return {k: v["choice"] for k, v in sorted(_load().items())}
+        table = _load()
+        return {k: table[k]["choice"] for k in sorted(_used) if k in table}
 
 
 def reset():
@@ -126,3 +130,4 @@ def reset():
     global _table
     with _lock:
         _table = None
+        _used.clear()

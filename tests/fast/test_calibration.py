@@ -42,6 +42,18 @@ def test_the_faster_candidate_wins_and_is_kept(timing_on):
     assert calibration.choices() == {"k": "fast"}
 
 
+def test_choices_reports_only_what_this_process_ran(timing_on):
+    """The file holds every shape timed on this CPU by any run; a benchmark records its own."""
+    fast = {"slow": lambda: time.sleep(0.004), "fast": lambda: None}
+    calibration.choose("other run's shape", fast, default="slow")
+    calibration.reset()  # a new process: the file has the other run's choice
+    assert calibration.choices() == {}
+    calibration.choose("this run's shape", fast, default="slow")
+    assert calibration.choices() == {"this run's shape": "fast"}
+    assert set(json.loads(timing_on.read_text()).popitem()[1]) == {"other run's shape",
+                                                                   "this run's shape"}
+
+
 def test_the_default_stays_unless_another_is_clearly_faster(timing_on):
     """Within the margin the default is kept: a choice must not flip with timing noise."""
     def default():
