@@ -181,6 +181,29 @@ def _exit_note(rows):
 DISTURBED = 1.5  # measured / predicted ms beyond which (or below whose inverse) a timing is flagged
 
 
+def _preprocessing_notes(results_root, found):
+    """Each measured run folder of a network (<network>/<run>/measure/results.json) whose CIFAR-10
+    preprocessing is not the table's: its main network's test accuracy beside the table's and the
+    paper's (the authors' data.npz recipe is unknown, docs/original.md#data)."""
+    notes = []
+    for network, primary in sorted(found.items()):
+        own = (_run_info(primary) or {}).get("preprocessing") or "gcn"
+        table_paper = paper.TABLE1.get(primary.family, {}).get("cpu", {}).get("baseline", {})
+        pattern = os.path.join(results_root, network, "*", "measure", "results.json")
+        for path in sorted(glob.glob(pattern)):
+            other = _read(path)
+            recipe = (_run_info(other) or {}).get("preprocessing") or "gcn"
+            if recipe == own:
+                continue
+            notes.append("%s with the %s preprocessing (%s, %s): main network %.2f %% on test, "
+                         "against %.2f %% with %s (these rows)%s." % (
+                             network, recipe, _rel(os.path.join(ROOT, other.settings.run_dir)),
+                             _rel(path), 100 * other.accuracy.main, 100 * primary.accuracy.main,
+                             own, "" if not table_paper else " and the paper's %.2f %%"
+                             % table_paper["accuracy"]))
+    return notes
+
+
 def _timing_notes(rows):
     """A real run should take about what its per-exit costs predict; where it took far longer (or
     shorter), the machine was busy during one of the timings and the row's measured ms says so."""
@@ -289,6 +312,7 @@ def assemble(results_root, network_names):
     accuracy_rows, runs, per_run = _accuracy_part(results_root, network_names, found, found_gpu, notes)
     time_rows = _time_part(network_names, found, found_gpu, notes)
     notes += _exit_note(accuracy_rows)
+    notes += _preprocessing_notes(results_root, found)
     notes += _timing_notes(time_rows)
     status = {}
     for n in network_names:
