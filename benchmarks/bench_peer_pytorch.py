@@ -390,9 +390,6 @@ def main(args):
         out("%-45s %11.3f %11.3f %7.2fx" % (res["label"], res["ours_ms"], res["pytorch_ms"],
                                              res["pytorch_over_ours"]))
     out("load average at the end: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
-    summary["kernels"] = benchmark.kernels()  # now with the choices the cases made
-    for key, choice in summary["kernels"]["choices"].items():
-        out("kernel choice on this CPU: %s -> %s" % (key, choice))
     summary["load_average_end"] = list(os.getloadavg())
     benchmark.write_outputs(args, summary, out)
     return summary

@@ -55,6 +55,4 @@ rows = sorted(hook.summary().items(), key=lambda kv: -kv[1]["elapsed_time"])
 for name, entry in rows:
     print("  %-45s %8.2f ms  %5d calls" % (name, 1e3 * entry["elapsed_time"] / args.steps,
                                             entry["occurrence"]))
-kernels = benchmark.kernels()
-print("fast-kernel threads: %d; kernel choices timed on this CPU: %s" % (
-    kernels["threads"], "; ".join("%s -> %s" % kv for kv in kernels["choices"].items()) or "none"))
+print(benchmark.kernels_text(benchmark.kernels()))

@@ -71,9 +71,21 @@ def kernels():
             "choices": calibration.choices()}
 
 
+def kernels_text(record):
+    """One line naming the CPU, the fast kernels' threads and each kernel choice the process ran."""
+    made = "; ".join("%s -> %s" % kv for kv in record["choices"].items())
+    return "kernels on %s: fast path %s, %d thread(s), compiled %s; choices run: %s" % (
+        record["cpu"], "on" if record["fast_cpu"] else "off", record["threads"],
+        "on" if record["jit"] else "off (%s)" % record["jit_why_not"],
+        made or ("none" if record["calibration"] else "default rules (timing off)"))
+
+
 def write_outputs(args, summary, out):
-    """The summary to ``args.out`` (JSON) and the printed text to ``args.text_out``, if given."""
+    """The summary, with the kernels this process ran (``kernels()``, printed too), to ``args.out``
+    (JSON) and the printed text to ``args.text_out``, if given."""
     from branchynet.reporting import files
+    summary["kernels"] = kernels()
+    out(kernels_text(summary["kernels"]))
     if args.out:
         files.write_json(args.out, summary)
         out("wrote %s" % args.out)

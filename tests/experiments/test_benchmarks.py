@@ -31,6 +31,16 @@ def test_bench_training_tiny(tmp_path, cores):
     assert [r["step"] for r in rows] == ["main", "joint"]
     for r in rows:
         assert r["fast"]["wall_ms"] > 0 and r["stock"]["wall_ms"] > 0
+    # Every benchmark's output names the CPU and the kernels it ran (timing off under the tests).
+    kernels = summary["kernels"]
+    assert kernels["threads"] == cores and kernels["calibration"] is False
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                     None)
+    if model:
+        assert kernels["cpu"] == model
+    assert "kernels on %s: fast path on, %d thread(s)" % (kernels["cpu"], cores) in text
+    assert "choices run: default rules (timing off)" in text
 
 
 def test_bench_training_rows_from_scripted_timings(monkeypatch):
