@@ -1,5 +1,6 @@
 """GPU path (CuPy): same predictions, exits and losses as the CPU. Skips cleanly without a GPU."""
 import copy
+import warnings
 
 import numpy
 import pytest
@@ -14,6 +15,7 @@ if not chainer.backends.cuda.available:
     pytest.skip("no CUDA device available to Chainer", allow_module_level=True)
 
 PROB_TOLERANCE = dict(rtol=1e-3, atol=1e-5)  # float32 kernels differ between cuBLAS and OpenBLAS
+GRAPH_TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # graphs sum their products in another order than cuBLAS
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +74,67 @@ def test_predict_leaves_arrays_on_the_device(nets, mnist_subset):
     with context:
         h = segment(0, x)
     assert isinstance(h, cupy.ndarray)
+
+
+# ------------------------------------------------------------------ CUDA graphs at batch 1
+def _plain(fn):
+    with chainer.using_config("branchynet_cuda_graphs", False):
+        return fn()
+
+
+def test_graphs_replay_what_chainer_computes(nets, mnist_subset):
+    _, gpu = nets
+    gpu = copy.deepcopy(gpu)
+    x = mnist_subset[0][1024:1064]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed capture warns and falls back: not here
+        for i in range(len(x)):
+            replayed = gpu.exit_logits(x[i:i + 1])
+            plain = _plain(lambda: gpu.exit_logits(x[i:i + 1]))
+            for a, b in zip(replayed, plain):
+                numpy.testing.assert_allclose(a, b, **GRAPH_TOLERANCE)
+    assert [steps is not None for _, steps in gpu._graphs._steps.values()] == [True]
+
+
+def test_graphs_decide_as_plain_chainer(nets, mnist_subset):
+    _, gpu = nets
+    x = mnist_subset[0][1024:1224]
+    ent = numpy.sort(branchy_entropy(gpu.exit_probs(x)[0]))
+    gap = 80 + int(numpy.argmax(numpy.diff(ent[80:121])))  # widest gap near the middle
+    threshold = float((ent[gap] + ent[gap + 1]) / 2)
+    for i in range(len(x)):
+        got = gpu.predict(x[i:i + 1], threshold)
+        want = _plain(lambda: gpu.predict(x[i:i + 1], threshold))
+        for a, b in zip(got, want):
+            numpy.testing.assert_array_equal(a, b)
+        assert numpy.array_equal(gpu.predict_main(x[i:i + 1]),
+                                 _plain(lambda: gpu.predict_main(x[i:i + 1])))
+
+
+def test_graphs_follow_updated_and_moved_parameters(nets, mnist_subset):
+    _, gpu = nets
+    gpu = copy.deepcopy(gpu)
+    x, t = mnist_subset
+    sample = x[1500:1501]
+    before = gpu.exit_logits(sample)
+    gpu.train(x[:256], t[:256], adam(alpha=0.01)(gpu))  # parameters updated in place
+    after = gpu.exit_logits(sample)
+    assert not numpy.allclose(before[0], after[0])
+    for a, b in zip(after, _plain(lambda: gpu.exit_logits(sample))):
+        numpy.testing.assert_allclose(a, b, **GRAPH_TOLERANCE)
+    gpu.to_device("@numpy")
+    gpu.to_device("@cupy:0")  # new arrays: the graphs must be captured again
+    for a, b in zip(gpu.exit_logits(sample), after):
+        numpy.testing.assert_allclose(a, b, **GRAPH_TOLERANCE)
+
+
+def test_graph_outputs_stay_on_the_device(nets, mnist_subset):
+    _, gpu = nets
+    x = cupy.asarray(mnist_subset[0][:1])
+    segment, head, context = gpu.inference_steps(x)
+    with context:
+        logits = head(0, segment(0, x))
+        assert isinstance(logits, cupy.ndarray)
+        numpy.testing.assert_allclose(
+            cupy.asnumpy(logits), _plain(lambda: gpu.exit_logits(mnist_subset[0][:1]))[0],
+            **GRAPH_TOLERANCE)

@@ -15,11 +15,12 @@ MAX_CONTROLLER_LINES = 200
 LAYER_VOCABULARY = {"branchynet.model.layers", "branchynet.model.links"}
 ALLOWED = {
     "fast": set(),
-    "model": {"fast"},
+    "gpu": set(),
+    "model": {"fast", "gpu"},
     "data": set(),
-    "training": {"model", "data", "fast"},
-    "evaluation": {"model", "data", "fast"},
-    "reporting": {"evaluation", "model", "data", "training", "fast"},
+    "training": {"model", "data", "fast", "gpu"},
+    "evaluation": {"model", "data", "fast", "gpu"},
+    "reporting": {"evaluation", "model", "data", "training", "fast", "gpu"},
 }
 
 

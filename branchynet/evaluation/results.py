@@ -26,9 +26,15 @@ class Record:
         return _build(cls, data, cls.__name__)
 
 
+# A field added after results were committed: left out of the JSON while it is None, so that the
+# files written before it convert back to themselves.
+LATER = {"later": True}
+
+
 def _plain(value):
     if isinstance(value, Record):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get("later") and getattr(value, f.name) is None)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -127,6 +133,11 @@ class Settings(Record):
     threshold_list: list | None = None
     candidates: str | None = None
     knee_rule: str | None = None
+    cuda_graphs: bool | None = dataclasses.field(default=None, metadata=LATER)  # GPU batch 1
+
+    def batch1_text(self):
+        """How a GPU measurement ran batch 1 (results from before the graphs record nothing)."""
+        return "as CUDA graphs" if self.cuda_graphs else "on plain Chainer (no CUDA graphs)"
 
 
 @dataclasses.dataclass

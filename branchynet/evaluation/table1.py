@@ -294,7 +294,8 @@ def evaluate(network, family, dataset, cpu_nets, val, test, options, gpu_nets=No
         devices.append(("gpu", branchy, main))
     measured = _per_device(devices, options, timed, test_out, grid, (test_rows, paper_row, val_rows),
                            (points, val_points), (acc.baseline(), val_base_acc), paper_t, macs, echo)
-    recorded = dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu),
+    graphs = bool(chainer.config.branchynet_cuda_graphs) if gpu_nets is not None else None
+    recorded = dict(settings or {}, fast_cpu=bool(chainer.config.branchynet_fast_cpu), cuda_graphs=graphs,
                     test_samples=len(x_test), val_samples=len(x_val), timing_samples=n_time,
                     throughput_samples=n_tp, **_options_record(options, family, candidates))
     result = results.Result(

@@ -41,7 +41,7 @@ def predict_main(net, x):
         for k in range(net.numexits()):
             h = segment(k, h)
         logits = head(net.numexits() - 1, h)
-    return host(logits.argmax(axis=1).astype(numpy.int32))
+    return host(logits).argmax(axis=1).astype(numpy.int32)
 
 
 def exit_logits(net, x):

@@ -11,7 +11,7 @@ import numpy
 
 import chainer
 
-from branchynet import fast
+from branchynet import fast, gpu
 from branchynet.model import exit_rule, inference, inputs, measures
 from branchynet.model.branch import shared_prefixes, split_network
 from branchynet.model.loss import JointLoss, main_loss
@@ -64,6 +64,7 @@ class BranchyNet(chainer.Chain):
         self._dtypes = set()  # the parameters' dtypes, and the class count, known once ready
         self._classes = None
         self._runner = fast.Runner([s.layers for s in self.segments], [h.layers for h in self.heads])
+        self._graphs = gpu.GraphCache()
 
     def numexits(self):
         return len(self.heads)
@@ -162,11 +163,16 @@ class BranchyNet(chainer.Chain):
 
     def inference_steps(self, x):
         """(segment k on h, head k on h, context) for inference on x: on numpy with the fast path,
-        the compiled numpy programs (``fast.Runner``), which need no Chainer configuration; else
-        the Chainer chains in test mode without a graph."""
+        the compiled numpy programs (``fast.Runner``), which need no Chainer configuration; one
+        sample on a GPU, CUDA graphs of each segment and head (``gpu.graphs``); else the Chainer
+        chains in test mode without a graph."""
         if self.xp is numpy and fast.enabled(x):
             segment, head = self._runner.steps(x)
             return segment, head, (fast.cpu_scope(x) if len(x) > 1 else contextlib.nullcontext())
+        if self.xp is not numpy and gpu.enabled(x):
+            steps = self._graphs.steps(self, x)
+            if steps is not None:
+                return steps
         return (lambda k, h: chainer.as_array(self.segments[k](h)),
                 lambda k, h: chainer.as_array(self.heads[k](h)), inference.chainer_inference())
 
@@ -178,9 +184,9 @@ class BranchyNet(chainer.Chain):
         """Early-exit inference. Returns (labels, exit index) per sample, as numpy int arrays.
 
         Only the samples still in flight go on, as the intermediate activation: lower layers are
-        never recomputed and each head runs once per sample that reaches it. The exit decision and
-        the split stay on the device; only the final result comes back to the host. A batch
-        larger than ``chunk_size`` runs in pieces.
+        never recomputed and each head runs once per sample that reaches it. Each exit's logits
+        come to the host, where the exit decisions are made; the samples staying are gathered on
+        the device. A batch larger than ``chunk_size`` runs in pieces.
 
         ``measure`` names the confidence measure the thresholds apply to (``branchynet.model.measures``:
         "entropy", the paper's H < T, "normalized_entropy", "max_prob", "margin", "patience").

@@ -29,7 +29,8 @@ def _devices_text(table):
             cpu.add("%s (%d CPUs), %s" % (hw.cpu, hw.cpu_threads["cpu_count"],
                                           table1.threads_text(hw.cpu_threads)))
         if s.gpu_environment is not None:
-            gpu.add("%s, no cuDNN" % s.gpu_environment.hardware.gpu)
+            gpu.add("%s, no cuDNN, batch 1 %s" % (s.gpu_environment.hardware.gpu,
+                                                  s.gpu_settings.batch1_text()))
     return ("CPU rows: %s. GPU rows: %s (results/gpu)."
             % ("; ".join(sorted(cpu)) or "none", "; ".join(sorted(gpu)) or "none"))
 

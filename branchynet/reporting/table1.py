@@ -367,9 +367,10 @@ def header_lines(table):
         gpu_env = s.gpu_environment
         if gpu_env is not None and not (s.found and s.environment.hardware.gpu):
             lines.append("%s, GPU rows: %s on the GPU machine (GPU %s, its CPU %s), timing on the "
-                         "first %d test images x %d repeats, results/gpu/%s."
+                         "first %d test images x %d repeats, batch 1 %s, results/gpu/%s."
                          % (network, gpu_env.date, gpu_env.hardware.gpu, gpu_env.hardware.cpu,
-                            s.gpu_settings.timing_samples, s.gpu_settings.repeats, network))
+                            s.gpu_settings.timing_samples, s.gpu_settings.repeats,
+                            s.gpu_settings.batch1_text(), network))
     return lines
 
 

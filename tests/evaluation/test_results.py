@@ -69,3 +69,16 @@ def test_readers_format_no_key_from_a_device_name():
     code = subprocess.run(["git", "grep", "-n", "-E", r"\"%s_(ms|gain)", "--", "branchynet",
                            "experiments", "notebooks"], cwd=ROOT, capture_output=True, text=True)
     assert code.stdout == ""
+
+
+def test_a_later_field_is_written_only_when_set():
+    committed = results.Result.load(ROOT / "results" / "gpu" / "b-lenet" / "results.json")
+    assert committed.settings.cuda_graphs is None  # measured before the graphs existed
+    assert "cuda_graphs" not in committed.to_json()["settings"]
+    assert committed.settings.batch1_text() == "on plain Chainer (no CUDA graphs)"
+    graphs = copy.deepcopy(committed)
+    graphs.settings.cuda_graphs = True
+    data = json.loads(json.dumps(graphs.to_json()))
+    assert data["settings"]["cuda_graphs"] is True
+    assert results.Result.from_json(data) == graphs != committed
+    assert graphs.settings.batch1_text() == "as CUDA graphs"

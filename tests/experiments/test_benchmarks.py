@@ -173,3 +173,15 @@ def test_bench_peer_pytorch_tiny(tmp_path):
     assert params == {"b-lenet": 74694, "b-alexnet": 605886}
     for c in summary["cases"]:
         assert c["ours_ms"] > 0 and c["pytorch_ms"] > 0
+
+
+def test_bench_gpu_early_exit_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu_early_exit.json"
+    text = _run("bench_gpu_early_exit.py", "--device", "@numpy", "--networks", "B-LeNet",
+                "--samples", "4", "--repeats", "1", "--batches", "1,4", "--batch-samples", "8",
+                "--batch-repeats", "1", "--out", str(out))
+    summary = json.loads(out.read_text())
+    [row] = summary["batch1"]
+    assert row["agree"] == {"main": True, "early": True} and row["graphs_captured"] is False
+    assert [r["batch"] for r in summary["batched"][0]["rows"]] == [1, 4]
+    assert "MAC bound" in text and "device @numpy" in text
