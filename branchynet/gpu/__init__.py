@@ -21,8 +21,8 @@ def enabled(x):
 
 
 class GraphCache:
-    """A net's captured graphs, per input shape and dtype (``graphs.GraphSteps``); empty in a copy,
-    whose graphs would read the original's parameters."""
+    """A net's captured graphs, per thread, input shape and dtype (``graphs.GraphSteps``); empty
+    in a copy, whose graphs would read the original's parameters."""
 
     def __init__(self):
         self._steps = {}

@@ -16,6 +16,7 @@ again. Each graph allocates from a memory pool of its own, kept with it, so that
 is ever placed in its buffers.
 """
 import contextlib
+import threading
 import warnings
 
 import numpy
@@ -25,7 +26,7 @@ import cupy
 from chainer.functions.connection import convolution_2d, linear
 from chainer.utils import conv
 
-_MAX_SHAPES = 8  # input shapes whose graphs are kept per net
+_MAX_SHAPES = 8  # (thread, input shape) pairs whose graphs are kept per net
 
 
 class GraphSteps:
@@ -175,7 +176,7 @@ def _placement(net):
 def steps_for(cache, net, x):
     """(segment, head, context) replaying ``net``'s graphs for inputs like x, captured on first
     use and again when a parameter moved; None (after one warning) where capture failed."""
-    key = (x.shape, x.dtype.str, x.device.id)
+    key = (threading.get_ident(), x.shape, x.dtype.str, x.device.id)  # buffers are per thread
     placement = _placement(net)
     entry = cache.get(key)
     if entry is None or entry[0] != placement:
