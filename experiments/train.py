@@ -168,7 +168,8 @@ def settings_from_args(args, val_size=None):
         val_size=args.val_size if val_size is None else val_size, train_subset=args.train_subset or 0,
         main_from=getattr(args, "main_from", None), net_kwargs=net_kwargs(args.net_arg),
         preprocessing=getattr(args, "preprocessing", None),
-        sample_weighting=getattr(args, "sample_weighting", None))
+        sample_weighting=getattr(args, "sample_weighting", None),
+        flush_denormals=getattr(args, "denormals", "flush") == "flush")
 
 
 def launch(settings, out, args, command, dist=None):
@@ -235,6 +236,9 @@ def parse_args(argv=None):
     p.add_argument("--sample-weighting", default=None, type=_sample_weighting,
                    help="per-sample loss weights in joint training: soft_exit or soft_exit:ALPHA "
                         "(branchynet.model.sample_weights; default: the paper's fixed weights), in run.json")
+    p.add_argument("--denormals", default="flush", choices=("flush", "keep"),
+                   help="subnormal floats on the CPU: computed as zero (flush, fast; default) or as "
+                        "such (keep, as runs before this flag did), in run.json")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder (default: $BRANCHYNET_DATA, then the cache)")
     p.add_argument("--device", default="@numpy", help="Chainer device spec, e.g. @numpy or @cupy:0")

@@ -9,11 +9,12 @@ The count is ``BRANCHYNET_CPU_THREADS`` (default: the CPUs this process may use)
 ``set_threads(n)`` at run time; 1 runs everything on the calling thread. Small batches (batch-1
 inference) never split: a hand-off costs tens of microseconds.
 """
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from branchynet.fast import blas
+from branchynet.fast import blas, denormals
 
 __all__ = ["get_threads", "set_threads", "parts", "run"]
 
@@ -82,10 +83,20 @@ def run(fn, ranges):
     """[fn(start, stop) for each range], the first on the calling thread, the rest on workers."""
     if len(ranges) == 1:
         return [fn(*ranges[0])]
+    # the workers compute in the caller's floating-point mode (a new thread starts in its creator's)
+    task = fn if denormals.why_not() else functools.partial(_in_mode, denormals.mode(), fn)
     with blas.one_thread():  # the workers are the parallelism; BLAS threads would oversubscribe
-        futures = [_executor(len(ranges) - 1).submit(fn, *r) for r in ranges[1:]]
+        futures = [_executor(len(ranges) - 1).submit(task, *r) for r in ranges[1:]]
         try:
             first = fn(*ranges[0])
         finally:  # never return (or raise) while a worker still writes into the caller's arrays
             results = [f.result() for f in futures]
     return [first] + results
+
+
+def _in_mode(bits, fn, *args):
+    previous = denormals.set_mode(bits)
+    try:
+        return fn(*args)
+    finally:
+        denormals.set_mode(previous)

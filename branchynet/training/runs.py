@@ -23,6 +23,7 @@ import numpy
 import chainer
 
 from branchynet.data.split import VAL_SIZE, load_split, run_statistics
+from branchynet.fast import denormals
 from branchynet.model import sample_weights, serialization
 from branchynet.model.loss import loss_weights
 from branchynet.training import lock, trainer
@@ -48,6 +49,7 @@ class RunSettings:
     net_kwargs: dict = dataclasses.field(default_factory=dict)
     preprocessing: str = None
     sample_weighting: str = None  # None: the paper's fixed weights; "soft_exit[:ALPHA]"
+    flush_denormals: bool = True  # subnormal floats computed as zero on the CPU (fast.denormals)
 
     @classmethod
     def from_info(cls, info):
@@ -58,7 +60,8 @@ class RunSettings:
                    seed=info["seed"], val_size=info["val_size"],
                    train_subset=info["train_subset"], main_from=info["main_from"],
                    net_kwargs=dict(info["net_kwargs"]), preprocessing=info.get("preprocessing"),
-                   sample_weighting=info.get("sample_weighting"))
+                   sample_weighting=info.get("sample_weighting"),
+                   flush_denormals=info.get("flush_denormals", False))  # older runs: not flushed
 
 
 def differences(recorded, settings):
@@ -112,7 +115,7 @@ def run_info(settings, net, dataset, family, launch, split):
         "batchsize": settings.batchsize, "seed": settings.seed, "val_size": settings.val_size,
         "train_subset": settings.train_subset, "optimizer": optimizer_settings(settings).as_dict(),
         "main_from": settings.main_from, "preprocessing": settings.preprocessing,
-        "sample_weighting": settings.sample_weighting},
+        "sample_weighting": settings.sample_weighting, "flush_denormals": settings.flush_denormals},
         **launch, resumes=[])
 
 
@@ -210,7 +213,10 @@ def _train(settings, out, build, dataset, family, device, stock_chainer, data_di
     if root:
         _record_launch(settings, out, net, dataset, family, split, recorded,
                        launch_info(device, stock_chainer, command, dist), command)
-    with chainer.using_config("branchynet_fast_cpu", not stock_chainer):
+    if settings.flush_denormals and denormals.why_not() and root:
+        echo("note: subnormal floats are not flushed to zero here (%s)" % denormals.why_not())
+    with chainer.using_config("branchynet_fast_cpu", not stock_chainer), \
+            denormals.flushed(settings.flush_denormals):
         return trainer.fit(net, train_set, val_set, out, settings.main_epochs,
                             settings.joint_epochs, settings.batchsize, seed=settings.seed,
                             progress=progress, echo=echo, dist=dist,

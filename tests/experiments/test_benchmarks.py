@@ -185,3 +185,13 @@ def test_bench_gpu_early_exit_runs_on_the_cpu(tmp_path):
     assert row["agree"] == {"main": True, "early": True} and row["graphs_captured"] is False
     assert [r["batch"] for r in summary["batched"][0]["rows"]] == [1, 4]
     assert "MAC bound" in text and "device @numpy" in text
+
+
+def test_bench_denormals_tiny(tmp_path):
+    out = tmp_path / "denormals.json"
+    text = _run("bench_denormals.py", "--batch", "16", "--steps", "1", "--repeats", "1",
+                "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["net"].split(" (")[1] for r in rows] == ["main.npz)", "branchy.npz)"]
+    assert all(r["keep_ms"] > 0 and r["flush_ms"] > 0 for r in rows) and "keep" in text
+    assert 0 < rows[1]["subnormal_share"]["softmax"][1] < 1  # the trained net's exit 2 makes them

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import networks
+from branchynet.fast import denormals
 from branchynet.model import serialization
 from branchynet.training import runs, snapshots
 
@@ -214,3 +215,30 @@ def test_an_unusable_device_or_an_out_file_is_one_line(flag, value, message, tmp
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and "Traceback" not in "\n".join(err)  # usage, then one error line
+
+
+def test_runs_flush_subnormals_unless_told_and_older_runs_resume_as_they_were(tmp_path, monkeypatch):
+    script = train_script()
+    assert script.settings_from_args(parse(BASE)).flush_denormals is True
+    keep = script.settings_from_args(parse(BASE + ["--denormals", "keep", "--train-subset", "64",
+                                                   "--main-epochs", "0", "--joint-epochs", "1"]))
+    assert keep.flush_denormals is False
+    modes, fit = [], runs.trainer.fit
+
+    def fit_noting_the_mode(*args, **kwargs):
+        modes.append(denormals.mode())
+        return fit(*args, **kwargs)
+    monkeypatch.setattr(runs.trainer, "fit", fit_noting_the_mode)
+    runs.train(runs.RunSettings(**dict(vars(keep), flush_denormals=True)), str(tmp_path / "flush"),
+               networks.build, "mnist", "lenet", progress=False, echo=lambda line: None)
+    out = str(tmp_path / "run")
+    runs.train(keep, out, networks.build, "mnist", "lenet", progress=False, echo=lambda line: None)
+    assert modes == [denormals.FTZ_DAZ if denormals.why_not() is None else 0, 0]
+    assert denormals.mode() == 0
+    info = serialization.read_run_info(out)
+    assert info["flush_denormals"] is False
+    del info["flush_denormals"]  # a run.json from before the flag: it did not flush
+    assert runs.RunSettings.from_info(info).flush_denormals is False
+    flush = runs.RunSettings(**dict(vars(keep), flush_denormals=True))
+    with pytest.raises(runs.SettingsMismatch, match="flush_denormals: False -> True"):
+        runs.train(flush, out, networks.build, "mnist", "lenet", progress=False, echo=lambda line: None)
