@@ -149,8 +149,10 @@ def recorded_settings(out, settings, echo):
         return None, "train"
     diffs = differences(recorded, settings)
     if diffs:
-        raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s"
-                               % (out, "; ".join(diffs)))
+        hint = (" (it computed subnormal floats as such: resume it with train.py --denormals keep)"
+                if settings.flush_denormals and not recorded.get("flush_denormals", False) else "")
+        raise SettingsMismatch("%s was trained with other settings (recorded -> asked): %s%s"
+                               % (out, "; ".join(diffs), hint))
     return recorded, run_statistics(out)
 
 

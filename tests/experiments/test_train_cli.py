@@ -240,5 +240,5 @@ def test_runs_flush_subnormals_unless_told_and_older_runs_resume_as_they_were(tm
     del info["flush_denormals"]  # a run.json from before the flag: it did not flush
     assert runs.RunSettings.from_info(info).flush_denormals is False
     flush = runs.RunSettings(**dict(vars(keep), flush_denormals=True))
-    with pytest.raises(runs.SettingsMismatch, match="flush_denormals: False -> True"):
+    with pytest.raises(runs.SettingsMismatch, match="flush_denormals: False -> True.*--denormals keep"):
         runs.train(flush, out, networks.build, "mnist", "lenet", progress=False, echo=lambda line: None)
