@@ -233,6 +233,7 @@ def describe_run(info, log, measured):
     epochs = {stage: sum(1 for e in log if e["stage"] == stage) for stage in ("main", "joint")}
     logged = log[-1]["val/accuracy"] if log else None
     return {"seed": info.get("seed"), "sample_weighting": info.get("sample_weighting"),
+            "flush_denormals": bool(info.get("flush_denormals", False)),
             "loss_weights": info.get("loss_weights"), "main_from": info.get("main_from"),
             "epochs": epochs, "schedule": info.get("schedule"), "logged_val_accuracy": logged,
             "val_matches_log": logged is not None and None not in logged and bool(numpy.allclose(

@@ -40,14 +40,15 @@ def _header(report):
 
 
 def _runs_table(report):
-    lines = ["## Runs", "", "| group | run | seed | sample weighting | loss weights | epochs logged "
-             "(main + joint) / scheduled | started from | val accuracy = log.jsonl's last epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["## Runs", "", "| group | run | seed | sample weighting | subnormals | loss weights | "
+             "epochs logged (main + joint) / scheduled | started from | val accuracy = log.jsonl's "
+             "last epoch |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in _all_runs(report):
         d = r["description"]
         sched = d["schedule"] or {}
-        lines.append("| %s | `%s` | %s | %s | %s | %d + %d / %s + %s | %s | %s |" % (
+        lines.append("| %s | `%s` | %s | %s | %s | %s | %d + %d / %s + %s | %s | %s |" % (
             name, r["run"], d["seed"], d["sample_weighting"] or "none (fixed)",
+            "flushed" if d.get("flush_denormals") else "kept",
             ", ".join("%g" % w for w in (d["loss_weights"] or {}).get("values", [])),
             d["epochs"]["main"], d["epochs"]["joint"], sched.get("main_epochs", "?"),
             sched.get("joint_epochs", "?"), "`%s`" % d["main_from"] if d["main_from"] else "–",

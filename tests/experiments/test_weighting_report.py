@@ -28,10 +28,10 @@ def _script():
     return module
 
 
-def _train(folder, seed, weighting):
+def _train(folder, seed, weighting, flush=True):
     settings = runs.RunSettings(network="b-lenet", main_epochs=0, joint_epochs=1, batchsize=64,
                                 seed=seed, val_size=VAL_SIZE, train_subset=256,
-                                main_from=str(MAIN), sample_weighting=weighting)
+                                main_from=str(MAIN), sample_weighting=weighting, flush_denormals=flush)
     runs.train(settings, str(folder), networks.build, "mnist", "lenet", echo=lambda line: None)
     return str(folder)
 
@@ -49,7 +49,7 @@ def _plain_exit_accuracy(net, x, t):
 
 @pytest.mark.skipif(not MAIN.exists(), reason="committed B-LeNet trunk not present")
 def test_report_of_two_groups(tmp_path):
-    groups = {"fixed": [_train(tmp_path / ("fixed-seed%d" % s), s, None) for s in (0, 1)],
+    groups = {"fixed": [_train(tmp_path / ("fixed-seed%d" % s), s, None, flush=s == 0) for s in (0, 1)],
               "soft_exit": [_train(tmp_path / ("soft-seed%d" % s), s, "soft_exit:0.5") for s in (0, 1)]}
     out = tmp_path / "report"
     argv = sum((["--group", name] + dirs for name, dirs in groups.items()), [])
@@ -87,7 +87,9 @@ def test_report_of_two_groups(tmp_path):
     acc = [r["exit_accuracy"]["test"][0] for r in report["runs"]["soft_exit"]]
     assert report["summary"]["soft_exit"]["test_exit1_accuracy"]["mean"] == pytest.approx(numpy.mean(acc))
 
+    assert [r["description"]["flush_denormals"] for r in report["runs"]["fixed"]] == [True, False]
     text = Path(str(out) + ".md").read_text()
+    assert "| 1 | none (fixed) | kept |" in text and "| 0 | none (fixed) | flushed |" in text
     command = "Written by `python experiments/weighting_report.py --group fixed "
     assert text.splitlines()[2].startswith(command)
     assert "**Conclusion:** " + comparison["conclusion"] in text
