@@ -1,6 +1,7 @@
 """Table I and the README's results block against the committed result files: each number shown
 comes from a file, each column names the sample set it was computed on, several runs give a mean
 and spread, and the authors' second set of numbers (their notebooks) stands beside the paper's."""
+import json
 import os
 import subprocess
 import sys
@@ -245,6 +246,40 @@ def test_docs_results_quotes_the_result_files():
     text = " ".join(_read("docs", "results.md").split())
     missing = [(phrase, source) for phrase, source in _doc_quotes() if phrase not in text]
     assert not missing, missing
+
+
+def test_docs_results_quotes_the_weighting_report():
+    """docs/results.md's sample-weighting table and sentences are the committed report's numbers."""
+    report = json.loads(_read("results", "b-lenet", "weighting", "report.json"))
+    summary = report["summary"]
+
+    def row(label, key):
+        return "| %s | %s |" % (label, " | ".join(
+            "%.2f ± %.2f" % (100 * summary[g][key]["mean"], 100 * summary[g][key]["std"])
+            for g in ("fixed", "soft_exit")))
+    (comparison,) = report["comparisons"]
+    verdicts = [r["verdict"] for r in comparison["rows"] if r["direction"]]
+    (helps,) = [r for r in comparison["rows"] if r["verdict"] == "helps"]
+    exit2 = [r["exit_accuracy"]["test"][1] for r in report["runs"]["fixed"]]
+    phrases = [row("exit 1 alone", "test_exit1_accuracy"), row("exit 2 alone", "test_exit2_accuracy"),
+               row("early exit at T = 0.025: accuracy", "at_thresholds_accuracy"),
+               row("early exit at T = 0.025: cost (% of the baseline's MACs)", "at_thresholds_cost"),
+               row("exact frontier within 25 % of the cost", "frontier_accuracy_at_0.25"),
+               "the main network: %.2f %%" % (100 * summary["fixed"]["baseline_test"]["mean"]),
+               "Of the %d metrics with a direction" % len(verdicts),
+               "%d differ by less than the seeds' spread" % verdicts.count(
+                   "no difference beyond the seed spread"),
+               "within 21 % of the cost" if helps["key"] == "val_fitted_accuracy_at_0.21" else "?",
+               "higher with SoftExit by %.2f pp" % (100 * helps["difference"]),
+               "fixed-seed0's exit 2 is the low one, %.2f %%" % (100 * min(exit2))]
+    text = " ".join(_read("docs", "results.md").split())
+    assert [p for p in phrases if p not in text] == []
+    at_t = summary["soft_exit"]["at_thresholds_accuracy"], summary["fixed"]["at_thresholds_accuracy"]
+    readme = " ".join(_read("README.md").split())
+    assert "at T = 0.025 %.2f ± %.2f %% against %.2f ± %.2f %% on test" % (
+        100 * at_t[0]["mean"], 100 * at_t[0]["std"], 100 * at_t[1]["mean"], 100 * at_t[1]["std"]) in readme
+    assert "(%d of %d metrics within the seed spread" % (
+        verdicts.count("no difference beyond the seed spread"), len(verdicts)) in readme
 
 
 def test_a_timing_far_from_its_prediction_is_flagged():
