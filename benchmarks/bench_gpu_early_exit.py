@@ -19,7 +19,7 @@ images ``x`` and labels ``t`` written by ``--write-cifar-images`` on a machine t
 import os
 
 import numpy
-from bench_gain_batch import bench_network
+from bench_gain_batch import bench_network, plot
 
 import chainer
 
@@ -110,30 +110,6 @@ def batch1(name, net, x, thresholds, repeats, out):
     return row
 
 
-def plot(results, path, gpu):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4), squeeze=False)
-    for ax, res in zip(axes[0], results):
-        b = [r["batch"] for r in res["rows"]]
-        ax.plot(b, [r["gain"] for r in res["rows"]], "o-", label="measured gain")
-        ax.axhline(res["mac_bound"], color="k", ls="--", label="MAC bound %.2fx" % res["mac_bound"])
-        ax.axhline(1.0, color="grey", ls=":", label="no gain")
-        ax.set_xscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("gain over the main network")
-        ax.set_ylim(0, res["mac_bound"] * 1.15)
-        ax.set_title("%s, T = %s, exits %s %%" % (
-            res["network"], ", ".join("%g" % v for v in res["thresholds"]),
-            "/".join("%.1f" % (100 * f) for f in res["exit_fractions"])), fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Early-exit gain on %s against batch size" % gpu, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main(args):
     if args.write_cifar_images:
         x, t = test_images("B-AlexNet", args.batch_samples)
@@ -171,7 +147,8 @@ def main(args):
                             args.batch_repeats, 1, out)
         summary["batched"].append(res)
     if args.plot and summary["batched"]:
-        plot(summary["batched"], args.plot, gpu)
+        plot(summary["batched"], args.plot, "Early-exit gain on %s against batch size" % gpu,
+             cpu_time=False, guide=lambda res: (1.0, "no gain"))
         out("wrote %s" % args.plot)
     benchmark.write_outputs(args, summary, out)
     return summary

@@ -120,7 +120,7 @@ def _sample_pass(net, x_host, steps, thresholds, record):
         h = segment(k, h)
         mid = clock(xp)
         record("segment", k, mid - start)
-        logits = chainer.backend.CpuDevice().send(head(k, h))  # predict's one copy to the host
+        logits = exit_rule.host(head(k, h))  # predict's one copy to the host
         if k < last:
             exit_rule.leaves_one(logits, thresholds[k])  # predict's batch-1 decision
         int(logits.argmax(axis=1)[0])

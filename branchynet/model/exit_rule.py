@@ -123,7 +123,7 @@ def predict_one(x, thresholds, segment, head, measure=None):
     state = None
     for k in range(last + 1):
         h = segment(k, h)
-        logits = _host(head(k, h))
+        logits = host(head(k, h))
         if k == last:
             break
         if measure is None:
@@ -154,7 +154,7 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
     state = None
     for k in range(last + 1):
         h = segment(k, h)
-        logits = _host(head(k, h))
+        logits = host(head(k, h))
         if k == last:
             leave = numpy.ones(len(logits), dtype=bool)
         elif measure is None:
@@ -174,7 +174,7 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
     return labels, exits
 
 
-def _host(array):
+def host(array):
     """A device array's copy on the host (numpy arrays as they are, without Chainer's dispatch:
     at batch 1 on the CPU a head takes microseconds)."""
     return array if isinstance(array, numpy.ndarray) else chainer.backend.CpuDevice().send(array)

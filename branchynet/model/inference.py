@@ -19,19 +19,13 @@ def chainer_inference():
         yield
 
 
-def host(x):
-    """x on the host (a numpy array as it is)."""
-    return x if isinstance(x, numpy.ndarray) else chainer.backend.CpuDevice().send(x)
-
-
 def predict(net, x, thresholds, rule):
     """(labels, exits) of early-exit inference on x (``BranchyNet.predict``)."""
     segment, head, context = net.inference_steps(x)
     with context:
         if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
             return exit_rule.predict_one(x, thresholds, segment, head, rule)
-        labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, net.xp, rule)
-    return host(labels), host(exits)
+        return exit_rule.predict_batch(x, thresholds, segment, head, net.xp, rule)
 
 
 def predict_main(net, x):
@@ -42,7 +36,7 @@ def predict_main(net, x):
         for k in range(net.numexits()):
             h = segment(k, h)
         logits = head(net.numexits() - 1, h)
-    return host(logits).argmax(axis=1).astype(numpy.int32)
+    return exit_rule.host(logits).argmax(axis=1).astype(numpy.int32)
 
 
 def exit_logits(net, x):
@@ -53,7 +47,7 @@ def exit_logits(net, x):
     with context:
         for k in range(net.numexits()):
             h = segment(k, h)
-            logits.append(host(head(k, h)))
+            logits.append(exit_rule.host(head(k, h)))
     return logits
 
 
@@ -72,4 +66,4 @@ def empty_logits(net, x):
     """Every exit's (0, classes) logits for an empty batch x: the class counts from one blank
     sample, whose shape is not recorded (an empty batch says nothing about the inputs to come)."""
     blank = net.xp.zeros((1,) + tuple(x.shape[1:]), x.dtype)
-    return [host(z.array[:0]) for z in stock_forward(net, blank)]
+    return [exit_rule.host(z.array[:0]) for z in stock_forward(net, blank)]
