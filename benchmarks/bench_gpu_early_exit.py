@@ -26,6 +26,7 @@ import chainer
 import networks
 from branchynet import benchmark
 from branchynet.evaluation import frontier, timing
+from branchynet.fast import calibration
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "results")
@@ -117,7 +118,7 @@ def main(args):
         return None
     out, env, blas = benchmark.start()
     device = chainer.get_device(args.device)
-    gpu = timing.gpu_name(device) if device.xp is not numpy else timing.cpu_model()
+    gpu = timing.gpu_name(device) if device.xp is not numpy else calibration.cpu_model()
     out("device %s: %s" % (args.device, gpu))
     summary = {"environment": env, "blas": blas, "settings": vars(args), "gpu": gpu,
                "method": __doc__.split("\n\n", 2)[2], "batch1": [], "batched": []}

@@ -6,7 +6,11 @@ joint training steps of B-LeNet and B-AlexNet, and batch-1 inference of their ma
 
 Cases, in this order (``--cases`` picks some by name, comma-separated; ``--skip-alexnet`` drops
 B-AlexNet's): lenet-main, lenet-joint, alexnet-main, alexnet-joint (training steps), lenet-batch1,
-alexnet-batch1 (batch-1 inference).
+alexnet-batch1 (batch-1 inference). Single layers run only when named: lenet-conv1..3,
+lenet-pool1, alexnet-conv1..5, alexnet-pool1 (a convolution's forward and all its gradients, or a
+max pooling's forward and input gradient, on the training batch; the networks' first convolution
+without the input gradient, as in training), and gemm (one float32 matrix product, 64x800 by
+800x4608: numpy's OpenBLAS against ``torch.mm``); each reports GMAC/s on both sides.
 
 PyTorch is not a dependency of the project: this benchmark runs it in a worker process with a
 Python of its own (``--torch-python``; default ``.peer/venv/bin/python`` when it exists, a
@@ -39,12 +43,14 @@ import time
 
 import numpy
 
+import chainer
 import chainer.links as L
 
 import networks
 from branchynet import benchmark, fast
 from branchynet.data import split
 from branchynet.fast import jit
+from branchynet.model.layers import MaxPool
 from branchynet.training import optimizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,6 +61,20 @@ TORCH_RELEASE = "2.13.0"
 CASES = {"lenet-main": ("b-lenet", "main"), "lenet-joint": ("b-lenet", "joint"),
          "alexnet-main": ("b-alexnet", "main"), "alexnet-joint": ("b-alexnet", "joint"),
          "lenet-batch1": ("b-lenet", "batch1"), "alexnet-batch1": ("b-alexnet", "batch1")}
+# Single layers, run only when --cases names them: where a training step's time goes, side by side.
+# conv: (C, H, O, k, pad, input gradient?) on a batch, forward and every gradient; pool: (C, H, k),
+# max pooling with stride 2, ceil mode, forward and input gradient; gemm: (M, K, N), C = A B.
+LAYERS = {"lenet-conv1": ("b-lenet", "conv", (1, 28, 5, 5, 3, False)),
+          "lenet-conv2": ("b-lenet", "conv", (5, 15, 10, 5, 3, True)),
+          "lenet-conv3": ("b-lenet", "conv", (10, 9, 20, 5, 3, True)),
+          "lenet-pool1": ("b-lenet", "pool", (5, 30, 2)),
+          "alexnet-conv1": ("b-alexnet", "conv", (3, 32, 32, 5, 2, False)),
+          "alexnet-conv2": ("b-alexnet", "conv", (32, 16, 64, 5, 2, True)),
+          "alexnet-conv3": ("b-alexnet", "conv", (64, 8, 96, 3, 1, True)),
+          "alexnet-conv4": ("b-alexnet", "conv", (96, 8, 96, 3, 1, True)),
+          "alexnet-conv5": ("b-alexnet", "conv", (96, 8, 64, 3, 1, True)),
+          "alexnet-pool1": ("b-alexnet", "pool", (32, 32, 3)),
+          "gemm": (None, "gemm", (64, 800, 4608))}
 
 
 def _parse(argv=None):
@@ -77,9 +97,10 @@ def _parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = benchmark.parse_args(p, argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = sorted(set(args.cases) - set(CASES))
+    unknown = sorted(set(args.cases) - set(CASES) - set(LAYERS))
     if unknown:
-        p.error("unknown cases %s; known: %s" % (", ".join(unknown), ", ".join(CASES)))
+        p.error("unknown cases %s; known: %s" % (", ".join(unknown),
+                                                 ", ".join(list(CASES) + list(LAYERS))))
     return args
 
 
@@ -150,9 +171,35 @@ def alexnet(weights):
 cases = {}
 
 
+def setup_layer(msg):
+    """A single layer's timed block (see LAYERS); returns its parameter count."""
+    kind, spec, n = msg["kind"], msg["spec"], msg["batch"]
+    if kind == "gemm":
+        m, k, cols = spec
+        a, b, out = torch.randn(m, k), torch.randn(k, cols), torch.empty(m, cols)
+        cases[msg["name"]] = lambda: torch.mm(a, b, out=out)
+        return 0
+    if kind == "conv":
+        c, h, o, k, pad, grad_x = spec
+        layer = nn.Conv2d(c, o, k, padding=pad)
+    else:
+        c, h, k = spec
+        layer, grad_x = pool(k), True
+    x = torch.randn(n, c, h, h, requires_grad=grad_x)
+    gy = torch.randn_like(layer(x))
+
+    def run():
+        layer.zero_grad(set_to_none=False)
+        layer(x).backward(gy)
+    cases[msg["name"]] = run
+    return sum(p.numel() for p in layer.parameters())
+
+
 def setup(msg):
     """Builds a case's network and its timed block; returns the network's parameter count."""
     torch.manual_seed(msg["seed"])
+    if msg["kind"] in ("conv", "pool", "gemm"):
+        return setup_layer(msg)
     model = {"b-lenet": lenet, "b-alexnet": alexnet}[msg["net"]](msg["weights"])
     shape = tuple(msg["shape"])
     if msg["kind"] == "batch1":
@@ -263,11 +310,15 @@ def find_python(args):
 def plan(args):
     """The cases to run, in CASES' order: dicts of name, label, net, kind, batch, repeat (steps per
     timed block; a batch-1 block is all --infer-samples samples once) and rounds."""
-    names = [n for n in CASES if n in args.cases
-             and not (args.skip_alexnet and CASES[n][0] == "b-alexnet")]
+    every = dict(CASES, **{name: (net, kind) for name, (net, kind, _) in LAYERS.items()})
+    names = [n for n in every if n in args.cases
+             and not (args.skip_alexnet and every[n][0] == "b-alexnet")]
     cases = []
     for name in names:
-        net, kind = CASES[name]
+        net, kind = every[name]
+        if name in LAYERS:
+            cases.append(_layer_case(name, args))
+            continue
         lenet = net == "b-lenet"
         title = "B-LeNet" if lenet else "B-AlexNet"
         batch = args.lenet_batch if lenet else args.alexnet_batch
@@ -281,6 +332,62 @@ def plan(args):
             case["label"] = "%s %s training step, batch %d" % (title, kind, batch)
         cases.append(case)
     return cases
+
+
+def _layer_case(name, args):
+    """A LAYERS case: its label, batch, steps per timed block, rounds and MACs per block."""
+    net, kind, spec = LAYERS[name]
+    lenet = net == "b-lenet"
+    batch = args.lenet_batch if lenet else args.alexnet_batch
+    case = {"name": name, "net": net, "kind": kind, "spec": list(spec), "batch": batch,
+            "repeat": args.steps if net != "b-alexnet" else 1,
+            "rounds": args.rounds if net != "b-alexnet" else args.alexnet_rounds}
+    if kind == "gemm":
+        m, k, cols = spec
+        case.update(batch=0, macs=m * k * cols,
+                    label="float32 matrix product %dx%d by %dx%d" % (m, k, k, cols))
+        return case
+    title = name.replace("lenet-", "B-LeNet ").replace("alexnet-", "B-AlexNet ")
+    if kind == "conv":
+        c, h, o, k, pad, grad_x = spec
+        out = h + 2 * pad - k + 1
+        case["macs"] = batch * o * c * k * k * out * out * (3 if grad_x else 2)
+        case["label"] = "%s %d->%d %dx%d on %dx%d, forward + gradients%s, batch %d" % (
+            title, c, o, k, k, h, h, "" if grad_x else " (no input gradient)", batch)
+    else:
+        c, h, k = spec
+        case["label"] = "%s max pool %dx%d/2 of %dx%dx%d, forward + gradient, batch %d" % (
+            title, k, k, c, h, h, batch)
+    return case
+
+
+def _our_layer(case, rng):
+    """Our side of a LAYERS case: the timed block's work and its parameter count."""
+    if case["kind"] == "gemm":
+        m, k, cols = case["spec"]
+        a = rng.standard_normal((m, k), dtype=numpy.float32)
+        b = rng.standard_normal((k, cols), dtype=numpy.float32)
+        out = numpy.empty((m, cols), numpy.float32)
+        return (lambda: numpy.matmul(a, b, out=out)), 0
+    n = case["batch"]
+    if case["kind"] == "conv":
+        c, h, o, k, pad, grad_x = case["spec"]
+        layer = L.Convolution2D(c, o, k, pad=pad)
+        params = int(sum(p.size for p in layer.params()))
+    else:
+        c, h, k = case["spec"]
+        layer, grad_x, params = MaxPool(k, 2), True, 0
+    x = rng.standard_normal((n, c, h, h), dtype=numpy.float32)
+    gy = rng.standard_normal(fast.switch.apply(layer, x).shape, dtype=numpy.float32)
+
+    def run():
+        if params:
+            layer.cleargrads()
+        with fast.cpu_scope(x):
+            y = fast.switch.apply(layer, chainer.Variable(x, requires_grad=grad_x))
+            y.grad = gy
+            y.backward()
+    return run, params
 
 
 def direct_convs(net):
@@ -313,16 +420,22 @@ def time_case(case, peer, args, rng):
     """Builds a case on both sides (same parameter count, or an error) and times it in turns:
     the case's record with both sides' medians (ms per step or per sample)."""
     numpy.random.seed(args.seed)
-    net = networks.build(case["net"])
-    shape = split.SAMPLE_SHAPES[networks.dataset_of(case["net"])]
-    params = int(sum(p.size for p in net.params()))
-    theirs_params = peer.ask(op="setup", name=case["name"], net=case["net"], kind=case["kind"],
-                             batch=case["batch"], samples=args.infer_samples, seed=args.seed,
-                             shape=shape, weights=list(net.weights))["params"]
+    if "spec" in case:
+        run, params = _our_layer(case, rng)
+        per, weights = case["repeat"], []
+        theirs_params = peer.ask(op="setup", name=case["name"], kind=case["kind"],
+                                 spec=case["spec"], batch=case["batch"], seed=args.seed)["params"]
+    else:
+        net = networks.build(case["net"])
+        shape = split.SAMPLE_SHAPES[networks.dataset_of(case["net"])]
+        params, weights = int(sum(p.size for p in net.params())), list(net.weights)
+        theirs_params = peer.ask(op="setup", name=case["name"], net=case["net"], kind=case["kind"],
+                                 batch=case["batch"], samples=args.infer_samples, seed=args.seed,
+                                 shape=shape, weights=weights)["params"]
+        run, per = ours(case, net, shape, rng, args.infer_samples)
     if theirs_params != params:
-        raise RuntimeError("%s: PyTorch's network has %d parameters, ours %d"
+        raise RuntimeError("%s: PyTorch's has %d parameters, ours %d"
                            % (case["name"], theirs_params, params))
-    run, per = ours(case, net, shape, rng, args.infer_samples)
     times = {"ours": {"wall": [], "cpu": []}, "pytorch": {"wall": [], "cpu": []}}
     for r in range(case["rounds"] + 1):  # round 0 warms up both sides
         c0, w0 = time.process_time(), time.perf_counter()
@@ -336,13 +449,16 @@ def time_case(case, peer, args, rng):
                                 ("pytorch", theirs["wall"], theirs["cpu"])):
             times[side]["wall"].append(wall / per)
             times[side]["cpu"].append(cpu / per)
-    res = dict(case, params=params, weights=list(net.weights), times_s=times)
+    res = dict(case, params=params, weights=weights, times_s=times)
     if case["kind"] == "batch1":
         res["direct_convs"] = direct_convs(net)
     for side in ("ours", "pytorch"):
         res[side + "_ms"] = statistics.median(times[side]["wall"]) * 1e3
         res[side + "_cpu_ms"] = statistics.median(times[side]["cpu"]) * 1e3
     res["pytorch_over_ours"] = res["pytorch_ms"] / res["ours_ms"]
+    if "macs" in case:
+        for side in ("ours", "pytorch"):
+            res[side + "_gmacs"] = case["macs"] / res[side + "_ms"] / 1e6
     return res
 
 
@@ -352,13 +468,16 @@ def report(res, out):
     out("")
     out("%s, medians of %d rounds in turns" % (res["label"], res["rounds"]))
     extra = ", loss weights %s" % res["weights"] if res["kind"] == "joint" else ""
+    if res["kind"] == "gemm":
+        extra = "; %.3f GMAC a block" % (res["macs"] / 1e9)
     if res["kind"] == "batch1":
         extra = ", direct convolutions: %s" % (", ".join(res["direct_convs"]) or "none")
     out("  parameters: %d on both sides%s" % (res["params"], extra))
     for side, name in (("ours", "ours   "), ("pytorch", "PyTorch")):
-        out("  %s %9.3f ms (range %.3f-%.3f; cpu %.3f ms)" % (
+        rate = " %.1f GMAC/s" % res[side + "_gmacs"] if side + "_gmacs" in res else ""
+        out("  %s %9.3f ms (range %.3f-%.3f; cpu %.3f ms)%s" % (
             name, res[side + "_ms"], 1e3 * min(times[side]["wall"]),
-            1e3 * max(times[side]["wall"]), res[side + "_cpu_ms"]))
+            1e3 * max(times[side]["wall"]), res[side + "_cpu_ms"], rate))
     out("  PyTorch / ours: %.2fx (%s)" % (
         res["pytorch_over_ours"], "ours ahead" if res["pytorch_over_ours"] > 1 else "PyTorch ahead"))
 
@@ -385,10 +504,12 @@ def main(args):
     finally:
         peer.close()
     out("")
-    out("%-45s %11s %11s %8s" % ("case (ms per step or per sample)", "ours", "PyTorch", "PT/ours"))
+    width = max([45] + [len(res["label"]) for res in summary["cases"]])
+    out("%-*s %11s %11s %8s" % (width, "case (ms per step or per sample)", "ours", "PyTorch",
+                                "PT/ours"))
     for res in summary["cases"]:
-        out("%-45s %11.3f %11.3f %7.2fx" % (res["label"], res["ours_ms"], res["pytorch_ms"],
-                                             res["pytorch_over_ours"]))
+        out("%-*s %11.3f %11.3f %7.2fx" % (width, res["label"], res["ours_ms"], res["pytorch_ms"],
+                                            res["pytorch_over_ours"]))
     out("load average at the end: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     summary["load_average_end"] = list(os.getloadavg())
     benchmark.write_outputs(args, summary, out)

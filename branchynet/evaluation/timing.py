@@ -28,7 +28,6 @@ entropy or exit decision) while the baseline was timed whole. Here:
 * MACs and every formula turning per-part costs into a setting's cost: ``branchynet.evaluation.costs``.
 """
 import os
-import platform
 import statistics
 import time
 
@@ -75,18 +74,6 @@ def cpu_threads():
             {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version")}
             for pool in threadpoolctl.threadpool_info()]
     return info
-
-
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (else ``platform.processor()``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gpu_name(device=None):

@@ -27,16 +27,27 @@ _table = None  # key -> {"choice": name, "ms": {name: median ms}}, this CPU's pa
 _used = set()  # the keys this process asked for: the choices that ran here
 
 
-def cpu_model():
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name with its family, model and stepping numbers where ``cpuinfo`` gives
+    them (virtual machines name several generations "Intel(R) Xeon(R) Processor"; the numbers tell
+    them apart), else what ``platform`` says."""
+    fields = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    name = (fields.get("model name") or platform.processor() or platform.machine()
+            or "unknown CPU")
+    numbers = [(label, fields.get(key)) for label, key in
+               (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))]
+    if all(value for _, value in numbers):
+        name += " (%s)" % ", ".join("%s %s" % kv for kv in numbers)
+    return name
 
 
 def enabled():
@@ -106,8 +117,9 @@ def choose(key, candidates, default):
     with _lock:
         _used.add(key)
         entry = _load().get(key)
-        if entry is not None and entry.get("choice") in candidates:
-            return entry["choice"]
+        if (entry is not None and entry.get("choice") in candidates
+                and set(candidates) <= set(entry.get("ms", ()))):
+            return entry["choice"]  # else timed again: a candidate is new since
         ms = {name: _median_ms(fn) for name, fn in sorted(candidates.items())}
         best = min(ms, key=ms.get)
         choice = best if ms[best] * _MARGIN < ms[default] else default

@@ -17,7 +17,7 @@ Where two paths compute the same gradient, the faster on this machine is chosen 
 """
 import numpy
 
-from branchynet.fast import calibration, jit, threads
+from branchynet.fast import calibration, jit, microkernel, threads
 
 __all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
 
@@ -93,18 +93,19 @@ def _geom(x_shape, w_shape, stride, pad):
     return g
 
 
-def _padded_buffer(n, g, dtype):
+def _padded_buffer(n, g, dtype, tail=0):
     """A flat zero buffer for n samples laid out as g describes (planes of Hp x Wq, and a zero tail
-    that the last windows read), with the (n, C, H, W) view of where the data goes."""
+    that the last windows read, ``tail`` elements longer), with the (n, C, H, W) view of where the
+    data goes."""
     n_el = n * g.C * g.plane
-    buf = numpy.zeros(n_el + g.kw, dtype=dtype)
+    buf = numpy.zeros(n_el + g.kw + tail, dtype=dtype)
     interior = buf[:n_el].reshape(n, g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
     return buf, interior
 
 
-def _padded(x, g):
+def _padded(x, g, tail=0):
     """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat."""
-    buf, interior = _padded_buffer(len(x), g, x.dtype)
+    buf, interior = _padded_buffer(len(x), g, x.dtype, tail)
     interior[...] = x
     return buf
 
@@ -166,15 +167,18 @@ def _forward(x, W, b, g):
 
 
 def _forward_path(x, W, g):
-    """"direct" (the compiled direct convolution, ``jit.conv_direct``: float32, stride 1) or
-    "gemm" (im2col and GEMM), timed on this machine; by default (timing off) direct for short
-    columns and few output channels (``jit.DIRECT_MAX_K_BATCH``, ``jit.DIRECT_MAX_O_BATCH``)."""
+    """"direct" (the compiled direct convolution, ``jit.conv_direct``: float32, stride 1),
+    "packed" (the register-blocked micro-kernel, ``microkernel``: float32, stride 1, AVX2 or
+    AVX-512) or "gemm" (im2col and GEMM), timed on this machine; by default (timing off) direct
+    for short columns and few output channels (``jit.DIRECT_MAX_K_BATCH``,
+    ``jit.DIRECT_MAX_O_BATCH``), else gemm."""
     if not (g.rows and jit.available() and x.dtype == W.dtype == numpy.float32):
         return "gemm"
     short = g.K <= jit.DIRECT_MAX_K_BATCH and g.O <= jit.DIRECT_MAX_O_BATCH
+    paths = ("gemm", "direct") + (("packed",) if microkernel.available() else ())
     return _choose("forward", g, "direct" if short else "gemm", {
         path: lambda n, path=path: _run_forward(x[:n], W, None, _sub(g, n), path)
-        for path in ("gemm", "direct")})
+        for path in paths})
 
 
 def _run_forward(x, W, b, g, path):
@@ -185,6 +189,10 @@ def _run_forward(x, W, b, g, path):
         bc = numpy.zeros(g.O, dtype) if b is None else b.astype(dtype, copy=False)
         _split(g, dtype, lambda n0, n1: jit.conv_direct(_padded(x[n0:n1], g), Wc, bc, ypad[n0:n1],
                                                         g, n1 - n0))
+    elif path == "packed":
+        tail = microkernel.TAIL
+        _split(g, dtype, lambda n0, n1: microkernel.conv_forward(
+            _padded(x[n0:n1], g, tail), W, b, ypad[n0:n1], g, n1 - n0))
     else:
         Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
         _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))

@@ -8,6 +8,7 @@ import sys
 import numpy
 
 from branchynet.evaluation import timing
+from branchynet.fast import calibration
 from branchynet.versions import versions
 
 
@@ -21,7 +22,7 @@ def environment(argv=None, gpu=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in argv),
         "cwd": os.getcwd(),
-        "hardware": {"cpu": timing.cpu_model(), "machine": platform.machine(),
+        "hardware": {"cpu": calibration.cpu_model(), "machine": platform.machine(),
                      "cpu_threads": timing.cpu_threads(), "gpu": None},
         "platform": platform.platform(),
         "versions": versions(gpu),

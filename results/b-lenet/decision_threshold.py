@@ -12,6 +12,7 @@ import numpy
 import networks
 from branchynet.data import datasets
 from branchynet.evaluation import frontier, timing
+from branchynet.fast import calibration
 from branchynet.model import exit_rule
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run", "branchy.npz")
@@ -33,7 +34,7 @@ def main(n=1000, repeats=5):
         return slow(logits, threshold)
 
     print("B-LeNet %s, first %d MNIST test digits, batch 1, %s" % (os.path.relpath(RUN), n,
-                                                                      timing.cpu_model()))
+                                                                      calibration.cpu_model()))
     for t in (0.0, paper_t):
         calls.clear()
         exit_rule.leaves = counting

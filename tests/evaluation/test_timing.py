@@ -154,5 +154,4 @@ def test_clock_synchronizes_a_gpu_module():
 def test_machine_description():
     threads = timing.cpu_threads()
     assert threads["cpu_count"] >= 1 and "OMP_NUM_THREADS" in threads
-    assert isinstance(timing.cpu_model(), str) and timing.cpu_model()
 

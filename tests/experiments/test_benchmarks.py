@@ -148,6 +148,26 @@ def test_bench_peer_pytorch_plans_the_cases():
         peer._parse(["--cases", "lenet-main,resnet-main"])
 
 
+def test_bench_peer_pytorch_plans_single_layers():
+    """Single layers run only when named, after the network cases; their MACs per timed block are
+    counted by hand: forward, weight gradient and (but for a network's first layer) input
+    gradient, each batch x O x C x k x k x output pixels."""
+    peer = _peer_module()
+    cases = peer.plan(peer._parse(["--cases", "gemm,alexnet-conv2,lenet-main,lenet-conv1",
+                                   "--steps", "2", "--alexnet-rounds", "3", "--rounds", "5"]))
+    assert [(c["name"], c["kind"], c["repeat"], c["rounds"]) for c in cases] == [
+        ("lenet-main", "main", 2, 5), ("lenet-conv1", "conv", 2, 5),
+        ("alexnet-conv2", "conv", 1, 3), ("gemm", "gemm", 2, 5)]
+    lenet_conv1, alexnet_conv2, gemm = cases[1:]
+    assert lenet_conv1["macs"] == 512 * 5 * 1 * 25 * 30 * 30 * 2  # 1->5, 5x5, pad 3: 30x30 out
+    assert alexnet_conv2["macs"] == 512 * 64 * 32 * 25 * 16 * 16 * 3
+    assert gemm["macs"] == 64 * 800 * 4608
+    assert "no input gradient" in lenet_conv1["label"]
+    assert "no input gradient" not in alexnet_conv2["label"]
+    assert [c["name"] for c in peer.plan(peer._parse(["--cases", "alexnet-pool1,lenet-pool1",
+                                                      "--skip-alexnet"]))] == ["lenet-pool1"]
+
+
 def _torch_python():
     """A Python that imports torch: the checkout's .peer/venv, else this one; None if neither."""
     for python in (os.path.join(REPO, ".peer", "venv", "bin", "python"), sys.executable):
@@ -168,6 +188,16 @@ def test_bench_peer_pytorch_tiny(tmp_path):
     summary = json.loads(out.read_text())
     assert [c["name"] for c in summary["cases"]] == list(_peer_module().CASES)
     assert "CPU: %s" % summary["environment"]["hardware"]["cpu"] in text
+    layers = tmp_path / "layers.json"
+    _run("bench_peer_pytorch.py", "--torch-python", python, "--lenet-batch", "4",
+         "--alexnet-batch", "2", "--rounds", "1", "--alexnet-rounds", "1", "--steps", "1",
+         "--cases", ",".join(_peer_module().LAYERS), "--out", str(layers))
+    by_name = {c["name"]: c for c in json.loads(layers.read_text())["cases"]}
+    assert list(by_name) == list(_peer_module().LAYERS)
+    assert by_name["alexnet-conv2"]["params"] == 32 * 64 * 25 + 64  # equal on both sides
+    for c in by_name.values():
+        assert c["ours_ms"] > 0 and c["pytorch_ms"] > 0
+        assert ("ours_gmacs" in c) == (c["kind"] != "pool")
     assert summary["kernels"]["threads"] == 2 and "jit" in summary["kernels"]
     params = {c["net"]: c["params"] for c in summary["cases"]}  # equal on both sides, or an error
     assert params == {"b-lenet": 74694, "b-alexnet": 605886}

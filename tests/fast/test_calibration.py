@@ -42,6 +42,21 @@ def test_the_faster_candidate_wins_and_is_kept(timing_on):
     assert calibration.choices() == {"k": "fast"}
 
 
+def test_a_new_candidate_is_timed_against_a_kept_choice(timing_on):
+    """A choice kept from before a path existed (a newer version, a new kernel) is timed again
+    with it; a candidate missing this time (a kernel off here) does not cause timing."""
+    slow = {"old": lambda: time.sleep(0.004), "older": lambda: time.sleep(0.006)}
+    assert calibration.choose("k", slow, default="older") == "old"
+    calibration.reset()
+    grown = dict(slow, new=lambda: None)
+    assert calibration.choose("k", grown, default="older") == "new"
+    calibration.reset()
+    ran = []
+    assert calibration.choose("k", {"older": lambda: ran.append(1), "new": lambda: None},
+                              default="older") == "new"
+    assert ran == []
+
+
 def test_choices_reports_only_what_this_process_ran(timing_on):
     """The file holds every shape timed on this CPU by any run; a benchmark records its own."""
     fast = {"slow": lambda: time.sleep(0.004), "fast": lambda: None}
@@ -99,3 +114,16 @@ def test_conv_input_gradient_follows_the_choice(path, monkeypatch):
     gx = conv.grad_x(W, gy, g, numpy.float32)
     assert ran == ["_corr_grad_x" if path == "corr" else "_col2im_grad_x"]
     assert gx.shape == x.shape
+
+
+def test_cpu_model_tells_generations_of_one_name_apart(tmp_path):
+    """A virtual machine's generic model name gets the first processor's family, model and
+    stepping numbers; where cpuinfo has none (other architectures), the name alone."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+                    "model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\n\n"
+                    "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Other\n")
+    assert calibration.cpu_model(str(info)) == (
+        "Intel(R) Xeon(R) Processor (family 6, model 207, stepping 2)")
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\nBogoMIPS\t: 50.00\n")
+    assert calibration.cpu_model(str(info)) == "Some CPU"

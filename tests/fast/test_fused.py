@@ -9,7 +9,7 @@ import chainer.links as L
 from chainer import gradient_check
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet.fast import conv, conv_nodes, jit, switch
+from branchynet.fast import conv, conv_nodes, jit, microkernel, switch
 
 
 def _grads(fn, x, W, b, gy):
@@ -68,11 +68,13 @@ def test_the_switch_fuses_a_convolution_and_its_relu(monkeypatch):
 
 
 @pytest.mark.skipif(not jit.available(), reason="Numba is off")
-@pytest.mark.parametrize("path", ["gemm", "direct"])
+@pytest.mark.parametrize("path", ["gemm", "direct", "packed"])
 @pytest.mark.parametrize("k,pad", [(5, 3), (3, 1), (5, 2)])
-def test_both_forward_paths_match_chainer(path, k, pad, monkeypatch):
+def test_every_forward_path_matches_chainer(path, k, pad, monkeypatch):
     """The forward path a machine chooses, in training: values and all three gradients (the input
     gradient's correlation runs the same forward path)."""
+    if path == "packed" and not microkernel.available():
+        pytest.skip("packed path unavailable: %s" % microkernel.why_not())
     monkeypatch.setattr(conv.calibration, "choose",
                         lambda key, candidates, default: path if path in candidates else default)
     rng, x, W, b = _case(k + pad, N=5, C=3, H=12, W=11, out=4, k=k)

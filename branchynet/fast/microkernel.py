@@ -1,0 +1,270 @@
+"""A convolution on a register-blocked micro-kernel written in LLVM vector code (through a Numba
+intrinsic): the "packed" forward path of ``conv``.
+
+Why: im2col + OpenBLAS reaches 70-85 % of OpenBLAS's own GEMM rate, and that rate is about half of
+what oneDNN's convolutions reach on an AVX-512 Xeon (docs/fast_cpu.md, "Against PyTorch"). Numba's
+autovectoriser does not keep a block of outputs in registers over a whole reduction; explicit
+vector code does. The kernel keeps an MR x NR block of outputs (NR = two vectors: 32 floats with
+AVX-512, 16 with AVX2) in registers while it runs over a slice of the reduction, reading weights
+packed in panels of MR rows and inputs packed in panels of NR positions. The input panel is the
+im2col copy itself, so packing costs what im2col cost; the reduction runs in slices whose input
+panel stays in L1.
+
+Float32 only, x86-64 with AVX2 + FMA or AVX-512 (``why_not`` says why elsewhere). The result
+equals im2col + GEMM within float32 rounding (another summation order); ``conv`` times it against
+the other paths per shape (``calibration``) and runs it only where it is faster on the machine.
+"""
+import numpy
+
+from branchynet.fast import jit
+
+__all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
+           "conv_forward", "TAIL"]
+
+_why_not = jit.why_not()
+_width = None
+if _why_not is None:
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+        _features = llvm.get_host_cpu_features()
+    except Exception as err:  # an llvmlite without these calls: the other paths do the work
+        _why_not = "LLVM host features unavailable (%s)" % type(err).__name__
+    else:
+        if _features.get("avx512f"):
+            _width = 16
+        elif _features.get("avx2") and _features.get("fma"):
+            _width = 8
+        else:
+            _why_not = "the CPU has neither AVX-512 nor AVX2 with FMA"
+
+# Bytes of one reduction slice of an input panel: it stays in L1 while every weight panel uses it.
+_SLICE_BYTES = 24 << 10
+# Floats past the padded input's usual tail that a panel's full-width reads may touch.
+TAIL = 32
+
+
+def why_not():
+    """Why the packed path cannot run here, or None."""
+    return _why_not or jit.why_not()
+
+
+def available():
+    return why_not() is None
+
+
+def vector_width():
+    """Floats per vector of the kernels on this CPU (16: AVX-512, 8: AVX2), or None."""
+    return _width if available() else None
+
+
+def rows_per_panel(channels, width=None):
+    """MR: the weight panel height that wastes fewest padded rows for this many output channels
+    (the larger on ties), within the register budget (2 MR accumulators: 8 rows with AVX-512, 6
+    with AVX2)."""
+    top = 8 if (width or _width) == 16 else 6
+    return min(range(4, top + 1), key=lambda mr: (-(-channels // mr) * mr, -mr))
+
+
+_kernels = {}
+
+
+def _kernel(mr, width):
+    """The compiled packed convolution for MR = mr rows and vectors of ``width`` floats."""
+    key = (mr, width)
+    if key not in _kernels:
+        _kernels[key] = _build(mr, width)
+    return _kernels[key]
+
+
+def _build(mr, width):
+    numba = jit.numba
+    nr = 2 * width
+    vec = ir.VectorType(ir.FloatType(), width)
+    i32 = ir.IntType(32)
+
+    @intrinsic
+    def block(typingctx, a, b, c, k, ldb, ldc):
+        """c[r * ldc : r * ldc + nr] += sum over k of a[k * mr + r] * b[k * ldb : k * ldb + nr],
+        r < mr: the accumulators live in registers for the whole loop (allocas that LLVM
+        promotes)."""
+        sig = numba.types.void(a, b, c, numba.types.intp, numba.types.intp, numba.types.intp)
+
+        def codegen(context, builder, signature, args):
+            a_arr, b_arr, c_arr, count, ldb_v, ldc_v = args
+            pa, pb, pc = (context.make_array(t)(context, builder, v).data
+                          for t, v in zip(signature.args[:3], (a_arr, b_arr, c_arr)))
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v%df32" % width)
+            intp = count.type
+            slots = []
+            for _ in range(2 * mr):
+                slot = cgutils.alloca_once(builder, vec)
+                builder.store(ir.Constant(vec, [0.0] * width), slot)
+                slots.append(slot)
+            splat = ir.Constant(ir.VectorType(i32, width), [0] * width)
+            undef = ir.Constant(vec, ir.Undefined)
+            with cgutils.for_range(builder, count) as loop:
+                kb = builder.mul(loop.index, ldb_v)
+                ka = builder.mul(loop.index, ir.Constant(intp, mr))
+                bv = [builder.load(builder.bitcast(
+                    builder.gep(pb, [builder.add(kb, ir.Constant(intp, width * h))]),
+                    vec.as_pointer()), align=4) for h in range(2)]
+                for r in range(mr):
+                    s = builder.load(builder.gep(pa, [builder.add(ka, ir.Constant(intp, r))]))
+                    av = builder.shuffle_vector(
+                        builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                    for h in range(2):
+                        slot = slots[2 * r + h]
+                        builder.store(builder.call(fma, [av, bv[h], builder.load(slot)]), slot)
+            for r in range(mr):
+                for h in range(2):
+                    off = builder.add(builder.mul(ir.Constant(intp, r), ldc_v),
+                                      ir.Constant(intp, width * h))
+                    ptr = builder.bitcast(builder.gep(pc, [off]), vec.as_pointer())
+                    total = builder.fadd(builder.load(ptr, align=4), builder.load(slots[2 * r + h]))
+                    builder.store(total, ptr, align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+
+    @intrinsic
+    def copy_run(typingctx, src, start, dst, at):
+        """dst[at : at + nr] = src[start : start + nr], two vector loads and stores."""
+        sig = numba.types.void(src, numba.types.intp, dst, numba.types.intp)
+
+        def codegen(context, builder, signature, args):
+            s_arr, s_at, d_arr, d_at = args
+            ps = context.make_array(signature.args[0])(context, builder, s_arr).data
+            pd = context.make_array(signature.args[2])(context, builder, d_arr).data
+            for h in range(2):
+                off = ir.Constant(s_at.type, width * h)
+                v = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
+                                                 vec.as_pointer()), align=4)
+                builder.store(v, builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]),
+                                                 vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+
+    @intrinsic
+    def copy_lanes(typingctx, src, start, dst, at, lo):
+        """dst[at + t] = src[start + t] for lo <= t < nr (the other lanes kept): a blend of two
+        vector loads per half."""
+        sig = numba.types.void(src, numba.types.intp, dst, numba.types.intp, numba.types.intp)
+
+        def codegen(context, builder, signature, args):
+            s_arr, s_at, d_arr, d_at, first = args
+            ps = context.make_array(signature.args[0])(context, builder, s_arr).data
+            pd = context.make_array(signature.args[2])(context, builder, d_arr).data
+            lanes = ir.VectorType(first.type, width)
+            low = builder.insert_element(ir.Constant(lanes, ir.Undefined), first,
+                                         ir.Constant(i32, 0))
+            low = builder.shuffle_vector(low, ir.Constant(lanes, ir.Undefined),
+                                         ir.Constant(ir.VectorType(i32, width), [0] * width))
+            for h in range(2):
+                off = ir.Constant(s_at.type, width * h)
+                index = ir.Constant(lanes, [width * h + t for t in range(width)])
+                take = builder.icmp_signed(">=", index, low)
+                new = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
+                                                   vec.as_pointer()), align=4)
+                where = builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]), vec.as_pointer())
+                builder.store(builder.select(take, new, builder.load(where, align=4)), where,
+                              align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+
+    kc_max = max(1, _SLICE_BYTES // (4 * nr))
+
+    @numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def run(xbuf, ap, bias, out, n, sample, offsets, L):
+        """out (n, O, L) = bias + the convolution of n samples of ``sample`` elements each in
+        xbuf, read at ``offsets`` (one per reduction index) from each output position; ap holds
+        the weights as panels of mr rows (zero rows past O). Panel by panel of nr positions: the
+        positions' im2col rows packed contiguously, then the reduction in slices that stay in
+        L1, every weight panel on each slice."""
+        K = len(offsets)
+        channels = out.shape[1]
+        panels = ap.shape[0]
+        P = n * L
+        packed = numpy.empty(K * nr, numpy.float32)
+        tile = numpy.empty((panels * mr, nr), numpy.float32)
+        base = numpy.empty(nr, numpy.int64)
+        for p0 in range(0, P, nr):
+            s0 = p0 // L
+            l0 = p0 - s0 * L
+            inside = l0 + nr <= L  # one sample's consecutive positions
+            a = L - l0  # else: positions of sample s0 (lanes < a), then of the next sample
+            two = not inside and nr <= L and p0 + nr <= P
+            if inside:
+                for k in range(K):
+                    copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
+            elif two:
+                for k in range(K):
+                    copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
+                    copy_lanes(xbuf, (s0 + 1) * sample - a + offsets[k], packed, k * nr, a)
+            else:  # samples shorter than a panel, or the batch's last panel
+                for t in range(nr):
+                    p = p0 + t
+                    s = p // L
+                    base[t] = s * sample + (p - s * L) if p < P else -1
+                for k in range(K):
+                    row = packed[k * nr:(k + 1) * nr]
+                    off = offsets[k]
+                    for t in range(nr):
+                        row[t] = xbuf[base[t] + off] if base[t] >= 0 else 0.0
+            tile[:, :] = 0.0
+            for k0 in range(0, K, kc_max):
+                kc = min(kc_max, K - k0)
+                b = packed[k0 * nr:(k0 + kc) * nr]
+                for i in range(panels):
+                    block(ap[i, k0 * mr:(k0 + kc) * mr], b, tile[i * mr:], kc, nr, nr)
+            for o in range(channels):
+                bo = bias[o]
+                if inside:
+                    dst = out[s0, o, l0:l0 + nr]
+                    for t in range(nr):
+                        dst[t] = tile[o, t] + bo
+                elif two:
+                    dst = out[s0, o, l0:]
+                    for t in range(a):
+                        dst[t] = tile[o, t] + bo
+                    dst = out[s0 + 1, o]
+                    for t in range(nr - a):
+                        dst[t] = tile[o, a + t] + bo
+                else:
+                    for t in range(nr):
+                        if base[t] >= 0:
+                            p = p0 + t
+                            s = p // L
+                            out[s, o, p - s * L] = tile[o, t] + bo
+    return run
+
+
+def pack_weights(W, mr):
+    """(O, C, kh, kw) weights as panels of mr output channels, reduction-major: (panels, K * mr),
+    zero rows past O."""
+    channels = W.shape[0]
+    panels = -(-channels // mr)
+    Wp = numpy.zeros((panels * mr, W[0].size), numpy.float32)
+    Wp[:channels] = W.reshape(channels, -1)
+    return numpy.ascontiguousarray(Wp.reshape(panels, mr, -1).transpose(0, 2, 1)).reshape(panels, -1)
+
+
+def offsets(C, kh, kw, plane, Wq):
+    """Where reduction index (c, i, j) reads, relative to an output position, in a full-row padded
+    buffer (``conv``'s stride-1 layout)."""
+    c, i, j = numpy.meshgrid(numpy.arange(C), numpy.arange(kh), numpy.arange(kw), indexing="ij")
+    return (c * plane + i * Wq + j).reshape(-1).astype(numpy.int64)
+
+
+def conv_forward(xbuf, W, b, out, g, n, width=None):
+    """out (n, O, g.L) = conv + bias for n samples in the flat padded buffer xbuf (``conv``'s
+    full-row layout of the stride-1 geometry g, with ``TAIL`` more floats of tail); ``width``
+    picks the vector width (tests run the AVX2 geometry on AVX-512 machines too)."""
+    width = width or _width
+    mr = rows_per_panel(g.O, width)
+    bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
+    _kernel(mr, width)(xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
+                       offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
+    return out

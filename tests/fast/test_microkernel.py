@@ -1,0 +1,80 @@
+"""The packed convolution path (``fast/microkernel.py``): against stock Chainer on shapes whose
+output panels lie inside one sample, straddle two, or hold several samples, with output channel
+counts that leave padded weight rows; in both vector geometries; the same whether or not the
+batch is split over threads."""
+import numpy
+import pytest
+
+import chainer.functions as F
+
+from branchynet.fast import conv, microkernel, threads
+
+pytestmark = pytest.mark.skipif(not microkernel.available(),
+                                reason="packed path unavailable: %s" % microkernel.why_not())
+
+WIDTHS = [w for w in (8, 16) if w <= (microkernel.vector_width() or 0)]
+
+
+def _packed(x, W, b, pad, width=None):
+    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+    out = numpy.empty((g.N, g.O, g.L), numpy.float32)
+    microkernel.conv_forward(conv._padded(x, g, microkernel.TAIL), W, b, out, g, g.N, width)
+    return conv._output(out, g)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("n,C,H,out,k,pad", [
+    (3, 32, 16, 64, 5, 2),   # 288 positions a sample: panels inside one sample
+    (5, 16, 8, 10, 3, 1),    # 72 a sample: panels straddle two samples; 10 channels pad a panel
+    (7, 8, 4, 37, 3, 1),     # 20 a sample: a panel holds several samples; 37 channels
+    (1, 5, 15, 20, 5, 3),    # one sample, the last panel partial
+    (4, 3, 9, 7, 5, 0),      # no padding
+])
+def test_equals_chainer(width, n, C, H, out, k, pad):
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
+    W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
+    b = rng.standard_normal(out, dtype=numpy.float32)
+    expected = F.convolution_2d(x, W, b, pad=pad).array
+    numpy.testing.assert_allclose(_packed(x, W, b, pad, width), expected, rtol=1e-4, atol=1e-4)
+    numpy.testing.assert_allclose(_packed(x, W, None, pad, width), expected - b[:, None, None],
+                                  rtol=1e-4, atol=1e-4)
+
+
+def test_rows_per_panel():
+    """The panel height wasting fewest padded rows (the taller on ties), at most 8 rows (AVX-512)
+    or 6 (AVX2): counted by hand."""
+    assert [microkernel.rows_per_panel(o, 16) for o in (96, 64, 10, 20, 5, 7, 37)] == [
+        8, 8, 5, 5, 5, 7, 8]  # 37: 40 rows as 10 x 4, 8 x 5 or 5 x 8 (the tallest), 42 as 6 or 7
+    assert [microkernel.rows_per_panel(o, 8) for o in (96, 64, 10, 7)] == [6, 4, 5, 4]
+
+
+def test_pack_weights_layout():
+    W = numpy.arange(3 * 2 * 2 * 2, dtype=numpy.float32).reshape(3, 2, 2, 2) + 1
+    ap = microkernel.pack_weights(W, 2)  # two panels of two rows, the last row zero
+    assert ap.shape == (2, 8 * 2)
+    flat = W.reshape(3, 8)
+    for i in range(2):
+        for k in range(8):
+            for r in range(2):
+                expected = flat[2 * i + r, k] if 2 * i + r < 3 else 0
+                assert ap[i, k * 2 + r] == expected
+
+
+def test_thread_split_changes_nothing():
+    """Slices of the batch group positions into panels differently; every output sums its
+    reduction in the same order, so the split result is bitwise the one-thread result."""
+    rng = numpy.random.default_rng(1)
+    x = rng.standard_normal((64, 32, 16, 16), dtype=numpy.float32)
+    W = rng.standard_normal((64, 32, 5, 5), dtype=numpy.float32)
+    g = conv._geom(x.shape, W.shape, (1, 1), (2, 2))
+    assert len(conv._split(g, x.dtype, lambda n0, n1: None)) >= 1
+    before = threads.set_threads(1)
+    try:
+        one = numpy.array(conv._run_forward(x, W, None, g, "packed"))
+        threads.set_threads(2)
+        assert len(threads.parts(g.N, (g.C * g.plane + g.O * g.L) * 4)) == 2
+        two = numpy.array(conv._run_forward(x, W, None, g, "packed"))
+    finally:
+        threads.set_threads(before)
+    assert numpy.array_equal(one, two)
