@@ -217,14 +217,39 @@ def _forward_slice(x, Wb, g, ypad):
 
 def grad_w(x, gy, g, w_dtype):
     """The weight gradient gW (O, C, kh, kw), summed over the batch (split over the threads)."""
-    per_sample = _choose("grad_w", g, "per_sample" if g.K <= 64 else "per_chunk", {
-        path: lambda n, path=path: _grad_w_slice(x[:n], gy[:n], _sub(g, n), path == "per_sample")
-        for path in ("per_sample", "per_chunk")}) == "per_sample"
-    partial = _split(g, x.dtype, lambda n0, n1: _grad_w_slice(x[n0:n1], gy[n0:n1], g, per_sample))
+    paths = {"per_sample": lambda x, gy, g: _grad_w_slice(x, gy, g, True),
+             "per_chunk": lambda x, gy, g: _grad_w_slice(x, gy, g, False)}
+    if g.rows and microkernel.available() and x.dtype == gy.dtype == numpy.float32:
+        paths["packed"] = _grad_w_packed_slice
+    path = _choose("grad_w", g, "per_sample" if g.K <= 64 else "per_chunk", {
+        name: lambda n, fn=fn: fn(x[:n], gy[:n], _sub(g, n)) for name, fn in paths.items()})
+    partial = _split(g, x.dtype, lambda n0, n1: paths[path](x[n0:n1], gy[n0:n1], g))
     gWt = partial[0]
     for p in partial[1:]:
         gWt += p
     return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
+
+
+def _grad_w_packed_slice(x, gy, g):
+    """gW^T (K, O) summed over a slice of the batch on the micro-kernel: per chunk, the im2col
+    matrix (K, m * L) times gy's chunk laid out (m * L, O) (zero at the unused columns of the
+    full-row layout), the reduction over positions."""
+    n = len(x)
+    xbuf = _padded(x, g)
+    nb = _chunk(n, g.K * g.L * x.dtype.itemsize)
+    rows, cols = microkernel.product_shape(g.K, g.O)
+    gWt = numpy.zeros((rows, cols), dtype=numpy.float32)
+    m = 0
+    for n0 in range(0, n, nb):
+        if min(nb, n - n0) != m:
+            m = min(nb, n - n0)
+            col = numpy.zeros((rows, m * g.L), dtype=numpy.float32)
+            gyt = numpy.zeros((m * g.L, cols), dtype=numpy.float32)
+            targets = gyt.reshape(m, g.OH, g.Wq if g.rows else g.OW, cols)[:, :, :g.OW, :g.O]
+        _fill_col(col[:g.K], xbuf, g, n0, m)
+        numpy.copyto(targets, gy[n0:n0 + m].transpose(0, 2, 3, 1))
+        microkernel.product_into(col, gyt, gWt)
+    return gWt[:g.K, :g.O]
 
 
 def _grad_w_slice(x, gy, g, per_sample):

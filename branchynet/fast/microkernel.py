@@ -19,7 +19,7 @@ import numpy
 from branchynet.fast import jit
 
 __all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
-           "conv_forward", "TAIL"]
+           "conv_forward", "product_shape", "product_into", "TAIL"]
 
 _why_not = jit.why_not()
 _width = None
@@ -72,7 +72,8 @@ _kernels = {}
 
 
 def _kernel(mr, width):
-    """The compiled packed convolution for MR = mr rows and vectors of ``width`` floats."""
+    """(packed convolution, matrix product) compiled for MR = mr rows and vectors of ``width``
+    floats."""
     key = (mr, width)
     if key not in _kernels:
         _kernels[key] = _build(mr, width)
@@ -86,14 +87,15 @@ def _build(mr, width):
     i32 = ir.IntType(32)
 
     @intrinsic
-    def block(typingctx, a, b, c, k, ldb, ldc):
-        """c[r * ldc : r * ldc + nr] += sum over k of a[k * mr + r] * b[k * ldb : k * ldb + nr],
-        r < mr: the accumulators live in registers for the whole loop (allocas that LLVM
+    def block(typingctx, a, b, c, k, sa, sk, ldb, ldc):
+        """c[r * ldc : r * ldc + nr] += sum over k of a[r * sa + k * sk] * b[k * ldb : k * ldb +
+        nr], r < mr: the accumulators live in registers for the whole loop (allocas that LLVM
         promotes)."""
-        sig = numba.types.void(a, b, c, numba.types.intp, numba.types.intp, numba.types.intp)
+        intp_t = numba.types.intp
+        sig = numba.types.void(a, b, c, intp_t, intp_t, intp_t, intp_t, intp_t)
 
         def codegen(context, builder, signature, args):
-            a_arr, b_arr, c_arr, count, ldb_v, ldc_v = args
+            a_arr, b_arr, c_arr, count, sa_v, sk_v, ldb_v, ldc_v = args
             pa, pb, pc = (context.make_array(t)(context, builder, v).data
                           for t, v in zip(signature.args[:3], (a_arr, b_arr, c_arr)))
             fma = cgutils.get_or_insert_function(
@@ -108,12 +110,13 @@ def _build(mr, width):
             undef = ir.Constant(vec, ir.Undefined)
             with cgutils.for_range(builder, count) as loop:
                 kb = builder.mul(loop.index, ldb_v)
-                ka = builder.mul(loop.index, ir.Constant(intp, mr))
+                ka = builder.mul(loop.index, sk_v)
                 bv = [builder.load(builder.bitcast(
                     builder.gep(pb, [builder.add(kb, ir.Constant(intp, width * h))]),
                     vec.as_pointer()), align=4) for h in range(2)]
                 for r in range(mr):
-                    s = builder.load(builder.gep(pa, [builder.add(ka, ir.Constant(intp, r))]))
+                    s = builder.load(builder.gep(
+                        pa, [builder.add(ka, builder.mul(ir.Constant(intp, r), sa_v))]))
                     av = builder.shuffle_vector(
                         builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
                     for h in range(2):
@@ -218,7 +221,7 @@ def _build(mr, width):
                 kc = min(kc_max, K - k0)
                 b = packed[k0 * nr:(k0 + kc) * nr]
                 for i in range(panels):
-                    block(ap[i, k0 * mr:(k0 + kc) * mr], b, tile[i * mr:], kc, nr, nr)
+                    block(ap[i, k0 * mr:(k0 + kc) * mr], b, tile[i * mr:], kc, 1, mr, nr, nr)
             for o in range(channels):
                 bo = bias[o]
                 if inside:
@@ -238,7 +241,19 @@ def _build(mr, width):
                             p = p0 + t
                             s = p // L
                             out[s, o, p - s * L] = tile[o, t] + bo
-    return run
+    @numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def product(a, b, c):
+        """c += a b for row-major a (M, R), b (R, N), c (M, N), M a multiple of mr and N of nr:
+        column panel by column panel, the reduction in slices whose b rows stay in L1."""
+        M, R = a.shape
+        N = b.shape[1]
+        af, bf, cf = a.reshape(-1), b.reshape(-1), c.reshape(-1)
+        for j0 in range(0, N, nr):
+            for r0 in range(0, R, kc_max):
+                kc = min(kc_max, R - r0)
+                for i in range(0, M, mr):
+                    block(af[i * R + r0:], bf[r0 * N + j0:], cf[i * N + j0:], kc, R, 1, N, N)
+    return run, product
 
 
 def pack_weights(W, mr):
@@ -265,6 +280,27 @@ def conv_forward(xbuf, W, b, out, g, n, width=None):
     width = width or _width
     mr = rows_per_panel(g.O, width)
     bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
-    _kernel(mr, width)(xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
-                       offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
+    _kernel(mr, width)[0](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
+                          offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
     return out
+
+
+def product_shape(rows, columns, width=None):
+    """(rows, columns) rounded up to what ``product_into`` takes: whole panels of
+    ``rows_per_panel(rows)`` rows and of two vectors of columns."""
+    width = width or _width
+    mr = rows_per_panel(rows, width)
+    return -(-rows // mr) * mr, -(-columns // (2 * width)) * 2 * width
+
+
+def product_into(a, b, c, width=None):
+    """c += a b (float32, C-contiguous; a's rows and b's columns a shape ``product_shape`` gives,
+    the same ``width``) on the micro-kernel, a read in place (its rows are the broadcast operand,
+    b's rows the vectors)."""
+    width = width or _width
+    mr = rows_per_panel(a.shape[0], width)
+    if a.shape[0] % mr or b.shape[1] % (2 * width):
+        raise ValueError("product_into needs %s rows and columns, got %s by %s"
+                         % (product_shape(a.shape[0], b.shape[1], width), a.shape, b.shape))
+    _kernel(mr, width)[1](a, b, c)
+    return c

@@ -5,6 +5,7 @@ batch is split over threads."""
 import numpy
 import pytest
 
+import chainer
 import chainer.functions as F
 
 from branchynet.fast import conv, microkernel, threads
@@ -78,3 +79,30 @@ def test_thread_split_changes_nothing():
     finally:
         threads.set_threads(before)
     assert numpy.array_equal(one, two)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_product_into_equals_numpy(width):
+    rows, cols = microkernel.product_shape(75, 37, width)
+    assert rows % microkernel.rows_per_panel(75, width) == 0 and cols % (2 * width) == 0
+    rng = numpy.random.default_rng(2)
+    a = rng.standard_normal((rows, 300), dtype=numpy.float32)
+    b = rng.standard_normal((300, cols), dtype=numpy.float32)
+    c = rng.standard_normal((rows, cols), dtype=numpy.float32)
+    expected = c.astype(numpy.float64) + a.astype(numpy.float64) @ b.astype(numpy.float64)
+    numpy.testing.assert_allclose(microkernel.product_into(a, b, c, width), expected,
+                                  rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="rows and columns"):
+        microkernel.product_into(a[:rows - 1], b, c[:rows - 1], width)
+
+
+@pytest.mark.parametrize("n,C,H,out,k,pad", [(5, 16, 8, 10, 3, 1), (3, 3, 9, 37, 5, 2)])
+def test_weight_gradient_equals_chainer(n, C, H, out, k, pad):
+    rng = numpy.random.default_rng(3)
+    x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
+    W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
+    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+    gy = rng.standard_normal((n, out, g.OH, g.OW), dtype=numpy.float32)
+    gWt = conv._grad_w_packed_slice(x, gy, g)
+    _, expected = F.convolution_2d(x, W, pad=pad).creator.backward((0, 1), (chainer.Variable(gy),))
+    numpy.testing.assert_allclose(gWt.T.reshape(W.shape), expected.array, rtol=1e-4, atol=1e-3)
