@@ -4,8 +4,10 @@ compiler of inference programs.
 Stock Chainer 7.8.1 spends most of a CPU convolution or pooling in copies (full im2col arrays,
 ``tensordot`` on non-contiguous operands); the kernels (``conv``, ``pooling``) give the same values
 and gradients several times faster, splitting large batches over the cores (``threads``; BLAS
-thread control in ``blas``). ``switch`` decides where they run in training; ``compiler`` turns layer
-lists into numpy programs for inference, batched or one sample at a time (``Runner``).
+thread control in ``blas``; a vector micro-kernel for the convolutions' products in
+``microkernel``, chosen per shape where ``calibration`` times it faster). ``switch`` decides
+where they run in training; ``compiler`` turns layer lists into numpy programs for inference,
+batched or one sample at a time (``Runner``).
 """
 from branchynet.fast import blas, threads
 from branchynet.fast.compiler import Runner

@@ -11,10 +11,14 @@ columns), so no pass over the output follows. For stride 1 and O <= 2 C the inpu
 correlation of gy with the flipped kernel, run by the forward kernel; otherwise gcol = W^T gy and
 col2im. Large batches are split over the cores (threads.py).
 
-Where two paths compute the same gradient, the faster on this machine is chosen once per shape
-(``calibration``). Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``,
-``dilate=1``, ``groups=1``; ``conv_nodes`` makes these kernels Chainer FunctionNodes.
+Where paths compute the same thing, the fastest on this machine is chosen once per shape
+(``calibration``); for float32 and stride 1 the candidates include the register-blocked
+micro-kernel of ``microkernel`` for the forward (so also the correlation) and the weight
+gradient. Semantics are Chainer's ``F.convolution_2d`` with ``cover_all=False``, ``dilate=1``,
+``groups=1``; ``conv_nodes`` makes these kernels Chainer FunctionNodes.
 """
+import functools
+
 import numpy
 
 from branchynet.fast import calibration, jit, microkernel, threads
@@ -294,6 +298,8 @@ def grad_x(W, gy, g, x_dtype):
     if not _corr_applies(g):
         return _col2im_grad_x(W, gy, g, x_dtype)
     paths = {"corr": _corr_grad_x, "col2im": _col2im_grad_x}
+    if microkernel.available() and W.dtype == gy.dtype == numpy.float32:
+        paths["col2im_packed"] = functools.partial(_col2im_grad_x, packed=True)
     path = _choose("grad_x", g, "corr" if g.O <= 2 * g.C else "col2im", {
         name: lambda n, fn=fn: fn(W, gy[:n], _sub(g, n), x_dtype) for name, fn in paths.items()})
     return paths[path](W, gy, g, x_dtype)
@@ -305,17 +311,21 @@ def _corr_grad_x(W, gy, g, x_dtype):
     return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
 
 
-def _col2im_grad_x(W, gy, g, x_dtype):
-    """Input gradient as gcol = W^T gy (one GEMM per chunk) and col2im: kh*kw shifted adds."""
+def _col2im_grad_x(W, gy, g, x_dtype, packed=False):
+    """Input gradient as gcol = W^T gy (one product per chunk: OpenBLAS, or with ``packed`` the
+    micro-kernel) and col2im: kh*kw shifted adds."""
     dtype = gy.dtype
     # Rows of gcol in (kh, kw, C) order, so each kernel offset's block is contiguous.
     Wt = numpy.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(g.K, g.O), dtype=dtype)
+    if packed:  # zero rows up to whole panels of the micro-kernel
+        Wt = numpy.concatenate([Wt, numpy.zeros((microkernel.product_shape(g.K, 1)[0] - g.K, g.O),
+                                                dtype)])
     gx = numpy.empty((g.N, g.C, g.H, g.W), dtype=dtype)
-    _split(g, dtype, lambda n0, n1: _col2im_slice(Wt, gy[n0:n1], g, gx[n0:n1]))
+    _split(g, dtype, lambda n0, n1: _col2im_slice(Wt, gy[n0:n1], g, gx[n0:n1], packed))
     return gx.astype(x_dtype, copy=False)
 
 
-def _col2im_slice(Wt, gy, g, gx):
+def _col2im_slice(Wt, gy, g, gx, packed):
     C, kh, kw = g.C, g.kh, g.kw
     dtype, n = gy.dtype, len(gy)
     nb = _chunk(n, g.K * g.L * dtype.itemsize)
@@ -323,20 +333,26 @@ def _col2im_slice(Wt, gy, g, gx):
     for n0 in range(0, n, nb):
         if min(nb, n - n0) != m:
             m = min(nb, n - n0)
-            gyc = numpy.zeros((g.O, m * g.L), dtype=dtype)
-            gcol = numpy.empty((g.K, m * g.L), dtype=dtype)
+            cols = microkernel.product_shape(1, m * g.L)[1] if packed else m * g.L
+            gyc = numpy.zeros((g.O, cols), dtype=dtype)
+            gcol = numpy.empty((len(Wt), cols), dtype=dtype)
             gxb, interior = _padded_buffer(m, g, dtype)
+            used = gcol[:g.K, :m * g.L]
             if g.rows:
-                blocks = gcol.reshape(kh * kw, C, m, g.L)
+                blocks = used.reshape(kh * kw, C, m, g.L)
                 targets = [_view(gxb, i * g.Wq + j, (C, m, g.L), (g.plane, C * g.plane, 1))
                            for i in range(kh) for j in range(kw)]
             else:
-                blocks = gcol.reshape(kh * kw, C, m, g.OH, g.OW)
+                blocks = used.reshape(kh * kw, C, m, g.OH, g.OW)
                 targets = [_view(gxb, i * g.Wq + j, (C, m, g.OH, g.OW),
                                  (g.plane, C * g.plane, g.Wq * g.sy, g.sx))
                            for i in range(kh) for j in range(kw)]
-        _gy_chunk(gyc, gy, g, n0, m)
-        numpy.matmul(Wt, gyc, out=gcol)
+        _gy_chunk(gyc[:, :m * g.L], gy, g, n0, m)
+        if packed:
+            gcol.fill(0)
+            microkernel.product_into(Wt, gyc, gcol)
+        else:
+            numpy.matmul(Wt, gyc, out=gcol)
         gxb.fill(0)
         for t, tgt in enumerate(targets):
             numpy.add(tgt, blocks[t], out=tgt)

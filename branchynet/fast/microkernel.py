@@ -1,19 +1,22 @@
-"""A convolution on a register-blocked micro-kernel written in LLVM vector code (through a Numba
-intrinsic): the "packed" forward path of ``conv``.
+"""Convolution products on a register-blocked micro-kernel written in LLVM vector code (through a
+Numba intrinsic): the "packed" paths of ``conv`` (the forward, so also the input gradient's
+correlation, and the weight gradient).
 
-Why: im2col + OpenBLAS reaches 70-85 % of OpenBLAS's own GEMM rate, and that rate is about half of
-what oneDNN's convolutions reach on an AVX-512 Xeon (docs/fast_cpu.md, "Against PyTorch"). Numba's
+Why: im2col + OpenBLAS runs well below OpenBLAS's own GEMM rate, and that rate well below what
+oneDNN's convolutions reach on an AVX-512 Xeon (docs/fast_cpu.md, "Against PyTorch"). Numba's
 autovectoriser does not keep a block of outputs in registers over a whole reduction; explicit
 vector code does. The kernel keeps an MR x NR block of outputs (NR = two vectors: 32 floats with
-AVX-512, 16 with AVX2) in registers while it runs over a slice of the reduction, reading weights
-packed in panels of MR rows and inputs packed in panels of NR positions. The input panel is the
-im2col copy itself, so packing costs what im2col cost; the reduction runs in slices whose input
-panel stays in L1.
+AVX-512, 16 with AVX2) in registers while it runs over a slice of the reduction that stays in L1,
+reading one operand as MR broadcast scalars per step and the other as two vectors. For the
+forward, weights are packed in panels of MR rows and the input panel of NR positions is the
+im2col copy itself, so packing costs what im2col cost.
 
-Float32 only, x86-64 with AVX2 + FMA or AVX-512 (``why_not`` says why elsewhere). The result
-equals im2col + GEMM within float32 rounding (another summation order); ``conv`` times it against
-the other paths per shape (``calibration``) and runs it only where it is faster on the machine.
+Float32 only, x86-64 with AVX2 + FMA or AVX-512 (``why_not`` says why elsewhere). Results equal
+im2col + GEMM within float32 rounding (another summation order); ``conv`` times these paths
+against the others per shape (``calibration``) and runs them only where they are faster.
 """
+import threading
+
 import numpy
 
 from branchynet.fast import jit
@@ -69,15 +72,16 @@ def rows_per_panel(channels, width=None):
 
 
 _kernels = {}
+_lock = threading.Lock()  # the kernel threads of one call may ask for a kernel together
 
 
 def _kernel(mr, width):
     """(packed convolution, matrix product) compiled for MR = mr rows and vectors of ``width``
     floats."""
-    key = (mr, width)
-    if key not in _kernels:
-        _kernels[key] = _build(mr, width)
-    return _kernels[key]
+    with _lock:
+        if (mr, width) not in _kernels:
+            _kernels[mr, width] = _build(mr, width)
+        return _kernels[mr, width]
 
 
 def _build(mr, width):

@@ -106,3 +106,19 @@ def test_weight_gradient_equals_chainer(n, C, H, out, k, pad):
     gWt = conv._grad_w_packed_slice(x, gy, g)
     _, expected = F.convolution_2d(x, W, pad=pad).creator.backward((0, 1), (chainer.Variable(gy),))
     numpy.testing.assert_allclose(gWt.T.reshape(W.shape), expected.array, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n,C,H,out,k,pad,per_chunk", [(3, 32, 16, 64, 5, 2, 1),
+                                                       (2, 3, 9, 37, 5, 2, 2)])
+def test_col2im_input_gradient_equals_chainer(n, C, H, out, k, pad, per_chunk):
+    """gcol = W^T gy on the micro-kernel, then col2im; with one sample a chunk, a chunk's product
+    must not add onto the last one's."""
+    rng = numpy.random.default_rng(4)
+    x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
+    W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
+    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+    assert conv._chunk(n, g.K * g.L * 4) == per_chunk
+    gy = rng.standard_normal((n, out, g.OH, g.OW), dtype=numpy.float32)
+    gx = conv._col2im_grad_x(W, gy, g, numpy.float32, packed=True)
+    expected, _ = F.convolution_2d(x, W, pad=pad).creator.backward((0, 1), (chainer.Variable(gy),))
+    numpy.testing.assert_allclose(gx, expected.array, rtol=1e-4, atol=1e-3)
