@@ -71,6 +71,7 @@ def rows_per_panel(channels, width=None):
     return min(range(4, top + 1), key=lambda mr: (-(-channels // mr) * mr, -mr))
 
 
+_I32 = ir.IntType(32) if _why_not is None else None
 _kernels = {}
 _lock = threading.Lock()  # the kernel threads of one call may ask for a kernel together
 
@@ -85,44 +86,51 @@ def _kernel(mr, width):
 
 
 def _build(mr, width):
-    numba = jit.numba
-    nr = 2 * width
-    vec = ir.VectorType(ir.FloatType(), width)
-    i32 = ir.IntType(32)
+    block = _block(mr, width)
+    pack = _packing(width, *_copies(width))
+    return _convolution(mr, width, block, pack, _storing(width)), _product(mr, width, block)
+
+
+def _vector(width):
+    return ir.VectorType(ir.FloatType(), width)
+
+
+def _splat(builder, value, width):
+    """A vector of ``width`` copies of a scalar."""
+    lanes = ir.VectorType(value.type, width)
+    one = builder.insert_element(ir.Constant(lanes, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(lanes, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, width), [0] * width))
+
+
+def _data(context, builder, array_type, value):
+    return context.make_array(array_type)(context, builder, value).data
+
+
+def _block(mr, width):
+    """The micro-kernel: block(a, b, c, k, sa, sk, ldb, ldc) does c[r * ldc : r * ldc + nr] +=
+    sum over k of a[r * sa + k * sk] * b[k * ldb : k * ldb + nr] for r < mr, its accumulators in
+    registers for the whole loop (allocas that LLVM promotes)."""
+    vec, intp_t = _vector(width), jit.numba.types.intp
 
     @intrinsic
     def block(typingctx, a, b, c, k, sa, sk, ldb, ldc):
-        """c[r * ldc : r * ldc + nr] += sum over k of a[r * sa + k * sk] * b[k * ldb : k * ldb +
-        nr], r < mr: the accumulators live in registers for the whole loop (allocas that LLVM
-        promotes)."""
-        intp_t = numba.types.intp
-        sig = numba.types.void(a, b, c, intp_t, intp_t, intp_t, intp_t, intp_t)
-
         def codegen(context, builder, signature, args):
-            a_arr, b_arr, c_arr, count, sa_v, sk_v, ldb_v, ldc_v = args
-            pa, pb, pc = (context.make_array(t)(context, builder, v).data
-                          for t, v in zip(signature.args[:3], (a_arr, b_arr, c_arr)))
+            count, sa_v, sk_v, ldb_v, ldc_v = args[3:]
+            pa, pb, pc = (_data(context, builder, t, v) for t, v in zip(signature.args, args[:3]))
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v%df32" % width)
             intp = count.type
-            slots = []
-            for _ in range(2 * mr):
-                slot = cgutils.alloca_once(builder, vec)
-                builder.store(ir.Constant(vec, [0.0] * width), slot)
-                slots.append(slot)
-            splat = ir.Constant(ir.VectorType(i32, width), [0] * width)
-            undef = ir.Constant(vec, ir.Undefined)
+            slots = [cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * width))
+                     for _ in range(2 * mr)]
             with cgutils.for_range(builder, count) as loop:
-                kb = builder.mul(loop.index, ldb_v)
-                ka = builder.mul(loop.index, sk_v)
+                kb, ka = builder.mul(loop.index, ldb_v), builder.mul(loop.index, sk_v)
                 bv = [builder.load(builder.bitcast(
                     builder.gep(pb, [builder.add(kb, ir.Constant(intp, width * h))]),
                     vec.as_pointer()), align=4) for h in range(2)]
                 for r in range(mr):
-                    s = builder.load(builder.gep(
-                        pa, [builder.add(ka, builder.mul(ir.Constant(intp, r), sa_v))]))
-                    av = builder.shuffle_vector(
-                        builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                    av = _splat(builder, builder.load(builder.gep(
+                        pa, [builder.add(ka, builder.mul(ir.Constant(intp, r), sa_v))])), width)
                     for h in range(2):
                         slot = slots[2 * r + h]
                         builder.store(builder.call(fma, [av, bv[h], builder.load(slot)]), slot)
@@ -134,121 +142,143 @@ def _build(mr, width):
                     total = builder.fadd(builder.load(ptr, align=4), builder.load(slots[2 * r + h]))
                     builder.store(total, ptr, align=4)
             return context.get_dummy_value()
-        return sig, codegen
+        return jit.numba.types.void(a, b, c, intp_t, intp_t, intp_t, intp_t, intp_t), codegen
+    return block
+
+
+def _copies(width):
+    """copy_run(src, start, dst, at): dst[at : at + nr] = src[start : start + nr], two vector
+    loads and stores; copy_lanes(src, start, dst, at, lo): the same for lanes lo <= t < nr only
+    (the others kept, by a blend)."""
+    vec, intp_t = _vector(width), jit.numba.types.intp
+
+    def halves(context, builder, signature, args, lo=None):
+        ps, pd = (_data(context, builder, signature.args[i], args[i]) for i in (0, 2))
+        s_at, d_at = args[1], args[3]
+        for h in range(2):
+            off = ir.Constant(s_at.type, width * h)
+            new = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
+                                               vec.as_pointer()), align=4)
+            where = builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]), vec.as_pointer())
+            if lo is not None:
+                index = ir.Constant(ir.VectorType(lo.type, width),
+                                    [width * h + t for t in range(width)])
+                take = builder.icmp_signed(">=", index, _splat(builder, lo, width))
+                new = builder.select(take, new, builder.load(where, align=4))
+            builder.store(new, where, align=4)
+        return context.get_dummy_value()
 
     @intrinsic
     def copy_run(typingctx, src, start, dst, at):
-        """dst[at : at + nr] = src[start : start + nr], two vector loads and stores."""
-        sig = numba.types.void(src, numba.types.intp, dst, numba.types.intp)
-
-        def codegen(context, builder, signature, args):
-            s_arr, s_at, d_arr, d_at = args
-            ps = context.make_array(signature.args[0])(context, builder, s_arr).data
-            pd = context.make_array(signature.args[2])(context, builder, d_arr).data
-            for h in range(2):
-                off = ir.Constant(s_at.type, width * h)
-                v = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
-                                                 vec.as_pointer()), align=4)
-                builder.store(v, builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]),
-                                                 vec.as_pointer()), align=4)
-            return context.get_dummy_value()
-        return sig, codegen
+        return jit.numba.types.void(src, intp_t, dst, intp_t), halves
 
     @intrinsic
     def copy_lanes(typingctx, src, start, dst, at, lo):
-        """dst[at + t] = src[start + t] for lo <= t < nr (the other lanes kept): a blend of two
-        vector loads per half."""
-        sig = numba.types.void(src, numba.types.intp, dst, numba.types.intp, numba.types.intp)
+        return (jit.numba.types.void(src, intp_t, dst, intp_t, intp_t),
+                lambda context, builder, signature, args: halves(context, builder, signature,
+                                                                 args, args[4]))
+    return copy_run, copy_lanes
 
-        def codegen(context, builder, signature, args):
-            s_arr, s_at, d_arr, d_at, first = args
-            ps = context.make_array(signature.args[0])(context, builder, s_arr).data
-            pd = context.make_array(signature.args[2])(context, builder, d_arr).data
-            lanes = ir.VectorType(first.type, width)
-            low = builder.insert_element(ir.Constant(lanes, ir.Undefined), first,
-                                         ir.Constant(i32, 0))
-            low = builder.shuffle_vector(low, ir.Constant(lanes, ir.Undefined),
-                                         ir.Constant(ir.VectorType(i32, width), [0] * width))
-            for h in range(2):
-                off = ir.Constant(s_at.type, width * h)
-                index = ir.Constant(lanes, [width * h + t for t in range(width)])
-                take = builder.icmp_signed(">=", index, low)
-                new = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
-                                                   vec.as_pointer()), align=4)
-                where = builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]), vec.as_pointer())
-                builder.store(builder.select(take, new, builder.load(where, align=4)), where,
-                              align=4)
-            return context.get_dummy_value()
-        return sig, codegen
 
+def _packing(width, copy_run, copy_lanes):
+    """pack(xbuf, packed, base, p0, P, L, sample, offsets): the im2col rows (one per reduction
+    index) of positions p0 .. p0 + nr of a batch of P positions, L a sample, into ``packed``;
+    returns 0 when the positions lie in one sample, 1 when in two (lanes < L - p0 % L in the
+    first), 2 otherwise (``base``: each lane's sample offset, -1 past the batch)."""
+    nr = 2 * width
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def pack(xbuf, packed, base, p0, P, L, sample, offsets):
+        s0 = p0 // L
+        l0 = p0 - s0 * L
+        a = L - l0
+        if l0 + nr <= L:
+            for k in range(len(offsets)):
+                copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
+            return 0
+        if nr <= L and p0 + nr <= P:
+            for k in range(len(offsets)):
+                copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
+                copy_lanes(xbuf, (s0 + 1) * sample - a + offsets[k], packed, k * nr, a)
+            return 1
+        for t in range(nr):  # samples shorter than a panel, or the batch's last panel
+            p = p0 + t
+            s = p // L
+            base[t] = s * sample + (p - s * L) if p < P else -1
+        for k in range(len(offsets)):
+            row = packed[k * nr:(k + 1) * nr]
+            for t in range(nr):
+                row[t] = xbuf[base[t] + offsets[k]] if base[t] >= 0 else 0.0
+        return 2
+    return pack
+
+
+def _storing(width):
+    """store(tile, bias, out, base, p0, L, how): out at positions p0 .. p0 + nr = tile + bias,
+    ``how`` as ``pack`` returned it."""
+    nr = 2 * width
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def store(tile, bias, out, base, p0, L, how):
+        s0 = p0 // L
+        l0 = p0 - s0 * L
+        a = L - l0
+        for o in range(out.shape[1]):
+            bo = bias[o]
+            if how == 0:
+                dst = out[s0, o, l0:l0 + nr]
+                for t in range(nr):
+                    dst[t] = tile[o, t] + bo
+            elif how == 1:
+                dst = out[s0, o, l0:]
+                for t in range(a):
+                    dst[t] = tile[o, t] + bo
+                dst = out[s0 + 1, o]
+                for t in range(nr - a):
+                    dst[t] = tile[o, a + t] + bo
+            else:
+                for t in range(nr):
+                    if base[t] >= 0:
+                        s = (p0 + t) // L
+                        out[s, o, p0 + t - s * L] = tile[o, t] + bo
+    return store
+
+
+def _convolution(mr, width, block, pack, store):
+    """run(xbuf, ap, bias, out, n, sample, offsets, L): out (n, O, L) = bias + the convolution of
+    n samples of ``sample`` elements each in xbuf, read at ``offsets`` (one per reduction index)
+    from each output position, ap the weights as panels of mr rows (zero rows past O). Panel by
+    panel of nr positions: pack, then the reduction in slices that stay in L1, every weight panel
+    on each slice, then store."""
+    nr = 2 * width
     kc_max = max(1, _SLICE_BYTES // (4 * nr))
 
-    @numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def run(xbuf, ap, bias, out, n, sample, offsets, L):
-        """out (n, O, L) = bias + the convolution of n samples of ``sample`` elements each in
-        xbuf, read at ``offsets`` (one per reduction index) from each output position; ap holds
-        the weights as panels of mr rows (zero rows past O). Panel by panel of nr positions: the
-        positions' im2col rows packed contiguously, then the reduction in slices that stay in
-        L1, every weight panel on each slice."""
-        K = len(offsets)
-        channels = out.shape[1]
-        panels = ap.shape[0]
-        P = n * L
+        K, panels, P = len(offsets), ap.shape[0], n * L
         packed = numpy.empty(K * nr, numpy.float32)
         tile = numpy.empty((panels * mr, nr), numpy.float32)
         base = numpy.empty(nr, numpy.int64)
         for p0 in range(0, P, nr):
-            s0 = p0 // L
-            l0 = p0 - s0 * L
-            inside = l0 + nr <= L  # one sample's consecutive positions
-            a = L - l0  # else: positions of sample s0 (lanes < a), then of the next sample
-            two = not inside and nr <= L and p0 + nr <= P
-            if inside:
-                for k in range(K):
-                    copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
-            elif two:
-                for k in range(K):
-                    copy_run(xbuf, s0 * sample + l0 + offsets[k], packed, k * nr)
-                    copy_lanes(xbuf, (s0 + 1) * sample - a + offsets[k], packed, k * nr, a)
-            else:  # samples shorter than a panel, or the batch's last panel
-                for t in range(nr):
-                    p = p0 + t
-                    s = p // L
-                    base[t] = s * sample + (p - s * L) if p < P else -1
-                for k in range(K):
-                    row = packed[k * nr:(k + 1) * nr]
-                    off = offsets[k]
-                    for t in range(nr):
-                        row[t] = xbuf[base[t] + off] if base[t] >= 0 else 0.0
+            how = pack(xbuf, packed, base, p0, P, L, sample, offsets)
             tile[:, :] = 0.0
             for k0 in range(0, K, kc_max):
                 kc = min(kc_max, K - k0)
                 b = packed[k0 * nr:(k0 + kc) * nr]
                 for i in range(panels):
                     block(ap[i, k0 * mr:(k0 + kc) * mr], b, tile[i * mr:], kc, 1, mr, nr, nr)
-            for o in range(channels):
-                bo = bias[o]
-                if inside:
-                    dst = out[s0, o, l0:l0 + nr]
-                    for t in range(nr):
-                        dst[t] = tile[o, t] + bo
-                elif two:
-                    dst = out[s0, o, l0:]
-                    for t in range(a):
-                        dst[t] = tile[o, t] + bo
-                    dst = out[s0 + 1, o]
-                    for t in range(nr - a):
-                        dst[t] = tile[o, a + t] + bo
-                else:
-                    for t in range(nr):
-                        if base[t] >= 0:
-                            p = p0 + t
-                            s = p // L
-                            out[s, o, p - s * L] = tile[o, t] + bo
-    @numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+            store(tile, bias, out, base, p0, L, how)
+    return run
+
+
+def _product(mr, width, block):
+    """product(a, b, c): c += a b for row-major a (M, R), b (R, N), c (M, N), M a multiple of mr
+    and N of nr: column panel by column panel, the reduction in slices whose b rows stay in L1."""
+    nr = 2 * width
+    kc_max = max(1, _SLICE_BYTES // (4 * nr))
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def product(a, b, c):
-        """c += a b for row-major a (M, R), b (R, N), c (M, N), M a multiple of mr and N of nr:
-        column panel by column panel, the reduction in slices whose b rows stay in L1."""
         M, R = a.shape
         N = b.shape[1]
         af, bf, cf = a.reshape(-1), b.reshape(-1), c.reshape(-1)
@@ -257,7 +287,7 @@ def _build(mr, width):
                 kc = min(kc_max, R - r0)
                 for i in range(0, M, mr):
                     block(af[i * R + r0:], bf[r0 * N + j0:], cf[i * N + j0:], kc, R, 1, N, N)
-    return run, product
+    return product
 
 
 def pack_weights(W, mr):
