@@ -249,7 +249,7 @@ def _grad_w_packed_slice(x, gy, g):
             m = min(nb, n - n0)
             col = numpy.zeros((rows, m * g.L), dtype=numpy.float32)
             gyt = numpy.zeros((m * g.L, cols), dtype=numpy.float32)
-            targets = gyt.reshape(m, g.OH, g.Wq if g.rows else g.OW, cols)[:, :, :g.OW, :g.O]
+            targets = gyt.reshape(m, g.OH, g.Wq, cols)[:, :, :g.OW, :g.O]  # full-row layout
         _fill_col(col[:g.K], xbuf, g, n0, m)
         numpy.copyto(targets, gy[n0:n0 + m].transpose(0, 2, 3, 1))
         microkernel.product_into(col, gyt, gWt)
