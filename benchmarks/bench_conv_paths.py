@@ -11,7 +11,7 @@ Medians of --repeats calls after one warm-up, on the wall clock; both paths in t
 import numpy
 
 from branchynet import benchmark
-from branchynet.fast import conv
+from branchynet.fast import conv, layout
 
 p = benchmark.parser(__doc__)
 p.add_argument("--repeats", type=int, default=9)
@@ -53,10 +53,10 @@ def main():
     for name, N, C, H, n_out, k, pad in SHAPES:
         W = rng.standard_normal((n_out, C, k, k), dtype=numpy.float32)
         x = rng.standard_normal((N, C, H, H), dtype=numpy.float32)
-        g = conv._Geom(x.shape, W.shape, (1, 1), (pad, pad))
+        g = layout.Geom(x.shape, W.shape, (1, 1), (pad, pad))
         gy = rng.standard_normal((N, n_out, g.OH, g.OW), dtype=numpy.float32)
         Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        gf = conv._Geom(gy.shape, Wf.shape, (1, 1), (k - 1 - pad, k - 1 - pad))
+        gf = layout.Geom(gy.shape, Wf.shape, (1, 1), (k - 1 - pad, k - 1 - pad))
         fns = {"corr": lambda: conv._forward(gy, Wf, None, gf),
                "col2im": lambda: conv._col2im_grad_x(W, gy, g, numpy.float32),
                "per_sample": lambda: conv._grad_w_slice(x, gy, g, True),

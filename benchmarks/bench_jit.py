@@ -16,7 +16,7 @@ import numpy
 
 from branchynet import benchmark
 from branchynet.fast import conv as fconv
-from branchynet.fast import jit
+from branchynet.fast import jit, layout
 from branchynet.fast import pooling as fpool
 
 
@@ -72,12 +72,12 @@ def main(args):
             x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
             W = rng.standard_normal((n_out, C, k, k), dtype=numpy.float32)
             b = rng.standard_normal(n_out, dtype=numpy.float32)
-            g = fconv._Geom(x.shape, W.shape, (1, 1), (p, p))
-            xbuf = fconv._padded(x, g)
+            g = layout.Geom(x.shape, W.shape, (1, 1), (p, p))
+            xbuf = layout.padded(x, g)
             y = numpy.empty((n, n_out, g.L), numpy.float32)
             ref = fconv.conv2d_numpy(x, W, b, 1, p)
             jit.conv_direct(xbuf, W, b, y, g)
-            assert numpy.allclose(fconv._output(y, g), ref, rtol=1e-4, atol=1e-4)
+            assert numpy.allclose(layout.output(y, g), ref, rtol=1e-4, atol=1e-4)
             calls = args.calls if n == 1 else 1
             t = benchmark.time_interleaved({"jit": lambda: jit.conv_direct(xbuf, W, b, y, g),
                                          "numpy": lambda: fconv.conv2d_numpy(x, W, b, 1, p)},

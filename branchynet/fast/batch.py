@@ -10,7 +10,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet.fast import conv as fconv
-from branchynet.fast import jit, threads
+from branchynet.fast import halving, jit, layout, threads
 from branchynet.fast import pooling as fpool
 from branchynet.model import layers as blayers
 from branchynet.model import links as blinks
@@ -34,14 +34,14 @@ def conv_direct(x, W, b, pad):
     padded full-row buffer, the batch split over the kernel threads; a full-row output view."""
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
-    g = fconv._geom(x.shape, W.shape, (1, 1), fconv._pair(pad))
-    xbuf = fconv._padded(x, g)
+    g = layout.geom(x.shape, W.shape, (1, 1), layout.pair(pad))
+    xbuf = layout.padded(x, g)
     ypad = numpy.empty((g.N, g.O, g.L), dtype=x.dtype)
     span = g.C * g.plane
     threads.run(lambda n0, n1: jit.conv_direct(xbuf[n0 * span:n1 * span + g.kw], W, b,
                                                ypad[n0:n1], g, n1 - n0),
                 threads.parts(g.N, (span + g.O * g.L) * x.dtype.itemsize))
-    return fconv._output(ypad, g)
+    return layout.output(ypad, g)
 
 
 def _linear(link):
@@ -96,18 +96,21 @@ def pool_sizes(shape, layer):
     _, C, H, W = shape
     is_max = isinstance(layer, blayers.MaxPool)
     cover_all = layer.cover_all if is_max else False
-    k = fconv._pair(layer.ksize)
-    st = fconv._pair(layer.ksize if layer.stride is None else layer.stride)
-    p = fconv._pair(layer.pad)
+    k = layout.pair(layer.ksize)
+    st = layout.pair(layer.ksize if layer.stride is None else layer.stride)
+    p = layout.pair(layer.pad)
     OH = fpool._out_size(H, k[0], st[0], p[0], cover_all)
     OW = fpool._out_size(W, k[1], st[1], p[1], cover_all)
     return k, st, p, cover_all, (1, C, OH, OW)
 
 
 def max_pool_function(layer, relu):
-    """Max pooling of a batch, with the ReLU after it when ``relu``: one compiled call for a small
-    batch (``jit.pool_applies``), else the numpy pooling (and an in-place ReLU)."""
+    """Max pooling of a batch, with the ReLU after it when ``relu``: 2 x 2 windows of stride 2 on
+    vector code (``halving``), others in one compiled call for a small batch
+    (``jit.pool_applies``), else the numpy pooling (and an in-place ReLU)."""
     def run(x):
+        if halving.applies(x, layer.ksize, layer.stride, layer.pad):
+            return halving.max_pool(x, layer.cover_all, relu)
         (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = pool_sizes(x.shape, layer)
         if jit.pool_applies(x.shape, x.dtype):
             return jit.max_pool(x, numpy.empty((len(x), C, OH, OW), dtype=x.dtype),

@@ -21,7 +21,7 @@ import functools
 
 import numpy
 
-from branchynet.fast import calibration, jit, microkernel, threads
+from branchynet.fast import calibration, jit, layout, microkernel, threads
 
 __all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
 
@@ -30,106 +30,8 @@ __all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
 _CHUNK_BYTES = 1 << 20
 
 
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        a, b = v
-        return int(a), int(b)
-    v = int(v)
-    return v, v
-
-
-def _out_size(size, k, s, p):
-    out = (size + 2 * p - k) // s + 1
-    if out <= 0:
-        raise ValueError("convolution output size would be %d (input %d, kernel %d, stride %d, "
-                         "pad %d)" % (out, size, k, s, p))
-    return out
-
-
 def _chunk(n, col_bytes_per_sample):
     return max(1, min(n, _CHUNK_BYTES // max(1, col_bytes_per_sample)))
-
-
-def _view(buf, offset, shape, strides):
-    """A strided view of the flat array ``buf`` (offset and strides in elements)."""
-    it = buf.itemsize
-    return numpy.ndarray(shape, buf.dtype, buf, offset * it, tuple(s * it for s in strides))
-
-
-class _Geom(object):
-    """Sizes of one convolution; ``rows`` selects the stride-1 full-row layout."""
-
-    __slots__ = ("N", "C", "H", "W", "O", "kh", "kw", "sy", "sx", "ph", "pw", "OH", "OW",
-                 "rows", "Hp", "Wq", "plane", "L", "K")
-
-    def __init__(self, x_shape, w_shape, stride, pad):
-        self.N, self.C, self.H, self.W = x_shape
-        self.O, _, self.kh, self.kw = w_shape
-        self.sy, self.sx = stride
-        self.ph, self.pw = pad
-        self.OH = _out_size(self.H, self.kh, self.sy, self.ph)
-        self.OW = _out_size(self.W, self.kw, self.sx, self.pw)
-        self.K = self.C * self.kh * self.kw
-        self.rows = self.sy == 1 and self.sx == 1
-        self.Hp = self.H + 2 * self.ph
-        if self.rows:
-            # Row pitch W + pw: the left padding of row r+1 doubles as the right padding of row r
-            # (wider only when pw >= kw, so that a row still holds OW outputs).
-            self.Wq = max(self.W + self.pw, self.W + 2 * self.pw - self.kw + 1)
-            self.L = self.OH * self.Wq  # columns per sample, the last Wq - OW of each row unused
-        else:
-            self.Wq = self.W + 2 * self.pw
-            self.L = self.OH * self.OW
-        self.plane = self.Hp * self.Wq
-
-
-_geoms = {}
-
-
-def _geom(x_shape, w_shape, stride, pad):
-    """The _Geom of these sizes, built once: at batch 1 building it costs as much as the GEMM."""
-    key = (x_shape, w_shape, stride, pad)
-    g = _geoms.get(key)
-    if g is None:
-        if len(_geoms) >= 256:
-            _geoms.clear()
-        g = _geoms[key] = _Geom(x_shape, w_shape, stride, pad)
-    return g
-
-
-def _padded_buffer(n, g, dtype, tail=0):
-    """A flat zero buffer for n samples laid out as g describes (planes of Hp x Wq, and a zero tail
-    that the last windows read, ``tail`` elements longer), with the (n, C, H, W) view of where the
-    data goes."""
-    n_el = n * g.C * g.plane
-    buf = numpy.zeros(n_el + g.kw + tail, dtype=dtype)
-    interior = buf[:n_el].reshape(n, g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
-    return buf, interior
-
-
-def _padded(x, g, tail=0):
-    """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat."""
-    buf, interior = _padded_buffer(len(x), g, x.dtype, tail)
-    interior[...] = x
-    return buf
-
-
-def _col_view(xbuf, g, n0, m):
-    """The im2col matrix of samples n0..n0+m as a strided view of the padded buffer: (C, kh, kw,
-    m, L) for the full-row layout, (C, kh, kw, m, OH, OW) otherwise; reshaped to (K, m * L)."""
-    C, kh, kw = g.C, g.kh, g.kw
-    if g.rows:
-        return _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.L),
-                     (g.plane, g.Wq, 1, C * g.plane, 1))
-    return _view(xbuf, n0 * C * g.plane, (C, kh, kw, m, g.OH, g.OW),
-                 (g.plane, g.Wq, 1, C * g.plane, g.Wq * g.sy, g.sx))
-
-
-def _fill_col(col, xbuf, g, n0, m):
-    """Write the im2col matrix of samples n0..n0+m into col, shape (K, m * L) (rows may be a
-    view into a larger buffer)."""
-    src = _col_view(xbuf, g, n0, m)
-    numpy.copyto(col.reshape(src.shape), src)
 
 
 def _gy_chunk(gyc, gy, g, n0, m):
@@ -151,14 +53,6 @@ def _with_bias(W2, b, dtype):
     return numpy.concatenate([W2, b.astype(dtype, copy=False).reshape(-1, 1)], axis=1)
 
 
-def _output(ypad, g):
-    """y (N, O, OH, OW) as a view of the GEMM's output, which the full-row layout computes at the
-    padded row pitch Wq: the unused columns are left in place, not copied out."""
-    if g.rows:
-        return ypad.reshape(-1, g.O, g.OH, g.Wq)[:, :, :, :g.OW]
-    return ypad.reshape(-1, g.O, g.OH, g.OW)
-
-
 def _split(g, dtype, fn):
     """fn(n0, n1) over slices of the batch on the fast kernels' threads (threads.py)."""
     per_sample = (g.C * g.plane + g.O * g.L) * dtype.itemsize
@@ -173,13 +67,14 @@ def _forward(x, W, b, g):
 def _forward_path(x, W, g):
     """"direct" (the compiled direct convolution, ``jit.conv_direct``: float32, stride 1),
     "packed" (the register-blocked micro-kernel, ``microkernel``: float32, stride 1, AVX2 or
-    AVX-512) or "gemm" (im2col and GEMM), timed on this machine; by default (timing off) direct
+    AVX-512), "unpacked" (the same micro-kernel reading the padded input in place) or "gemm"
+    (im2col and GEMM), timed on this machine; by default (timing off) direct
     for short columns and few output channels (``jit.DIRECT_MAX_K_BATCH``,
     ``jit.DIRECT_MAX_O_BATCH``), else gemm."""
     if not (g.rows and jit.available() and x.dtype == W.dtype == numpy.float32):
         return "gemm"
     short = g.K <= jit.DIRECT_MAX_K_BATCH and g.O <= jit.DIRECT_MAX_O_BATCH
-    paths = ("gemm", "direct") + (("packed",) if microkernel.available() else ())
+    paths = ("gemm", "direct") + (("packed", "unpacked") if microkernel.available() else ())
     return _choose("forward", g, "direct" if short else "gemm", {
         path: lambda n, path=path: _run_forward(x[:n], W, None, _sub(g, n), path)
         for path in paths})
@@ -191,23 +86,23 @@ def _run_forward(x, W, b, g, path):
     if path == "direct":
         Wc = numpy.ascontiguousarray(W)
         bc = numpy.zeros(g.O, dtype) if b is None else b.astype(dtype, copy=False)
-        _split(g, dtype, lambda n0, n1: jit.conv_direct(_padded(x[n0:n1], g), Wc, bc, ypad[n0:n1],
-                                                        g, n1 - n0))
-    elif path == "packed":
-        tail = microkernel.TAIL
-        _split(g, dtype, lambda n0, n1: microkernel.conv_forward(
-            _padded(x[n0:n1], g, tail), W, b, ypad[n0:n1], g, n1 - n0))
+        _split(g, dtype, lambda n0, n1: jit.conv_direct(layout.padded(x[n0:n1], g), Wc, bc,
+                                                        ypad[n0:n1], g, n1 - n0))
+    elif path in ("packed", "unpacked"):
+        kernel = getattr(microkernel, "conv_forward" + ("_unpacked" if path == "unpacked" else ""))
+        _split(g, dtype, lambda n0, n1: kernel(
+            layout.padded(x[n0:n1], g, microkernel.TAIL), W, b, ypad[n0:n1], g, n1 - n0))
     else:
         Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
         _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))
-    return _output(ypad, g)
+    return layout.output(ypad, g)
 
 
 def _forward_slice(x, Wb, g, ypad):
     """ypad (n, O, L) = conv(x) + b for a slice of the batch, chunk by chunk: one im2col copy per
     chunk, then a GEMM per sample writing straight into that sample's output."""
     dtype, n, rows = x.dtype, len(x), Wb.shape[1]
-    xbuf = _padded(x, g)
+    xbuf = layout.padded(x, g)
     nb = _chunk(n, g.K * g.L * dtype.itemsize)
     col = None
     for n0 in range(0, n, nb):
@@ -215,7 +110,7 @@ def _forward_slice(x, Wb, g, ypad):
         if col is None or col.shape[1] != m * g.L:
             col = numpy.empty((rows, m * g.L), dtype=dtype)
             col[g.K:] = 1  # the bias row, if any
-        _fill_col(col[:g.K], xbuf, g, n0, m)
+        layout.fill_col(col[:g.K], xbuf, g, n0, m)
         numpy.matmul(Wb, col.reshape(rows, m, g.L).transpose(1, 0, 2), out=ypad[n0:n0 + m])
 
 
@@ -239,7 +134,7 @@ def _grad_w_packed_slice(x, gy, g):
     matrix (K, m * L) times gy's chunk laid out (m * L, O) (zero at the unused columns of the
     full-row layout), the reduction over positions."""
     n = len(x)
-    xbuf = _padded(x, g)
+    xbuf = layout.padded(x, g)
     nb = _chunk(n, g.K * g.L * x.dtype.itemsize)
     rows, cols = microkernel.product_shape(g.K, g.O)
     gWt = numpy.zeros((rows, cols), dtype=numpy.float32)
@@ -250,7 +145,7 @@ def _grad_w_packed_slice(x, gy, g):
             col = numpy.zeros((rows, m * g.L), dtype=numpy.float32)
             gyt = numpy.zeros((m * g.L, cols), dtype=numpy.float32)
             targets = gyt.reshape(m, g.OH, g.Wq, cols)[:, :, :g.OW, :g.O]  # full-row layout
-        _fill_col(col[:g.K], xbuf, g, n0, m)
+        layout.fill_col(col[:g.K], xbuf, g, n0, m)
         numpy.copyto(targets, gy[n0:n0 + m].transpose(0, 2, 3, 1))
         microkernel.product_into(col, gyt, gWt)
     return gWt[:g.K, :g.O]
@@ -262,7 +157,7 @@ def _grad_w_slice(x, gy, g, per_sample):
     measured first), or one GEMM per chunk, gW^T = col gy^T (which OpenBLAS runs 20-60% faster
     than gy col^T); benchmarks/bench_conv_paths.py times both."""
     dtype, n = x.dtype, len(x)
-    xbuf = _padded(x, g)
+    xbuf = layout.padded(x, g)
     nb = _chunk(n, g.K * g.L * dtype.itemsize)
     gWt = numpy.zeros((g.K, g.O), dtype=dtype)
     m = 0
@@ -272,9 +167,9 @@ def _grad_w_slice(x, gy, g, per_sample):
             col = numpy.empty((g.K, m * g.L), dtype=dtype)
             gyc = numpy.zeros((m, g.O, g.L) if per_sample else (g.O, m * g.L), dtype=dtype)
             tmp = numpy.empty((m, g.K, g.O) if per_sample else (g.K, g.O), dtype=dtype)
-        _fill_col(col, xbuf, g, n0, m)
+        layout.fill_col(col, xbuf, g, n0, m)
         if per_sample:
-            _output(gyc, g)[...] = gy[n0:n0 + m]
+            layout.output(gyc, g)[...] = gy[n0:n0 + m]
             numpy.matmul(col.reshape(g.K, m, g.L).transpose(1, 0, 2), gyc.transpose(0, 2, 1),
                          out=tmp)
             gWt += tmp.sum(axis=0)
@@ -307,7 +202,7 @@ def grad_x(W, gy, g, x_dtype):
 
 def _corr_grad_x(W, gy, g, x_dtype):
     Wf = numpy.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], dtype=gy.dtype)
-    gf = _geom(gy.shape, Wf.shape, (1, 1), (g.kh - 1 - g.ph, g.kw - 1 - g.pw))
+    gf = layout.geom(gy.shape, Wf.shape, (1, 1), (g.kh - 1 - g.ph, g.kw - 1 - g.pw))
     return _forward(gy, Wf, None, gf).astype(x_dtype, copy=False)
 
 
@@ -336,16 +231,17 @@ def _col2im_slice(Wt, gy, g, gx, packed):
             cols = microkernel.product_shape(1, m * g.L)[1] if packed else m * g.L
             gyc = numpy.zeros((g.O, cols), dtype=dtype)
             gcol = numpy.empty((len(Wt), cols), dtype=dtype)
-            gxb, interior = _padded_buffer(m, g, dtype)
+            gxb, interior = layout.padded_buffer(m, g, dtype)
             used = gcol[:g.K, :m * g.L]
             if g.rows:
                 blocks = used.reshape(kh * kw, C, m, g.L)
-                targets = [_view(gxb, i * g.Wq + j, (C, m, g.L), (g.plane, C * g.plane, 1))
+                targets = [layout.view(gxb, i * g.Wq + j, (C, m, g.L),
+                                       (g.plane, C * g.plane, 1))
                            for i in range(kh) for j in range(kw)]
             else:
                 blocks = used.reshape(kh * kw, C, m, g.OH, g.OW)
-                targets = [_view(gxb, i * g.Wq + j, (C, m, g.OH, g.OW),
-                                 (g.plane, C * g.plane, g.Wq * g.sy, g.sx))
+                targets = [layout.view(gxb, i * g.Wq + j, (C, m, g.OH, g.OW),
+                                       (g.plane, C * g.plane, g.Wq * g.sy, g.sx))
                            for i in range(kh) for j in range(kw)]
         _gy_chunk(gyc[:, :m * g.L], gy, g, n0, m)
         if packed:
@@ -373,7 +269,7 @@ _CALIBRATION_SAMPLES = 1024
 
 
 def _sub(g, n):
-    return _geom((n, g.C, g.H, g.W), (g.O, g.C, g.kh, g.kw), (g.sy, g.sx), (g.ph, g.pw))
+    return layout.geom((n, g.C, g.H, g.W), (g.O, g.C, g.kh, g.kw), (g.sy, g.sx), (g.ph, g.pw))
 
 
 def _choose(what, g, default, candidates):
@@ -391,9 +287,9 @@ def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     """Plain-numpy forward of ``convolution_2d`` (NCHW); the kernel the FunctionNode runs."""
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
-    return _forward(x, W, b, _geom(x.shape, W.shape, _pair(stride), _pair(pad)))
+    return _forward(x, W, b, layout.geom(x.shape, W.shape, layout.pair(stride), layout.pair(pad)))
 
 
 def supports(link):
     """Whether the fast kernel computes this ``L.Convolution2D`` (no groups, no dilation)."""
-    return link.groups == 1 and _pair(link.dilate) == (1, 1)
+    return link.groups == 1 and layout.pair(link.dilate) == (1, 1)

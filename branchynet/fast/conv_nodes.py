@@ -7,7 +7,8 @@ import numpy
 import chainer
 from chainer import function_node
 
-from branchynet.fast.conv import _forward, _geom, _pair, bias_grad, grad_w, grad_x
+from branchynet.fast.conv import _forward, bias_grad, grad_w, grad_x
+from branchynet.fast.layout import geom, pair
 
 __all__ = ["convolution_2d"]
 
@@ -37,7 +38,7 @@ class Convolution2D(function_node.FunctionNode):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
         b = inputs[2] if len(inputs) == 3 else None
-        y = _forward(x, W, b, _geom(x.shape, W.shape, self.stride, self.pad))
+        y = _forward(x, W, b, geom(x.shape, W.shape, self.stride, self.pad))
         if self.relu:
             numpy.maximum(y, 0, out=y)
             self._active = y > 0
@@ -104,7 +105,7 @@ class Convolution2DGradX(_Gradient):
     """gx = conv^T(gy, W), the input gradient (bilinear in W and gy)."""
 
     def _compute(self, W, gy):
-        return grad_x(W, gy, _geom(self.shape, W.shape, self.stride, self.pad), self.dtype)
+        return grad_x(W, gy, geom(self.shape, W.shape, self.stride, self.pad), self.dtype)
 
     def _other(self, *args):
         return Convolution2DGradW(*args)
@@ -117,7 +118,7 @@ class Convolution2DGradW(_Gradient):
     """gW = correlation of x with gy, the weight gradient (bilinear in x and gy)."""
 
     def _compute(self, x, gy):
-        return grad_w(x, gy, _geom(x.shape, self.shape, self.stride, self.pad), self.dtype)
+        return grad_w(x, gy, geom(x.shape, self.shape, self.stride, self.pad), self.dtype)
 
     def _other(self, *args):
         return Convolution2DGradX(*args)
@@ -131,5 +132,5 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
     inputs, followed by ``F.relu`` when ``relu``; ``branchynet.fast.switch`` decides when it
     runs."""
     args = (x, W) if b is None else (x, W, b)
-    y, = Convolution2D(_pair(stride), _pair(pad), relu).apply(args)
+    y, = Convolution2D(pair(stride), pair(pad), relu).apply(args)
     return y

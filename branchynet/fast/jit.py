@@ -5,7 +5,7 @@ pooling is a few numpy calls (im2col copy, GEMM, bias; strided maxima, ReLU) who
 outweighs the arithmetic. Two kernels here do one such layer in one call:
 
 * ``conv_direct``: a direct convolution (no im2col) on the zero-padded input laid out as
-  ``conv.py``'s stride-1 "full-row" buffer, for one sample or a batch: for each output channel and
+  ``layout.py``'s stride-1 "full-row" buffer, for one sample or a batch: for each output channel and
   kernel offset, one multiply-add of a contiguous run of the padded input into the output row block,
   which LLVM vectorises. It beats im2col + OpenBLAS while the im2col column is short
   (``DIRECT_MAX_K``, from timing both on the networks' layer shapes; ``benchmarks/bench_jit.py``).
@@ -229,8 +229,8 @@ def entropy_one(logits):
 
 def conv_direct(xflat, W, b, out, g, n=None):
     """The direct convolution of ``n`` samples (default ``g.N``) held in ``xflat`` (a flat padded
-    buffer as ``conv._padded_buffer`` makes, laid out as the stride-1 ``conv._Geom`` g) into
-    ``out`` (n, O, g.L), the full-row output that ``conv._output`` views."""
+    buffer as ``layout.padded_buffer`` makes, laid out as the stride-1 ``layout.Geom`` g) into
+    ``out`` (n, O, g.L), the full-row output that ``layout.output`` views."""
     if b is None:
         b = numpy.zeros(W.shape[0], dtype=W.dtype)
     _conv_direct(xflat, W, b, out, g.N if n is None else n, g.C, g.plane, g.Wq, g.L)

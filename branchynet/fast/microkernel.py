@@ -1,6 +1,6 @@
-"""Convolution products on a register-blocked micro-kernel written in LLVM vector code (through a
-Numba intrinsic): the "packed" paths of ``conv`` (the forward, so also the input gradient's
-correlation, and the weight gradient).
+"""Convolution products on a register-blocked micro-kernel written in LLVM vector code
+(``vector_ir``): the "packed" and "unpacked" paths of ``conv`` (the forward, so also the input
+gradient's correlation, and the weight gradient).
 
 Why: im2col + OpenBLAS runs well below OpenBLAS's own GEMM rate, and that rate well below what
 oneDNN's convolutions reach on an AVX-512 Xeon (docs/fast_cpu.md, "Against PyTorch"). Numba's
@@ -9,7 +9,9 @@ vector code does. The kernel keeps an MR x NR block of outputs (NR = two vectors
 AVX-512, 16 with AVX2) in registers while it runs over a slice of the reduction that stays in L1,
 reading one operand as MR broadcast scalars per step and the other as two vectors. For the
 forward, weights are packed in panels of MR rows and the input panel of NR positions is the
-im2col copy itself, so packing costs what im2col cost.
+im2col copy itself, so packing costs what im2col cost; the unpacked forward reads each reduction
+row where it lies in the padded input (a shifted run of it), which saves the copy where the
+reduction is short (few input channels) and the input stays in cache.
 
 Float32 only, x86-64 with AVX2 + FMA or AVX-512 (``why_not`` says why elsewhere). Results equal
 im2col + GEMM within float32 rounding (another summation order); ``conv`` times these paths
@@ -19,29 +21,10 @@ import threading
 
 import numpy
 
-from branchynet.fast import jit
+from branchynet.fast import jit, vector_ir
 
 __all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
-           "conv_forward", "product_shape", "product_into", "TAIL"]
-
-_why_not = jit.why_not()
-_width = None
-if _why_not is None:
-    try:
-        import llvmlite.binding as llvm
-        from llvmlite import ir
-        from numba.core import cgutils
-        from numba.extending import intrinsic
-        _features = llvm.get_host_cpu_features()
-    except Exception as err:  # an llvmlite without these calls: the other paths do the work
-        _why_not = "LLVM host features unavailable (%s)" % type(err).__name__
-    else:
-        if _features.get("avx512f"):
-            _width = 16
-        elif _features.get("avx2") and _features.get("fma"):
-            _width = 8
-        else:
-            _why_not = "the CPU has neither AVX-512 nor AVX2 with FMA"
+           "conv_forward", "conv_forward_unpacked", "product_shape", "product_into", "TAIL"]
 
 # Bytes of one reduction slice of an input panel: it stays in L1 while every weight panel uses it.
 _SLICE_BYTES = 24 << 10
@@ -50,8 +33,8 @@ TAIL = 32
 
 
 def why_not():
-    """Why the packed path cannot run here, or None."""
-    return _why_not or jit.why_not()
+    """Why the micro-kernel paths cannot run here, or None."""
+    return vector_ir.why_not()
 
 
 def available():
@@ -60,18 +43,17 @@ def available():
 
 def vector_width():
     """Floats per vector of the kernels on this CPU (16: AVX-512, 8: AVX2), or None."""
-    return _width if available() else None
+    return vector_ir.vector_width()
 
 
 def rows_per_panel(channels, width=None):
     """MR: the weight panel height that wastes fewest padded rows for this many output channels
     (the larger on ties), within the register budget (2 MR accumulators: 8 rows with AVX-512, 6
     with AVX2)."""
-    top = 8 if (width or _width) == 16 else 6
+    top = 8 if (width or vector_ir.vector_width()) == 16 else 6
     return min(range(4, top + 1), key=lambda mr: (-(-channels // mr) * mr, -mr))
 
 
-_I32 = ir.IntType(32) if _why_not is None else None
 _kernels = {}
 _lock = threading.Lock()  # the kernel threads of one call may ask for a kernel together
 
@@ -86,98 +68,45 @@ def _kernel(mr, width):
 
 
 def _build(mr, width):
-    block = _block(mr, width)
-    pack = _packing(width, *_copies(width))
-    return _convolution(mr, width, block, pack, _storing(width)), _product(mr, width, block)
+    block = vector_ir.block(mr, width)
+    pack = _packing(width, *vector_ir.copies(width))
+    return (_convolution(mr, width, block, pack, _storing(width)), _product(mr, width, block),
+            _unpacked(mr, width, vector_ir.inplace_block(mr, width)))
 
 
-def _vector(width):
-    return ir.VectorType(ir.FloatType(), width)
+def _unpacked(mr, width, dblock):
+    """run(xbuf, ap, bias, out, n, sample, offsets, L): as ``_convolution``'s run, without
+    packing: sample by sample, each panel of nr positions read where it lies (the last one of a
+    sample reads up to nr - 1 positions past it, into the next sample or the buffer's tail). A
+    panel of whole rows and positions is stored straight into the output; a partial one (the
+    last positions of a sample, weight rows past O) through a tile, only its own part."""
+    nr = 2 * width
 
-
-def _splat(builder, value, width):
-    """A vector of ``width`` copies of a scalar."""
-    lanes = ir.VectorType(value.type, width)
-    one = builder.insert_element(ir.Constant(lanes, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(lanes, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, width), [0] * width))
-
-
-def _data(context, builder, array_type, value):
-    return context.make_array(array_type)(context, builder, value).data
-
-
-def _block(mr, width):
-    """The micro-kernel: block(a, b, c, k, sa, sk, ldb, ldc) does c[r * ldc : r * ldc + nr] +=
-    sum over k of a[r * sa + k * sk] * b[k * ldb : k * ldb + nr] for r < mr, its accumulators in
-    registers for the whole loop (allocas that LLVM promotes)."""
-    vec, intp_t = _vector(width), jit.numba.types.intp
-
-    @intrinsic
-    def block(typingctx, a, b, c, k, sa, sk, ldb, ldc):
-        def codegen(context, builder, signature, args):
-            count, sa_v, sk_v, ldb_v, ldc_v = args[3:]
-            pa, pb, pc = (_data(context, builder, t, v) for t, v in zip(signature.args, args[:3]))
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v%df32" % width)
-            intp = count.type
-            slots = [cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * width))
-                     for _ in range(2 * mr)]
-            with cgutils.for_range(builder, count) as loop:
-                kb, ka = builder.mul(loop.index, ldb_v), builder.mul(loop.index, sk_v)
-                bv = [builder.load(builder.bitcast(
-                    builder.gep(pb, [builder.add(kb, ir.Constant(intp, width * h))]),
-                    vec.as_pointer()), align=4) for h in range(2)]
-                for r in range(mr):
-                    av = _splat(builder, builder.load(builder.gep(
-                        pa, [builder.add(ka, builder.mul(ir.Constant(intp, r), sa_v))])), width)
-                    for h in range(2):
-                        slot = slots[2 * r + h]
-                        builder.store(builder.call(fma, [av, bv[h], builder.load(slot)]), slot)
-            for r in range(mr):
-                for h in range(2):
-                    off = builder.add(builder.mul(ir.Constant(intp, r), ldc_v),
-                                      ir.Constant(intp, width * h))
-                    ptr = builder.bitcast(builder.gep(pc, [off]), vec.as_pointer())
-                    total = builder.fadd(builder.load(ptr, align=4), builder.load(slots[2 * r + h]))
-                    builder.store(total, ptr, align=4)
-            return context.get_dummy_value()
-        return jit.numba.types.void(a, b, c, intp_t, intp_t, intp_t, intp_t, intp_t), codegen
-    return block
-
-
-def _copies(width):
-    """copy_run(src, start, dst, at): dst[at : at + nr] = src[start : start + nr], two vector
-    loads and stores; copy_lanes(src, start, dst, at, lo): the same for lanes lo <= t < nr only
-    (the others kept, by a blend)."""
-    vec, intp_t = _vector(width), jit.numba.types.intp
-
-    def halves(context, builder, signature, args, lo=None):
-        ps, pd = (_data(context, builder, signature.args[i], args[i]) for i in (0, 2))
-        s_at, d_at = args[1], args[3]
-        for h in range(2):
-            off = ir.Constant(s_at.type, width * h)
-            new = builder.load(builder.bitcast(builder.gep(ps, [builder.add(s_at, off)]),
-                                               vec.as_pointer()), align=4)
-            where = builder.bitcast(builder.gep(pd, [builder.add(d_at, off)]), vec.as_pointer())
-            if lo is not None:
-                index = ir.Constant(ir.VectorType(lo.type, width),
-                                    [width * h + t for t in range(width)])
-                take = builder.icmp_signed(">=", index, _splat(builder, lo, width))
-                new = builder.select(take, new, builder.load(where, align=4))
-            builder.store(new, where, align=4)
-        return context.get_dummy_value()
-
-    @intrinsic
-    def copy_run(typingctx, src, start, dst, at):
-        return jit.numba.types.void(src, intp_t, dst, intp_t), halves
-
-    @intrinsic
-    def copy_lanes(typingctx, src, start, dst, at, lo):
-        return (jit.numba.types.void(src, intp_t, dst, intp_t, intp_t),
-                lambda context, builder, signature, args: halves(context, builder, signature,
-                                                                 args, args[4]))
-    return copy_run, copy_lanes
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def run(xbuf, ap, bias, out, n, sample, offsets, L):
+        panels, channels = ap.shape[0], out.shape[1]
+        rows = panels * mr
+        padded_bias = numpy.zeros(rows, numpy.float32)
+        padded_bias[:channels] = bias
+        tile = numpy.empty((rows, nr), numpy.float32)
+        whole = channels // mr  # panels whose rows are all output channels
+        for s in range(n):
+            flat = out[s].reshape(-1)
+            for p0 in range(0, L, nr):
+                at = s * sample + p0
+                m = min(nr, L - p0)
+                for i in range(panels):
+                    if i < whole and m == nr:
+                        dblock(ap[i], padded_bias[i * mr:], xbuf, offsets,
+                               flat[i * mr * L + p0:], at, L)
+                        continue
+                    dblock(ap[i], padded_bias[i * mr:], xbuf, offsets, tile[i * mr:], at, nr)
+                    for o in range(i * mr, min(channels, (i + 1) * mr)):
+                        dst = out[s, o, p0:p0 + m]
+                        src = tile[o]
+                        for t in range(m):
+                            dst[t] = src[t]
+    return run
 
 
 def _packing(width, copy_run, copy_lanes):
@@ -311,7 +240,7 @@ def conv_forward(xbuf, W, b, out, g, n, width=None):
     """out (n, O, g.L) = conv + bias for n samples in the flat padded buffer xbuf (``conv``'s
     full-row layout of the stride-1 geometry g, with ``TAIL`` more floats of tail); ``width``
     picks the vector width (tests run the AVX2 geometry on AVX-512 machines too)."""
-    width = width or _width
+    width = width or vector_ir.vector_width()
     mr = rows_per_panel(g.O, width)
     bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
     _kernel(mr, width)[0](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
@@ -319,10 +248,20 @@ def conv_forward(xbuf, W, b, out, g, n, width=None):
     return out
 
 
+def conv_forward_unpacked(xbuf, W, b, out, g, n, width=None):
+    """``conv_forward`` without packing (``_unpacked``): the same arguments and result."""
+    width = width or vector_ir.vector_width()
+    mr = rows_per_panel(g.O, width)
+    bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
+    _kernel(mr, width)[2](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
+                          offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
+    return out
+
+
 def product_shape(rows, columns, width=None):
     """(rows, columns) rounded up to what ``product_into`` takes: whole panels of
     ``rows_per_panel(rows)`` rows and of two vectors of columns."""
-    width = width or _width
+    width = width or vector_ir.vector_width()
     mr = rows_per_panel(rows, width)
     return -(-rows // mr) * mr, -(-columns // (2 * width)) * 2 * width
 
@@ -331,7 +270,7 @@ def product_into(a, b, c, width=None):
     """c += a b (float32, C-contiguous; a's rows and b's columns a shape ``product_shape`` gives,
     the same ``width``) on the micro-kernel, a read in place (its rows are the broadcast operand,
     b's rows the vectors)."""
-    width = width or _width
+    width = width or vector_ir.vector_width()
     mr = rows_per_panel(a.shape[0], width)
     if a.shape[0] % mr or b.shape[1] % (2 * width):
         raise ValueError("product_into needs %s rows and columns, got %s by %s"

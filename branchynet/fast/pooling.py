@@ -18,7 +18,7 @@ import threading
 import numpy
 
 from branchynet.fast import jit_train, threads
-from branchynet.fast.conv import _pair
+from branchynet.fast.layout import pair
 
 __all__ = ["max_pool_numpy", "avg_pool_numpy"]
 
@@ -344,7 +344,7 @@ def _get_plan(shape, dtype, ksize, stride, pad, cover_all):
 def _plan(x, ksize, stride, pad, cover_all):
     if stride is None:
         stride = ksize
-    return _get_plan(x.shape, x.dtype, _pair(ksize), _pair(stride), _pair(pad), cover_all)
+    return _get_plan(x.shape, x.dtype, pair(ksize), pair(stride), pair(pad), cover_all)
 
 
 def max_pool_numpy(x, ksize, stride=None, pad=0, cover_all=True):

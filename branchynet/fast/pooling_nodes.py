@@ -8,7 +8,7 @@ import chainer
 from chainer import function_node
 
 from branchynet.fast import jit_train
-from branchynet.fast.conv import _pair
+from branchynet.fast.layout import pair
 from branchynet.fast.pooling import (
     _avg_backward,
     _get_plan,
@@ -124,7 +124,7 @@ def max_pooling_2d(x, ksize, stride=None, pad=0, cover_all=True, relu=False):
     ``F.relu`` when ``relu`` (only where ``jit_train.applies``)."""
     if stride is None:
         stride = ksize
-    return MaxPooling2D(_pair(ksize), _pair(stride), _pair(pad), cover_all,
+    return MaxPooling2D(pair(ksize), pair(stride), pair(pad), cover_all,
                         relu).apply((x,))[0]
 
 
@@ -132,4 +132,4 @@ def average_pooling_2d(x, ksize, stride=None, pad=0):
     """``chainer.functions.average_pooling_2d`` on numpy inputs."""
     if stride is None:
         stride = ksize
-    return AveragePooling2D(_pair(ksize), _pair(stride), _pair(pad)).apply((x,))[0]
+    return AveragePooling2D(pair(ksize), pair(stride), pair(pad)).apply((x,))[0]

@@ -9,8 +9,7 @@ import numpy
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet.fast import conv as fconv
-from branchynet.fast import jit
+from branchynet.fast import jit, layout
 from branchynet.fast.batch import is_conv, numpy_function, pool_sizes
 from branchynet.model import layers as blayers
 
@@ -22,8 +21,8 @@ class ConvInput:
     padding stays zero because only the interior is ever written."""
 
     def __init__(self, link, shape, dtype):
-        self.g = fconv._Geom(tuple(shape), link.W.shape, link.stride, link.pad)
-        self.padded, self.interior = fconv._padded_buffer(1, self.g, dtype)
+        self.g = layout.Geom(tuple(shape), link.W.shape, link.stride, link.pad)
+        self.padded, self.interior = layout.padded_buffer(1, self.g, dtype)
 
 
 def _conv_stage(link, src, inp):
@@ -34,7 +33,7 @@ def _conv_stage(link, src, inp):
     if jit.direct_conv_applies(link, src.dtype, batch=1):
         return _direct_conv_stage(link, src, inp)
     col = numpy.zeros((g.K, g.L), dtype=src.dtype)
-    window = fconv._col_view(inp.padded, g, 0, 1)
+    window = layout.col_view(inp.padded, g, 0, 1)
     col_dst = col.reshape(window.shape)
     out = numpy.zeros((g.O, g.L), dtype=src.dtype)
     shape2 = (g.O, g.K)
@@ -49,7 +48,7 @@ def _conv_stage(link, src, inp):
         matmul(link.W.array.reshape(shape2), col, out=out)
         if link.b is not None:
             add(out, link.b.array.reshape(bias_shape), out=out)
-    return run, fconv._output(out, g)
+    return run, layout.output(out, g)
 
 
 def _direct_conv_stage(link, src, inp):
@@ -63,7 +62,7 @@ def _direct_conv_stage(link, src, inp):
         if copy is not None:
             copyto(*copy)
         kernel(padded, link.W.array, no_bias if link.b is None else link.b.array, out, g)
-    return run, fconv._output(out, g)
+    return run, layout.output(out, g)
 
 
 def _pool_stage(src, layer, relu, out):

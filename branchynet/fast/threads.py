@@ -9,8 +9,10 @@ The count is ``BRANCHYNET_CPU_THREADS`` (default: the CPUs this process may use)
 ``set_threads(n)`` at run time; 1 runs everything on the calling thread. Small batches (batch-1
 inference) never split: a hand-off costs tens of microseconds.
 """
+import contextlib
 import functools
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,13 +87,34 @@ def run(fn, ranges):
         return [fn(*ranges[0])]
     # the workers compute in the caller's floating-point mode (a new thread starts in its creator's)
     task = fn if denormals.why_not() else functools.partial(_in_mode, denormals.mode(), fn)
-    with blas.one_thread():  # the workers are the parallelism; BLAS threads would oversubscribe
+    # the workers are the parallelism; BLAS threads would oversubscribe
+    with blas.one_thread(), _interrupts_held():
         futures = [_executor(len(ranges) - 1).submit(task, *r) for r in ranges[1:]]
         try:
             first = fn(*ranges[0])
         finally:  # never return (or raise) while a worker still writes into the caller's arrays
             results = [f.result() for f in futures]
     return [first] + results
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """On the main thread, a Ctrl-C held until the workers are done, then handed to the SIGINT
+    handler that was in place: raised inside the futures' Python-level lock code it would leave a
+    broken lock ("cannot release un-acquired lock") or return while workers still write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _in_mode(bits, fn, *args):

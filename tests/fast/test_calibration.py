@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 import branchynet  # noqa: F401  (before chainer)
-from branchynet.fast import calibration, conv
+from branchynet.fast import calibration, conv, layout
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_conv_input_gradient_follows_the_choice(path, monkeypatch):
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal((3, 4, 7, 6)).astype(numpy.float32)
     W = rng.standard_normal((5, 4, 3, 3)).astype(numpy.float32)
-    g = conv._geom(x.shape, W.shape, (1, 1), (1, 1))
+    g = layout.geom(x.shape, W.shape, (1, 1), (1, 1))
     gy = rng.standard_normal((3, 5, g.OH, g.OW)).astype(numpy.float32)
     ran = []
     for name in ("_corr_grad_x", "_col2im_grad_x"):

@@ -68,12 +68,12 @@ def test_the_switch_fuses_a_convolution_and_its_relu(monkeypatch):
 
 
 @pytest.mark.skipif(not jit.available(), reason="Numba is off")
-@pytest.mark.parametrize("path", ["gemm", "direct", "packed"])
+@pytest.mark.parametrize("path", ["gemm", "direct", "packed", "unpacked"])
 @pytest.mark.parametrize("k,pad", [(5, 3), (3, 1), (5, 2)])
 def test_every_forward_path_matches_chainer(path, k, pad, monkeypatch):
     """The forward path a machine chooses, in training: values and all three gradients (the input
     gradient's correlation runs the same forward path)."""
-    if path == "packed" and not microkernel.available():
+    if path in ("packed", "unpacked") and not microkernel.available():
         pytest.skip("packed path unavailable: %s" % microkernel.why_not())
     monkeypatch.setattr(conv.calibration, "choose",
                         lambda key, candidates, default: path if path in candidates else default)

@@ -7,7 +7,7 @@ import chainer
 
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet.fast import batch, compiler, jit
+from branchynet.fast import batch, compiler, jit, layout
 from branchynet.fast import conv as fconv
 from branchynet.fast import pooling as fpool
 
@@ -32,10 +32,10 @@ def test_conv_direct_equals_numpy(jit_on, n, C, H, W, n_out, kh, kw, pad, bias):
     Wt = rng.randn(n_out, C, kh, kw).astype(np.float32)
     b = rng.randn(n_out).astype(np.float32) if bias else None
     ref = fconv.conv2d_numpy(x, Wt, b, 1, pad)
-    g = fconv._Geom(x.shape, Wt.shape, (1, 1), pad)
+    g = layout.Geom(x.shape, Wt.shape, (1, 1), pad)
     out = np.full((n, n_out, g.L), np.nan, np.float32)
-    jit.conv_direct(fconv._padded(x, g), Wt, b, out, g)
-    got = fconv._output(out, g)
+    jit.conv_direct(layout.padded(x, g), Wt, b, out, g)
+    got = layout.output(out, g)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     # the batch function the compiler runs (split over threads) gives the same
@@ -55,8 +55,8 @@ def _strided(a):
     ((2, 3, 9, 11), 3, 2, 1, True), ((2, 3, 9, 11), 3, 2, 1, False), ((1, 2, 8, 8), 3, 3, 0, True),
     ((3, 2, 7, 6), 2, 1, 1, False), ((1, 4, 5, 5), (2, 3), (1, 2), (1, 0), True)])
 @pytest.mark.parametrize("relu", [True, False])
-@pytest.mark.parametrize("layout", ["contiguous", "strided"])
-def test_max_pool_equals_numpy_exactly(jit_on, shape, ksize, stride, pad, cover_all, relu, layout):
+@pytest.mark.parametrize("arrays", ["contiguous", "strided"])
+def test_max_pool_equals_numpy_exactly(jit_on, shape, ksize, stride, pad, cover_all, relu, arrays):
     rng = np.random.RandomState(sum(shape))
     x = rng.randn(*shape).astype(np.float32)
     x.flat[::7] = np.nan  # NaN propagates as through numpy.maximum
@@ -64,10 +64,10 @@ def test_max_pool_equals_numpy_exactly(jit_on, shape, ksize, stride, pad, cover_
     ref = fpool.max_pool_numpy(x, ksize, stride, pad, cover_all)
     if relu:
         ref = np.maximum(ref, 0)
-    src = x if layout == "contiguous" else _strided(x)
+    src = x if arrays == "contiguous" else _strided(x)
     out = np.empty(ref.shape, np.float32)
-    dst = out if layout == "contiguous" else _strided(out)
-    jit.max_pool(src, dst, fconv._pair(ksize), fconv._pair(stride), fconv._pair(pad), relu)
+    dst = out if arrays == "contiguous" else _strided(out)
+    jit.max_pool(src, dst, layout.pair(ksize), layout.pair(stride), layout.pair(pad), relu)
     np.testing.assert_array_equal(np.asarray(dst), ref)
 
 

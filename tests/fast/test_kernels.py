@@ -10,6 +10,7 @@ from chainer import gradient_check
 import branchynet  # noqa: F401  (before chainer)
 from branchynet import fast
 from branchynet.fast import conv as fast_conv
+from branchynet.fast import layout
 from branchynet.fast import pooling as fast_pool
 from branchynet.fast import threads as fast_threads
 
@@ -187,7 +188,7 @@ def test_conv_input_gradient_paths_agree():
     rng = numpy.random.RandomState(3)
     for n_out, C in ((4, 8), (8, 4)):
         W = rng.standard_normal((n_out, C, 3, 5)).astype(numpy.float32)
-        g = fast_conv._Geom((3, C, 9, 7), W.shape, (1, 1), (1, 2))
+        g = layout.Geom((3, C, 9, 7), W.shape, (1, 1), (1, 2))
         gy = rng.standard_normal((3, n_out, g.OH, g.OW)).astype(numpy.float32)
         _close(fast_conv.grad_x(W, gy, g, numpy.float32),
                fast_conv._col2im_grad_x(W, gy, g, numpy.float32))
@@ -304,10 +305,10 @@ def _check_max_pool(x, ksize, stride, pad, cover_all, seed=0):
     gy = rng.randint(1, 1 << 12, size=y.shape).astype(x.dtype)
     y.grad = gy
     y.backward()
-    kh, kw = fast_pool._pair(ksize)
-    st = fast_pool._pair(ksize if stride is None else stride)
+    kh, kw = layout.pair(ksize)
+    st = layout.pair(ksize if stride is None else stride)
     numpy.testing.assert_array_equal(
-        xv.grad, _expected_gx_from_indexes(x.shape, gy, idx, (kh, kw), st, fast_pool._pair(pad)))
+        xv.grad, _expected_gx_from_indexes(x.shape, gy, idx, (kh, kw), st, layout.pair(pad)))
     # And a float upstream gradient against Chainer's backward.
     _, _, gxs, gxf = _pool_both(F.max_pooling_2d, fast.max_pooling_2d, x, rng,
                                 ksize, stride, pad, cover_all)
@@ -556,7 +557,7 @@ def test_conv_split_equals_one_thread(split_everything):
     gy = rng.standard_normal((5, 9, 8, 8)).astype(numpy.float32)
 
     def both(x, gy):
-        g = fast_conv._Geom(x.shape, W.shape, (1, 1), (1, 1))
+        g = layout.Geom(x.shape, W.shape, (1, 1), (1, 1))
         return fast_conv._forward(x, W, None, g), fast_conv._col2im_grad_x(W, gy, g, x.dtype)
     split = both(x, gy)
     ranges = split_everything[0]

@@ -1,14 +1,14 @@
-"""The packed convolution path (``fast/microkernel.py``): against stock Chainer on shapes whose
-output panels lie inside one sample, straddle two, or hold several samples, with output channel
-counts that leave padded weight rows; in both vector geometries; the same whether or not the
-batch is split over threads."""
+"""The micro-kernel convolution paths (``fast/microkernel.py``), packed and unpacked: against stock
+Chainer on shapes whose output panels lie inside one sample, straddle two, or hold several
+samples, with output channel counts that leave padded weight rows; in both vector geometries; the
+same whether or not the batch is split over threads."""
 import numpy
 import pytest
 
 import chainer
 import chainer.functions as F
 
-from branchynet.fast import conv, microkernel, threads
+from branchynet.fast import conv, layout, microkernel, threads
 
 pytestmark = pytest.mark.skipif(not microkernel.available(),
                                 reason="packed path unavailable: %s" % microkernel.why_not())
@@ -16,13 +16,15 @@ pytestmark = pytest.mark.skipif(not microkernel.available(),
 WIDTHS = [w for w in (8, 16) if w <= (microkernel.vector_width() or 0)]
 
 
-def _packed(x, W, b, pad, width=None):
-    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+def _forward(kernel, x, W, b, pad, width=None):
+    g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
     out = numpy.empty((g.N, g.O, g.L), numpy.float32)
-    microkernel.conv_forward(conv._padded(x, g, microkernel.TAIL), W, b, out, g, g.N, width)
-    return conv._output(out, g)
+    kernel(layout.padded(x, g, microkernel.TAIL), W, b, out, g, g.N, width)
+    return layout.output(out, g)
 
 
+@pytest.mark.parametrize("kernel", [microkernel.conv_forward, microkernel.conv_forward_unpacked],
+                         ids=["packed", "unpacked"])
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("n,C,H,out,k,pad", [
     (3, 32, 16, 64, 5, 2),   # 288 positions a sample: panels inside one sample
@@ -31,14 +33,16 @@ def _packed(x, W, b, pad, width=None):
     (1, 5, 15, 20, 5, 3),    # one sample, the last panel partial
     (4, 3, 9, 7, 5, 0),      # no padding
 ])
-def test_equals_chainer(width, n, C, H, out, k, pad):
+def test_equals_chainer(kernel, width, n, C, H, out, k, pad):
     rng = numpy.random.default_rng(0)
     x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
     W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
     b = rng.standard_normal(out, dtype=numpy.float32)
     expected = F.convolution_2d(x, W, b, pad=pad).array
-    numpy.testing.assert_allclose(_packed(x, W, b, pad, width), expected, rtol=1e-4, atol=1e-4)
-    numpy.testing.assert_allclose(_packed(x, W, None, pad, width), expected - b[:, None, None],
+    numpy.testing.assert_allclose(_forward(kernel, x, W, b, pad, width), expected,
+                                  rtol=1e-4, atol=1e-4)
+    numpy.testing.assert_allclose(_forward(kernel, x, W, None, pad, width),
+                                  expected - b[:, None, None],
                                   rtol=1e-4, atol=1e-4)
 
 
@@ -62,20 +66,21 @@ def test_pack_weights_layout():
                 assert ap[i, k * 2 + r] == expected
 
 
-def test_thread_split_changes_nothing():
+@pytest.mark.parametrize("path", ["packed", "unpacked"])
+def test_thread_split_changes_nothing(path):
     """Slices of the batch group positions into panels differently; every output sums its
     reduction in the same order, so the split result is bitwise the one-thread result."""
     rng = numpy.random.default_rng(1)
     x = rng.standard_normal((64, 32, 16, 16), dtype=numpy.float32)
     W = rng.standard_normal((64, 32, 5, 5), dtype=numpy.float32)
-    g = conv._geom(x.shape, W.shape, (1, 1), (2, 2))
+    g = layout.geom(x.shape, W.shape, (1, 1), (2, 2))
     assert len(conv._split(g, x.dtype, lambda n0, n1: None)) >= 1
     before = threads.set_threads(1)
     try:
-        one = numpy.array(conv._run_forward(x, W, None, g, "packed"))
+        one = numpy.array(conv._run_forward(x, W, None, g, path))
         threads.set_threads(2)
         assert len(threads.parts(g.N, (g.C * g.plane + g.O * g.L) * 4)) == 2
-        two = numpy.array(conv._run_forward(x, W, None, g, "packed"))
+        two = numpy.array(conv._run_forward(x, W, None, g, path))
     finally:
         threads.set_threads(before)
     assert numpy.array_equal(one, two)
@@ -101,7 +106,7 @@ def test_weight_gradient_equals_chainer(n, C, H, out, k, pad):
     rng = numpy.random.default_rng(3)
     x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
     W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
-    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+    g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
     gy = rng.standard_normal((n, out, g.OH, g.OW), dtype=numpy.float32)
     gWt = conv._grad_w_packed_slice(x, gy, g)
     _, expected = F.convolution_2d(x, W, pad=pad).creator.backward((0, 1), (chainer.Variable(gy),))
@@ -116,7 +121,7 @@ def test_col2im_input_gradient_equals_chainer(n, C, H, out, k, pad, per_chunk):
     rng = numpy.random.default_rng(4)
     x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
     W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
-    g = conv._geom(x.shape, W.shape, (1, 1), (pad, pad))
+    g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
     assert conv._chunk(n, g.K * g.L * 4) == per_chunk
     gy = rng.standard_normal((n, out, g.OH, g.OW), dtype=numpy.float32)
     gx = conv._col2im_grad_x(W, gy, g, numpy.float32, packed=True)
