@@ -35,7 +35,9 @@ wall clock and the process's CPU time; medians over rounds. ``--threads K`` (def
 K threads: ours splits a batch over K kernel threads (``branchynet.fast.threads``) and PyTorch runs
 ``torch.set_num_threads(K)``. The output records the CPU model (``environment.hardware.cpu``) and
 our kernel settings (``kernels``: the fast-kernel switch, threads, the compiled kernels and their
-limits; for batch-1 cases the convolutions that run as the compiled direct kernel).
+limits; for batch-1 cases the convolutions that run as the compiled direct kernel). Ours keeps
+freed memory mapped for the next step (``branchynet.fast.memory``); PyTorch runs with glibc's
+defaults, or with the same setting under ``--peer-keeps-memory``.
 """
 import os
 import statistics
@@ -85,6 +87,8 @@ def _parse(argv=None):
                    help="create %s and pip install torch==%s there if it has no torch"
                         % (DEFAULT_PEER, TORCH_RELEASE))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peer-keeps-memory", action="store_true",
+                   help="run PyTorch with glibc's malloc keeping freed memory, as ours does")
     p.add_argument("--cases", default=",".join(CASES),
                    help="comma-separated cases to run, of: %(default)s")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds of the B-LeNet and batch-1 cases")
@@ -255,12 +259,14 @@ main()
 class Peer:
     """The PyTorch worker process, driven over its stdin/stdout one JSON line at a time."""
 
-    def __init__(self, python, threads):
+    def __init__(self, python, threads, keeps_memory=False):
         import json
         import subprocess
         self.json = json
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    OPENBLAS_NUM_THREADS=str(threads))
+        if keeps_memory:  # glibc's malloc as branchynet.fast.memory sets ours
+            env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2 ** 31 - 1))
         self.proc = subprocess.Popen([python, "-c", WORKER, str(threads)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.info = self._read()
@@ -487,9 +493,12 @@ def main(args):
     fast.threads.set_threads(args.threads)
     out, env, blas = benchmark.start()
     kernels = benchmark.kernels()
-    peer = Peer(python, args.threads)
+    peer = Peer(python, args.threads, args.peer_keeps_memory)
     out("PyTorch %s (%s), %d threads; ours: %d kernel threads" % (
         peer.info["torch"], python, peer.info["threads"], kernels["threads"]))
+    out("freed memory: ours keeps it for the next step (unless BRANCHYNET_KEEP_MEMORY=0); "
+        "PyTorch %s" % ("the same (--peer-keeps-memory)" if args.peer_keeps_memory
+                        else "returns it (glibc's defaults)"))
     out("our kernels: fast CPU kernels %s; compiled (Numba) kernels %s; limits %s" % (
         "on" if kernels["fast_cpu"] else "off",
         "on" if kernels["jit"] else "off (%s)" % kernels["jit_why_not"],

@@ -63,8 +63,9 @@ def kernels():
     many threads they split a batch over, whether the compiled (Numba) kernels are on (else why
     not), the sizes up to which those are chosen (``branchynet.fast.jit``'s limits), and the kernel
     choices timed on this CPU so far (``branchynet.fast.calibration``: call this after the work)."""
-    from branchynet.fast import calibration, jit, threads
+    from branchynet.fast import calibration, jit, memory, threads
     return {"fast_cpu": bool(chainer.config.branchynet_fast_cpu), "threads": threads.get_threads(),
+            "freed_memory_kept": memory.kept(),
             "jit": jit.available(), "jit_why_not": jit.why_not(),
             "jit_limits": {k: v for k, v in vars(jit).items() if k.isupper() and isinstance(v, int)},
             "cpu": calibration.cpu_model(), "calibration": calibration.enabled(),
@@ -74,9 +75,11 @@ def kernels():
 def kernels_text(record):
     """One line naming the CPU, the fast kernels' threads and each kernel choice the process ran."""
     made = "; ".join("%s -> %s" % kv for kv in record["choices"].items())
-    return "kernels on %s: fast path %s, %d thread(s), compiled %s; choices run: %s" % (
+    return ("kernels on %s: fast path %s, %d thread(s), compiled %s, freed memory %s; "
+            "choices run: %s") % (
         record["cpu"], "on" if record["fast_cpu"] else "off", record["threads"],
         "on" if record["jit"] else "off (%s)" % record["jit_why_not"],
+        "kept" if record.get("freed_memory_kept") else "returned",
         made or ("none" if record["calibration"] else "default rules (timing off)"))
 
 

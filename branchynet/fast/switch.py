@@ -14,7 +14,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet.fast import blas, jit_train, threads
+from branchynet.fast import blas, jit_train, memory, threads
 from branchynet.fast.conv import supports
 from branchynet.fast.conv_nodes import convolution_2d
 from branchynet.fast.lrn import local_response_normalization
@@ -35,11 +35,14 @@ def enabled(x=None):
 
 
 def cpu_scope(x):
-    """The context for one training step or one batched inference on x: BLAS on one thread while
-    the kernels split batches over several (OpenBLAS helpers left spinning after a multi-threaded
-    call take the cores the kernels' workers need)."""
-    if enabled(x) and threads.get_threads() > 1:
-        return blas.one_thread()
+    """The context for one training step or one batched inference on x: freed memory kept for the
+    next step (``memory``), and BLAS on one thread while the kernels split batches over several
+    (OpenBLAS helpers left spinning after a multi-threaded call take the cores the kernels' workers
+    need)."""
+    if enabled(x):
+        memory.keep_freed()
+        if threads.get_threads() > 1:
+            return blas.one_thread()
     return contextlib.nullcontext()
 
 
