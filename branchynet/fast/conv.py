@@ -120,6 +120,7 @@ def grad_w(x, gy, g, w_dtype):
              "per_chunk": lambda x, gy, g: _grad_w_slice(x, gy, g, False)}
     if g.rows and microkernel.available() and x.dtype == gy.dtype == numpy.float32:
         paths["packed"] = _grad_w_packed_slice
+        paths["unpacked"] = functools.partial(_grad_w_packed_slice, unpacked=True)
     path = _choose("grad_w", g, "per_sample" if g.K <= 64 else "per_chunk", {
         name: lambda n, fn=fn: fn(x[:n], gy[:n], _sub(g, n)) for name, fn in paths.items()})
     partial = _split(g, x.dtype, lambda n0, n1: paths[path](x[n0:n1], gy[n0:n1], g))
@@ -129,25 +130,30 @@ def grad_w(x, gy, g, w_dtype):
     return numpy.ascontiguousarray(gWt.T, dtype=w_dtype).reshape(g.O, g.C, g.kh, g.kw)
 
 
-def _grad_w_packed_slice(x, gy, g):
+def _grad_w_packed_slice(x, gy, g, unpacked=False):
     """gW^T (K, O) summed over a slice of the batch on the micro-kernel: per chunk, the im2col
     matrix (K, m * L) times gy's chunk laid out (m * L, O) (zero at the unused columns of the
-    full-row layout), the reduction over positions."""
+    full-row layout), the reduction over positions; ``unpacked``: the im2col rows read in place
+    from the padded input instead of copied."""
     n = len(x)
     xbuf = layout.padded(x, g)
-    nb = _chunk(n, g.K * g.L * x.dtype.itemsize)
+    sample = g.C * g.plane
+    nb = _chunk(n, (g.O if unpacked else g.K) * g.L * x.dtype.itemsize)
     rows, cols = microkernel.product_shape(g.K, g.O)
     gWt = numpy.zeros((rows, cols), dtype=numpy.float32)
     m = 0
     for n0 in range(0, n, nb):
         if min(nb, n - n0) != m:
             m = min(nb, n - n0)
-            col = numpy.zeros((rows, m * g.L), dtype=numpy.float32)
+            col = None if unpacked else numpy.zeros((rows, m * g.L), dtype=numpy.float32)
             gyt = numpy.zeros((m * g.L, cols), dtype=numpy.float32)
             targets = gyt.reshape(m, g.OH, g.Wq, cols)[:, :, :g.OW, :g.O]  # full-row layout
-        layout.fill_col(col[:g.K], xbuf, g, n0, m)
         numpy.copyto(targets, gy[n0:n0 + m].transpose(0, 2, 3, 1))
-        microkernel.product_into(col, gyt, gWt)
+        if unpacked:
+            microkernel.weight_gradient_into(xbuf[n0 * sample:], gyt, gWt, g, m)
+        else:
+            layout.fill_col(col[:g.K], xbuf, g, n0, m)
+            microkernel.product_into(col, gyt, gWt)
     return gWt[:g.K, :g.O]
 
 

@@ -24,7 +24,8 @@ import numpy
 from branchynet.fast import jit, vector_ir
 
 __all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
-           "conv_forward", "conv_forward_unpacked", "product_shape", "product_into", "TAIL"]
+           "conv_forward", "conv_forward_unpacked", "weight_gradient_into",
+           "product_shape", "product_into", "TAIL"]
 
 # Bytes of one reduction slice of an input panel: it stays in L1 while every weight panel uses it.
 _SLICE_BYTES = 24 << 10
@@ -71,7 +72,8 @@ def _build(mr, width):
     block = vector_ir.block(mr, width)
     pack = _packing(width, *vector_ir.copies(width))
     return (_convolution(mr, width, block, pack, _storing(width)), _product(mr, width, block),
-            _unpacked(mr, width, vector_ir.inplace_block(mr, width)))
+            _unpacked(mr, width, vector_ir.inplace_block(mr, width)),
+            _gathered_product(mr, width, vector_ir.gathered_block(mr, width)))
 
 
 def _unpacked(mr, width, dblock):
@@ -219,6 +221,28 @@ def _product(mr, width, block):
     return product
 
 
+def _gathered_product(mr, width, gblock):
+    """run(xbuf, offs, b, c, n, sample, L): c += a b where a (rows, n * L) is the im2col matrix of
+    n samples read in place (row r: each sample's input shifted by offs[r]) and b (n * L, cols):
+    sample by sample, column panel by column panel, the positions in slices whose b rows stay in
+    L1."""
+    nr = 2 * width
+    kc_max = max(1, _SLICE_BYTES // (4 * nr))
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def run(xbuf, offs, b, c, n, sample, L):
+        rows, cols = c.shape
+        bf, cf = b.reshape(-1), c.reshape(-1)
+        for s in range(n):
+            for j0 in range(0, cols, nr):
+                for p0 in range(0, L, kc_max):
+                    kc = min(kc_max, L - p0)
+                    for i in range(0, rows, mr):
+                        gblock(xbuf, offs[i:i + mr], bf[(s * L + p0) * cols + j0:],
+                               cf[i * cols + j0:], s * sample + p0, kc, cols, cols)
+    return run
+
+
 def pack_weights(W, mr):
     """(O, C, kh, kw) weights as panels of mr output channels, reduction-major: (panels, K * mr),
     zero rows past O."""
@@ -256,6 +280,19 @@ def conv_forward_unpacked(xbuf, W, b, out, g, n, width=None):
     _kernel(mr, width)[2](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
                           offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
     return out
+
+
+def weight_gradient_into(xbuf, gyt, c, g, n, width=None):
+    """c += the weight gradient's transpose (K, O) of n samples in the flat padded buffer xbuf
+    (``layout``'s full-row layout of the stride-1 geometry g) against gyt (n * g.L, columns): gy by
+    position, zero at the unused columns of each row. c has ``product_shape(g.K, g.O)``; no
+    im2col copy is made."""
+    width = width or vector_ir.vector_width()
+    mr = rows_per_panel(c.shape[0], width)
+    offs = numpy.zeros(c.shape[0], numpy.int64)
+    offs[:g.K] = offsets(g.C, g.kh, g.kw, g.plane, g.Wq)
+    _kernel(mr, width)[3](xbuf, offs, gyt, c, n, g.C * g.plane, g.L)
+    return c
 
 
 def product_shape(rows, columns, width=None):

@@ -8,7 +8,8 @@ FMA: 8). ``why_not`` says why they are unavailable elsewhere.
 """
 from branchynet.fast import jit
 
-__all__ = ["why_not", "vector_width", "block", "inplace_block", "copies", "pool_pairs"]
+__all__ = ["why_not", "vector_width", "block", "inplace_block", "gathered_block", "copies",
+           "pool_pairs"]
 
 _why_not = jit.why_not()
 _width = None
@@ -137,6 +138,30 @@ def inplace_block(mr, width):
             return context.get_dummy_value()
         return jit.numba.types.void(a, bias, x, offs, c, intp_t, intp_t), codegen
     return dblock
+
+
+def gathered_block(mr, width):
+    """The micro-kernel with the broadcast operand read in place: gblock(x, offs, b, c, xb, k, ldb,
+    ldc) does c[r * ldc : r * ldc + nr] += sum over j < k of x[xb + offs[r] + j] * b[j * ldb :
+    j * ldb + nr] for r < mr (row r of an im2col matrix is the input shifted by offs[r]: the
+    weight gradient without the im2col copy)."""
+    intp_t = jit.numba.types.intp
+
+    @intrinsic
+    def gblock(typingctx, x, offs, b, c, xb, k, ldb, ldc):
+        def codegen(context, builder, signature, args):
+            px, po, pb, pc = (_data(context, builder, t, v)
+                              for t, v in zip(signature.args, args[:4]))
+            xb_v, count, ldb_v, ldc_v = args[4:]
+            intp = count.type
+            starts = [builder.gep(px, [builder.add(xb_v, builder.load(
+                builder.gep(po, [ir.Constant(intp, r)])))]) for r in range(mr)]
+            _accumulate(context, builder, width, mr, count,
+                        lambda j: builder.gep(pb, [builder.mul(j, ldb_v)]),
+                        lambda j, r: builder.gep(starts[r], [j]), pc, ldc_v, add=True)
+            return context.get_dummy_value()
+        return (jit.numba.types.void(x, offs, b, c, intp_t, intp_t, intp_t, intp_t), codegen)
+    return gblock
 
 
 def copies(width):

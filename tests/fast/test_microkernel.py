@@ -101,14 +101,21 @@ def test_product_into_equals_numpy(width):
         microkernel.product_into(a[:rows - 1], b, c[:rows - 1], width)
 
 
-@pytest.mark.parametrize("n,C,H,out,k,pad", [(5, 16, 8, 10, 3, 1), (3, 3, 9, 37, 5, 2)])
-def test_weight_gradient_equals_chainer(n, C, H, out, k, pad):
+@pytest.mark.parametrize("unpacked", [False, True], ids=["packed", "unpacked"])
+@pytest.mark.parametrize("n,C,H,out,k,pad", [(5, 16, 8, 10, 3, 1), (3, 3, 9, 37, 5, 2),
+                                             (2, 1, 28, 5, 5, 3)])  # L = 930: several slices
+@pytest.mark.parametrize("one_per_chunk", [False, True])
+def test_weight_gradient_equals_chainer(unpacked, n, C, H, out, k, pad, one_per_chunk,
+                                        monkeypatch):
+    """Against Chainer; with one sample a chunk, each chunk reads its own samples."""
+    if one_per_chunk:
+        monkeypatch.setattr(conv, "_CHUNK_BYTES", 1)
     rng = numpy.random.default_rng(3)
     x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
     W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
     g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
     gy = rng.standard_normal((n, out, g.OH, g.OW), dtype=numpy.float32)
-    gWt = conv._grad_w_packed_slice(x, gy, g)
+    gWt = conv._grad_w_packed_slice(x, gy, g, unpacked)
     _, expected = F.convolution_2d(x, W, pad=pad).creator.backward((0, 1), (chainer.Variable(gy),))
     numpy.testing.assert_allclose(gWt.T.reshape(W.shape), expected.array, rtol=1e-4, atol=1e-3)
 
