@@ -108,8 +108,9 @@ def test_bench_inference_tiny(tmp_path):
 def test_bench_conv_paths_runs(tmp_path):
     out = tmp_path / "conv_paths.json"
     text = _run("bench_conv_paths.py", "--repeats", "1", "--out", str(out))
-    assert "input gradient" in text and "weight gradient" in text
-    assert len(json.loads(out.read_text())["rows"]) == 11
+    assert "forward" in text and "input gradient" in text and "weight gradient" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 12 and set(rows[0]["weight gradient"]) >= {"per_sample", "per_chunk"}
 
 
 def test_bench_batch1_stages_runs(tmp_path):
@@ -225,3 +226,12 @@ def test_bench_denormals_tiny(tmp_path):
     assert [r["net"].split(" (")[1] for r in rows] == ["main.npz)", "branchy.npz)"]
     assert all(r["keep_ms"] > 0 and r["flush_ms"] > 0 for r in rows) and "keep" in text
     assert 0 < rows[1]["subnormal_share"]["softmax"][1] < 1  # the trained net's exit 2 makes them
+
+
+def test_bench_freed_memory_tiny(tmp_path):
+    out = tmp_path / "freed.json"
+    text = _run("bench_freed_memory.py", "--networks", "b-lenet", "--threads", "1", "--rounds", "1",
+                "--steps", "1", "--warmup", "1", "--batchsize", "8", "--out", str(out))
+    assert "faults kept" in text
+    row, = json.loads(out.read_text())["rows"]
+    assert row["network"] == "b-lenet" and row["kept_ms"] > 0 and row["defaults_ms"] > 0
