@@ -120,6 +120,26 @@ def test_weight_gradient_equals_chainer(unpacked, n, C, H, out, k, pad, one_per_
     numpy.testing.assert_allclose(gWt.T.reshape(W.shape), expected.array, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_weight_gradient_into_both_geometries(width):
+    """The in-place weight gradient in each vector geometry, against the im2col matrix times gy
+    in float64 (rows and columns padded as ``product_shape`` gives for that width)."""
+    rng = numpy.random.default_rng(5)
+    x = rng.standard_normal((3, 6, 9, 9), dtype=numpy.float32)
+    g = layout.geom(x.shape, (11, 6, 3, 3), (1, 1), (1, 1))
+    gy = rng.standard_normal((3, 11, g.OH, g.OW), dtype=numpy.float32)
+    rows, cols = microkernel.product_shape(g.K, g.O, width)
+    gyt = numpy.zeros((3 * g.L, cols), numpy.float32)
+    gyt.reshape(3, g.OH, g.Wq, cols)[:, :, :g.OW, :g.O] = gy.transpose(0, 2, 3, 1)
+    got = microkernel.weight_gradient_into(layout.padded(x, g), gyt, numpy.zeros(
+        (rows, cols), numpy.float32), g, 3, width)[:g.K, :g.O]
+    xp = numpy.pad(x.astype(numpy.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    col = numpy.stack([xp[:, c, i:i + g.OH, j:j + g.OW] for c in range(6) for i in range(3)
+                       for j in range(3)])  # (K, n, OH, OW)
+    expected = numpy.einsum("knyx,noyx->ko", col, gy.astype(numpy.float64))
+    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("n,C,H,out,k,pad,per_chunk", [(3, 32, 16, 64, 5, 2, 1),
                                                        (2, 3, 9, 37, 5, 2, 2)])
 def test_col2im_input_gradient_equals_chainer(n, C, H, out, k, pad, per_chunk):
