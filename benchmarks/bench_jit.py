@@ -1,6 +1,7 @@
 """The compiled (Numba) inference kernels against the numpy ones on the networks' own layer shapes,
 at batch 1 and at a large batch, in the same run: direct convolution against im2col + GEMM (which
-sets ``branchynet.fast.jit.DIRECT_MAX_K``), max pooling (+ ReLU) against the numpy pooling.
+sets ``branchynet.fast.jit.DIRECT_MAX_K``), max pooling (+ ReLU) against the numpy pooling, and
+in a batch the 2x2 stride-2 pooling of ``branchynet.fast.halving`` against the numpy pooling.
 
     BRANCHYNET_CPU_THREADS=1 .venv/bin/python benchmarks/bench_jit.py --blas-threads 1 \
         --text-out results/benchmarks/jit_kernels_cpu.txt
@@ -16,7 +17,7 @@ import numpy
 
 from branchynet import benchmark
 from branchynet.fast import conv as fconv
-from branchynet.fast import jit, layout
+from branchynet.fast import halving, jit, layout
 from branchynet.fast import pooling as fpool
 
 
@@ -111,6 +112,27 @@ def main(args):
             name, "", 1e3 * r["b1"]["jit"], 1e3 * r["b1"]["numpy"],
             r["b1"]["numpy"] / r["b1"]["jit"], r["bN"]["jit"], r["bN"]["numpy"],
             r["bN"]["numpy"] / r["bN"]["jit"]))
+    out("")
+    out("2x2 max pooling + ReLU of a batch of N (halving: vector code, reading a convolution's "
+        "full-row output) against numpy max_pool_numpy + maximum; ms per call, ns per input value")
+    for name, C, H, k, s in POOLS:
+        if (k, s) != (2, 2):
+            continue
+        pitch = H + 4  # a convolution's output row pitch (Wq) is wider than its rows
+        x = rng.standard_normal((args.batch, C, H * pitch), dtype=numpy.float32).reshape(
+            args.batch, C, H, pitch)[..., :H]
+        ref = numpy.maximum(fpool.max_pool_numpy(x, k, s, 0, True), 0)
+        assert numpy.array_equal(halving.max_pool(x, True, True), ref)
+        t = benchmark.time_interleaved(
+            {"halving": lambda: halving.max_pool(x, True, True),
+             "numpy": lambda: numpy.maximum(fpool.max_pool_numpy(x, k, s, 0, True), 0)},
+            args.repeats, 1, 1)
+        r = {"pooling": name, "halving_bN": {side: t[side]["cpu_ms"] for side in t}}
+        rows.append(r)
+        ns = {side: 1e6 * v / x.size for side, v in r["halving_bN"].items()}
+        out("%-20s | halving %8.3f ms (%.2f ns) | numpy %8.3f ms (%.2f ns) | %6.2fx" % (
+            name, r["halving_bN"]["halving"], ns["halving"], r["halving_bN"]["numpy"],
+            ns["numpy"], r["halving_bN"]["numpy"] / r["halving_bN"]["halving"]))
     out("")
     out("batch N = %d; CPU time of this process, medians of %d rounds in turns; x = numpy / jit; "
         "load average at the end: %s" % (args.batch, args.repeats,

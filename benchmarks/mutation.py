@@ -47,6 +47,10 @@ MODULES = {
     "branchynet/fast/jit_train.py": ["tests/fast/test_jit_train.py", "tests/fast/test_kernels.py"],
     "branchynet/fast/calibration.py": ["tests/fast/test_calibration.py"],
     "branchynet/fast/conv_nodes.py": ["tests/fast/test_fused.py", "tests/fast/test_kernels.py"],
+    "branchynet/fast/halving.py": ["tests/fast/test_halving.py"],
+    "branchynet/fast/memory.py": ["tests/fast/test_memory.py"],
+    "branchynet/fast/layout.py": ["tests/fast/test_padding.py", "tests/fast/test_microkernel.py",
+                                  "tests/fast/test_kernels.py"],
 }
 COPIED = ["branchynet", "networks", "tests", "docs", "ruff.toml", "setup.py"]
 

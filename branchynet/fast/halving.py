@@ -21,15 +21,16 @@ __all__ = ["applies", "max_pool"]
 
 def _flat_planes(x):
     """(flat view from x's first element, plane pitch, row pitch) in elements when x's planes
-    (N * C of them) are evenly spaced with unit column stride, else None."""
+    (N * C of them, in order) are evenly spaced and disjoint, with unit column stride; else
+    None."""
     item = x.itemsize
-    sn, sc, sh, sw = x.strides
     N, C, H, W = x.shape
-    if sw != item or min(sn, sc, sh) <= 0 or any(s % item for s in (sn, sc, sh)):
+    if x.strides[3] != item or any(s % item for s in x.strides[:3]):
         return None
-    if C > 1 and sn != C * sc or sh < W * item or sc < H * sh:
+    sn, sc, row = (s // item for s in x.strides[:3])
+    pitch = sc if C > 1 else sn if N > 1 else H * row  # from one plane to the next
+    if (N > 1 and sn != C * pitch) or row < W or pitch < H * row:
         return None
-    pitch, row = sc // item, sh // item
     extent = (N * C - 1) * pitch + (H - 1) * row + W
     return as_strided(x, shape=(extent,), strides=(item,)), pitch, row
 

@@ -72,6 +72,23 @@ def test_nan_propagates_as_numpy_maximum(width):
         numpy.testing.assert_array_equal(numpy.isnan(got), expected)
 
 
+def test_a_channel_slice_pools_its_own_planes():
+    """One channel of a wider array: its planes lie a whole sample apart, not a plane apart."""
+    wide = _full_row_view(numpy.random.default_rng(3), (4, 3, 6, 6), 7)
+    x = wide[:, 1:2]
+    numpy.testing.assert_array_equal(halving.max_pool(x, True, False), _chainer(x, True, False))
+
+
+def test_the_flat_view_spans_exactly_the_planes():
+    buf = numpy.zeros(2 * 3 * 5 * 9 + 7, numpy.float32)
+    x = buf[:2 * 3 * 5 * 9].reshape(2, 3, 5, 9)[:, :, :4, :6]  # planes 45 apart, rows 9 apart
+    flat, pitch, row = halving._flat_planes(x)
+    assert (pitch, row) == (45, 9)
+    assert flat.size == 5 * 45 + 3 * 9 + 6  # up to the last plane's last value
+    assert numpy.shares_memory(flat, buf) and flat.__array_interface__["data"][0] == \
+        buf.__array_interface__["data"][0]
+
+
 def test_other_poolings_and_layouts_are_refused():
     x = numpy.zeros((2, 3, 8, 8), numpy.float32)
     assert halving.applies(x, 2, 2, 0) and halving.applies(x, (2, 2), None, (0, 0))
@@ -81,6 +98,24 @@ def test_other_poolings_and_layouts_are_refused():
     assert not halving.applies(x.astype(numpy.float64), 2, 2, 0)
     assert not halving.applies(x[:, :, :, ::2], 2, 2, 0)  # columns not adjacent
     assert not halving.applies(x.transpose(1, 0, 2, 3), 2, 2, 0)  # planes not evenly spaced
+    assert not halving.applies(x[:, :, ::-1], 2, 2, 0)  # rows backwards
+    assert not halving.applies(x[:, :, :1], 2, 2, 0) and not halving.applies(x[..., :1], 2, 2, 0)
+    strided = numpy.lib.stride_tricks.as_strided
+    big = numpy.zeros(4096, numpy.float32)
+    assert not halving.applies(strided(big, (2, 3, 8, 8), (3 * 32 * 4, 32 * 4, 4 * 4, 4)), 2, 2, 0)
+    assert not halving.applies(strided(big, (2, 3, 8, 8), (3 * 72 * 4, 72 * 4, 8 * 4 + 2, 4)), 2,
+                               2, 0)  # rows not a whole number of values apart
+    assert not halving.applies(strided(big, (2, 3, 8, 8), (3 * 40 * 4, 40 * 4, 8 * 4, 4)), 2, 2,
+                               0)  # planes 40 apart hold 64 values
+
+
+def test_one_sample_of_a_channel_slice_pools_alike():
+    """One sample: the sample stride says nothing about where planes lie (here 3 planes apart for
+    2 channels), and must not refuse or misplace them."""
+    wide = _full_row_view(numpy.random.default_rng(4), (2, 3, 6, 6), 7)
+    x = wide[:1, :2]
+    assert halving.applies(x, 2, 2, 0)
+    numpy.testing.assert_array_equal(halving.max_pool(x, False, True), _chainer(x, False, True))
 
 
 def test_the_batch_program_pools_here(monkeypatch):

@@ -4,6 +4,7 @@ another layout or thread must get a buffer of its own."""
 import threading
 
 import numpy
+import pytest
 
 import chainer.functions as F
 
@@ -54,3 +55,8 @@ def test_repeated_convolutions_stay_equal_to_chainer():
         numpy.testing.assert_allclose(conv.conv2d_numpy(x, W, None, 1, 2),
                                       F.convolution_2d(x, W, pad=2).array, rtol=1e-4,
                                       atol=1e-3 * abs(scale))
+
+
+def test_a_kernel_larger_than_the_padded_input_is_refused():
+    with pytest.raises(ValueError, match="output size would be -1"):
+        layout.geom((1, 1, 3, 3), (1, 1, 5, 5), (1, 1), (0, 0))
