@@ -60,8 +60,8 @@ _lock = threading.Lock()  # the kernel threads of one call may ask for a kernel 
 
 
 def _kernel(mr, width):
-    """(packed convolution, matrix product) compiled for MR = mr rows and vectors of ``width``
-    floats."""
+    """(packed convolution, matrix product, unpacked convolution, in-place weight gradient)
+    compiled for MR = mr rows and vectors of ``width`` floats."""
     with _lock:
         if (mr, width) not in _kernels:
             _kernels[mr, width] = _build(mr, width)

@@ -1,5 +1,5 @@
 """Register blocks in LLVM vector code, as Numba intrinsics: what the micro-kernel
-(``microkernel``) is made of.
+(``microkernel``) and the 2x2 pooling (``halving``) are made of.
 
 Why: Numba's autovectoriser does not keep a block of outputs in registers over a whole reduction,
 and copies of a few vectors with a per-lane blend are not expressible in Numba; written as LLVM
