@@ -32,6 +32,7 @@ def _forward(kernel, x, W, b, pad, width=None):
     (7, 8, 4, 37, 3, 1),     # 20 a sample: a panel holds several samples; 37 channels
     (1, 5, 15, 20, 5, 3),    # one sample, the last panel partial
     (4, 3, 9, 7, 5, 0),      # no padding
+    (2, 3, 5, 1, 1, 0),      # one output channel, a 1x1 kernel
 ])
 def test_equals_chainer(kernel, width, n, C, H, out, k, pad):
     rng = numpy.random.default_rng(0)
