@@ -17,6 +17,7 @@ Float32 only, x86-64 with AVX2 + FMA or AVX-512 (``why_not`` says why elsewhere)
 im2col + GEMM within float32 rounding (another summation order); ``conv`` times these paths
 against the others per shape (``calibration``) and runs them only where they are faster.
 """
+import functools
 import threading
 
 import numpy
@@ -253,11 +254,15 @@ def pack_weights(W, mr):
     return numpy.ascontiguousarray(Wp.reshape(panels, mr, -1).transpose(0, 2, 1)).reshape(panels, -1)
 
 
+@functools.lru_cache(maxsize=256)
 def offsets(C, kh, kw, plane, Wq):
     """Where reduction index (c, i, j) reads, relative to an output position, in a full-row padded
-    buffer (``conv``'s stride-1 layout)."""
+    buffer (``layout``'s stride-1 layout); built once per geometry (a small batch's convolution
+    costs no more than building it), read-only."""
     c, i, j = numpy.meshgrid(numpy.arange(C), numpy.arange(kh), numpy.arange(kw), indexing="ij")
-    return (c * plane + i * Wq + j).reshape(-1).astype(numpy.int64)
+    table = (c * plane + i * Wq + j).reshape(-1).astype(numpy.int64)
+    table.setflags(write=False)
+    return table
 
 
 def conv_forward(xbuf, W, b, out, g, n, width=None):

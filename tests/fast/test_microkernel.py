@@ -67,6 +67,17 @@ def test_pack_weights_layout():
                 assert ap[i, k * 2 + r] == expected
 
 
+def test_offsets_by_hand_and_shared_read_only():
+    """Reduction index (c, i, j) reads c planes, i rows and j columns past an output position:
+    2 channels of 3 x 3 windows on planes of 40 values with rows of 7."""
+    table = microkernel.offsets(2, 3, 3, 40, 7)
+    assert table.tolist() == [c * 40 + i * 7 + j for c in range(2) for i in range(3)
+                              for j in range(3)]
+    assert microkernel.offsets(2, 3, 3, 40, 7) is table  # built once per geometry
+    with pytest.raises(ValueError):
+        table[0] = 1  # shared, so nobody may change it
+
+
 @pytest.mark.parametrize("path", ["packed", "unpacked"])
 def test_thread_split_changes_nothing(path):
     """Slices of the batch group positions into panels differently; every output sums its
