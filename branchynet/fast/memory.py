@@ -2,9 +2,10 @@
 
 Why: a training step allocates and frees arrays of tens of megabytes (convolution outputs, the
 normalisation's three, gradients). glibc serves each from fresh ``mmap`` pages and unmaps it when
-freed, so every step pays a page fault and the zeroing of every page again: a fifth of a B-AlexNet
-step on one thread, and faults do not run side by side on the kernels' threads. With mmap off and
-trimming off, the next step's arrays reuse the heap blocks the last one freed (docs/fast_cpu.md).
+freed, so every step pays a page fault and the zeroing of every page again (14-21 % of a
+B-AlexNet step), and faults do not run side by side on the kernels' threads. With mmap off and
+trimming off, the next step's arrays reuse the heap blocks the last one freed (docs/fast_cpu.md,
+"Freed memory").
 
 Process-wide, and only ever switched on: ``keep_freed`` runs at the first step on the fast kernels
 (``switch.cpu_scope``), unless ``BRANCHYNET_KEEP_MEMORY=0``. The process then holds its peak heap
