@@ -89,9 +89,9 @@ def _run_forward(x, W, b, g, path):
         _split(g, dtype, lambda n0, n1: jit.conv_direct(layout.padded(x[n0:n1], g), Wc, bc,
                                                         ypad[n0:n1], g, n1 - n0))
     elif path in ("packed", "unpacked"):
-        kernel = getattr(microkernel, "conv_forward" + ("_unpacked" if path == "unpacked" else ""))
-        _split(g, dtype, lambda n0, n1: kernel(
-            layout.padded(x[n0:n1], g, microkernel.TAIL), W, b, ypad[n0:n1], g, n1 - n0))
+        _split(g, dtype, lambda n0, n1: microkernel.conv_forward(
+            layout.padded(x[n0:n1], g, microkernel.TAIL), W, b, ypad[n0:n1], g, n1 - n0,
+            unpacked=path == "unpacked"))
     else:
         Wb = _with_bias(W.reshape(g.O, g.K), b, dtype)
         _split(g, dtype, lambda n0, n1: _forward_slice(x[n0:n1], Wb, g, ypad[n0:n1]))

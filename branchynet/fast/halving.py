@@ -15,6 +15,7 @@ import numpy
 from numpy.lib.stride_tricks import as_strided
 
 from branchynet.fast import jit, threads, vector_ir
+from branchynet.fast.layout import pair
 
 __all__ = ["applies", "max_pool"]
 
@@ -38,7 +39,6 @@ def _flat_planes(x):
 def applies(x, ksize, stride, pad):
     """Whether this pooling of x runs here: float32, 2 x 2 windows, stride 2, no padding, planes
     laid out evenly (any row pitch), on a CPU with vector code."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     stride = ksize if stride is None else stride
     return (vector_ir.why_not() is None and x.dtype == numpy.float32 and x.ndim == 4
             and pair(ksize) == (2, 2) and pair(stride) == (2, 2) and pair(pad) == (0, 0)

@@ -25,7 +25,7 @@ import numpy
 from branchynet.fast import jit, vector_ir
 
 __all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
-           "conv_forward", "conv_forward_unpacked", "weight_gradient_into",
+           "conv_forward", "weight_gradient_into",
            "product_shape", "product_into", "TAIL"]
 
 # Bytes of one reduction slice of an input panel: it stays in L1 while every weight panel uses it.
@@ -265,25 +265,17 @@ def offsets(C, kh, kw, plane, Wq):
     return table
 
 
-def conv_forward(xbuf, W, b, out, g, n, width=None):
-    """out (n, O, g.L) = conv + bias for n samples in the flat padded buffer xbuf (``conv``'s
-    full-row layout of the stride-1 geometry g, with ``TAIL`` more floats of tail); ``width``
-    picks the vector width (tests run the AVX2 geometry on AVX-512 machines too)."""
+def conv_forward(xbuf, W, b, out, g, n, width=None, unpacked=False):
+    """out (n, O, g.L) = conv + bias for n samples in the flat padded buffer xbuf (``layout``'s
+    full-row layout of the stride-1 geometry g, with ``TAIL`` more floats of tail), on packed input
+    panels or, ``unpacked``, reading the input in place (``_unpacked``); ``width`` picks the vector
+    width (tests run the AVX2 geometry on AVX-512 machines too)."""
     width = width or vector_ir.vector_width()
     mr = rows_per_panel(g.O, width)
     bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
-    _kernel(mr, width)[0](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
-                          offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
-    return out
-
-
-def conv_forward_unpacked(xbuf, W, b, out, g, n, width=None):
-    """``conv_forward`` without packing (``_unpacked``): the same arguments and result."""
-    width = width or vector_ir.vector_width()
-    mr = rows_per_panel(g.O, width)
-    bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
-    _kernel(mr, width)[2](xbuf, pack_weights(W, mr), bias, out, n, g.C * g.plane,
-                          offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
+    _kernel(mr, width)[2 if unpacked else 0](xbuf, pack_weights(W, mr), bias, out, n,
+                                             g.C * g.plane,
+                                             offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
     return out
 
 

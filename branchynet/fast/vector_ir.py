@@ -59,19 +59,18 @@ def _data(context, builder, array_type, value):
     return context.make_array(array_type)(context, builder, value).data
 
 
-def _accumulate(context, builder, width, mr, count, b_row, a_at, pc, ldc, add, start=None):
-    """The register block of ``block`` and ``inplace_block``: for k < count, vectors b_row(k) and
-    b_row(k) + width times mr broadcasts a_at(k, r), accumulated in registers, then added to
-    (``add``) or stored in c rows of pitch ldc; the accumulators start at zero, or at the scalar
-    start(r) in every lane."""
+def _accumulate(builder, width, mr, count, b_row, a_at, pc, ldc, add, start=None):
+    """The register block of ``block``, ``inplace_block`` and ``gathered_block``: for k < count,
+    vectors b_row(k) and b_row(k) + width times mr broadcasts a_at(k, r), accumulated in
+    registers, then added to (``add``) or stored in c rows of pitch ldc; the accumulators start at
+    zero, or at the scalar start(r) in every lane."""
     vec = _vector(width)
     fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v%df32" % width)
     intp = count.type
     zero = ir.Constant(vec, [0.0] * width)
-    slots = [cgutils.alloca_once_value(builder, zero if start is None
-                                       else _splat(builder, start(r // 2), width))
-             for r in range(2 * mr)]
+    firsts = [zero if start is None else _splat(builder, start(r), width) for r in range(mr)]
+    slots = [cgutils.alloca_once_value(builder, firsts[r]) for r in range(mr) for _ in range(2)]
     with cgutils.for_range(builder, count) as loop:
         row = b_row(loop.index)
         bv = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(intp, width * h)]),
@@ -103,7 +102,7 @@ def block(mr, width):
             count, sa_v, sk_v, ldb_v, ldc_v = args[3:]
             pa, pb, pc = (_data(context, builder, t, v) for t, v in zip(signature.args, args[:3]))
             intp = count.type
-            _accumulate(context, builder, width, mr, count,
+            _accumulate(builder, width, mr, count,
                         lambda k: builder.gep(pb, [builder.mul(k, ldb_v)]),
                         lambda k, r: builder.gep(pa, [builder.add(
                             builder.mul(k, sk_v), builder.mul(ir.Constant(intp, r), sa_v))]),
@@ -128,7 +127,7 @@ def inplace_block(mr, width):
             xb_v, ldc_v = args[5:]
             count = context.make_array(signature.args[3])(context, builder, args[3]).nitems
             intp = count.type
-            _accumulate(context, builder, width, mr, count,
+            _accumulate(builder, width, mr, count,
                         lambda k: builder.gep(px, [builder.add(
                             xb_v, builder.load(builder.gep(po, [k])))]),
                         lambda k, r: builder.gep(pa, [builder.add(
@@ -156,7 +155,7 @@ def gathered_block(mr, width):
             intp = count.type
             starts = [builder.gep(px, [builder.add(xb_v, builder.load(
                 builder.gep(po, [ir.Constant(intp, r)])))]) for r in range(mr)]
-            _accumulate(context, builder, width, mr, count,
+            _accumulate(builder, width, mr, count,
                         lambda j: builder.gep(pb, [builder.mul(j, ldb_v)]),
                         lambda j, r: builder.gep(starts[r], [j]), pc, ldc_v, add=True)
             return context.get_dummy_value()

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.skipif(not microkernel.available(),
 WIDTHS = [w for w in (8, 16) if w <= (microkernel.vector_width() or 0)]
 
 
-def _forward(kernel, x, W, b, pad, width=None):
+def _forward(unpacked, x, W, b, pad, width=None):
     g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
     out = numpy.empty((g.N, g.O, g.L), numpy.float32)
-    kernel(layout.padded(x, g, microkernel.TAIL), W, b, out, g, g.N, width)
+    microkernel.conv_forward(layout.padded(x, g, microkernel.TAIL), W, b, out, g, g.N, width,
+                             unpacked)
     return layout.output(out, g)
 
 
-@pytest.mark.parametrize("kernel", [microkernel.conv_forward, microkernel.conv_forward_unpacked],
-                         ids=["packed", "unpacked"])
+@pytest.mark.parametrize("unpacked", [False, True], ids=["packed", "unpacked"])
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("n,C,H,out,k,pad", [
     (3, 32, 16, 64, 5, 2),   # 288 positions a sample: panels inside one sample
@@ -34,15 +34,15 @@ def _forward(kernel, x, W, b, pad, width=None):
     (4, 3, 9, 7, 5, 0),      # no padding
     (2, 3, 5, 1, 1, 0),      # one output channel, a 1x1 kernel
 ])
-def test_equals_chainer(kernel, width, n, C, H, out, k, pad):
+def test_equals_chainer(unpacked, width, n, C, H, out, k, pad):
     rng = numpy.random.default_rng(0)
     x = rng.standard_normal((n, C, H, H), dtype=numpy.float32)
     W = rng.standard_normal((out, C, k, k), dtype=numpy.float32)
     b = rng.standard_normal(out, dtype=numpy.float32)
     expected = F.convolution_2d(x, W, b, pad=pad).array
-    numpy.testing.assert_allclose(_forward(kernel, x, W, b, pad, width), expected,
+    numpy.testing.assert_allclose(_forward(unpacked, x, W, b, pad, width), expected,
                                   rtol=1e-4, atol=1e-4)
-    numpy.testing.assert_allclose(_forward(kernel, x, W, None, pad, width),
+    numpy.testing.assert_allclose(_forward(unpacked, x, W, None, pad, width),
                                   expected - b[:, None, None],
                                   rtol=1e-4, atol=1e-4)
 
