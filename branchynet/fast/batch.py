@@ -10,12 +10,13 @@ import chainer.functions as F
 import chainer.links as L
 
 from branchynet.fast import conv as fconv
-from branchynet.fast import halving, jit, layout, threads
+from branchynet.fast import conv_pool, halving, jit, layout, threads
 from branchynet.fast import pooling as fpool
 from branchynet.model import layers as blayers
 from branchynet.model import links as blinks
 
-__all__ = ["numpy_function", "max_pool_function", "is_conv", "conv_direct", "pool_sizes"]
+__all__ = ["numpy_function", "functions", "max_pool_function", "is_conv", "conv_direct",
+           "pool_sizes"]
 
 
 def _conv(link):
@@ -104,13 +105,15 @@ def pool_sizes(shape, layer):
     return k, st, p, cover_all, (1, C, OH, OW)
 
 
-def max_pool_function(layer, relu):
+def max_pool_function(layer, relu, into=None):
     """Max pooling of a batch, with the ReLU after it when ``relu``: 2 x 2 windows of stride 2 on
-    vector code (``halving``), others in one compiled call for a small batch
-    (``jit.pool_applies``), else the numpy pooling (and an in-place ReLU)."""
+    vector code (``halving``; ``into``: the output shape -> the stride-1 geometry of the
+    convolution that reads the output, which then takes it without a copy), others in one
+    compiled call for a small batch (``jit.pool_applies``), else the numpy pooling (and an
+    in-place ReLU)."""
     def run(x):
         if halving.applies(x, layer.ksize, layer.stride, layer.pad):
-            return halving.max_pool(x, layer.cover_all, relu)
+            return halving.max_pool(x, layer.cover_all, relu, into=into)
         (kh, kw), (sy, sx), (ph, pw), _, (_, C, OH, OW) = pool_sizes(x.shape, layer)
         if jit.pool_applies(x.shape, x.dtype):
             return jit.max_pool(x, numpy.empty((len(x), C, OH, OW), dtype=x.dtype),
@@ -118,6 +121,52 @@ def max_pool_function(layer, relu):
         y = fpool.max_pool_numpy(x, layer.ksize, layer.stride, layer.pad, layer.cover_all)
         return numpy.maximum(y, 0, out=y) if relu else y
     return run
+
+
+def _conv_then_pool(link, pool, relu, into):
+    """A convolution and the max pooling (and ReLU) after it: fused (``conv_pool``) where the
+    convolution runs on the unpacked micro-kernel for this batch, else one after the other."""
+    conv, pooling = _conv(link), max_pool_function(pool, relu, into)
+    pooled = (pool.ksize, pool.stride, pool.pad)
+
+    def run(x):
+        if (len(x) > jit.DIRECT_SMALL_BATCH and conv_pool.applies(x, link.W.array, link.stride, pooled)
+                and fconv.forward_path(x, link.W.array, link.stride, link.pad) == "unpacked"):
+            b = None if link.b is None else link.b.array
+            return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu, into)
+        return pooling(conv(x))
+    return run
+
+
+def _reader(layer):
+    """For a layer that reads a pooling's output: the output shape -> its stride-1 convolution
+    geometry (``max_pool_function``'s ``into``), or None when it is not such a convolution."""
+    if not (is_conv(layer) and layout.pair(layer.stride) == (1, 1) and layer.W.array is not None):
+        return None
+    return lambda shape: layout.geom(shape, layer.W.shape, (1, 1), layout.pair(layer.pad))
+
+
+def functions(layers, then=None):
+    """The batch functions of ``layers`` (ReLUs already after poolings), one per layer, except
+    that a max pooling runs with the ReLU after it, and a convolution with the max pooling after
+    it; a pooling stores its output as the convolution that reads it (the next layer, or
+    ``then`` after the last) takes it."""
+    out, i = [], 0
+    while i < len(layers):
+        layer = layers[i]
+        conv_first = is_conv(layer) and i + 1 < len(layers)
+        p = i + 1 if conv_first and isinstance(layers[i + 1], blayers.MaxPool) else i
+        if not isinstance(layers[p], blayers.MaxPool):
+            out.append(numpy_function(layer))
+            i += 1
+            continue
+        relu = p + 1 < len(layers) and layers[p + 1] is F.relu
+        end = p + 1 + relu
+        into = _reader(layers[end] if end < len(layers) else then)
+        out.append(_conv_then_pool(layer, layers[p], relu, into) if p > i
+                   else max_pool_function(layers[p], relu, into))
+        i = end
+    return out
 
 
 def _chainer_test_mode(layer):

@@ -18,9 +18,7 @@ import threading
 
 import numpy
 
-import chainer.functions as F
-
-from branchynet.fast.batch import is_conv, max_pool_function, numpy_function
+from branchynet.fast.batch import functions, is_conv
 from branchynet.fast.stages import ConvInput, stage
 from branchynet.fast.switch import relu_after_pool
 from branchynet.model import layers as blayers
@@ -70,20 +68,12 @@ class SampleProgram:
 
 
 class BatchProgram:
-    """``layers`` compiled for a batch of any size: one numpy function per layer."""
+    """``layers`` compiled for a batch of any size: one numpy function per layer, a max pooling
+    with its ReLU and with the convolution before it (``batch.functions``); ``then``: the layer
+    that reads the output (the next program's first), for which it is laid out."""
 
-    def __init__(self, layers):
-        layers = relu_after_pool(layers)
-        functions, i = [], 0
-        while i < len(layers):  # relu(max pooling): one function, as in a batch-1 program
-            if (isinstance(layers[i], blayers.MaxPool) and i + 1 < len(layers)
-                    and layers[i + 1] is F.relu):
-                functions.append(max_pool_function(layers[i], relu=True))
-                i += 2
-            else:
-                functions.append(numpy_function(layers[i]))
-                i += 1
-        self.functions = tuple(functions)
+    def __init__(self, layers, then=None):
+        self.functions = tuple(functions(relu_after_pool(layers), then))
 
     def __call__(self, x):
         for fn in self.functions:
@@ -105,6 +95,31 @@ def chain(segments, heads, shape, dtype):
     return seg_programs, head_programs
 
 
+def _same_step(a, b):
+    """Whether two network items compute the same function of their input and have no
+    parameters: the same object (a function such as F.relu), or poolings with equal settings."""
+    if a is b:
+        return not hasattr(a, "params") or not list(a.params())
+    return (type(a) is type(b) and isinstance(a, (blayers.MaxPool, blayers.AvgPool))
+            and vars(a) == vars(b))
+
+
+def shared_prefixes_hoisted(segments, heads):
+    """(segments, heads) as layer lists, with the parameter-free layers that head k and segment
+    k + 1 both start with moved to the end of segment k: computed once for every sample that
+    reaches exit k, not again for those that go on. Outputs are unchanged."""
+    segments = [relu_after_pool(s) for s in segments]
+    heads = [relu_after_pool(h) for h in heads]
+    for k in range(len(segments) - 1):
+        n = 0
+        while (n < len(heads[k]) - 1 and n < len(segments[k + 1]) - 1
+               and _same_step(heads[k][n], segments[k + 1][n])):
+            n += 1
+        segments[k] = segments[k] + heads[k][:n]
+        heads[k], segments[k + 1] = heads[k][n:], segments[k + 1][n:]
+    return segments, heads
+
+
 class Runner:
     """What inference on numpy runs for a BranchyNet's segments and heads (layer lists): batch
     programs, and for one floating-point sample, chained batch-1 programs per thread and shape.
@@ -118,14 +133,15 @@ class Runner:
     SAMPLE_MAX = 2
 
     def __init__(self, segments, heads):
-        self.segments, self.heads = segments, heads
+        self.segments, self.heads = shared_prefixes_hoisted(segments, heads)
+        self._originals = (segments, heads)
         self._batch = None
         self._sample = {}
 
     def __deepcopy__(self, memo):
         """A copy over copied layers, with no programs: compiled closures would still read the
         original links."""
-        return Runner(copy.deepcopy(self.segments, memo), copy.deepcopy(self.heads, memo))
+        return Runner(*copy.deepcopy(self._originals, memo))
 
     def _chain(self, shape, dtype):
         key = (threading.get_ident(), shape, dtype.str)
@@ -143,7 +159,8 @@ class Runner:
             segments, heads = self._chain(x.shape, x.dtype)
             return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
         if self._batch is None:
-            self._batch = ([BatchProgram(s) for s in self.segments],
+            self._batch = ([BatchProgram(s, then=h[0] if h else None)
+                            for s, h in zip(self.segments, self.heads)],
                            [BatchProgram(h) for h in self.heads])
         segments, heads = self._batch
         if x.dtype.kind != "f":

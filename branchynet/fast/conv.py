@@ -23,7 +23,7 @@ import numpy
 
 from branchynet.fast import calibration, jit, layout, microkernel, threads
 
-__all__ = ["conv2d_numpy", "supports", "grad_x", "grad_w", "bias_grad"]
+__all__ = ["conv2d_numpy", "forward_path", "supports", "grad_x", "grad_w", "bias_grad"]
 
 # Target size in bytes of one chunk's im2col buffer: small enough to stay in L2/L3 between the copy
 # that fills it and the GEMM that reads it, large enough that the GEMM runs near peak.
@@ -294,6 +294,11 @@ def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
     return _forward(x, W, b, layout.geom(x.shape, W.shape, layout.pair(stride), layout.pair(pad)))
+
+
+def forward_path(x, W, stride=1, pad=0):
+    """The path ``conv2d_numpy`` runs for these inputs ("gemm", "direct", "packed", "unpacked")."""
+    return _forward_path(x, W, layout.geom(x.shape, W.shape, layout.pair(stride), layout.pair(pad)))
 
 
 def supports(link):

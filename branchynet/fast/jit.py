@@ -24,7 +24,8 @@ import os
 import numpy
 
 __all__ = ["available", "set_enabled", "why_not", "direct_conv_applies", "pool_applies",
-           "linear_applies", "conv_direct", "max_pool", "linear", "entropy_one"]
+           "linear_applies", "conv_direct", "max_pool", "linear", "entropy_one",
+           "entropy_rows"]
 
 # Longest im2col column (C * kh * kw) for which the direct convolution runs instead of im2col +
 # GEMM (benchmarks/bench_jit.py, results/benchmarks/jit_kernels_cpu.txt): for up to
@@ -206,6 +207,11 @@ if numba is not None:
             weighted += e * d
         return numpy.log(total) - weighted / total
 
+    @_jit
+    def _entropy_rows(z, out):
+        for i in range(z.shape[0]):
+            out[i] = _entropy(z[i])
+
 
 def linear_applies(link, x_dtype):
     """Whether a batch-1 program runs a linear layer with the compiled kernel: float32 with a bias
@@ -225,6 +231,13 @@ def linear(x, W, b, out):
 def entropy_one(logits):
     """The float64 softmax entropy of one sample's logits (any float array of one row)."""
     return float(_entropy(logits.reshape(-1)))
+
+
+def entropy_rows(logits):
+    """``entropy_one`` of each row of an (N, C) float array, in one call."""
+    out = numpy.empty(len(logits), numpy.float64)
+    _entropy_rows(logits, out)
+    return out
 
 
 def conv_direct(xflat, W, b, out, g, n=None):

@@ -8,11 +8,12 @@ the few extra output columns are left unused and ``output`` views past them. Oth
 plain im2col layout.
 """
 import threading
+import weakref
 
 import numpy
 
-__all__ = ["pair", "out_size", "view", "Geom", "geom", "padded_buffer", "padded", "col_view",
-           "fill_col", "output"]
+__all__ = ["pair", "out_size", "view", "Geom", "geom", "padded_buffer", "filled", "padded",
+           "col_view", "fill_col", "output"]
 
 
 def pair(v):
@@ -88,6 +89,51 @@ def padded_buffer(n, g, dtype, tail=0):
     return buf, interior
 
 
+# Data address -> (layout, samples, spare floats past them) of each live buffer ``filled`` made
+# (forgotten when the buffer is freed), so that ``padded`` takes a view into one as it is.
+_filled = {}
+
+
+def _layout_key(g, dtype):
+    return (g.C, g.H, g.W, g.Hp, g.Wq, g.ph, g.pw, numpy.dtype(dtype).str)
+
+
+def filled(n, g, dtype, tail=0):
+    """A flat buffer for n samples laid out as g describes, for a producer that writes every
+    element of every plane, padding included (a pooling writing what a convolution reads), and
+    the (n, C, H, W) view of where the data goes; the tail (``tail`` floats past ``padded``'s) is
+    zero. ``padded`` given this view, or a slice of its samples, reads the buffer in place."""
+    n_el = n * g.C * g.plane
+    buf = numpy.empty(n_el + g.kw + tail, dtype=dtype)
+    buf[n_el:] = 0
+    interior = buf[:n_el].reshape(n, g.C, g.Hp, g.Wq)[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W]
+    address = buf.ctypes.data
+    _filled[address] = (_layout_key(g, dtype), n, g.kw + tail)
+    weakref.finalize(buf, _filled.pop, address, None)
+    return buf, interior
+
+
+def _in_filled(x, g, tail):
+    """The flat buffer from x's first sample on when x is samples of a ``filled`` buffer's view
+    with g's layout and a tail as long, else None."""
+    base = x.base
+    if base is None or base.ndim != 1 or x.ndim != 4:
+        return None
+    entry = _filled.get(base.ctypes.data)
+    if entry is None:
+        return None
+    key, n, spare = entry
+    it, sample = x.itemsize, g.C * g.plane
+    if (key != _layout_key(g, x.dtype) or g.kw + tail > spare
+            or x.strides[1:] != (g.plane * it, g.Wq * it, it)
+            or (len(x) > 1 and x.strides[0] != sample * it)):
+        return None
+    start = (x.ctypes.data - base.ctypes.data) // it - (g.ph * g.Wq + g.pw)
+    if start < 0 or start % sample or start // sample + len(x) > n:
+        return None
+    return base[start:]
+
+
 _scratch = threading.local()
 _SCRATCH_LAYOUTS = 16  # padded buffers kept per thread
 
@@ -96,7 +142,11 @@ def padded(x, g, tail=0):
     """x (any number of samples) copied into a zero buffer laid out as g describes; returned flat.
     The buffer is this thread's for the layout, kept for its next call (only the interior is ever
     written, so the padding stays zero): it saves zeroing and faulting in fresh pages each call,
-    and it is valid until this thread pads another input of the same layout."""
+    and it is valid until this thread pads another input of the same layout. x that is samples
+    of a ``filled`` buffer with this layout is read where it is."""
+    inner = _in_filled(x, g, tail)
+    if inner is not None:
+        return inner
     kept = getattr(_scratch, "buffers", None)
     if kept is None:
         kept = _scratch.buffers = {}

@@ -9,7 +9,7 @@ FMA: 8). ``why_not`` says why they are unavailable elsewhere.
 from branchynet.fast import jit
 
 __all__ = ["why_not", "vector_width", "block", "inplace_block", "gathered_block", "copies",
-           "pool_pairs"]
+           "pool_pairs", "window_row"]
 
 _why_not = jit.why_not()
 _width = None
@@ -238,3 +238,27 @@ def pool_pairs(width):
         return (jit.numba.types.void(src, intp_t, intp_t, dst, intp_t, intp_t,
                                      jit.numba.types.float64), codegen)
     return pairs
+
+
+def window_row(width):
+    """put(src, start, dst, at, lo, hi): dst[at + t] = src[start + t] for lo <= t < hi, else 0,
+    for t < width: one vector load, a select and one vector store (src is read, and dst written,
+    at all ``width`` lanes)."""
+    vec, intp_t = _vector(width), jit.numba.types.intp
+
+    @intrinsic
+    def put(typingctx, src, start, dst, at, lo, hi):
+        def codegen(context, builder, signature, args):
+            ps, pd = (_data(context, builder, signature.args[i], args[i]) for i in (0, 2))
+            start_v, at_v, lo_v, hi_v = args[1], args[3], args[4], args[5]
+            lanes = ir.Constant(ir.VectorType(lo_v.type, width), list(range(width)))
+            take = builder.and_(builder.icmp_signed(">=", lanes, _splat(builder, lo_v, width)),
+                                builder.icmp_signed("<", lanes, _splat(builder, hi_v, width)))
+            new = builder.load(builder.bitcast(builder.gep(ps, [start_v]), vec.as_pointer()),
+                               align=4)
+            value = builder.select(take, new, ir.Constant(vec, [0.0] * width))
+            builder.store(value, builder.bitcast(builder.gep(pd, [at_v]), vec.as_pointer()),
+                          align=4)
+            return context.get_dummy_value()
+        return jit.numba.types.void(src, intp_t, dst, intp_t, intp_t, intp_t), codegen
+    return put

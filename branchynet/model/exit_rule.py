@@ -60,8 +60,27 @@ def exits_here(entropies, threshold):
 
 
 def leaves(logits, threshold):
-    """Mask of the samples that leave at an exit, from its logits: the decision inference makes."""
-    return exits_here(entropy(softmax(logits)), threshold)
+    """Mask of the samples that leave at an exit, from its logits: the decision inference makes.
+
+    On numpy with Numba, each row's entropy is first computed in float64 in one compiled call
+    (``leaves_one``'s formula: numpy's reductions over ten classes cost about 0.1 ms a call in a
+    batch of 1,000); rows within ``leaves_one``'s margin of T, or non-finite, are decided by the
+    float32 formula itself, so the decisions are the same."""
+    if not (_jit.available() and isinstance(logits, numpy.ndarray) and logits.dtype.kind == "f"
+            and logits.ndim == 2 and len(logits)):
+        return exits_here(entropy(softmax(logits)), threshold)
+    entropies = _jit.entropy_rows(logits)
+    out = entropies < threshold
+    unsure = ~(numpy.abs(entropies - threshold) > _margin(logits.shape[1]))  # NaN is unsure
+    if unsure.any():
+        out[unsure] = exits_here(entropy(softmax(logits[unsure])), threshold)
+    return out
+
+
+def _margin(classes):
+    """How far the float64 entropy may lie from T for its decision to be the float32 one's:
+    float32 softmax + entropy err by a few ulp per class, 1e-5 per class is 100x that."""
+    return 1e-4 + 1e-5 * classes
 
 
 def leaves_one(logits, threshold):
@@ -81,8 +100,7 @@ def leaves_one(logits, threshold):
         entropy_ = _jit.entropy_one(logits)  # the same formula, one compiled call
     else:
         entropy_ = _entropy_one(logits)
-    # float32 softmax + entropy err by a few ulp per class: 1e-5 per class is 100x that.
-    if math.isfinite(entropy_) and abs(entropy_ - threshold) > 1e-4 + 1e-5 * logits.size:
+    if math.isfinite(entropy_) and abs(entropy_ - threshold) > _margin(logits.size):
         return entropy_ < threshold
     return bool(leaves(logits, threshold)[0])
 

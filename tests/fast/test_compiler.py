@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 import chainer
+import chainer.functions as F
 import chainer.links as L
 
 import branchynet  # noqa: F401  (compatibility shims before chainer)
 import networks
-from branchynet.fast import batch, compiler
+from branchynet.fast import batch, compiler, conv_pool, switch
+from branchynet.fast import conv as conv_module
 from branchynet.model import exit_rule
+from branchynet.model.layers import MaxPool
 from branchynet.model.links import ResBlock
 
 NETWORKS = [("b-lenet", {}), ("b-alexnet", {}), ("b-alexnet-paper", {}), ("b-resnet110", {"n": 1}),
@@ -48,9 +51,9 @@ def _stock(sequence, h):
 
 
 @pytest.mark.parametrize("name, kwargs", NETWORKS)
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, 12])
 def test_programs_equal_stock_chainer(name, kwargs, n):
-    """Every segment and head, compiled for one sample (n = 1) or for a batch (n = 3), gives
+    """Every segment and head, compiled for one sample (n = 1) or for a batch (n = 3, 12), gives
     stock Chainer's values, fed with stock Chainer's output of the layers before it."""
     net = _build(name, kwargs)
     h = _input(name, n)
@@ -184,3 +187,64 @@ def test_a_copied_net_runs_its_own_parameters():
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(net.exit_probs(xb)[0], _stock_probs(net, xb)[0],
                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, kwargs", NETWORKS)
+def test_shared_prefixes_move_to_the_segment_and_nothing_else_changes(name, kwargs):
+    """Hoisting moves only parameter-free layers that head k and segment k + 1 both start with;
+    each exit still runs the same layers in the same order."""
+    net = _build(name, kwargs)
+    segments = [switch.relu_after_pool(s.layers) for s in net.segments]
+    heads = [switch.relu_after_pool(h.layers) for h in net.heads]
+    new_segments, new_heads = compiler.shared_prefixes_hoisted(segments, heads)
+    removed = 0  # layers the previous hoisting took off the front of this segment
+    for k in range(net.numexits()):
+        kept = len(segments[k]) - removed
+        assert new_segments[k][:kept] == segments[k][removed:]
+        moved = new_segments[k][kept:]
+        assert moved + new_heads[k] == heads[k] and new_heads[k]
+        assert all(not hasattr(layer, "params") for layer in moved)
+        if k + 1 < net.numexits():
+            assert moved == segments[k + 1][:len(moved)]
+        removed = len(moved)
+    if name == "b-lenet":  # its exit 1 and its trunk both go on with pooling and ReLU
+        assert [type(x).__name__ for x in new_segments[0]] == ["Convolution2D", "MaxPool", "function"]
+        assert len(new_heads[0]) == 4
+
+
+def test_poolings_with_other_settings_or_parameters_are_not_hoisted():
+    conv = L.Convolution2D(1, 2, 3)
+    for head, seg in [([MaxPool(2, 2), F.relu, L.Linear(4, 2)], [MaxPool(3, 2), F.relu, conv]),
+                      ([MaxPool(2, 2, cover_all=False), L.Linear(4, 2)], [MaxPool(2, 2), conv]),
+                      ([conv, L.Linear(4, 2)], [conv, MaxPool(2)])]:
+        segments, heads = compiler.shared_prefixes_hoisted([[conv], seg], [head, [L.Linear(4, 2)]])
+        assert segments[0] == [conv] and heads[0] == head and segments[1] == seg
+    same = [MaxPool(2, 2), F.relu, L.Linear(4, 2)]
+    segments, heads = compiler.shared_prefixes_hoisted(
+        [[conv], [MaxPool(2, 2), F.relu, conv]], [same, [L.Linear(4, 2)]])
+    assert segments[0][1:] == same[:2] and heads[0] == same[2:] and segments[1] == [conv]
+
+
+@pytest.mark.parametrize("path", ["unpacked", "gemm"])
+def test_fused_and_unfused_batch_programs_equal_stock_chainer(path, monkeypatch):
+    """In a batch, B-LeNet's convolutions run fused with their pooling where the unpacked kernel
+    is the chosen path (forced here), each pooling laid out for the convolution that reads it:
+    every exit's logits and the predictions are stock Chainer's either way."""
+    monkeypatch.setattr(conv_module, "forward_path", lambda *args: path)
+    fused = []
+    real = conv_pool.conv_pool
+    monkeypatch.setattr(conv_pool, "conv_pool", lambda *a, **k: fused.append(1) or real(*a, **k))
+    net = _build("b-lenet", {})
+    x = np.concatenate([_input("b-lenet", 16, seed) for seed in range(2)])
+    stock = _stock_probs(net, x)
+    for got, want in zip(net.exit_probs(x), stock):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    T = float(np.median(exit_rule.entropy(stock[0])))
+    with chainer.using_config("branchynet_fast_cpu", False):
+        want_labels, want_exits = net.predict(x, T)
+    labels, exits = net.predict(x, T)
+    assert 0 < (exits == 0).sum() < len(x)
+    np.testing.assert_array_equal(exits, want_exits)
+    np.testing.assert_array_equal(labels, want_labels)
+    assert bool(fused) == (path == "unpacked" and conv_pool.applies(
+        x, net.segments[0].layers[0].W.array, 1, (2, None, 0)))

@@ -206,8 +206,8 @@ def test_runner_runs_small_remainders_sample_by_sample(name, jit_state, monkeypa
         x = np.random.RandomState(4).rand(5, *shape).astype(np.float32)
         runner = compiler.Runner([s.layers for s in net.segments], [h.layers for h in net.heads])
         segment, head = runner.steps(x)
-        bseg = [compiler.BatchProgram(s.layers) for s in net.segments]
-        bhead = [compiler.BatchProgram(h.layers) for h in net.heads]
+        bseg = [compiler.BatchProgram(s) for s in runner.segments]  # shared prefixes hoisted
+        bhead = [compiler.BatchProgram(h) for h in runner.heads]
         built = []
         real_chain = compiler.chain
         monkeypatch.setattr(compiler, "chain", lambda *a: built.append(a[2]) or real_chain(*a))

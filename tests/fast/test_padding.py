@@ -60,3 +60,56 @@ def test_repeated_convolutions_stay_equal_to_chainer():
 def test_a_kernel_larger_than_the_padded_input_is_refused():
     with pytest.raises(ValueError, match="output size would be -1"):
         layout.geom((1, 1, 3, 3), (1, 1, 5, 5), (1, 1), (0, 0))
+
+
+def _filled(g, seed=0):
+    """A ``filled`` buffer holding random data with zero padding, as a pooling leaves it."""
+    buf, interior = layout.filled(g.N, g, numpy.float32, 8)
+    planes = buf[:g.N * g.C * g.plane].reshape(g.N, g.C, g.Hp, g.Wq)
+    planes[...] = 0
+    interior[...] = numpy.random.default_rng(seed).standard_normal(interior.shape)
+    return buf, interior
+
+
+def test_a_filled_buffer_is_read_in_place_whole_or_by_samples():
+    g = layout.geom((4, 3, 6, 5), (2, 3, 3, 3), (1, 1), (1, 1))
+    buf, x = _filled(g)
+    sample = g.C * g.plane
+    assert layout.padded(x, g, tail=8) is not None
+    assert layout.padded(x, g, tail=8).ctypes.data == buf.ctypes.data
+    part = layout.padded(x[1:3], g, tail=8)  # a thread's slice of the batch
+    assert part.ctypes.data == buf.ctypes.data + sample * 4
+    numpy.testing.assert_array_equal(part[:2 * sample], _fresh(x[1:3], g, 0)[:2 * sample])
+
+
+@pytest.mark.parametrize("why", ["other padding", "longer tail", "a copy", "channel slice",
+                                 "unregistered buffer"])
+def test_other_inputs_are_copied_not_taken(why):
+    """Only samples of a live ``filled`` buffer with this very layout (and a tail as long) are
+    read in place; anything else goes into a kept buffer, as before."""
+    g = layout.geom((4, 3, 6, 5), (2, 3, 3, 3), (1, 1), (1, 1))
+    buf, x = _filled(g)
+    if why == "other padding":
+        g = layout.geom((4, 3, 6, 5), (2, 3, 3, 3), (1, 1), (2, 2))
+    elif why == "longer tail":
+        pass
+    elif why == "a copy":
+        x = x.copy()
+    elif why == "channel slice":
+        g = layout.geom((4, 2, 6, 5), (2, 2, 3, 3), (1, 1), (1, 1))
+        x = x[:, :2]
+    else:
+        other, x = layout.padded_buffer(4, g, numpy.float32, 8)
+        x[...] = 1
+    got = layout.padded(x, g, tail=64 if why == "longer tail" else 8)
+    assert not (buf.ctypes.data <= got.ctypes.data < buf.ctypes.data + buf.nbytes)
+    numpy.testing.assert_array_equal(got, _fresh(x, g, 64 if why == "longer tail" else 8))
+
+
+def test_a_dead_filled_buffer_is_forgotten():
+    g = layout.geom((2, 1, 4, 4), (1, 1, 3, 3), (1, 1), (1, 1))
+    buf, x = _filled(g)
+    address = buf.ctypes.data
+    assert address in layout._filled
+    del buf, x
+    assert address not in layout._filled

@@ -35,3 +35,17 @@ def test_leaves_one_with_non_finite_logits():
         for T in (0.0, 0.5, 3.0):
             with np.errstate(invalid="ignore", over="ignore"):
                 assert exit_rule.leaves_one(logits, T) == bool(exit_rule.leaves(logits, T)[0])
+
+
+def test_compiled_batch_decisions_are_the_float32_formulas_even_at_the_threshold():
+    """``leaves`` on numpy decides rows by a float64 entropy first; at T equal to a row's own
+    float32 entropy (strict <: stays) and just above it (leaves), for NaN and infinite logits and
+    T <= 0, the decisions are those of the float32 formula."""
+    rng = np.random.default_rng(0)
+    logits = (3 * rng.standard_normal((300, 10))).astype(np.float32)
+    logits[0, 3], logits[1, :] = np.nan, np.inf
+    own = exit_rule.entropy(exit_rule.softmax(logits))
+    for i in range(2, 300, 3):
+        for T in (own[i], np.nextafter(own[i], np.float32(np.inf)), 0.0, -1.0, 2.0):
+            want = exit_rule.exits_here(own, T)
+            np.testing.assert_array_equal(exit_rule.leaves(logits, T), want)

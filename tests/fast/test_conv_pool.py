@@ -1,0 +1,132 @@
+"""Convolution fused with the 2 x 2 max pooling after it (``fast/conv_pool.py``) and the pooled
+outputs laid out for the convolution that reads them (``halving.max_pool(..., into=)``,
+``layout.filled``): bit for bit the unfused kernels' values, Chainer's within float32 rounding,
+zero padding written in full, nothing written past a plane, read in place by the next
+convolution, the same on one thread or two."""
+import numpy
+import pytest
+
+import chainer.functions as F
+
+from branchynet.fast import conv, conv_pool, halving, layout, microkernel, threads, vector_ir
+
+pytestmark = pytest.mark.skipif(vector_ir.why_not() is not None,
+                                reason="vector code unavailable: %s" % vector_ir.why_not())
+
+WIDTHS = [w for w in (8, 16) if w <= (vector_ir.vector_width() or 0)]
+
+# (N, C, H, W, O, k, pad): B-LeNet's four convolutions, and an odd map with one output channel.
+SHAPES = [(7, 1, 28, 28, 5, 5, 3), (5, 5, 15, 15, 10, 3, 1), (3, 5, 15, 15, 10, 5, 3),
+          (3, 10, 9, 9, 20, 5, 3), (2, 3, 7, 11, 1, 3, 1)]
+
+
+def _operands(shape, seed=0):
+    N, C, H, W, out, k, _ = shape
+    rng = numpy.random.default_rng(seed)
+    return (rng.standard_normal((N, C, H, W)).astype(numpy.float32),
+            rng.standard_normal((out, C, k, k)).astype(numpy.float32),
+            rng.standard_normal(out).astype(numpy.float32))
+
+
+def _unfused(x, W, b, pad, cover_all, relu, width):
+    g = layout.geom(x.shape, W.shape, (1, 1), (pad, pad))
+    ypad = numpy.empty((g.N, g.O, g.L), numpy.float32)
+    microkernel.conv_forward(layout.padded(x, g, microkernel.TAIL), W, b, ypad, g, g.N, width,
+                             unpacked=True)
+    return halving.max_pool(layout.output(ypad, g), cover_all, relu, width)
+
+
+def _reader(k, pad, out_channels=4):
+    """``into`` for a k x k convolution with this padding reading the pooled output."""
+    return lambda shape: layout.geom(shape, (out_channels, shape[1], k, k), (1, 1), (pad, pad))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("cover_all", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_equals_unfused_bitwise_and_chainer(width, shape, cover_all, relu):
+    x, W, b = _operands(shape)
+    pad = shape[-1]
+    got = conv_pool.conv_pool(x, W, b, pad, cover_all, relu, width=width)
+    numpy.testing.assert_array_equal(got, _unfused(x, W, b, pad, cover_all, relu, width))
+    want = F.max_pooling_2d(F.convolution_2d(x, W, b, pad=pad), 2, 2, cover_all=cover_all).array
+    numpy.testing.assert_allclose(got, numpy.maximum(want, 0) if relu else want,
+                                  rtol=1e-5, atol=1e-5)
+    assert got.flags.c_contiguous
+
+
+def test_no_bias_and_channel_mismatch():
+    x, W, _ = _operands(SHAPES[1])
+    want = F.max_pooling_2d(F.convolution_2d(x, W, pad=1), 2, 2).array
+    numpy.testing.assert_allclose(conv_pool.conv_pool(x, W, None, 1, True, False), want,
+                                  rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="x has 5 channels, W expects 4"):
+        conv_pool.conv_pool(x, W[:, :4], None, 1, True, False)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("k, pad", [(3, 1), (5, 3), (1, 0)])
+def test_into_lays_out_the_next_convolution_input(width, k, pad):
+    """Pooled into the padded layout of the convolution that reads it: the plane holds the
+    outputs at (pad, pad) and zeros everywhere else, and that convolution takes the buffer as it
+    is (no copy) and gives what it gives on a contiguous copy."""
+    x, W, b = _operands(SHAPES[0])
+    into = _reader(k, pad)
+    got = conv_pool.conv_pool(x, W, b, 3, True, True, into=into, width=width)
+    compact = conv_pool.conv_pool(x, W, b, 3, True, True, width=width)
+    numpy.testing.assert_array_equal(got, compact)
+    g = into(got.shape)
+    buf = layout.padded(got, g, microkernel.TAIL)
+    assert buf.ctypes.data + (g.ph * g.Wq + g.pw) * 4 == got.ctypes.data  # read in place
+    planes = buf[:g.N * g.C * g.plane].reshape(g.N, g.C, g.Hp, g.Wq).copy()
+    planes[:, :, g.ph:g.ph + g.H, g.pw:g.pw + g.W] = 0
+    assert not planes.any() and not buf[g.N * g.C * g.plane:].any()
+    W2 = numpy.random.default_rng(3).standard_normal((4, 5, k, k)).astype(numpy.float32)
+    numpy.testing.assert_array_equal(conv.conv2d_numpy(got, W2, None, 1, pad),
+                                     conv.conv2d_numpy(numpy.ascontiguousarray(got), W2, None, 1, pad))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_store_writes_every_plane_element_and_nothing_past_it(width):
+    """The compiled pooling writes each destination plane whole (interior and zero padding)
+    over memory full of NaN, and not one element past the last plane."""
+    run = halving._kernel(width)[0]
+    rng = numpy.random.default_rng(4)
+    for (H, W, row), (Hp, Wq, ph, pw) in [((30, 30, 31), (17, 16, 1, 1)),
+                                          ((17, 17, 18), (15, 12, 3, 3)),
+                                          ((15, 15, 16), (8, 8, 0, 0)),
+                                          ((4, 6, 6), (2, 3, 0, 0))]:
+        C = 3
+        y = rng.standard_normal(C * H * row + 64).astype(numpy.float32)
+        OH, OW = (H + 1) // 2, (W + 1) // 2
+        dst = numpy.full(C * Hp * Wq + 40, numpy.nan, numpy.float32)
+        run(y, 0, C, H * row, row, H, W, OH, OW, 0.0, dst, Hp, Wq, ph, pw)
+        x = y[:C * H * row].reshape(1, C, H, row)[..., :W]
+        want = numpy.zeros((C, Hp, Wq), numpy.float32)
+        want[:, ph:ph + OH, pw:pw + OW] = numpy.maximum(
+            F.max_pooling_2d(numpy.ascontiguousarray(x), 2, 2).array[0], 0)
+        numpy.testing.assert_array_equal(dst[:C * Hp * Wq].reshape(C, Hp, Wq), want)
+        assert numpy.isnan(dst[C * Hp * Wq:]).all()
+
+
+def test_thread_split_changes_nothing():
+    x, W, b = _operands((64, 1, 28, 28, 5, 5, 3))
+    before = threads.set_threads(1)
+    try:
+        one = numpy.array(conv_pool.conv_pool(x, W, b, 3, True, True, into=_reader(3, 1)))
+        threads.set_threads(2)
+        assert len(threads.parts(64, (31 * 34 + 5 * 30 * 31) * 4)) == 2
+        two = numpy.array(conv_pool.conv_pool(x, W, b, 3, True, True, into=_reader(3, 1)))
+    finally:
+        threads.set_threads(before)
+    numpy.testing.assert_array_equal(one, two)
+
+
+def test_applies_only_where_it_runs():
+    x, W, _ = _operands(SHAPES[1])
+    assert conv_pool.applies(x, W, 1, (2, None, 0))
+    assert not conv_pool.applies(x, W, 2, (2, None, 0))
+    assert not conv_pool.applies(x, W, 1, (3, 2, 0))
+    assert not conv_pool.applies(x, W, 1, (2, 2, 1))
+    assert not conv_pool.applies(x.astype(numpy.float64), W.astype(numpy.float64), 1, (2, None, 0))
