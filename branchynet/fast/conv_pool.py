@@ -70,15 +70,12 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None):
     g = layout.geom(x.shape, W.shape, (1, 1), layout.pair(pad))
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
-    POH, POW = ((g.OH + 1) // 2, (g.OW + 1) // 2) if cover_all else (g.OH // 2, g.OW // 2)
+    POH, POW = halving.pooled_size(g.OH, g.OW, cover_all)
     if min(POH, POW) < 1:
         raise ValueError("a %dx%d convolution output is too small for 2x2 pooling" % (g.OH, g.OW))
     dst, out, Hp, Wq, ph, pw = halving.output_planes(g.N, g.O, POH, POW, into)
     width = width or vector_ir.vector_width()
-    mr = microkernel.rows_per_panel(g.O, width)
-    ap = microkernel.pack_weights(W, mr)
-    bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
-    offsets = microkernel.offsets(g.C, g.kh, g.kw, g.plane, g.Wq)
+    mr, ap, bias, offsets = microkernel.forward_operands(W, b, g, width)
     run = _kernel(mr, width)
     floor = 0.0 if relu else -numpy.inf
     sample, planes = g.C * g.plane, g.O * Hp * Wq

@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 from branchynet.fast import jit, layout, microkernel, threads, vector_ir
 from branchynet.fast.layout import pair
 
-__all__ = ["applies", "max_pool", "output_planes", "plane_functions"]
+__all__ = ["applies", "max_pool", "pooled_size", "output_planes", "plane_functions"]
 
 
 def _flat_planes(x):
@@ -130,6 +130,11 @@ def _build(width, pairs):
     return run, pool_plane, store_plane, grid_size
 
 
+def pooled_size(H, W, cover_all):
+    """(OH, OW) of 2 x 2 stride-2 pooling of an H x W map."""
+    return ((H + 1) // 2, (W + 1) // 2) if cover_all else (H // 2, W // 2)
+
+
 def output_planes(N, C, OH, OW, into):
     """(flat buffer, (N, C, OH, OW) view of the outputs, Hp, Wq, ph, pw) for pooled planes:
     contiguous, or laid out as the convolution ``into(shape)`` describes reads its input
@@ -150,7 +155,7 @@ def max_pool(x, cover_all, relu, width=None, into=None):
     machines too)."""
     flat, pitch, row = _flat_planes(x)
     N, C, H, W = x.shape
-    OH, OW = ((H + 1) // 2, (W + 1) // 2) if cover_all else (H // 2, W // 2)
+    OH, OW = pooled_size(H, W, cover_all)
     dst, out, Hp, Wq, ph, pw = output_planes(N, C, OH, OW, into)
     run = _kernel(width or vector_ir.vector_width())[0]
     floor = 0.0 if relu else -numpy.inf

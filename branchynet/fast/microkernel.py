@@ -25,7 +25,7 @@ import numpy
 from branchynet.fast import jit, vector_ir
 
 __all__ = ["why_not", "available", "vector_width", "rows_per_panel", "pack_weights", "offsets",
-           "conv_forward", "weight_gradient_into",
+           "conv_forward", "forward_operands", "weight_gradient_into",
            "product_shape", "product_into", "TAIL"]
 
 # Bytes of one reduction slice of an input panel: it stays in L1 while every weight panel uses it.
@@ -271,12 +271,16 @@ def conv_forward(xbuf, W, b, out, g, n, width=None, unpacked=False):
     panels or, ``unpacked``, reading the input in place (``_unpacked``); ``width`` picks the vector
     width (tests run the AVX2 geometry on AVX-512 machines too)."""
     width = width or vector_ir.vector_width()
+    mr, ap, bias, offs = forward_operands(W, b, g, width)
+    _kernel(mr, width)[2 if unpacked else 0](xbuf, ap, bias, out, n, g.C * g.plane, offs, g.L)
+    return out
+
+
+def forward_operands(W, b, g, width):
+    """(MR, weight panels, float32 bias, offset table) of a forward on the micro-kernel."""
     mr = rows_per_panel(g.O, width)
     bias = numpy.zeros(g.O, numpy.float32) if b is None else b.astype(numpy.float32, copy=False)
-    _kernel(mr, width)[2 if unpacked else 0](xbuf, pack_weights(W, mr), bias, out, n,
-                                             g.C * g.plane,
-                                             offsets(g.C, g.kh, g.kw, g.plane, g.Wq), g.L)
-    return out
+    return mr, pack_weights(W, mr), bias, offsets(g.C, g.kh, g.kw, g.plane, g.Wq)
 
 
 def weight_gradient_into(xbuf, gyt, c, g, n, width=None):
