@@ -5,8 +5,10 @@ Why: a small convolution (B-LeNet's, a few output channels) writes several times
 reads, so in a batch its output goes out to memory and comes back for the pooling; pooled in
 cache, only the quarter-size result is written. The output is stored contiguously or, for a
 convolution that reads it, in that convolution's zero-padded layout (``layout.filled``), as
-``halving.max_pool`` stores it; values are those of ``microkernel.conv_forward(...,
-unpacked=True)`` followed by ``halving.max_pool``, bit for bit.
+``halving.max_pool`` stores it. An input not already in this convolution's padded layout is not
+padded whole first: each sample is copied into a padded buffer in L1 (any strides with
+contiguous rows), which saves writing and reading back the padded batch. Values are those of
+``microkernel.conv_forward(..., unpacked=True)`` followed by ``halving.max_pool``, bit for bit.
 """
 import numpy
 
@@ -37,28 +39,61 @@ def _kernel(mr, width):
 def _build(mr, width):
     nr = 2 * width
     dblock = vector_ir.inplace_block(mr, width)
-    pool_plane, store_plane, grid_size = halving.plane_functions(width)
+    pool_plane = halving.plane_function(width)
+    put = vector_ir.window_row(width)
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def run(xbuf, ap, bias, n, sample, offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw):
-        """n samples of xbuf: each one's convolution (O planes of OH rows ``row`` apart) into a
-        scratch block, then each plane pooled into dst (planes of Hp x Wq)."""
+    def fill(xs, at, channel_step, row_step, padded, first, plane, C, H, W, row):
+        """The sample at xs[at:] (channels ``channel_step``, rows ``row_step`` floats apart) into
+        ``padded`` (its first value at ``first``, planes ``plane`` floats apart, rows ``row``): in
+        whole vectors (the zeros past a row land in its padding or in the next row, written
+        after it), lane by lane where a vector would read past xs."""
+        for c in range(C):
+            src = at + c * channel_step
+            for d in range(first + c * plane, first + c * plane + H * row, row):
+                for j0 in range(0, W, width):
+                    m = min(width, W - j0)
+                    if src + j0 + width <= len(xs):
+                        put(xs, src + j0, padded, d + j0, 0, m)
+                    else:
+                        for j in range(j0, j0 + m):
+                            padded[d + j] = xs[src + j]
+                src += row_step
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def run(xs, n, sample_step, channel_step, row_step, padded, first, plane, C, H, W, ap, bias,
+            offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw):
+        """n samples: each one's convolution (O planes of OH rows ``row`` apart) into a scratch
+        block, then each plane pooled into dst (planes of Hp x Wq). The samples lie in xs
+        ``sample_step`` floats apart, either padded as the convolution reads them (planes ``plane``
+        floats apart; ``padded`` empty) or not, each then copied (``fill``) into one of the two
+        sample buffers of ``padded``, zero-padded as the convolution reads them: the next
+        sample's copy is made before this one's pooling, so that the convolution does not read
+        what was just stored (which costs more than the copy saves)."""
         channels = len(bias)
         rows = ap.shape[0] * mr
         L = OH * row
         ldc = L + nr  # the last panel of a plane runs past L
         padded_bias = numpy.zeros(rows, numpy.float32)
         padded_bias[:channels] = bias
-        block = numpy.empty(rows * ldc, numpy.float32)
-        grid = numpy.empty(grid_size(row, POH, Wq), numpy.float32)
+        block = numpy.zeros(rows * ldc, numpy.float32)  # the pooling's vectors read past L
+        copied = len(padded) > 0
+        sample = C * plane
+        src = padded if copied else xs
+        if copied and n:
+            fill(xs, 0, channel_step, row_step, padded, first, plane, C, H, W, row)
         for s in range(n):
+            base = (s % 2) * sample if copied else s * sample_step
             for p0 in range(0, L, nr):
                 for i in range(ap.shape[0]):
-                    dblock(ap[i], padded_bias[i * mr:], xbuf, offsets, block[i * mr * ldc + p0:],
-                           s * sample + p0, ldc)
+                    dblock(ap[i], padded_bias[i * mr:], src, offsets, block[i * mr * ldc + p0:],
+                           base + p0, ldc)
+            if copied and s + 1 < n:
+                fill(xs, (s + 1) * sample_step, channel_step, row_step, padded,
+                     ((s + 1) % 2) * sample + first, plane, C, H, W, row)
             for o in range(channels):
-                pool_plane(block, o * ldc, row, OH, OW, grid, pw, POH, POW, floor)
-                store_plane(grid, row, POH, POW, dst, (s * channels + o) * Hp * Wq, Hp, Wq, ph, pw)
+                pool_plane(block, o * ldc, row, OH, OW, POH, POW, floor, dst,
+                           (s * channels + o) * Hp * Wq, Hp, Wq, ph, pw)
     return run
 
 
@@ -79,8 +114,15 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None):
     run = _kernel(mr, width)
     floor = 0.0 if relu else -numpy.inf
     sample, planes = g.C * g.plane, g.O * Hp * Wq
-    threads.run(lambda n0, n1: run(layout.padded(x[n0:n1], g, microkernel.TAIL), ap, bias,
-                                   n1 - n0, sample, offsets, g.OH, g.OW, g.Wq, POH, POW, floor,
-                                   dst[n0 * planes:], Hp, Wq, ph, pw),
-                threads.parts(g.N, (sample + g.O * g.L) * 4))
+    first = g.ph * g.Wq + g.pw
+    none = numpy.zeros(0, numpy.float32)
+
+    def part(n0, n1):
+        xs, steps, padded = layout.in_filled(x[n0:n1], g, microkernel.TAIL), (sample, 0, 0), none
+        if xs is None:
+            xs, steps = layout.flat_samples(x[n0:n1])
+            padded = layout.padded_buffer(2, g, numpy.float32, microkernel.TAIL)[0]
+        run(xs, n1 - n0, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias,
+            offsets, g.OH, g.OW, g.Wq, POH, POW, floor, dst[n0 * planes:], Hp, Wq, ph, pw)
+    threads.run(part, threads.parts(g.N, (sample + g.O * g.L) * 4))
     return out

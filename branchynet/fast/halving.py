@@ -3,12 +3,12 @@
 Why: in a batch, B-LeNet's early exit spends more time pooling than convolving; numpy's pooling
 costs about 1 ns an input element and the compiled row-by-row kernel (``jit.max_pool``) no less.
 Here each plane is read where it lies (a convolution's full-row output needs no copy) and pooled
-as one flat run: output position q = oy * pitch + ox of a grid with the input's row pitch reads
-inputs 2q, 2q + 1 and the two below, so a vector of outputs is two vector loads from each of two
-rows, a maximum, and an even/odd lane shuffle (``vector_ir.pool_pairs``), into a grid that stays
-in L1 (its columns past the output are computed and never read). Each plane's outputs are then
-stored contiguously or, for a convolution that reads them, with that convolution's zero padding
-around them (``layout.filled``), which saves its padded copy.
+row by row: a vector of outputs is two vector loads from each of two input rows, a maximum, and
+an even/odd lane shuffle (``vector_ir.pool_row``), stored straight where it goes: contiguously
+or, for a convolution that reads the output, with that convolution's zero padding around it
+(``layout.filled``), which saves its padded copy. Lanes past a row's outputs store zeros (its
+padding, or the next row's start, written after it); a masked store keeps the last vector of a
+plane inside it.
 
 Chainer's semantics with pad 0: ``cover_all`` adds the partial last row and column of an odd
 size; NaN propagates as in ``numpy.maximum``, as in the other inference kernels.
@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 from branchynet.fast import jit, layout, microkernel, threads, vector_ir
 from branchynet.fast.layout import pair
 
-__all__ = ["applies", "max_pool", "pooled_size", "output_planes", "plane_functions"]
+__all__ = ["applies", "max_pool", "pooled_size", "output_planes", "plane_function"]
 
 
 def _flat_planes(x):
@@ -52,82 +52,78 @@ _kernels = {}
 
 def _kernel(width):
     if width not in _kernels:
-        _kernels[width] = _build(width, vector_ir.pool_pairs(width))
+        _kernels[width] = _build(width, vector_ir.pool_row(width))
     return _kernels[width]
 
 
-def plane_functions(width):
-    """(pool_plane, store_plane, grid_size) on vectors of ``width`` floats, for compiled callers
-    that pool planes of their own (``conv_pool``)."""
-    return _kernel(width)[1:]
+def plane_function(width):
+    """pool_plane on vectors of ``width`` floats, for compiled callers that pool planes of their
+    own (``conv_pool``)."""
+    return _kernel(width)[1]
 
 
-def _storing(width):
-    put = vector_ir.window_row(width)
-
-    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def store_plane(grid, row, OH, OW, dst, at, Hp, Wq, ph, pw):
-        """The OH x OW outputs pool_plane wrote at grid[pw:] into the plane dst[at:at + Hp * Wq]
-        (rows Wq apart) at row ph, column pw, and zeros in the rest of the plane: row by row in
-        whole vectors (each spilling into the next row, which overwrites it), the plane's last
-        vector lane by lane, so that nothing past the plane is written."""
-        end = at + Hp * Wq
-        for r in range(Hp):
-            d = at + r * Wq
-            oy = r - ph
-            inside = 0 <= oy < OH
-            src = oy * row if inside else 0  # grid[pw + oy * row + ox] is output (oy, ox)
-            for c0 in range(0, Wq, width):
-                lo, hi = (pw - c0, pw + OW - c0) if inside else (0, 0)
-                if d + c0 + width <= end:
-                    put(grid, src + c0, dst, d + c0, lo, hi)
-                    continue
-                for t in range(min(width, end - d - c0)):
-                    dst[d + c0 + t] = grid[src + c0 + t] if lo <= t < hi else 0.0
-    return store_plane
-
-
-def _build(width, pairs):
+def _build(width, put):
     nan_max = jit._nan_max
-    store_plane = _storing(width)
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def grid_size(row, OH, Wq):
-        """Floats of the grid pool_plane writes (at an offset below Wq) and store_plane reads,
-        whole vectors of Wq-float rows."""
-        return OH * row + Wq + width
-
-    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def pool_plane(y, at, row, H, W, grid, to, OH, OW, floor):
-        """The plane at y[at:] (rows ``row`` apart) into grid[to:]: OH rows ``row`` apart."""
-        OHf, OWf = H // 2, W // 2  # outputs whose window lies inside the input
-        n = (OHf - 1) * row + OWf  # grid positions up to the last of them
-        groups = n // width
-        pairs(y, at, row, grid, to, groups, floor)
-        for q in range(groups * width, n):
-            i = at + 2 * q
-            top = nan_max(y[i], y[i + 1])
-            grid[to + q] = nan_max(nan_max(top, nan_max(y[i + row], y[i + row + 1])), floor)
-        if OW > OWf:  # the last column's windows hold one input column
-            for oy in range(OHf):
-                i = at + 2 * oy * row + W - 1
-                grid[to + oy * row + OWf] = nan_max(nan_max(y[i], y[i + row]), floor)
-        if OH > OHf:  # the last row's windows hold one input row
-            i = at + (H - 1) * row
-            for ox in range(OW):
-                v = y[i + 2 * ox]
-                if 2 * ox + 1 < W:
-                    v = nan_max(v, y[i + 2 * ox + 1])
-                grid[to + OHf * row + ox] = nan_max(v, floor)
+    def pool_plane(y, at, row, H, W, OH, OW, floor, dst, to, Hp, Wq, ph, pw):
+        """The H x W plane at y[at:] (rows ``row`` apart) pooled into the Hp x Wq plane at
+        dst[to:] (rows Wq apart), its OH x OW outputs at row ph, column pw, zeros around them."""
+        end = to + Hp * Wq
+        OWf = W // 2  # outputs whose window lies inside the input, in a row
+        d = to + ph * Wq + pw
+        for i in range(to, d):
+            dst[i] = 0.0
+        oy = 0
+        if OW <= width and Wq <= width:  # one vector a row, its zeros cover the row's padding
+            last = min(OH, H // 2)  # rows of full windows ...
+            while last > 0 and at + 2 * (last - 1) * row + row + 2 * width > len(y):
+                last -= 1  # ... whose vector reads stay inside y
+            src = at
+            for oy in range(last):
+                put(y, src, row, dst, d, OW, min(width, end - d), floor)
+                src += 2 * row
+                d += Wq
+            oy = last
+            if OW > OWf:  # cover_all's last column: one input column
+                for r in range(last):
+                    i = at + 2 * r * row + W - 1
+                    dst[to + (ph + r) * Wq + pw + OWf] = nan_max(nan_max(y[i], y[i + row]), floor)
+            if oy == OH:
+                for i in range(d - Wq + width, end):
+                    dst[i] = 0.0
+                return
+        for oy in range(oy, OH):
+            src = at + 2 * oy * row
+            pitch = row if 2 * oy + 1 < H else 0  # cover_all's last row: one input row
+            written = d
+            for c0 in range(0, OW, width):
+                limit = min(width, end - d - c0)
+                if src + 2 * c0 + pitch + 2 * width <= len(y):
+                    put(y, src + 2 * c0, pitch, dst, d + c0, OW - c0, limit, floor)
+                    written = d + c0 + limit
+                    continue
+                for t in range(min(width, OW - c0)):  # a vector would read past y
+                    i = src + 2 * (c0 + t)
+                    v = nan_max(y[i], y[i + pitch])
+                    if 2 * (c0 + t) + 1 < W:
+                        v = nan_max(v, nan_max(y[i + 1], y[i + pitch + 1]))
+                    dst[d + c0 + t] = nan_max(v, floor)
+                written = d + c0 + min(width, OW - c0)
+            if OW > OWf:  # cover_all's last column: one input column
+                i = src + W - 1
+                dst[d + OWf] = nan_max(nan_max(y[i], y[i + pitch]), floor)
+            gap = d + Wq if oy + 1 < OH else end  # padding up to the next row's outputs
+            for i in range(written, gap):  # what the zeros of the last vector left
+                dst[i] = 0.0
+            d += Wq
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def run(y, p0, p1, pitch, row, H, W, OH, OW, floor, dst, Hp, Wq, ph, pw):
         """Planes p0 .. p1 of y into dst's planes of Hp x Wq."""
-        grid = numpy.empty(grid_size(row, OH, Wq), numpy.float32)
         for p in range(p0, p1):
-            pool_plane(y, p * pitch, row, H, W, grid, pw, OH, OW, floor)
-            store_plane(grid, row, OH, OW, dst, p * Hp * Wq, Hp, Wq, ph, pw)
-    return run, pool_plane, store_plane, grid_size
+            pool_plane(y, p * pitch, row, H, W, OH, OW, floor, dst, p * Hp * Wq, Hp, Wq, ph, pw)
+    return run, pool_plane
 
 
 def pooled_size(H, W, cover_all):

@@ -11,9 +11,10 @@ import threading
 import weakref
 
 import numpy
+from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["pair", "out_size", "view", "Geom", "geom", "padded_buffer", "filled", "padded",
-           "col_view", "fill_col", "output"]
+__all__ = ["pair", "out_size", "view", "Geom", "geom", "padded_buffer", "filled", "in_filled", "padded",
+           "flat_samples", "col_view", "fill_col", "output"]
 
 
 def pair(v):
@@ -113,7 +114,7 @@ def filled(n, g, dtype, tail=0):
     return buf, interior
 
 
-def _in_filled(x, g, tail):
+def in_filled(x, g, tail):
     """The flat buffer from x's first sample on when x is samples of a ``filled`` buffer's view
     with g's layout and a tail as long, else None."""
     base = x.base
@@ -144,7 +145,7 @@ def padded(x, g, tail=0):
     written, so the padding stays zero): it saves zeroing and faulting in fresh pages each call,
     and it is valid until this thread pads another input of the same layout. x that is samples
     of a ``filled`` buffer with this layout is read where it is."""
-    inner = _in_filled(x, g, tail)
+    inner = in_filled(x, g, tail)
     if inner is not None:
         return inner
     kept = getattr(_scratch, "buffers", None)
@@ -158,6 +159,21 @@ def padded(x, g, tail=0):
     buf, interior = kept[key]
     interior[...] = x
     return buf
+
+
+def flat_samples(x):
+    """(flat, steps) for an (N, C, H, W) array: a flat view from x's first element and the
+    element strides of its samples, channels and rows, where x's rows are contiguous and its
+    strides whole elements, not negative; else the same of a C-contiguous copy. Compiled
+    kernels read x in place from these."""
+    it = x.itemsize
+    if x.size and (x.strides[3] == it or x.shape[3] == 1) and all(
+            s >= 0 and s % it == 0 for s in x.strides[:3]):
+        steps = tuple(s // it for s in x.strides[:3])
+        extent = sum((n - 1) * s for n, s in zip(x.shape[:3], steps)) + x.shape[3]
+        return as_strided(x, shape=(extent,), strides=(it,)), steps
+    x = numpy.ascontiguousarray(x)
+    return x.reshape(-1), tuple(s // it for s in x.strides[:3])
 
 
 def col_view(xbuf, g, n0, m):

@@ -9,7 +9,7 @@ FMA: 8). ``why_not`` says why they are unavailable elsewhere.
 from branchynet.fast import jit
 
 __all__ = ["why_not", "vector_width", "block", "inplace_block", "gathered_block", "copies",
-           "pool_pairs", "window_row"]
+           "pool_row", "window_row"]
 
 _why_not = jit.why_not()
 _width = None
@@ -203,41 +203,75 @@ def _nan_max(builder, a, b):
     return builder.select(take, b, a)
 
 
-def pool_pairs(width):
-    """pairs(src, at, pitch, dst, to, groups, floor): for j < groups, dst[to + width j : ... +
-    width] = the maximum of each 2 x 2 block of the rows src[at + 2 width j ...] and the row
-    ``pitch`` below, then of ``floor`` (0 for a ReLU after the pooling, -inf for none); NaN
-    propagates as in numpy.maximum."""
+def _lanes_below(builder, count, width):
+    """The mask of lanes t < count (compared as 32-bit integers: one instruction)."""
+    lanes = ir.Constant(ir.VectorType(_I32, width), list(range(width)))
+    return builder.icmp_signed("<", lanes, _splat(builder, builder.trunc(count, _I32), width))
+
+
+def _store_lanes(builder, value, pointer, count, width):
+    """Stores lanes t < count of ``value`` at ``pointer`` (a masked store: nothing past them)."""
+    vec, mask_t = value.type, ir.VectorType(ir.IntType(1), width)
+    store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), _I32, mask_t]),
+        "llvm.masked.store.v%df32.p0" % width)
+    builder.call(store, [value, builder.bitcast(pointer, vec.as_pointer()), ir.Constant(_I32, 4),
+                         _lanes_below(builder, count, width)])
+
+
+def _plain_max(builder, a, b):
+    """``_nan_max`` where neither is NaN (b where b > a, else a): one max instruction."""
+    return builder.select(builder.fcmp_ordered(">", b, a), b, a)
+
+
+def pool_row(width):
+    """put(src, at, pitch, dst, to, valid, limit, floor): one vector of 2 x 2 stride-2 maxima,
+    lane t from src[at + 2t], src[at + 2t + 1] and the two ``pitch`` below, then the maximum with
+    ``floor`` (0 for a ReLU after the pooling, -inf for none), NaN propagating as in
+    numpy.maximum; lanes t >= ``valid`` set to zero; stored at dst[to:] for lanes t < ``limit``
+    only. Reads src at all 2 ``width`` lanes of both rows. The maxima take one instruction each
+    unless a value read is NaN; then the NaN-propagating comparisons run (``_nan_max``)."""
     vec, intp_t = _vector(width), jit.numba.types.intp
     evens = ir.Constant(ir.VectorType(_I32, width), list(range(0, 2 * width, 2)))
     odds = ir.Constant(ir.VectorType(_I32, width), list(range(1, 2 * width, 2)))
 
+    def pooled(builder, tops, belows, maximum):
+        halves = [maximum(builder, t, b) for t, b in zip(tops, belows)]
+        return maximum(builder, builder.shuffle_vector(halves[0], halves[1], evens),
+                       builder.shuffle_vector(halves[0], halves[1], odds))
+
     @intrinsic
-    def pairs(typingctx, src, at, pitch, dst, to, groups, floor):
+    def put(typingctx, src, at, pitch, dst, to, valid, limit, floor):
         def codegen(context, builder, signature, args):
             ps, pd = (_data(context, builder, signature.args[i], args[i]) for i in (0, 3))
-            at_v, pitch_v, to_v, count, floor_v = args[1], args[2], args[4], args[5], args[6]
-            intp = count.type
-            low = _splat(builder, builder.fptrunc(floor_v, ir.FloatType()), width)
+            (at_v, pitch_v), (to_v, valid_v, limit_v, floor_v) = args[1:3], args[4:]
 
-            def load(offset):
-                return builder.load(builder.bitcast(builder.gep(ps, [offset]), vec.as_pointer()),
-                                    align=4)
-            with cgutils.for_range(builder, count) as loop:
-                row = builder.add(at_v, builder.mul(loop.index, ir.Constant(intp, 2 * width)))
-                below = builder.add(row, pitch_v)
-                halves = [_nan_max(builder, load(builder.add(r0, ir.Constant(intp, width * h))),
-                                   load(builder.add(r1, ir.Constant(intp, width * h))))
-                          for h in range(2) for r0, r1 in [(row, below)]]
-                pair = _nan_max(builder, builder.shuffle_vector(halves[0], halves[1], evens),
-                                builder.shuffle_vector(halves[0], halves[1], odds))
-                where = builder.add(to_v, builder.mul(loop.index, ir.Constant(intp, width)))
-                builder.store(_nan_max(builder, pair, low),
-                              builder.bitcast(builder.gep(pd, [where]), vec.as_pointer()), align=4)
+            def load(offset, h):
+                where = builder.gep(ps, [builder.add(offset, ir.Constant(offset.type, width * h))])
+                return builder.load(builder.bitcast(where, vec.as_pointer()), align=4)
+            below = builder.add(at_v, pitch_v)
+            tops, belows = [load(at_v, h) for h in range(2)], [load(below, h) for h in range(2)]
+            nan = builder.or_(*(builder.fcmp_unordered("uno", t, b) for t, b in zip(tops, belows)))
+            any_nan = builder.icmp_unsigned("!=", builder.bitcast(nan, ir.IntType(width)),
+                                            ir.Constant(ir.IntType(width), 0))
+            with builder.if_else(any_nan, likely=False) as (then, otherwise):
+                with then:
+                    exact = pooled(builder, tops, belows, _nan_max)
+                    exact_block = builder.block
+                with otherwise:
+                    plain = pooled(builder, tops, belows, _plain_max)
+                    plain_block = builder.block
+            pair = builder.phi(vec)
+            pair.add_incoming(exact, exact_block)
+            pair.add_incoming(plain, plain_block)
+            low = _splat(builder, builder.fptrunc(floor_v, ir.FloatType()), width)
+            value = builder.select(_lanes_below(builder, valid_v, width),
+                                   _plain_max(builder, pair, low), ir.Constant(vec, [0.0] * width))
+            _store_lanes(builder, value, builder.gep(pd, [to_v]), limit_v, width)
             return context.get_dummy_value()
-        return (jit.numba.types.void(src, intp_t, intp_t, dst, intp_t, intp_t,
+        return (jit.numba.types.void(src, intp_t, intp_t, dst, intp_t, intp_t, intp_t,
                                      jit.numba.types.float64), codegen)
-    return pairs
+    return put
 
 
 def window_row(width):

@@ -56,6 +56,39 @@ def test_equals_unfused_bitwise_and_chainer(width, shape, cover_all, relu):
     assert got.flags.c_contiguous
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_inputs_read_in_place_or_copied_alike(width):
+    """Unpadded inputs are copied sample by sample into the kernel's own padded buffer, read
+    where they lie whatever their strides (a full-row convolution output, a channel slice, a
+    batch slice, another convolution's padded layout), or copied whole when their columns are
+    not contiguous: every way gives the contiguous input's output, bit for bit."""
+    rng = numpy.random.default_rng(5)
+    base = rng.standard_normal((6, 7, 15, 19)).astype(numpy.float32)
+    filled = conv_pool.conv_pool(rng.standard_normal((6, 2, 30, 30)).astype(numpy.float32),
+                                 rng.standard_normal((5, 2, 3, 3)).astype(numpy.float32), None,
+                                 1, False, False, into=_reader(5, 2), width=width)
+    for x in (base[:, 1:6, :, :15], base[2:5, :5, :, :15], filled,
+              base[:, :5, :, ::2][..., :8], base[:, :5][:, :, ::-1, :15]):
+        W = rng.standard_normal((10, 5, 3, 3)).astype(numpy.float32)
+        for into in (None, _reader(3, 1)):
+            got = conv_pool.conv_pool(x, W, None, 1, True, True, into=into, width=width)
+            want = conv_pool.conv_pool(numpy.ascontiguousarray(x), W, None, 1, True, True,
+                                       width=width)
+            numpy.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nan_in_an_input_reaches_the_outputs_it_touches(width):
+    """A NaN input makes NaN every convolution output that reads it, and so every pooled output
+    over those: as the unfused kernels give it."""
+    x, W, b = _operands(SHAPES[0])
+    x[2, 0, 10, 10] = numpy.nan
+    for relu in (True, False):
+        got = conv_pool.conv_pool(x, W, b, 3, True, relu, width=width)
+        numpy.testing.assert_array_equal(got, _unfused(x, W, b, 3, True, relu, width))
+        assert numpy.isnan(got[2]).sum() == 5 * 9 and not numpy.isnan(got[[0, 1, 3]]).any()
+
+
 def test_no_bias_and_channel_mismatch():
     x, W, _ = _operands(SHAPES[1])
     want = F.max_pooling_2d(F.convolution_2d(x, W, pad=1), 2, 2).array

@@ -72,6 +72,20 @@ def test_nan_propagates_as_numpy_maximum(width):
         numpy.testing.assert_array_equal(numpy.isnan(got), expected)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nan_propagates_in_rows_of_one_vector(width):
+    """The same where each output row is one vector (planes at most ``width`` wide, the
+    row-by-row path): NaN at the edges of a window and of the plane."""
+    x = numpy.arange(3 * 9 * 15, dtype=numpy.float32).reshape(1, 3, 9, 15) - 200
+    spots = [(0, 0, 0), (1, 3, 14), (2, 8, 7), (1, 5, 6)]
+    for c, y0, x0 in spots:
+        x[0, c, y0, x0] = numpy.nan
+    for relu in (True, False):
+        got = halving.max_pool(x, True, relu, width)
+        numpy.testing.assert_array_equal(got, _chainer(x, True, relu))
+        assert numpy.isnan(got).sum() == len(spots)
+
+
 def test_a_channel_slice_pools_its_own_planes():
     """One channel of a wider array: its planes lie a whole sample apart, not a plane apart."""
     wide = _full_row_view(numpy.random.default_rng(3), (4, 3, 6, 6), 7)

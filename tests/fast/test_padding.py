@@ -113,3 +113,21 @@ def test_a_dead_filled_buffer_is_forgotten():
     assert address in layout._filled
     del buf, x
     assert address not in layout._filled
+
+
+def test_flat_samples_views_or_copies():
+    """A flat view with the samples', channels' and rows' element strides where the rows are
+    contiguous (a view spanning exactly x's elements), else a contiguous copy's."""
+    base = numpy.arange(4 * 3 * 5 * 7, dtype=numpy.float32).reshape(4, 3, 5, 7)
+    for x in (base, base[1:3, :2, 1:, 2:6], base[::2]):
+        flat, (sn, sc, sr) = layout.flat_samples(x)
+        assert numpy.shares_memory(flat, base)
+        n, c, r, j = numpy.indices(x.shape).reshape(4, -1)
+        numpy.testing.assert_array_equal(flat[n * sn + c * sc + r * sr + j], x.reshape(-1))
+        assert flat.ctypes.data == x.ctypes.data and len(flat) == (
+            (x.shape[0] - 1) * sn + (x.shape[1] - 1) * sc + (x.shape[2] - 1) * sr + x.shape[3])
+    for x in (base[..., ::2], base[:, :, ::-1]):
+        flat, steps = layout.flat_samples(x)
+        assert not numpy.shares_memory(flat, base)
+        assert steps == (x[0].size, x[0, 0].size, x.shape[3])
+        numpy.testing.assert_array_equal(flat, x.reshape(-1))
