@@ -9,8 +9,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
+from branchynet.fast import calibration, conv_pool, halving, jit, layout, threads
 from branchynet.fast import conv as fconv
-from branchynet.fast import conv_pool, halving, jit, layout, threads
+from branchynet.fast import linear as flinear
 from branchynet.fast import pooling as fpool
 from branchynet.model import layers as blayers
 from branchynet.model import links as blinks
@@ -46,10 +47,25 @@ def conv_direct(x, W, b, pad):
 
 
 def _linear(link):
+    """x W^T + b by OpenBLAS, or by ``linear`` for few outputs where it is faster here."""
     def run(x):
-        y = x.reshape(x.shape[0], -1) @ link.W.array.T
-        return y if link.b is None else y + link.b.array
+        x, W = x.reshape(x.shape[0], -1), link.W.array
+        b = None if link.b is None else link.b.array
+        if flinear.applies(x, W) and _linear_path(x, W, b) == "dots":
+            return flinear.linear(x, W, b)
+        y = x @ W.T
+        return y if b is None else y + b
     return run
+
+
+def _linear_path(x, W, b):
+    """"blas" or "dots" (``linear``), timed on this machine (``calibration``) for the shape, the
+    batch size class and the thread count; by default (timing off) "blas"."""
+    n = min(len(x), fconv.CALIBRATION_SAMPLES)
+    key = "linear K%d O%d batch<=%d threads %d" % (W.shape[1], W.shape[0], 1 << (n - 1).bit_length(),
+                                                   threads.get_threads())
+    return calibration.choose(key, {"blas": lambda: x[:n] @ W.T + (0 if b is None else b),
+                                    "dots": lambda: flinear.linear(x[:n], W, b)}, "blas")
 
 
 def _batch_norm(link):

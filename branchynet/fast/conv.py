@@ -271,7 +271,7 @@ def bias_grad(gy):
 
 # Most samples a kernel choice is timed on: the paths' speeds per sample change with the batch
 # (a GEMM's shape, what stays in cache), so a choice is timed on the call's own batch, up to this.
-_CALIBRATION_SAMPLES = 1024
+CALIBRATION_SAMPLES = 1024
 
 
 def _sub(g, n):
@@ -281,7 +281,7 @@ def _sub(g, n):
 def _choose(what, g, default, candidates):
     """calibration.choose for this shape, batch size class (the next power of two) and thread
     count, each candidate timed on the call's first samples."""
-    n = min(g.N, _CALIBRATION_SAMPLES)
+    n = min(g.N, CALIBRATION_SAMPLES)
     key = "conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d batch<=%d threads %d" % (
         what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, 1 << (n - 1).bit_length(),
         threads.get_threads())

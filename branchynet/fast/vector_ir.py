@@ -8,7 +8,7 @@ FMA: 8). ``why_not`` says why they are unavailable elsewhere.
 """
 from branchynet.fast import jit
 
-__all__ = ["why_not", "vector_width", "block", "inplace_block", "gathered_block", "copies",
+__all__ = ["why_not", "vector_width", "block", "inplace_block", "dots", "gathered_block", "copies",
            "pool_row", "window_row"]
 
 _why_not = jit.why_not()
@@ -137,6 +137,77 @@ def inplace_block(mr, width):
             return context.get_dummy_value()
         return jit.numba.types.void(a, bias, x, offs, c, intp_t, intp_t), codegen
     return dblock
+
+
+def _masked_load(builder, pointer, count, width):
+    """Lanes t < count of the vector at ``pointer``, zeros in the others; nothing past them is
+    read."""
+    vec = _vector(width)
+    mask_t = ir.VectorType(ir.IntType(1), width)
+    load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vec, [vec.as_pointer(), _I32, mask_t, vec]),
+        "llvm.masked.load.v%df32.p0" % width)
+    return builder.call(load, [builder.bitcast(pointer, vec.as_pointer()), ir.Constant(_I32, 4),
+                               _lanes_below(builder, count, width), ir.Constant(vec, [0.0] * width)])
+
+
+def _lane_sum(builder, value, width):
+    """The sum of a vector's lanes, halves added pairwise (a fixed order)."""
+    half = width // 2
+    while half:
+        upper = builder.shuffle_vector(value, value, ir.Constant(
+            ir.VectorType(_I32, width), [half + t if t < half else t for t in range(width)]))
+        value = builder.fadd(value, upper)
+        half //= 2
+    return builder.extract_element(value, ir.Constant(_I32, 0))
+
+
+def dots(rows, outputs, width):
+    """dots(x, at, ldx, w, k, out, to): out[to + s * outputs + o] = sum over j < k of
+    x[at + s * ldx + j] * w[o * k + j], for s < rows and o < outputs (a linear layer's products
+    for a few outputs): rows x outputs vector accumulators over the reduction, each summed
+    across its lanes at the end; the reduction's last partial vector read by masked loads."""
+    intp_t = jit.numba.types.intp
+    vec = _vector(width)
+
+    @intrinsic
+    def dots(typingctx, x, at, ldx, w, k, out, to):
+        def codegen(context, builder, signature, args):
+            px, pw, po = (_data(context, builder, signature.args[i], args[i]) for i in (0, 3, 5))
+            at_v, ldx_v, k_v, to_v = args[1], args[2], args[4], args[6]
+            intp = k_v.type
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v%df32" % width)
+            slots = [[cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * width))
+                      for _ in range(outputs)] for _ in range(rows)]
+            x_rows = [builder.gep(px, [builder.add(at_v, builder.mul(ir.Constant(intp, s), ldx_v))])
+                      for s in range(rows)]
+            w_rows = [builder.gep(pw, [builder.mul(ir.Constant(intp, o), k_v)])
+                      for o in range(outputs)]
+
+            def step(j, load):
+                xs = [load(builder.gep(row, [j])) for row in x_rows]
+                for o in range(outputs):
+                    wv = load(builder.gep(w_rows[o], [j]))
+                    for s in range(rows):
+                        slot = slots[s][o]
+                        builder.store(builder.call(fma, [xs[s], wv, builder.load(slot)]), slot)
+            whole = builder.udiv(k_v, ir.Constant(intp, width))
+            with cgutils.for_range(builder, whole) as loop:
+                step(builder.mul(loop.index, ir.Constant(intp, width)),
+                     lambda p: builder.load(builder.bitcast(p, vec.as_pointer()), align=4))
+            done = builder.mul(whole, ir.Constant(intp, width))
+            left = builder.sub(k_v, done)
+            with builder.if_then(builder.icmp_signed(">", left, ir.Constant(intp, 0))):
+                step(done, lambda p: _masked_load(builder, p, left, width))
+            for s in range(rows):
+                for o in range(outputs):
+                    where = builder.add(to_v, ir.Constant(intp, s * outputs + o))
+                    builder.store(_lane_sum(builder, builder.load(slots[s][o]), width),
+                                  builder.gep(po, [where]))
+            return context.get_dummy_value()
+        return (jit.numba.types.void(x, intp_t, intp_t, w, intp_t, out, intp_t), codegen)
+    return dots
 
 
 def gathered_block(mr, width):
