@@ -25,7 +25,7 @@ import numpy
 
 __all__ = ["available", "set_enabled", "why_not", "direct_conv_applies", "pool_applies",
            "linear_applies", "conv_direct", "max_pool", "linear", "entropy_one",
-           "entropy_rows"]
+           "entropy_rows", "record_exits"]
 
 # Longest im2col column (C * kh * kw) for which the direct convolution runs instead of im2col +
 # GEMM (benchmarks/bench_jit.py, results/benchmarks/jit_kernels_cpu.txt): for up to
@@ -212,6 +212,30 @@ if numba is not None:
         for i in range(z.shape[0]):
             out[i] = _entropy(z[i])
 
+    @_jit
+    def _record_exits(logits, leave, remaining, exit_index, labels, exits, stay):
+        """labels/exits of the rows that leave (numpy's argmax: the first NaN, else the first
+        maximum); the indices of the others into ``stay``; returns how many stay."""
+        count = 0
+        for i in range(len(leave)):
+            if not leave[i]:
+                stay[count] = i
+                count += 1
+                continue
+            row = logits[i]
+            best, top = 0, row[0]
+            if top == top:
+                for c in range(1, len(row)):
+                    v = row[c]
+                    if v != v:
+                        best = c
+                        break
+                    if v > top:
+                        best, top = c, v
+            labels[remaining[i]] = best
+            exits[remaining[i]] = exit_index
+        return count
+
 
 def linear_applies(link, x_dtype):
     """Whether a batch-1 program runs a linear layer with the compiled kernel: float32 with a bias
@@ -238,6 +262,14 @@ def entropy_rows(logits):
     out = numpy.empty(len(logits), numpy.float64)
     _entropy_rows(logits, out)
     return out
+
+
+def record_exits(logits, leave, remaining, exit_index, labels, exits):
+    """For the rows of ``logits`` that ``leave``: labels[remaining[i]] = the row's argmax and
+    exits[remaining[i]] = exit_index; returns the indices of the rows that stay. One call for the
+    handful of numpy calls this takes (0.1 ms in a batch of 1,000)."""
+    stay = numpy.empty(len(leave), numpy.intp)
+    return stay[:_record_exits(logits, leave, remaining, exit_index, labels, exits, stay)]
 
 
 def conv_direct(xflat, W, b, out, g, n=None):

@@ -49,3 +49,28 @@ def test_compiled_batch_decisions_are_the_float32_formulas_even_at_the_threshold
         for T in (own[i], np.nextafter(own[i], np.float32(np.inf)), 0.0, -1.0, 2.0):
             want = exit_rule.exits_here(own, T)
             np.testing.assert_array_equal(exit_rule.leaves(logits, T), want)
+
+
+def test_recorded_labels_and_stayers_are_numpys():
+    """The compiled bookkeeping of an exit gives numpy's argmax labels (ties: the first maximum;
+    NaN: the first NaN), the exit index at the leaving samples' places, and the stayers' rows."""
+    from branchynet.fast import jit
+    if not jit.available():
+        return
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((40, 6)).astype(np.float32)
+    logits[3] = [1, 5, 5, 0, 5, 2]
+    logits[4, [1, 4]] = np.nan
+    logits[5] = [-np.inf, np.inf, 0, np.inf, 1, 1]
+    logits[6] = -np.inf
+    leave = rng.random(40) < 0.6
+    leave[3:7] = True
+    remaining = np.sort(rng.choice(100, 40, replace=False))
+    got, want = [(np.full(100, -1, np.int32), np.full(100, -1, np.int32)) for _ in range(2)]
+    stay = exit_rule._record(logits, leave, remaining, 2, *got)
+    want[0][remaining[leave]] = logits[leave].argmax(axis=1)
+    want[1][remaining[leave]] = 2
+    np.testing.assert_array_equal(stay, np.flatnonzero(~leave))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[0][remaining[3]] == 1 and got[0][remaining[4]] == 1 and got[0][remaining[5]] == 1
