@@ -139,19 +139,30 @@ def max_pool_function(layer, relu, into=None):
     return run
 
 
-def _conv_then_pool(link, pool, relu, into):
-    """A convolution and the max pooling (and ReLU) after it: fused (``conv_pool``) where the
-    convolution runs on the unpacked micro-kernel for this batch, else one after the other."""
+def _conv_then_pool(link, pool, relu, into, classifier=None):
+    """A convolution and the max pooling (and ReLU) after it, and the ``classifier`` (a linear
+    layer with few outputs) after them if given: fused (``conv_pool``) where the convolution runs
+    on the unpacked micro-kernel for this batch, else one after the other."""
     conv, pooling = _conv(link), max_pool_function(pool, relu, into)
+    last = (lambda y: y) if classifier is None else numpy_function(classifier)
     pooled = (pool.ksize, pool.stride, pool.pad)
 
     def run(x):
         if (len(x) > jit.DIRECT_SMALL_BATCH and conv_pool.applies(x, link.W.array, link.stride, pooled)
                 and fconv.forward_path(x, link.W.array, link.stride, link.pad) == "unpacked"):
             b = None if link.b is None else link.b.array
-            return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu, into)
-        return pooling(conv(x))
+            head = None if classifier is None else (
+                classifier.W.array, None if classifier.b is None else classifier.b.array)
+            return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu, into,
+                                       classifier=head)
+        return last(pooling(conv(x)))
     return run
+
+
+def _few_outputs(layer):
+    """Whether ``layer`` is a float32 linear layer ``conv_pool`` can run after its pooling."""
+    return (isinstance(layer, L.Linear) and layer.W.array is not None
+            and layer.W.dtype == numpy.float32 and flinear.rows_per_step(layer.W.shape[0]) > 0)
 
 
 def _reader(layer):
@@ -165,8 +176,9 @@ def _reader(layer):
 def functions(layers, then=None):
     """The batch functions of ``layers`` (ReLUs already after poolings), one per layer, except
     that a max pooling runs with the ReLU after it, and a convolution with the max pooling after
-    it; a pooling stores its output as the convolution that reads it (the next layer, or
-    ``then`` after the last) takes it."""
+    it (and with a linear layer of few outputs after that, an exit head's classifier); a pooling
+    stores its output as the convolution that reads it (the next layer, or ``then`` after the
+    last) takes it."""
     out, i = [], 0
     while i < len(layers):
         layer = layers[i]
@@ -178,6 +190,10 @@ def functions(layers, then=None):
             continue
         relu = p + 1 < len(layers) and layers[p + 1] is F.relu
         end = p + 1 + relu
+        if p > i and end < len(layers) and _few_outputs(layers[end]):
+            out.append(_conv_then_pool(layer, layers[p], relu, None, layers[end]))
+            i = end + 1
+            continue
         into = _reader(layers[end] if end < len(layers) else then)
         out.append(_conv_then_pool(layer, layers[p], relu, into) if p > i
                    else max_pool_function(layers[p], relu, into))

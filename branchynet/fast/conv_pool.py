@@ -12,7 +12,7 @@ contiguous rows), which saves writing and reading back the padded batch. Values 
 """
 import numpy
 
-from branchynet.fast import halving, jit, layout, microkernel, threads, vector_ir
+from branchynet.fast import halving, jit, layout, linear, microkernel, threads, vector_ir
 
 __all__ = ["applies", "conv_pool"]
 
@@ -30,14 +30,17 @@ def applies(x, W, stride, pooled):
 _kernels = {}
 
 
-def _kernel(mr, width):
-    if (mr, width) not in _kernels:
-        _kernels[mr, width] = _build(mr, width)
-    return _kernels[mr, width]
+def _kernel(mr, width, classes):
+    if (mr, width, classes) not in _kernels:
+        _kernels[mr, width, classes] = _build(mr, width, classes)
+    return _kernels[mr, width, classes]
 
 
-def _build(mr, width):
+def _build(mr, width, classes):
+    """The kernel for MR = mr, vectors of ``width`` floats and, with ``classes`` > 0, a linear
+    classifier of that many outputs on each sample's pooled map."""
     nr = 2 * width
+    classify = vector_ir.dots(1, max(classes, 1), width)
     dblock = vector_ir.inplace_block(mr, width)
     pool_plane = halving.plane_function(width)
     put = vector_ir.window_row(width)
@@ -62,14 +65,16 @@ def _build(mr, width):
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def run(xs, n, sample_step, channel_step, row_step, padded, first, plane, C, H, W, ap, bias,
-            offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw):
+            offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw, lw, logits):
         """n samples: each one's convolution (O planes of OH rows ``row`` apart) into a scratch
         block, then each plane pooled into dst (planes of Hp x Wq). The samples lie in xs
         ``sample_step`` floats apart, either padded as the convolution reads them (planes ``plane``
         floats apart; ``padded`` empty) or not, each then copied (``fill``) into one of the two
         sample buffers of ``padded``, zero-padded as the convolution reads them: the next
         sample's copy is made before this one's pooling, so that the convolution does not read
-        what was just stored (which costs more than the copy saves)."""
+        what was just stored (which costs more than the copy saves). With a classifier (``lw``:
+        its weights, classes x pooled values), each sample's pooled map is written to dst's first
+        sample only and its products go to ``logits`` (n x classes)."""
         channels = len(bias)
         rows = ap.shape[0] * mr
         L = OH * row
@@ -91,27 +96,44 @@ def _build(mr, width):
             if copied and s + 1 < n:
                 fill(xs, (s + 1) * sample_step, channel_step, row_step, padded,
                      ((s + 1) % 2) * sample + first, plane, C, H, W, row)
+            at = 0 if classes else s * channels * Hp * Wq
             for o in range(channels):
                 pool_plane(block, o * ldc, row, OH, OW, POH, POW, floor, dst,
-                           (s * channels + o) * Hp * Wq, Hp, Wq, ph, pw)
+                           at + o * Hp * Wq, Hp, Wq, ph, pw)
+            if classes:
+                classify(dst, 0, 0, lw, channels * Hp * Wq, logits, s * classes)
     return run
 
 
-def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None):
+def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None):
     """max_pooling_2d(convolution_2d(x, W, b, 1, pad), 2, 2, 0, cover_all), then a ReLU if
     ``relu``, for x and W that ``applies`` to; the output as ``halving.max_pool`` gives it
-    (contiguous, or laid out for the convolution ``into`` describes). ``width`` picks the vector
-    width (tests run the AVX2 geometry on AVX-512 machines too)."""
+    (contiguous, or laid out for the convolution ``into`` describes). With ``classifier`` (the
+    weights (classes, C * OH * OW) and bias of a linear layer with few outputs, as
+    ``linear.applies`` takes them), that layer's output on the pooled maps instead, which are
+    then never stored (an exit head's last layers); equal to ``linear.linear`` on the pooled
+    output, bit for bit. ``width`` picks the vector width (tests run the AVX2 geometry on
+    AVX-512 machines too)."""
     g = layout.geom(x.shape, W.shape, (1, 1), layout.pair(pad))
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
     POH, POW = halving.pooled_size(g.OH, g.OW, cover_all)
     if min(POH, POW) < 1:
         raise ValueError("a %dx%d convolution output is too small for 2x2 pooling" % (g.OH, g.OW))
-    dst, out, Hp, Wq, ph, pw = halving.output_planes(g.N, g.O, POH, POW, into)
     width = width or vector_ir.vector_width()
+    classes, lw, lb = 0, numpy.zeros((1, 1), numpy.float32), None
+    if classifier is not None:
+        lw, lb = classifier
+        classes = lw.shape[0]
+        if lw.shape[1] != g.O * POH * POW or linear.rows_per_step(classes, width) < 1:
+            raise ValueError("a classifier of shape %s does not fit %d pooled maps of %dx%d"
+                             % (lw.shape, g.O, POH, POW))
+        lw = numpy.ascontiguousarray(lw, dtype=numpy.float32)
+        into = None
+    dst, out, Hp, Wq, ph, pw = halving.output_planes(1 if classes else g.N, g.O, POH, POW, into)
+    logits = numpy.empty((g.N if classes else 0, max(classes, 1)), numpy.float32)
     mr, ap, bias, offsets = microkernel.forward_operands(W, b, g, width)
-    run = _kernel(mr, width)
+    run = _kernel(mr, width, classes)
     floor = 0.0 if relu else -numpy.inf
     sample, planes = g.C * g.plane, g.O * Hp * Wq
     first = g.ph * g.Wq + g.pw
@@ -122,7 +144,10 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None):
         if xs is None:
             xs, steps = layout.flat_samples(x[n0:n1])
             padded = layout.padded_buffer(2, g, numpy.float32, microkernel.TAIL)[0]
-        run(xs, n1 - n0, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias,
-            offsets, g.OH, g.OW, g.Wq, POH, POW, floor, dst[n0 * planes:], Hp, Wq, ph, pw)
+        own = numpy.empty(planes, numpy.float32) if classes else dst[n0 * planes:]
+        run(xs, n1 - n0, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias, offsets, g.OH,
+            g.OW, g.Wq, POH, POW, floor, own, Hp, Wq, ph, pw, lw, logits[n0:n1].reshape(-1))
     threads.run(part, threads.parts(g.N, (sample + g.O * g.L) * 4))
-    return out
+    if not classes:
+        return out
+    return logits if lb is None else logits + lb

@@ -228,12 +228,13 @@ def test_poolings_with_other_settings_or_parameters_are_not_hoisted():
 @pytest.mark.parametrize("path", ["unpacked", "gemm"])
 def test_fused_and_unfused_batch_programs_equal_stock_chainer(path, monkeypatch):
     """In a batch, B-LeNet's convolutions run fused with their pooling where the unpacked kernel
-    is the chosen path (forced here), each pooling laid out for the convolution that reads it:
-    every exit's logits and the predictions are stock Chainer's either way."""
+    is the chosen path (forced here), each pooling laid out for the convolution that reads it, the
+    exit head's with its classifier: every exit's logits and the predictions are stock Chainer's
+    either way."""
     monkeypatch.setattr(conv_module, "forward_path", lambda *args: path)
     fused = []
     real = conv_pool.conv_pool
-    monkeypatch.setattr(conv_pool, "conv_pool", lambda *a, **k: fused.append(1) or real(*a, **k))
+    monkeypatch.setattr(conv_pool, "conv_pool", lambda *a, **k: fused.append(k) or real(*a, **k))
     net = _build("b-lenet", {})
     x = np.concatenate([_input("b-lenet", 16, seed) for seed in range(2)])
     stock = _stock_probs(net, x)
@@ -248,3 +249,4 @@ def test_fused_and_unfused_batch_programs_equal_stock_chainer(path, monkeypatch)
     np.testing.assert_array_equal(labels, want_labels)
     assert bool(fused) == (path == "unpacked" and conv_pool.applies(
         x, net.segments[0].layers[0].W.array, 1, (2, None, 0)))
+    assert (path == "unpacked") == any(kwargs.get("classifier") is not None for kwargs in fused)

@@ -8,7 +8,7 @@ import pytest
 
 import chainer.functions as F
 
-from branchynet.fast import conv, conv_pool, halving, layout, microkernel, threads, vector_ir
+from branchynet.fast import conv, conv_pool, halving, layout, linear, microkernel, threads, vector_ir
 
 pytestmark = pytest.mark.skipif(vector_ir.why_not() is not None,
                                 reason="vector code unavailable: %s" % vector_ir.why_not())
@@ -89,6 +89,24 @@ def test_nan_in_an_input_reaches_the_outputs_it_touches(width):
         assert numpy.isnan(got[2]).sum() == 5 * 9 and not numpy.isnan(got[[0, 1, 3]]).any()
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("cover_all", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_a_classifier_reads_the_pooled_maps_as_linear_does(width, cover_all, relu):
+    """With a classifier (B-LeNet's exit head: 10 outputs on 10 pooled 8x8 or 7x7 maps), the
+    output is ``linear.linear`` on the pooled output, bit for bit, with and without its bias."""
+    x, W, b = _operands((9, 5, 15, 15, 10, 3, 1))
+    pooled = conv_pool.conv_pool(x, W, b, 1, cover_all, relu, width=width).reshape(len(x), -1)
+    rng = numpy.random.default_rng(6)
+    Wl = rng.standard_normal((10, pooled.shape[1])).astype(numpy.float32)
+    bl = rng.standard_normal(10).astype(numpy.float32)
+    for bias in (bl, None):
+        got = conv_pool.conv_pool(x, W, b, 1, cover_all, relu, width=width, classifier=(Wl, bias))
+        numpy.testing.assert_array_equal(got, linear.linear(pooled, Wl, bias, width=width))
+    with pytest.raises(ValueError, match="does not fit 10 pooled maps"):
+        conv_pool.conv_pool(x, W, b, 1, cover_all, relu, classifier=(Wl[:, 1:], bl))
+
+
 def test_no_bias_and_channel_mismatch():
     x, W, _ = _operands(SHAPES[1])
     want = F.max_pooling_2d(F.convolution_2d(x, W, pad=1), 2, 2).array
@@ -145,15 +163,19 @@ def test_store_writes_every_plane_element_and_nothing_past_it(width):
 
 def test_thread_split_changes_nothing():
     x, W, b = _operands((64, 1, 28, 28, 5, 5, 3))
+    head = numpy.random.default_rng(7).standard_normal((10, 5 * 15 * 15)).astype(numpy.float32)
+    runs = []
     before = threads.set_threads(1)
     try:
-        one = numpy.array(conv_pool.conv_pool(x, W, b, 3, True, True, into=_reader(3, 1)))
-        threads.set_threads(2)
-        assert len(threads.parts(64, (31 * 34 + 5 * 30 * 31) * 4)) == 2
-        two = numpy.array(conv_pool.conv_pool(x, W, b, 3, True, True, into=_reader(3, 1)))
+        for count in (1, 2):
+            threads.set_threads(count)
+            assert len(threads.parts(64, (31 * 34 + 5 * 30 * 31) * 4)) == count
+            runs.append((numpy.array(conv_pool.conv_pool(x, W, b, 3, True, True, into=_reader(3, 1))),
+                         conv_pool.conv_pool(x, W, b, 3, True, True, classifier=(head, None))))
     finally:
         threads.set_threads(before)
-    numpy.testing.assert_array_equal(one, two)
+    for one, two in zip(*runs):
+        numpy.testing.assert_array_equal(one, two)
 
 
 def test_applies_only_where_it_runs():
