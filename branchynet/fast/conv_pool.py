@@ -43,25 +43,7 @@ def _build(mr, width, classes):
     classify = vector_ir.dots(1, max(classes, 1), width)
     dblock = vector_ir.inplace_block(mr, width)
     pool_plane = halving.plane_function(width)
-    put = vector_ir.window_row(width)
-
-    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def fill(xs, at, channel_step, row_step, padded, first, plane, C, H, W, row):
-        """The sample at xs[at:] (channels ``channel_step``, rows ``row_step`` floats apart) into
-        ``padded`` (its first value at ``first``, planes ``plane`` floats apart, rows ``row``): in
-        whole vectors (the zeros past a row land in its padding or in the next row, written
-        after it), lane by lane where a vector would read past xs."""
-        for c in range(C):
-            src = at + c * channel_step
-            for d in range(first + c * plane, first + c * plane + H * row, row):
-                for j0 in range(0, W, width):
-                    m = min(width, W - j0)
-                    if src + j0 + width <= len(xs):
-                        put(xs, src + j0, padded, d + j0, 0, m)
-                    else:
-                        for j in range(j0, j0 + m):
-                            padded[d + j] = xs[src + j]
-                src += row_step
+    fill = _filling(width)
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def run(xs, n, sample_step, channel_step, row_step, padded, first, plane, C, H, W, ap, bias,
@@ -103,6 +85,29 @@ def _build(mr, width, classes):
             if classes:
                 classify(dst, 0, 0, lw, channels * Hp * Wq, logits, s * classes)
     return run
+
+
+def _filling(width):
+    put = vector_ir.window_row(width)
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def fill(xs, at, channel_step, row_step, padded, first, plane, C, H, W, row):
+        """The sample at xs[at:] (channels ``channel_step``, rows ``row_step`` floats apart) into
+        ``padded`` (its first value at ``first``, planes ``plane`` floats apart, rows ``row``): in
+        whole vectors (the zeros past a row land in its padding or in the next row, written
+        after it), lane by lane where a vector would read past xs."""
+        for c in range(C):
+            src = at + c * channel_step
+            for d in range(first + c * plane, first + c * plane + H * row, row):
+                for j0 in range(0, W, width):
+                    m = min(width, W - j0)
+                    if src + j0 + width <= len(xs):
+                        put(xs, src + j0, padded, d + j0, 0, m)
+                    else:
+                        for j in range(j0, j0 + m):
+                            padded[d + j] = xs[src + j]
+                src += row_step
+    return fill
 
 
 def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None):

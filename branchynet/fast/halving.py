@@ -63,6 +63,17 @@ def plane_function(width):
 
 
 def _build(width, put):
+    pool_plane = _plane_pooling(width, put)
+
+    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
+    def run(y, p0, p1, pitch, row, H, W, OH, OW, floor, dst, Hp, Wq, ph, pw):
+        """Planes p0 .. p1 of y into dst's planes of Hp x Wq."""
+        for p in range(p0, p1):
+            pool_plane(y, p * pitch, row, H, W, OH, OW, floor, dst, p * Hp * Wq, Hp, Wq, ph, pw)
+    return run, pool_plane
+
+
+def _plane_pooling(width, put):
     nan_max = jit._nan_max
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
@@ -117,13 +128,7 @@ def _build(width, put):
             for i in range(written, gap):  # what the zeros of the last vector left
                 dst[i] = 0.0
             d += Wq
-
-    @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def run(y, p0, p1, pitch, row, H, W, OH, OW, floor, dst, Hp, Wq, ph, pw):
-        """Planes p0 .. p1 of y into dst's planes of Hp x Wq."""
-        for p in range(p0, p1):
-            pool_plane(y, p * pitch, row, H, W, OH, OW, floor, dst, p * Hp * Wq, Hp, Wq, ph, pw)
-    return run, pool_plane
+    return pool_plane
 
 
 def pooled_size(H, W, cover_all):
