@@ -6,8 +6,6 @@ skips label -1 in its loss) or with a misleading message later.
 """
 import warnings
 
-import numpy
-
 import chainer
 
 
@@ -52,15 +50,12 @@ def check_labels(t, classes):
 
 
 def non_finite_count(x):
-    """How many samples of a batch hold a NaN or an infinite value (when none does, one dot
-    product of the batch with itself, in x's own precision: a NaN or an infinity makes it
-    non-finite, and BLAS's dot reads faster than a sum; a finite batch whose squares overflow is
-    counted sample by sample)."""
+    """How many samples of a batch hold a NaN or an infinite value (one sum when none does: in
+    x's own precision, which runs twice as fast as in float64; a finite batch whose sum overflows
+    is counted sample by sample)."""
     xp = chainer.backend.get_array_module(x)
-    flat = x.reshape(-1)
-    with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow is a finding, not an error
-        if len(x) == 0 or bool(xp.isfinite(flat @ flat)):
-            return 0
+    if len(x) == 0 or bool(xp.isfinite(x.sum())):
+        return 0
     return int((~xp.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
 
 
