@@ -10,6 +10,8 @@ padded whole first: each sample is copied into a padded buffer in L1 (any stride
 contiguous rows), which saves writing and reading back the padded batch. Values are those of
 ``microkernel.conv_forward(..., unpacked=True)`` followed by ``halving.max_pool``, bit for bit.
 """
+import functools
+
 import numpy
 
 from branchynet.fast import halving, jit, layout, linear, microkernel, threads, vector_ir
@@ -87,7 +89,9 @@ def _build(mr, width, classes):
     return run
 
 
+@functools.lru_cache(maxsize=None)
 def _filling(width):
+    """fill, compiled once per vector width for the kernels of every MR."""
     put = vector_ir.window_row(width)
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
