@@ -114,6 +114,8 @@ def test_no_bias_and_channel_mismatch():
                                   rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="x has 5 channels, W expects 4"):
         conv_pool.conv_pool(x, W[:, :4], None, 1, True, False)
+    with pytest.raises(ValueError, match="too small for 2x2 pooling"):
+        conv_pool.conv_pool(x[:, :, :1], W, None, 1, False, False)  # a 1x15 output: no rows
 
 
 @pytest.mark.parametrize("width", WIDTHS)

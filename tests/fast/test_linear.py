@@ -25,7 +25,7 @@ def _operands(N, K, outputs, seed=0):
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("N, K, outputs", [(1000, 640, 10), (7, 84, 10), (5, 33, 3), (3, 5, 1),
-                                     (9, 16, 4), (2, 640, 12)])
+                                     (9, 16, 4), (2, 640, 12), (4, 16, 20)])
 def test_equals_the_float64_product(width, N, K, outputs):
     x, W, b = _operands(N, K, outputs)
     if linear.rows_per_step(outputs, width) < 1:
@@ -71,6 +71,8 @@ def test_applies_to_few_float32_outputs_only():
     assert not linear.applies(x, numpy.zeros((40, 8), numpy.float32))
     assert linear.rows_per_step(10, 16) == 2 and linear.rows_per_step(10, 8) == 1
     assert linear.rows_per_step(31, 16) == 0 and linear.rows_per_step(15, 8) == 0
+    if vector_ir.vector_width() == 16:  # one sample a step still applies
+        assert linear.applies(x, numpy.zeros((15, 8), numpy.float32))
 
 
 @pytest.mark.parametrize("path", ["dots", "blas"])
