@@ -9,8 +9,8 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from branchynet.fast import calibration, conv_pool, halving, jit, layout, threads
 from branchynet.fast import conv as fconv
+from branchynet.fast import conv_pool, halving, jit, layout, threads
 from branchynet.fast import linear as flinear
 from branchynet.fast import pooling as fpool
 from branchynet.model import layers as blayers
@@ -53,19 +53,20 @@ def _linear(link):
         b = None if link.b is None else link.b.array
         if flinear.applies(x, W) and _linear_path(x, W, b) == "dots":
             return flinear.linear(x, W, b)
-        y = x @ W.T
-        return y if b is None else y + b
+        return _blas_linear(x, W, b)
     return run
 
 
+def _blas_linear(x, W, b):
+    y = x @ W.T
+    return y if b is None else y + b
+
+
 def _linear_path(x, W, b):
-    """"blas" or "dots" (``linear``), timed on this machine (``calibration``) for the shape, the
-    batch size class and the thread count; by default (timing off) "blas"."""
-    n = min(len(x), fconv.CALIBRATION_SAMPLES)
-    key = "linear K%d O%d batch<=%d threads %d" % (W.shape[1], W.shape[0], 1 << (n - 1).bit_length(),
-                                                   threads.get_threads())
-    return calibration.choose(key, {"blas": lambda: x[:n] @ W.T + (0 if b is None else b),
-                                    "dots": lambda: flinear.linear(x[:n], W, b)}, "blas")
+    """"blas" or "dots" (``linear``), timed on this machine (``conv.choose_for_batch``); by
+    default (timing off) "blas"."""
+    return fconv.choose_for_batch("linear K%d O%d" % (W.shape[1], W.shape[0]), len(x), "blas", {
+        "blas": lambda n: _blas_linear(x[:n], W, b), "dots": lambda n: flinear.linear(x[:n], W, b)})
 
 
 def _batch_norm(link):

@@ -23,7 +23,8 @@ import numpy
 
 from branchynet.fast import calibration, jit, layout, microkernel, threads
 
-__all__ = ["conv2d_numpy", "forward_path", "supports", "grad_x", "grad_w", "bias_grad"]
+__all__ = ["conv2d_numpy", "forward_path", "choose_for_batch", "supports", "grad_x", "grad_w",
+           "bias_grad"]
 
 # Target size in bytes of one chunk's im2col buffer: small enough to stay in L2/L3 between the copy
 # that fills it and the GEMM that reads it, large enough that the GEMM runs near peak.
@@ -271,22 +272,27 @@ def bias_grad(gy):
 
 # Most samples a kernel choice is timed on: the paths' speeds per sample change with the batch
 # (a GEMM's shape, what stays in cache), so a choice is timed on the call's own batch, up to this.
-CALIBRATION_SAMPLES = 1024
+_CALIBRATION_SAMPLES = 1024
 
 
 def _sub(g, n):
     return layout.geom((n, g.C, g.H, g.W), (g.O, g.C, g.kh, g.kw), (g.sy, g.sx), (g.ph, g.pw))
 
 
-def _choose(what, g, default, candidates):
-    """calibration.choose for this shape, batch size class (the next power of two) and thread
-    count, each candidate timed on the call's first samples."""
-    n = min(g.N, CALIBRATION_SAMPLES)
-    key = "conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d batch<=%d threads %d" % (
-        what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw, 1 << (n - 1).bit_length(),
-        threads.get_threads())
+def choose_for_batch(shape_key, batch, default, candidates):
+    """calibration.choose for a shape (``shape_key``), the batch's size class (the next power of
+    two) and the thread count, each candidate (a callable of a sample count) timed on the call's
+    first samples."""
+    n = min(batch, _CALIBRATION_SAMPLES)
+    key = "%s batch<=%d threads %d" % (shape_key, 1 << (n - 1).bit_length(), threads.get_threads())
     return calibration.choose(key, {name: (lambda fn=fn: fn(n)) for name, fn in candidates.items()},
                               default)
+
+
+def _choose(what, g, default, candidates):
+    """``choose_for_batch`` for this convolution's shape."""
+    return choose_for_batch("conv %s C%d %dx%d O%d k%dx%d s%dx%d p%dx%d" % (
+        what, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sy, g.sx, g.ph, g.pw), g.N, default, candidates)
 
 
 def conv2d_numpy(x, W, b=None, stride=1, pad=0):
