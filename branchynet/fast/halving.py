@@ -14,10 +14,9 @@ Chainer's semantics with pad 0: ``cover_all`` adds the partial last row and colu
 size; NaN propagates as in ``numpy.maximum``, as in the other inference kernels.
 """
 import numpy
-from numpy.lib.stride_tricks import as_strided
 
 from branchynet.fast import jit, layout, microkernel, threads, vector_ir
-from branchynet.fast.layout import pair
+from branchynet.fast.layout import pair, strided_flat
 
 __all__ = ["applies", "max_pool", "pooled_size", "output_planes", "plane_function"]
 
@@ -26,16 +25,15 @@ def _flat_planes(x):
     """(flat view from x's first element, plane pitch, row pitch) in elements when x's planes
     (N * C of them, in order) are evenly spaced and disjoint, with unit column stride; else
     None."""
-    item = x.itemsize
     N, C, H, W = x.shape
-    if x.strides[3] != item or any(s % item for s in x.strides[:3]):
+    found = strided_flat(x) if x.strides[3] == x.itemsize else None
+    if found is None:
         return None
-    sn, sc, row = (s // item for s in x.strides[:3])
+    flat, (sn, sc, row) = found
     pitch = sc if C > 1 else sn if N > 1 else H * row  # from one plane to the next
     if (N > 1 and sn != C * pitch) or row < W or pitch < H * row:
         return None
-    extent = (N * C - 1) * pitch + (H - 1) * row + W
-    return as_strided(x, shape=(extent,), strides=(item,)), pitch, row
+    return flat, pitch, row
 
 
 def applies(x, ksize, stride, pad):

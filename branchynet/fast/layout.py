@@ -14,7 +14,7 @@ import numpy
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["pair", "out_size", "view", "Geom", "geom", "padded_buffer", "filled", "in_filled", "padded",
-           "flat_samples", "col_view", "fill_col", "output"]
+           "strided_flat", "flat_samples", "col_view", "fill_col", "output"]
 
 
 def pair(v):
@@ -161,19 +161,27 @@ def padded(x, g, tail=0):
     return buf
 
 
-def flat_samples(x):
-    """(flat, steps) for an (N, C, H, W) array: a flat view from x's first element and the
-    element strides of its samples, channels and rows, where x's rows are contiguous and its
-    strides whole elements, not negative; else the same of a C-contiguous copy. Compiled
-    kernels read x in place from these."""
+def strided_flat(x):
+    """(flat, steps) for an (N, C, H, W) array whose rows are contiguous and whose strides are
+    whole elements, not negative: a flat view from x's first element to its last and the element
+    strides of its samples, channels and rows; else None."""
     it = x.itemsize
-    if x.size and (x.strides[3] == it or x.shape[3] == 1) and all(
-            s >= 0 and s % it == 0 for s in x.strides[:3]):
-        steps = tuple(s // it for s in x.strides[:3])
-        extent = sum((n - 1) * s for n, s in zip(x.shape[:3], steps)) + x.shape[3]
-        return as_strided(x, shape=(extent,), strides=(it,)), steps
+    if not (x.size and (x.strides[3] == it or x.shape[3] == 1)
+            and all(s >= 0 and s % it == 0 for s in x.strides[:3])):
+        return None
+    steps = tuple(s // it for s in x.strides[:3])
+    extent = sum((n - 1) * s for n, s in zip(x.shape[:3], steps)) + x.shape[3]
+    return as_strided(x, shape=(extent,), strides=(it,)), steps
+
+
+def flat_samples(x):
+    """``strided_flat`` of x, or where it has none, of a C-contiguous copy: what compiled kernels
+    read x from in place."""
+    found = strided_flat(x)
+    if found is not None:
+        return found
     x = numpy.ascontiguousarray(x)
-    return x.reshape(-1), tuple(s // it for s in x.strides[:3])
+    return x.reshape(-1), tuple(s // x.itemsize for s in x.strides[:3])
 
 
 def col_view(xbuf, g, n0, m):
