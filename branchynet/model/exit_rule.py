@@ -69,10 +69,8 @@ def leaves(logits, threshold):
     if not (_jit.available() and isinstance(logits, numpy.ndarray) and logits.dtype.kind == "f"
             and logits.ndim == 2 and len(logits)):
         return exits_here(entropy(softmax(logits)), threshold)
-    entropies = _jit.entropy_rows(logits)
-    out = entropies < threshold
-    unsure = ~(numpy.abs(entropies - threshold) > _margin(logits.shape[1]))  # NaN is unsure
-    if unsure.any():
+    out, unsure, _ = _jit.entropy_decisions(logits, threshold, _margin(logits.shape[1]))
+    if unsure is not None:
         out[unsure] = exits_here(entropy(softmax(logits[unsure])), threshold)
     return out
 

@@ -193,6 +193,32 @@ def test_entropy_one_equals_the_python_formula_and_decides_alike(jit_on):
             assert exit_rule.leaves_one(row, 10.0) == bool(exit_rule.leaves(row, 10.0)[0])
 
 
+def test_batched_entropies_and_decisions_against_entropy_one(jit_on):
+    """The batched entropies (numpy's vector exp) against the one-row kernel (a scalar exp per
+    class): within a few ulp for spreads from 0.01 to 300, float32 and float64 rows, and not
+    finite exactly where entropy_one is not; the decisions and unsure rows as the entropies
+    say."""
+    rng = np.random.RandomState(7)
+    for dtype in (np.float32, np.float64):
+        rows = np.concatenate([rng.randn(50, 10) * s for s in (0.01, 1, 5, 30, 300)]).astype(dtype)
+        rows[3, 2], rows[4, 0], rows[5, 7], rows[6] = np.nan, np.inf, -np.inf, -np.inf
+        want = np.array([jit.entropy_one(r) for r in rows])
+        T, margin = jit.entropy_decisions(rows[10:11], 1.0, 0.0)[2][0], 0.05  # a row's own
+        leave, unsure, got = jit.entropy_decisions(rows, T, margin)
+        assert not leave[10] and unsure[10]
+        edge = jit.entropy_decisions(rows, T, abs(got[60] - T))[1]  # not further: unsure
+        assert edge[60] and edge[10]
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(np.isfinite(got), finite)
+        assert finite.sum() == len(rows) - 4
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-13, atol=1e-15)
+        assert got[finite].max() > 2.0 and got[finite].min() < 1e-6  # both ends were reached
+        np.testing.assert_array_equal(leave, want < T)
+        np.testing.assert_array_equal(unsure, ~(np.abs(want - T) > margin))
+        assert 4 < unsure.sum() < len(rows) // 2
+        assert jit.entropy_decisions(rows[finite], -1.0, margin)[1] is None
+
+
 @pytest.mark.parametrize("name", ["b-lenet", "b-alexnet"])
 @pytest.mark.parametrize("jit_state", [True, False])
 def test_runner_runs_small_remainders_sample_by_sample(name, jit_state, monkeypatch):

@@ -128,6 +128,35 @@ def test_non_finite_images_are_reported_with_their_count(lenet, value):
         lenet.predict(_x(5), 0.5)  # finite: no warning
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_non_finite_count_against_a_per_sample_check(compiled):
+    """The count of samples holding NaN or +-inf, compiled pass or numpy sum alike: for float32
+    and float64, contiguous batches and strided views, and finite batches whose sum overflows."""
+    from branchynet.fast import jit
+    previous = jit.set_enabled(compiled)
+    try:
+        rng = np.random.RandomState(3)
+        for dtype in (np.float32, np.float64):
+            x = rng.rand(9, 3, 7, 5).astype(dtype)
+            places = ([], [(0, 0, 0, 0)], [(0, 0, 0, 1)], [(8, 2, 6, 4)], [(2, 1, 3, 3), (5, 0, 0, 1)])
+            for bad in places:
+                for value in (np.nan, np.inf, -np.inf):
+                    y = x.copy()
+                    for at in bad:
+                        y[at] = value
+                    for view in (y, y[::2], y[:, :, :, 1:]):
+                        want = int((~np.isfinite(view.reshape(len(view), -1))).any(axis=1).sum())
+                        with np.errstate(all="ignore"):
+                            assert inputs.non_finite_count(view) == want
+            huge = np.full((4, 3), np.finfo(dtype).max / 2, dtype)
+            with np.errstate(over="ignore"):
+                assert inputs.non_finite_count(huge) == 0
+            assert inputs.non_finite_count(x[:0]) == 0
+            assert inputs.non_finite_count(x[:, :0]) == 0
+    finally:
+        jit.set_enabled(previous)
+
+
 def test_non_finite_training_images_are_refused(lenet):
     lenet.predict(_x(2), 0.1)
     optimizer = adam()(lenet)
