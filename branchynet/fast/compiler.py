@@ -75,8 +75,16 @@ class BatchProgram:
     def __init__(self, layers, then=None):
         self.functions = tuple(functions(relu_after_pool(layers), then))
 
-    def __call__(self, x):
-        for fn in self.functions:
+    def __call__(self, x, rows=None):
+        """The output for x, or for x[rows] (the first function reads those rows where they lie
+        when it can)."""
+        functions = self.functions
+        if rows is not None:
+            if functions and getattr(functions[0], "takes_rows", False):
+                x, functions = functions[0](x, rows), functions[1:]
+            else:
+                x = x[rows]
+        for fn in functions:
             x = fn(x)
         return x
 
@@ -154,7 +162,9 @@ class Runner:
 
     def steps(self, x):
         """(segment k on h, head k on h) for inputs like x. A batch-1 program returns its own
-        buffer, which its next run overwrites."""
+        buffer, which its next run overwrites. A batch's segment step also takes ``rows``: it
+        then runs on h[rows] (the samples still in flight), reading them in place where its
+        first layer can (``takes_rows``, which early exit looks for)."""
         if len(x) == 1 and x.dtype.kind == "f":
             segments, heads = self._chain(x.shape, x.dtype)
             return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
@@ -176,10 +186,13 @@ class Runner:
                 out[i] = program(h[i:i + 1])[0]
             return out
 
-        def segment(k, h):
+        def segment(k, h, rows=None):
+            if rows is not None and len(rows) <= self.SAMPLE_MAX:
+                h, rows = h[rows], None
             if 0 < len(h) <= self.SAMPLE_MAX:
                 return by_sample(self._chain(sample_shape, x.dtype)[0], k, h)
-            return segments[k](h)
+            return segments[k](h, rows)
+        segment.takes_rows = True
 
         def head(k, h):
             if 0 < len(h) <= self.SAMPLE_MAX:

@@ -302,9 +302,11 @@ def conv2d_numpy(x, W, b=None, stride=1, pad=0):
     return _forward(x, W, b, layout.geom(x.shape, W.shape, layout.pair(stride), layout.pair(pad)))
 
 
-def forward_path(x, W, stride=1, pad=0):
-    """The path ``conv2d_numpy`` runs for these inputs ("gemm", "direct", "packed", "unpacked")."""
-    return _forward_path(x, W, layout.geom(x.shape, W.shape, layout.pair(stride), layout.pair(pad)))
+def forward_path(x, W, stride=1, pad=0, batch=None):
+    """The path ``conv2d_numpy`` runs for these inputs ("gemm", "direct", "packed", "unpacked");
+    ``batch``: for that many of x's samples (default all)."""
+    shape = x.shape if batch is None else (batch,) + x.shape[1:]
+    return _forward_path(x, W, layout.geom(shape, W.shape, layout.pair(stride), layout.pair(pad)))
 
 
 def supports(link):

@@ -48,11 +48,12 @@ def _build(mr, width, classes):
     fill = _filling(width)
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def run(xs, n, sample_step, channel_step, row_step, padded, first, plane, C, H, W, ap, bias,
-            offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw, lw, logits):
+    def run(xs, n, picked, sample_step, channel_step, row_step, padded, first, plane, C, H, W,
+            ap, bias, offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw, lw, logits):
         """n samples: each one's convolution (O planes of OH rows ``row`` apart) into a scratch
         block, then each plane pooled into dst (planes of Hp x Wq). The samples lie in xs
-        ``sample_step`` floats apart, either padded as the convolution reads them (planes ``plane``
+        ``sample_step`` floats apart (the i-th run is sample ``picked[i]``, or i where ``picked``
+        is empty), either padded as the convolution reads them (planes ``plane``
         floats apart; ``padded`` empty) or not, each then copied (``fill``) into one of the two
         sample buffers of ``padded``, zero-padded as the convolution reads them: the next
         sample's copy is made before this one's pooling, so that the convolution does not read
@@ -69,17 +70,19 @@ def _build(mr, width, classes):
         copied = len(padded) > 0
         sample = C * plane
         src = padded if copied else xs
+        every = len(picked) == 0
         if copied and n:
-            fill(xs, 0, channel_step, row_step, padded, first, plane, C, H, W, row)
+            fill(xs, (0 if every else picked[0]) * sample_step, channel_step, row_step, padded,
+                 first, plane, C, H, W, row)
         for s in range(n):
-            base = (s % 2) * sample if copied else s * sample_step
+            base = (s % 2) * sample if copied else (s if every else picked[s]) * sample_step
             for p0 in range(0, L, nr):
                 for i in range(ap.shape[0]):
                     dblock(ap[i], padded_bias[i * mr:], src, offsets, block[i * mr * ldc + p0:],
                            base + p0, ldc)
             if copied and s + 1 < n:
-                fill(xs, (s + 1) * sample_step, channel_step, row_step, padded,
-                     ((s + 1) % 2) * sample + first, plane, C, H, W, row)
+                fill(xs, (s + 1 if every else picked[s + 1]) * sample_step, channel_step,
+                     row_step, padded, ((s + 1) % 2) * sample + first, plane, C, H, W, row)
             at = 0 if classes else s * channels * Hp * Wq
             for o in range(channels):
                 pool_plane(block, o * ldc, row, OH, OW, POH, POW, floor, dst,
@@ -114,16 +117,22 @@ def _filling(width):
     return fill
 
 
-def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None):
+def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None, rows=None):
     """max_pooling_2d(convolution_2d(x, W, b, 1, pad), 2, 2, 0, cover_all), then a ReLU if
     ``relu``, for x and W that ``applies`` to; the output as ``halving.max_pool`` gives it
     (contiguous, or laid out for the convolution ``into`` describes). With ``classifier`` (the
     weights (classes, C * OH * OW) and bias of a linear layer with few outputs, as
     ``linear.applies`` takes them), that layer's output on the pooled maps instead, which are
     then never stored (an exit head's last layers); equal to ``linear.linear`` on the pooled
-    output, bit for bit. ``width`` picks the vector width (tests run the AVX2 geometry on
-    AVX-512 machines too)."""
-    g = layout.geom(x.shape, W.shape, (1, 1), layout.pair(pad))
+    output, bit for bit. ``rows`` (sample indices) runs those samples of x only, as x[rows]
+    would, each read where it lies (early exit's samples in flight, without gathering them
+    first). ``width`` picks the vector width (tests run the AVX2 geometry on AVX-512 machines
+    too)."""
+    whole = None if rows is None else layout.strided_flat(x)
+    if rows is not None and whole is None:
+        x, rows = x[rows], None
+    g = layout.geom(x.shape if rows is None else (len(rows),) + x.shape[1:], W.shape, (1, 1),
+                    layout.pair(pad))
     if x.shape[1] != W.shape[1]:
         raise ValueError("x has %d channels, W expects %d" % (x.shape[1], W.shape[1]))
     POH, POW = halving.pooled_size(g.OH, g.OW, cover_all)
@@ -146,16 +155,24 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=N
     floor = 0.0 if relu else -numpy.inf
     sample, planes = g.C * g.plane, g.O * Hp * Wq
     first = g.ph * g.Wq + g.pw
-    none = numpy.zeros(0, numpy.float32)
+    none, none_picked = numpy.zeros(0, numpy.float32), numpy.zeros(0, numpy.intp)
+    if rows is not None:
+        rows = numpy.asarray(rows, dtype=numpy.intp)
 
     def part(n0, n1):
-        xs, steps, padded = layout.in_filled(x[n0:n1], g, microkernel.TAIL), (sample, 0, 0), none
-        if xs is None:
-            xs, steps = layout.flat_samples(x[n0:n1])
+        xs, steps, picked, padded = None, (sample, 0, 0), none_picked, none
+        if rows is None:
+            xs = layout.in_filled(x[n0:n1], g, microkernel.TAIL)
+        if xs is None:  # copied sample by sample
+            if rows is None:
+                xs, steps = layout.flat_samples(x[n0:n1])
+            else:
+                (xs, steps), picked = whole, rows[n0:n1]
             padded = layout.padded_buffer(2, g, numpy.float32, microkernel.TAIL)[0]
         own = numpy.empty(planes, numpy.float32) if classes else dst[n0 * planes:]
-        run(xs, n1 - n0, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias, offsets, g.OH,
-            g.OW, g.Wq, POH, POW, floor, own, Hp, Wq, ph, pw, lw, logits[n0:n1].reshape(-1))
+        run(xs, n1 - n0, picked, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias,
+            offsets, g.OH, g.OW, g.Wq, POH, POW, floor, own, Hp, Wq, ph, pw, lw,
+            logits[n0:n1].reshape(-1))
     threads.run(part, threads.parts(g.N, (sample + g.O * g.L) * 4))
     if not classes:
         return out

@@ -161,15 +161,18 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
     made; the samples staying are gathered on the device by their indices (``xp``'s). On a GPU
     that is one copy each way per exit instead of a synchronisation per masked selection.
     ``measure``: None (entropy, ``leaves``) or a ``measures.Measure`` deciding instead; its
-    state (patience's run of agreeing labels) follows the samples still in flight."""
+    state (patience's run of agreeing labels) follows the samples still in flight. A ``segment``
+    that ``takes_rows`` is given the stayers' rows of the previous segment's output instead of
+    their copy."""
     labels = numpy.empty(len(x), dtype=numpy.int32)
     exits = numpy.empty(len(x), dtype=numpy.int32)
     remaining = numpy.arange(len(x))
     last = len(thresholds)
-    h = x
+    in_place = getattr(segment, "takes_rows", False)
+    h, rows = x, None
     state = None
     for k in range(last + 1):
-        h = segment(k, h)
+        h = segment(k, h) if rows is None else segment(k, h, rows)
         logits = host(head(k, h))
         if k == last:
             leave = numpy.ones(len(logits), dtype=bool)
@@ -182,7 +185,10 @@ def predict_batch(x, thresholds, segment, head, xp=numpy, measure=None):
         remaining = remaining[stay]
         if len(remaining) == 0:
             break
-        h = h[stay if xp is numpy else xp.asarray(stay)]
+        if in_place:
+            rows = stay
+        else:
+            h = h[stay if xp is numpy else xp.asarray(stay)]
         if state is not None:
             state = measure.select(state, stay)
     return labels, exits

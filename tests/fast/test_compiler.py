@@ -250,3 +250,5 @@ def test_fused_and_unfused_batch_programs_equal_stock_chainer(path, monkeypatch)
     assert bool(fused) == (path == "unpacked" and conv_pool.applies(
         x, net.segments[0].layers[0].W.array, 1, (2, None, 0)))
     assert (path == "unpacked") == any(kwargs.get("classifier") is not None for kwargs in fused)
+    # the samples in flight went on read in place, not gathered first
+    assert (path == "unpacked") == any(kwargs.get("rows") is not None for kwargs in fused)

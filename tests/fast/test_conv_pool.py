@@ -78,6 +78,43 @@ def test_inputs_read_in_place_or_copied_alike(width):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_rows_run_as_the_gathered_samples(width):
+    """``rows`` (early exit's samples in flight) gives x[rows]'s output bit for bit, read where
+    the samples lie in every layout above (gathered first where the columns are not contiguous),
+    in any order, repeated, with a classifier, and split over two threads."""
+    rng = numpy.random.default_rng(8)
+    base = rng.standard_normal((40, 7, 15, 19)).astype(numpy.float32)
+    filled = conv_pool.conv_pool(rng.standard_normal((40, 2, 30, 30)).astype(numpy.float32),
+                                 rng.standard_normal((5, 2, 3, 3)).astype(numpy.float32), None,
+                                 1, False, False, into=_reader(5, 2), width=width)
+    W = rng.standard_normal((10, 5, 3, 3)).astype(numpy.float32)
+    head = rng.standard_normal((10, 10 * 8 * 8)).astype(numpy.float32)
+    before = threads.get_threads()
+    try:
+        for count in (1, 2):
+            threads.set_threads(count)
+            assert len(threads.parts(157, (5 * 17 * 17 + 10 * 15 * 17) * 4)) == count
+            for x in (base[:, 1:6, :, :15], filled, base[:, :5, :, ::2][..., :8],
+                      base[:, :5][:, :, ::-1, :15]):
+                for rows in ([39, 0, 7, 7, 21] + list(range(1, 38, 2)) * 8, [len(x) - 1, 3]):
+                    rows = numpy.array(rows)
+                    for into in (None, _reader(3, 1)):
+                        got = conv_pool.conv_pool(x, W, None, 1, True, True, into=into,
+                                                  width=width, rows=rows)
+                        want = conv_pool.conv_pool(x[rows], W, None, 1, True, True, into=into,
+                                                   width=width)
+                        numpy.testing.assert_array_equal(got, want)
+                    if x.shape[2:] == (15, 15):
+                        numpy.testing.assert_array_equal(
+                            conv_pool.conv_pool(x, W, None, 1, True, True, width=width,
+                                                classifier=(head, None), rows=rows),
+                            conv_pool.conv_pool(x[rows], W, None, 1, True, True, width=width,
+                                                classifier=(head, None)))
+    finally:
+        threads.set_threads(before)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_nan_in_an_input_reaches_the_outputs_it_touches(width):
     """A NaN input makes NaN every convolution output that reads it, and so every pooled output
     over those: as the unfused kernels give it."""
