@@ -77,55 +77,54 @@ def _plane_pooling(width, put):
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def pool_plane(y, at, row, H, W, OH, OW, floor, dst, to, Hp, Wq, ph, pw):
         """The H x W plane at y[at:] (rows ``row`` apart) pooled into the Hp x Wq plane at
-        dst[to:] (rows Wq apart), its OH x OW outputs at row ph, column pw, zeros around them."""
+        dst[to:] (rows Wq apart), its OH x OW outputs at row ph, column pw, zeros around them.
+        A row's last vector stores zeros past its outputs, which covers its padding and the next
+        row's where it reaches; the padding it does not reach is zeroed here."""
         end = to + Hp * Wq
-        OWf = W // 2  # outputs whose window lies inside the input, in a row
+        pairs = W // 2  # outputs whose window has both columns, in a row
         d = to + ph * Wq + pw
         for i in range(to, d):
             dst[i] = 0.0
-        oy = 0
-        if OW <= width and Wq <= width:  # one vector a row, its zeros cover the row's padding
-            last = min(OH, H // 2)  # rows of full windows ...
-            while last > 0 and at + 2 * (last - 1) * row + row + 2 * width > len(y):
-                last -= 1  # ... whose vector reads stay inside y
+        written, first = d, 0
+        if OW <= width:  # one vector a row, whole, for the rows of two input rows ...
+            first = max(0, min(OH, H // 2, (end - d - width) // Wq + 1))
+            while first > 0 and at + 2 * (first - 1) * row + row + 2 * width > len(y):
+                first -= 1  # ... whose vector reads stay inside y
             src = at
-            for oy in range(last):
-                put(y, src, row, dst, d, OW, min(width, end - d), floor)
+            for oy in range(first):
+                put(y, src, row, dst, d, OW, pairs, width, floor)
                 src += 2 * row
                 d += Wq
-            oy = last
-            if OW > OWf:  # cover_all's last column: one input column
-                for r in range(last):
-                    i = at + 2 * r * row + W - 1
-                    dst[to + (ph + r) * Wq + pw + OWf] = nan_max(nan_max(y[i], y[i + row]), floor)
-            if oy == OH:
-                for i in range(d - Wq + width, end):
-                    dst[i] = 0.0
-                return
-        for oy in range(oy, OH):
+            if first:
+                written = d - Wq + width
+                if Wq > width:  # padding past each row's vector
+                    for r in range(d - first * Wq, d, Wq):
+                        for i in range(r + width, r + Wq):
+                            dst[i] = 0.0
+                    written = d
+        for oy in range(first, OH):
             src = at + 2 * oy * row
             pitch = row if 2 * oy + 1 < H else 0  # cover_all's last row: one input row
-            written = d
             for c0 in range(0, OW, width):
-                limit = min(width, end - d - c0)
                 if src + 2 * c0 + pitch + 2 * width <= len(y):
-                    put(y, src + 2 * c0, pitch, dst, d + c0, OW - c0, limit, floor)
+                    limit = min(width, end - d - c0)
+                    put(y, src + 2 * c0, pitch, dst, d + c0, OW - c0, pairs - c0, limit, floor)
                     written = d + c0 + limit
                     continue
                 for t in range(min(width, OW - c0)):  # a vector would read past y
                     i = src + 2 * (c0 + t)
                     v = nan_max(y[i], y[i + pitch])
-                    if 2 * (c0 + t) + 1 < W:
+                    if c0 + t < pairs:
                         v = nan_max(v, nan_max(y[i + 1], y[i + pitch + 1]))
                     dst[d + c0 + t] = nan_max(v, floor)
                 written = d + c0 + min(width, OW - c0)
-            if OW > OWf:  # cover_all's last column: one input column
-                i = src + W - 1
-                dst[d + OWf] = nan_max(nan_max(y[i], y[i + pitch]), floor)
-            gap = d + Wq if oy + 1 < OH else end  # padding up to the next row's outputs
-            for i in range(written, gap):  # what the zeros of the last vector left
+            gap = min(d + Wq, end)
+            for i in range(written, gap):
                 dst[i] = 0.0
+            written = max(written, gap)
             d += Wq
+        for i in range(written, end):
+            dst[i] = 0.0
     return pool_plane
 
 

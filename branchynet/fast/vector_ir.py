@@ -296,26 +296,29 @@ def _plain_max(builder, a, b):
 
 
 def pool_row(width):
-    """put(src, at, pitch, dst, to, valid, limit, floor): one vector of 2 x 2 stride-2 maxima,
-    lane t from src[at + 2t], src[at + 2t + 1] and the two ``pitch`` below, then the maximum with
-    ``floor`` (0 for a ReLU after the pooling, -inf for none), NaN propagating as in
-    numpy.maximum; lanes t >= ``valid`` set to zero; stored at dst[to:] for lanes t < ``limit``
+    """put(src, at, pitch, dst, to, valid, pairs, limit, floor): one vector of 2 x 2 stride-2
+    maxima, lane t from src[at + 2t], src[at + 2t + 1] and the two ``pitch`` below (from the
+    first column only for lanes t >= ``pairs``: cover_all's last window of an odd width), then
+    the maximum with ``floor`` (0 for a ReLU after the pooling, -inf for none), NaN propagating as
+    in numpy.maximum; lanes t >= ``valid`` set to zero; stored at dst[to:] for lanes t < ``limit``
     only. Reads src at all 2 ``width`` lanes of both rows. The maxima take one instruction each
     unless a value read is NaN; then the NaN-propagating comparisons run (``_nan_max``)."""
     vec, intp_t = _vector(width), jit.numba.types.intp
     evens = ir.Constant(ir.VectorType(_I32, width), list(range(0, 2 * width, 2)))
     odds = ir.Constant(ir.VectorType(_I32, width), list(range(1, 2 * width, 2)))
 
-    def pooled(builder, tops, belows, maximum):
+    def pooled(builder, tops, belows, maximum, both):
         halves = [maximum(builder, t, b) for t, b in zip(tops, belows)]
-        return maximum(builder, builder.shuffle_vector(halves[0], halves[1], evens),
-                       builder.shuffle_vector(halves[0], halves[1], odds))
+        first = builder.shuffle_vector(halves[0], halves[1], evens)
+        both_columns = maximum(builder, first, builder.shuffle_vector(halves[0], halves[1], odds))
+        return builder.select(both, both_columns, first)
 
     @intrinsic
-    def put(typingctx, src, at, pitch, dst, to, valid, limit, floor):
+    def put(typingctx, src, at, pitch, dst, to, valid, pairs, limit, floor):
         def codegen(context, builder, signature, args):
             ps, pd = (_data(context, builder, signature.args[i], args[i]) for i in (0, 3))
-            (at_v, pitch_v), (to_v, valid_v, limit_v, floor_v) = args[1:3], args[4:]
+            (at_v, pitch_v), (to_v, valid_v, pairs_v, limit_v, floor_v) = args[1:3], args[4:]
+            both = _lanes_below(builder, pairs_v, width)
 
             def load(offset, h):
                 where = builder.gep(ps, [builder.add(offset, ir.Constant(offset.type, width * h))])
@@ -327,10 +330,10 @@ def pool_row(width):
                                             ir.Constant(ir.IntType(width), 0))
             with builder.if_else(any_nan, likely=False) as (then, otherwise):
                 with then:
-                    exact = pooled(builder, tops, belows, _nan_max)
+                    exact = pooled(builder, tops, belows, _nan_max, both)
                     exact_block = builder.block
                 with otherwise:
-                    plain = pooled(builder, tops, belows, _plain_max)
+                    plain = pooled(builder, tops, belows, _plain_max, both)
                     plain_block = builder.block
             pair = builder.phi(vec)
             pair.add_incoming(exact, exact_block)
@@ -340,7 +343,7 @@ def pool_row(width):
                                    _plain_max(builder, pair, low), ir.Constant(vec, [0.0] * width))
             _store_lanes(builder, value, builder.gep(pd, [to_v]), limit_v, width)
             return context.get_dummy_value()
-        return (jit.numba.types.void(src, intp_t, intp_t, dst, intp_t, intp_t, intp_t,
+        return (jit.numba.types.void(src, intp_t, intp_t, dst, intp_t, intp_t, intp_t, intp_t,
                                      jit.numba.types.float64), codegen)
     return put
 

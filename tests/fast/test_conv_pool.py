@@ -184,6 +184,8 @@ def test_store_writes_every_plane_element_and_nothing_past_it(width):
     run = halving._kernel(width)[0]
     rng = numpy.random.default_rng(4)
     for (H, W, row), (Hp, Wq, ph, pw) in [((30, 30, 31), (17, 16, 1, 1)),
+                                          ((30, 30, 34), (17, 17, 1, 1)),  # rows past a vector
+                                          ((15, 15, 17), (10, 10, 1, 1)),
                                           ((17, 17, 18), (15, 12, 3, 3)),
                                           ((15, 15, 16), (8, 8, 0, 0)),
                                           ((4, 6, 6), (2, 3, 0, 0))]:
