@@ -144,22 +144,30 @@ def _conv_then_pool(link, pool, relu, into, classifier=None):
     """A convolution and the max pooling (and ReLU) after it, and the ``classifier`` (a linear
     layer with few outputs) after them if given: fused (``conv_pool``) where the convolution runs
     on the unpacked micro-kernel for this batch, else one after the other. ``run(x, rows)`` runs
-    x[rows], reading the fused path's samples where they lie (``takes_rows``)."""
+    x[rows], reading the fused path's samples where they lie (``takes_rows``); ``run(x,
+    counted=[])`` appends how many samples of x are not finite where the fused path counts them
+    while copying x (``counts_non_finite``), and nothing elsewhere."""
     conv, pooling = _conv(link), max_pool_function(pool, relu, into)
     last = (lambda y: y) if classifier is None else numpy_function(classifier)
     pooled = (pool.ksize, pool.stride, pool.pad)
 
-    def run(x, rows=None):
+    def run(x, rows=None, counted=None):
         n = len(x) if rows is None else len(rows)
         if (n > jit.DIRECT_SMALL_BATCH and conv_pool.applies(x, link.W.array, link.stride, pooled)
                 and fconv.forward_path(x, link.W.array, link.stride, link.pad, n) == "unpacked"):
             b = None if link.b is None else link.b.array
             head = None if classifier is None else (
                 classifier.W.array, None if classifier.b is None else classifier.b.array)
-            return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu, into,
-                                       classifier=head, rows=rows)
+            if counted is None or rows is not None:
+                return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu,
+                                           into, classifier=head, rows=rows)
+            y, count = conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu,
+                                           into, classifier=head, count_non_finite=True)
+            if count is not None:
+                counted.append(count)
+            return y
         return last(pooling(conv(x if rows is None else x[rows])))
-    run.takes_rows = True
+    run.takes_rows = run.counts_non_finite = True
     return run
 
 

@@ -75,15 +75,20 @@ class BatchProgram:
     def __init__(self, layers, then=None):
         self.functions = tuple(functions(relu_after_pool(layers), then))
 
-    def __call__(self, x, rows=None):
+    def __call__(self, x, rows=None, counted=None):
         """The output for x, or for x[rows] (the first function reads those rows where they lie
-        when it can)."""
+        when it can). ``counted`` (a list, without ``rows``): the first function appends how many
+        samples of x are not finite where it counts them while reading x, which saves the input
+        check its own pass; nothing is appended elsewhere."""
         functions = self.functions
+        first = functions[0] if functions else None
         if rows is not None:
-            if functions and getattr(functions[0], "takes_rows", False):
-                x, functions = functions[0](x, rows), functions[1:]
+            if getattr(first, "takes_rows", False):
+                x, functions = first(x, rows), functions[1:]
             else:
                 x = x[rows]
+        elif counted is not None and getattr(first, "counts_non_finite", False):
+            x, functions = first(x, counted=counted), functions[1:]
         for fn in functions:
             x = fn(x)
         return x
@@ -160,11 +165,13 @@ class Runner:
             programs = self._sample[key] = chain(self.segments, self.heads, shape, dtype)
         return programs
 
-    def steps(self, x):
+    def steps(self, x, counted=None):
         """(segment k on h, head k on h) for inputs like x. A batch-1 program returns its own
         buffer, which its next run overwrites. A batch's segment step also takes ``rows``: it
         then runs on h[rows] (the samples still in flight), reading them in place where its
-        first layer can (``takes_rows``, which early exit looks for)."""
+        first layer can (``takes_rows``, which early exit looks for). ``counted`` (a list): the
+        first segment run on x itself appends how many of its samples are not finite where its
+        first kernel counts them (``BatchProgram``); nothing is appended elsewhere."""
         if len(x) == 1 and x.dtype.kind == "f":
             segments, heads = self._chain(x.shape, x.dtype)
             return (lambda k, h: segments[k](h)), (lambda k, h: heads[k](h))
@@ -191,6 +198,8 @@ class Runner:
                 h, rows = h[rows], None
             if 0 < len(h) <= self.SAMPLE_MAX:
                 return by_sample(self._chain(sample_shape, x.dtype)[0], k, h)
+            if k == 0 and h is x and rows is None:
+                return segments[0](h, counted=counted)
             return segments[k](h, rows)
         segment.takes_rows = True
 

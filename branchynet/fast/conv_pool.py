@@ -49,7 +49,8 @@ def _build(mr, width, classes):
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
     def run(xs, n, picked, sample_step, channel_step, row_step, padded, first, plane, C, H, W,
-            ap, bias, offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw, lw, logits):
+            ap, bias, offsets, OH, OW, row, POH, POW, floor, dst, Hp, Wq, ph, pw, lw, logits,
+            count):
         """n samples: each one's convolution (O planes of OH rows ``row`` apart) into a scratch
         block, then each plane pooled into dst (planes of Hp x Wq). The samples lie in xs
         ``sample_step`` floats apart (the i-th run is sample ``picked[i]``, or i where ``picked``
@@ -59,7 +60,8 @@ def _build(mr, width, classes):
         sample's copy is made before this one's pooling, so that the convolution does not read
         what was just stored (which costs more than the copy saves). With a classifier (``lw``:
         its weights, classes x pooled values), each sample's pooled map is written to dst's first
-        sample only and its products go to ``logits`` (n x classes)."""
+        sample only and its products go to ``logits`` (n x classes). Returns how many copied
+        samples hold a NaN or an infinity when ``count`` (each copy checked while in L1), else 0."""
         channels = len(bias)
         rows = ap.shape[0] * mr
         L = OH * row
@@ -71,9 +73,10 @@ def _build(mr, width, classes):
         sample = C * plane
         src = padded if copied else xs
         every = len(picked) == 0
+        bad = 0
         if copied and n:
-            fill(xs, (0 if every else picked[0]) * sample_step, channel_step, row_step, padded,
-                 first, plane, C, H, W, row)
+            bad += fill(xs, (0 if every else picked[0]) * sample_step, channel_step, row_step,
+                        padded, 0, first, plane, C, H, W, row, count)
         for s in range(n):
             base = (s % 2) * sample if copied else (s if every else picked[s]) * sample_step
             for p0 in range(0, L, nr):
@@ -81,14 +84,16 @@ def _build(mr, width, classes):
                     dblock(ap[i], padded_bias[i * mr:], src, offsets, block[i * mr * ldc + p0:],
                            base + p0, ldc)
             if copied and s + 1 < n:
-                fill(xs, (s + 1 if every else picked[s + 1]) * sample_step, channel_step,
-                     row_step, padded, ((s + 1) % 2) * sample + first, plane, C, H, W, row)
+                bad += fill(xs, (s + 1 if every else picked[s + 1]) * sample_step, channel_step,
+                            row_step, padded, ((s + 1) % 2) * sample, first, plane, C, H, W, row,
+                            count)
             at = 0 if classes else s * channels * Hp * Wq
             for o in range(channels):
                 pool_plane(block, o * ldc, row, OH, OW, POH, POW, floor, dst,
                            at + o * Hp * Wq, Hp, Wq, ph, pw)
             if classes:
                 classify(dst, 0, 0, lw, channels * Hp * Wq, logits, s * classes)
+        return bad
     return run
 
 
@@ -96,16 +101,20 @@ def _build(mr, width, classes):
 def _filling(width):
     """fill, compiled once per vector width for the kernels of every MR."""
     put = vector_ir.window_row(width)
+    zero_sum = jit._zero_sum
 
     @jit.numba.njit(nogil=True, boundscheck=False, error_model="numpy")
-    def fill(xs, at, channel_step, row_step, padded, first, plane, C, H, W, row):
+    def fill(xs, at, channel_step, row_step, padded, slot, first, plane, C, H, W, row, count):
         """The sample at xs[at:] (channels ``channel_step``, rows ``row_step`` floats apart) into
-        ``padded`` (its first value at ``first``, planes ``plane`` floats apart, rows ``row``): in
-        whole vectors (the zeros past a row land in its padding or in the next row, written
-        after it), lane by lane where a vector would read past xs."""
+        the sample of ``padded`` at ``slot`` (its first value ``first`` further, planes ``plane``
+        floats apart, rows ``row``): in whole vectors (the zeros past a row land in its padding
+        or in the next row, written after it), lane by lane where a vector would read past xs.
+        Returns 1 when ``count`` and the copy holds a NaN or an infinity (checked while in L1),
+        else 0."""
         for c in range(C):
             src = at + c * channel_step
-            for d in range(first + c * plane, first + c * plane + H * row, row):
+            start = slot + first + c * plane
+            for d in range(start, start + H * row, row):
                 for j0 in range(0, W, width):
                     m = min(width, W - j0)
                     if src + j0 + width <= len(xs):
@@ -114,10 +123,24 @@ def _filling(width):
                         for j in range(j0, j0 + m):
                             padded[d + j] = xs[src + j]
                 src += row_step
+        return 1 if count and zero_sum(padded[slot:slot + C * plane]) != 0 else 0
     return fill
 
 
-def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None, rows=None):
+def _classifier(classifier, channels, POH, POW, width):
+    """(classes, weights, bias) of a classifier (weights, bias) on ``channels`` pooled maps of
+    POH x POW, checked; (0, a placeholder, None) without one."""
+    if classifier is None:
+        return 0, numpy.zeros((1, 1), numpy.float32), None
+    lw, lb = classifier
+    if lw.shape[1] != channels * POH * POW or linear.rows_per_step(lw.shape[0], width) < 1:
+        raise ValueError("a classifier of shape %s does not fit %d pooled maps of %dx%d"
+                         % (lw.shape, channels, POH, POW))
+    return lw.shape[0], numpy.ascontiguousarray(lw, dtype=numpy.float32), lb
+
+
+def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=None, rows=None,
+              count_non_finite=False):
     """max_pooling_2d(convolution_2d(x, W, b, 1, pad), 2, 2, 0, cover_all), then a ReLU if
     ``relu``, for x and W that ``applies`` to; the output as ``halving.max_pool`` gives it
     (contiguous, or laid out for the convolution ``into`` describes). With ``classifier`` (the
@@ -127,7 +150,9 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=N
     output, bit for bit. ``rows`` (sample indices) runs those samples of x only, as x[rows]
     would, each read where it lies (early exit's samples in flight, without gathering them
     first). ``width`` picks the vector width (tests run the AVX2 geometry on AVX-512 machines
-    too)."""
+    too). ``count_non_finite`` (without ``rows``) returns (output, how many samples of x hold a
+    NaN or an infinity), counted on each sample's copy in L1, which saves the input check a pass
+    over memory; the count is None where x needed no copy (already laid out for the kernel)."""
     whole = None if rows is None else layout.strided_flat(x)
     if rows is not None and whole is None:
         x, rows = x[rows], None
@@ -139,15 +164,8 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=N
     if min(POH, POW) < 1:
         raise ValueError("a %dx%d convolution output is too small for 2x2 pooling" % (g.OH, g.OW))
     width = width or vector_ir.vector_width()
-    classes, lw, lb = 0, numpy.zeros((1, 1), numpy.float32), None
-    if classifier is not None:
-        lw, lb = classifier
-        classes = lw.shape[0]
-        if lw.shape[1] != g.O * POH * POW or linear.rows_per_step(classes, width) < 1:
-            raise ValueError("a classifier of shape %s does not fit %d pooled maps of %dx%d"
-                             % (lw.shape, g.O, POH, POW))
-        lw = numpy.ascontiguousarray(lw, dtype=numpy.float32)
-        into = None
+    classes, lw, lb = _classifier(classifier, g.O, POH, POW, width)
+    into = None if classes else into
     dst, out, Hp, Wq, ph, pw = halving.output_planes(1 if classes else g.N, g.O, POH, POW, into)
     logits = numpy.empty((g.N if classes else 0, max(classes, 1)), numpy.float32)
     mr, ap, bias, offsets = microkernel.forward_operands(W, b, g, width)
@@ -158,6 +176,7 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=N
     none, none_picked = numpy.zeros(0, numpy.float32), numpy.zeros(0, numpy.intp)
     if rows is not None:
         rows = numpy.asarray(rows, dtype=numpy.intp)
+    count = count_non_finite and rows is None
 
     def part(n0, n1):
         xs, steps, picked, padded = None, (sample, 0, 0), none_picked, none
@@ -170,10 +189,12 @@ def conv_pool(x, W, b, pad, cover_all, relu, into=None, width=None, classifier=N
                 (xs, steps), picked = whole, rows[n0:n1]
             padded = layout.padded_buffer(2, g, numpy.float32, microkernel.TAIL)[0]
         own = numpy.empty(planes, numpy.float32) if classes else dst[n0 * planes:]
-        run(xs, n1 - n0, picked, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias,
-            offsets, g.OH, g.OW, g.Wq, POH, POW, floor, own, Hp, Wq, ph, pw, lw,
-            logits[n0:n1].reshape(-1))
-    threads.run(part, threads.parts(g.N, (sample + g.O * g.L) * 4))
-    if not classes:
-        return out
-    return logits if lb is None else logits + lb
+        bad = run(xs, n1 - n0, picked, *steps, padded, first, g.plane, g.C, g.H, g.W, ap, bias,
+                  offsets, g.OH, g.OW, g.Wq, POH, POW, floor, own, Hp, Wq, ph, pw, lw,
+                  logits[n0:n1].reshape(-1), count)
+        return bad if len(padded) else None
+    counts = threads.run(part, threads.parts(g.N, (sample + g.O * g.L) * 4))
+    result = out if not classes else logits if lb is None else logits + lb
+    if not count_non_finite:
+        return result
+    return result, (None if not count or None in counts else sum(counts))

@@ -1,7 +1,9 @@
 """Inference on one piece of a batch, for ``BranchyNet``'s predict, predict_main and exit_logits
 (which cut a large batch into pieces of ``net.chunk_size`` samples, so that memory stays bounded).
 
-Each function takes a net and a piece already on its device and returns host arrays.
+Each function takes a net and a piece already on its device and returns host arrays, and how many
+of the piece's samples hold NaN or infinite values where the fast CPU path's first kernel counted
+them while copying the piece (else None: the caller counts them on the host).
 """
 import contextlib
 
@@ -20,35 +22,47 @@ def chainer_inference():
 
 
 def predict(net, x, thresholds, rule):
-    """(labels, exits) of early-exit inference on x (``BranchyNet.predict``)."""
-    segment, head, context = net.inference_steps(x)
+    """(labels, exits, non-finite samples or None) of early-exit inference on x
+    (``BranchyNet.predict``)."""
+    counted = []
+    segment, head, context = net.inference_steps(x, counted)
     with context:
         if len(x) == 1:  # a plain branch per exit is cheaper than masks and copies
-            return exit_rule.predict_one(x, thresholds, segment, head, rule)
-        return exit_rule.predict_batch(x, thresholds, segment, head, net.xp, rule)
+            labels, exits = exit_rule.predict_one(x, thresholds, segment, head, rule)
+        else:
+            labels, exits = exit_rule.predict_batch(x, thresholds, segment, head, net.xp, rule)
+    return labels, exits, _counted(counted)
 
 
 def predict_main(net, x):
-    """Labels of the main network on x: the whole trunk, then the last head."""
-    segment, head, context = net.inference_steps(x)
+    """(labels, non-finite samples or None) of the main network on x: the whole trunk, then the
+    last head."""
+    counted = []
+    segment, head, context = net.inference_steps(x, counted)
     with context:
         h = x
         for k in range(net.numexits()):
             h = segment(k, h)
         logits = head(net.numexits() - 1, h)
-    return exit_rule.host(logits).argmax(axis=1).astype(numpy.int32)
+    return exit_rule.host(logits).argmax(axis=1).astype(numpy.int32), _counted(counted)
 
 
 def exit_logits(net, x):
-    """Every exit's logits on x; the trunk runs once, segment by segment."""
-    segment, head, context = net.inference_steps(x)
+    """(every exit's logits on x, non-finite samples or None); the trunk runs once, segment by
+    segment."""
+    counted = []
+    segment, head, context = net.inference_steps(x, counted)
     logits = []
     h = x
     with context:
         for k in range(net.numexits()):
             h = segment(k, h)
             logits.append(exit_rule.host(head(k, h)))
-    return logits
+    return logits, _counted(counted)
+
+
+def _counted(counted):
+    return counted[0] if counted else None
 
 
 def stock_forward(net, x):

@@ -68,13 +68,13 @@ def non_finite_count(x):
     return int((~xp.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
 
 
-def warn_non_finite(x):
-    """Warns (``NonFiniteInputWarning``) naming how many samples are not finite."""
-    count = non_finite_count(x)
+def warn_non_finite(count, total):
+    """Warns (``NonFiniteInputWarning``) that ``count`` of ``total`` samples are not finite, if
+    any, at the caller's caller (the user's call of an inference method)."""
     if count:
         warnings.warn("%d of %d samples hold NaN or infinite values: their labels mean nothing "
                       "(they never leave early, and take the last exit's argmax)"
-                      % (count, len(x)), NonFiniteInputWarning, stacklevel=3)
+                      % (count, total), NonFiniteInputWarning, stacklevel=3)
 
 
 def refuse_non_finite(x):

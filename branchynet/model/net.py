@@ -76,8 +76,8 @@ class BranchyNet(chainer.Chain):
     def _inputs(self, x, t=None, training=False):
         """x (and labels t) checked before anything runs (``branchynet.model.inputs``): a float
         batch of the parameters' dtype and of the sample shape the net has seen or was saved
-        with, one label in [0, classes) per sample, finite images for training (a warning naming
-        how many are not, for inference). Returns them as given (not yet on the device)."""
+        with, one label in [0, classes) per sample, finite images for training (inference counts
+        the others as it runs, and warns). Returns them as given (not yet on the device)."""
         x = x.array if isinstance(x, chainer.Variable) else x
         inputs.check_images(x, self.input_shape, self._dtypes)
         if t is not None:
@@ -90,9 +90,14 @@ class BranchyNet(chainer.Chain):
             inputs.check_labels(t, self._classes)
         if training:
             inputs.refuse_non_finite(x)
-        else:
-            inputs.warn_non_finite(x)
         return x if t is None else (x, t)
+
+    @staticmethod
+    def _warn_non_finite(x, counts):
+        """Warns where samples of x hold NaN or infinite values: as the first kernel of each
+        piece counted them (``counts``), or by a pass over x where one piece was not counted."""
+        count = inputs.non_finite_count(x) if None in counts else sum(counts)
+        inputs.warn_non_finite(count, len(x))
 
     def initialize(self, x):
         """Sizes lazily sized layers (``L.Linear(None, 10)``) and checks that samples of x's shape
@@ -161,13 +166,14 @@ class BranchyNet(chainer.Chain):
         return exit_rule.as_thresholds(self.thresholds if thresholds is None else thresholds,
                                        self.numexits())
 
-    def inference_steps(self, x):
+    def inference_steps(self, x, counted=None):
         """(segment k on h, head k on h, context) for inference on x: on numpy with the fast path,
         the compiled numpy programs (``fast.Runner``), which need no Chainer configuration; one
         sample on a GPU, CUDA graphs of each segment and head (``gpu.graphs``); else the Chainer
-        chains in test mode without a graph."""
+        chains in test mode without a graph. ``counted``: a list to which the fast path's first
+        kernel appends how many samples of x are not finite, where it counts them."""
         if self.xp is numpy and fast.enabled(x):
-            segment, head = self._runner.steps(x)
+            segment, head = self._runner.steps(x, counted)
             return segment, head, (fast.cpu_scope(x) if len(x) > 1 else contextlib.nullcontext())
         if self.xp is not numpy and gpu.enabled(x):
             steps = self._graphs.steps(self, x)
@@ -196,16 +202,19 @@ class BranchyNet(chainer.Chain):
         thresholds = self._thresholds(thresholds)
         x = self._inputs(x)
         results = [inference.predict(self, chunk, thresholds, rule) for chunk in self._chunks(x)]
+        self._warn_non_finite(x, [r[2] for r in results])
         if not results:
             return numpy.zeros(0, numpy.int32), numpy.zeros(0, numpy.int32)
         if len(results) == 1:
-            return results[0]
-        return tuple(numpy.concatenate(parts) for parts in zip(*results))
+            return results[0][:2]
+        return tuple(numpy.concatenate(parts) for parts in list(zip(*results))[:2])
 
     def predict_main(self, x):
         """Labels of the main (baseline) network, as a numpy int array."""
         x = self._inputs(x)
-        labels = [inference.predict_main(self, chunk) for chunk in self._chunks(x)]
+        results = [inference.predict_main(self, chunk) for chunk in self._chunks(x)]
+        self._warn_non_finite(x, [count for _, count in results])
+        labels = [labels for labels, _ in results]
         return numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int32)
 
     def exit_probs(self, x):
@@ -219,6 +228,8 @@ class BranchyNet(chainer.Chain):
         x = self._inputs(x)
         if len(x) == 0:
             return inference.empty_logits(self, x)
-        pieces = [inference.exit_logits(self, chunk) for chunk in self._chunks(x)]
+        results = [inference.exit_logits(self, chunk) for chunk in self._chunks(x)]
+        self._warn_non_finite(x, [count for _, count in results])
+        pieces = [logits for logits, _ in results]
         return [numpy.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pieces)]
 

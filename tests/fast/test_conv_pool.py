@@ -138,8 +138,10 @@ def test_a_classifier_reads_the_pooled_maps_as_linear_does(width, cover_all, rel
     Wl = rng.standard_normal((10, pooled.shape[1])).astype(numpy.float32)
     bl = rng.standard_normal(10).astype(numpy.float32)
     for bias in (bl, None):
-        got = conv_pool.conv_pool(x, W, b, 1, cover_all, relu, width=width, classifier=(Wl, bias))
-        numpy.testing.assert_array_equal(got, linear.linear(pooled, Wl, bias, width=width))
+        for into in (None, _reader(3, 1)):  # the maps a classifier reads are never laid out
+            got = conv_pool.conv_pool(x, W, b, 1, cover_all, relu, into=into, width=width,
+                                      classifier=(Wl, bias))
+            numpy.testing.assert_array_equal(got, linear.linear(pooled, Wl, bias, width=width))
     with pytest.raises(ValueError, match="does not fit 10 pooled maps"):
         conv_pool.conv_pool(x, W, b, 1, cover_all, relu, classifier=(Wl[:, 1:], bl))
 
@@ -226,3 +228,53 @@ def test_applies_only_where_it_runs():
     assert not conv_pool.applies(x, W, 1, (3, 2, 0))
     assert not conv_pool.applies(x, W, 1, (2, 2, 1))
     assert not conv_pool.applies(x.astype(numpy.float64), W.astype(numpy.float64), 1, (2, None, 0))
+
+
+def _per_sample_non_finite(x):
+    return int((~numpy.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_non_finite_samples_are_counted_on_their_copy(width):
+    """count_non_finite counts the samples holding NaN or +-inf as a per-sample numpy check does:
+    at the first and the last value of the batch (read lane by lane at its end), in strided
+    views, on one thread or two; the output is the uncounted call's; an input already laid out
+    for the kernel is not copied, so not counted (None)."""
+    rng = numpy.random.default_rng(11)
+    W = rng.standard_normal((5, 1, 5, 5)).astype(numpy.float32)
+    W5 = rng.standard_normal((10, 5, 3, 3)).astype(numpy.float32)
+    before = threads.set_threads(1)
+    try:
+        for bad in ([], [(0, 0, 0, 0)], [(63, 0, 27, 27)],
+                    [(3, 0, 5, 9), (3, 0, 6, 1), (30, 0, 27, 0), (31, 0, 0, 14)]):
+            for value in (numpy.nan, numpy.inf, -numpy.inf):
+                x = rng.standard_normal((64, 1, 28, 28)).astype(numpy.float32)
+                for at in bad:
+                    x[at] = value
+                for view, weights, pad in ((x, W, 3), (x[::2], W, 3), (x[:, :, :, :15], W, 1),
+                                          (x, W, 0)):
+                    want = _per_sample_non_finite(view)
+                    for count in (1, 2):
+                        threads.set_threads(count)
+                        g = layout.geom(view.shape, weights.shape, (1, 1), (pad, pad))
+                        assert len(threads.parts(g.N, (g.C * g.plane + g.O * g.L) * 4)) == count
+                        with numpy.errstate(all="ignore"):
+                            got, counted = conv_pool.conv_pool(view, weights, None, pad, True, True,
+                                                               width=width, count_non_finite=True)
+                            plain = conv_pool.conv_pool(view, weights, None, pad, True, True,
+                                                        width=width)
+                        assert counted == want, (bad, value, view.shape, count)
+                        numpy.testing.assert_array_equal(got, plain)
+        threads.set_threads(1)
+        x = rng.standard_normal((6, 1, 28, 28)).astype(numpy.float32)
+        x[2, 0, 0, 0] = numpy.nan
+        laid_out = conv_pool.conv_pool(x, W, None, 3, True, True, into=_reader(3, 1, 10),
+                                       width=width)
+        assert layout.in_filled(laid_out, _reader(3, 1, 10)(laid_out.shape), microkernel.TAIL) is not None
+        with numpy.errstate(all="ignore"):
+            assert conv_pool.conv_pool(laid_out, W5, None, 1, True, True, width=width,
+                                       count_non_finite=True)[1] is None
+            assert conv_pool.conv_pool(x, W, None, 3, True, True, width=width, rows=[1, 2],
+                                       count_non_finite=True)[1] is None
+    finally:
+        threads.set_threads(before)

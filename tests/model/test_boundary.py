@@ -128,6 +128,42 @@ def test_non_finite_images_are_reported_with_their_count(lenet, value):
         lenet.predict(_x(5), 0.5)  # finite: no warning
 
 
+def test_a_batch_is_counted_by_its_first_kernel(lenet, monkeypatch):
+    """Where the first kernel copies the batch (the fused convolution, forced here), predict,
+    predict_main and exit_logits warn with the count it made, piece by piece, and never pass over
+    the batch again; where a piece is not counted so (one sample, or the fast path off), one
+    pass over the whole batch counts alike."""
+    import chainer
+
+    from branchynet.fast import conv as fconv
+    from branchynet.fast import microkernel
+    if not microkernel.available():
+        pytest.skip("the fused convolution needs vector code")
+    monkeypatch.setattr(fconv, "forward_path", lambda *args: "unpacked")
+    x = _x(40)
+    x[0, 0, 0, 0], x[17, 0, 9, 20], x[39, 0, 27, 27] = np.nan, np.inf, -np.inf
+    passes = []
+    real = inputs.non_finite_count
+    monkeypatch.setattr(inputs, "non_finite_count", lambda v: passes.append(len(v)) or real(v))
+    runs = (lambda: lenet.predict(x, 0.5), lambda: lenet.predict_main(x), lambda: lenet.exit_logits(x))
+
+    def warned_each(want_passes):
+        for run in runs:
+            with np.errstate(all="ignore"), pytest.warns(inputs.NonFiniteInputWarning,
+                                                         match="3 of 40 samples"):
+                run()
+        assert passes == want_passes
+        passes.clear()
+    warned_each([])
+    lenet.chunk_size = 16
+    warned_each([])
+    lenet.chunk_size = 39  # the last piece, one sample, runs the batch-1 programs
+    warned_each([40, 40, 40])
+    lenet.chunk_size = 1000
+    with chainer.using_config("branchynet_fast_cpu", False):
+        warned_each([40, 40, 40])
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_non_finite_count_against_a_per_sample_check(compiled):
     """The count of samples holding NaN or +-inf, compiled pass or numpy sum alike: for float32

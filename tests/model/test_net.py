@@ -95,8 +95,8 @@ def _record_segments_and_heads(net, monkeypatch):
     seen = []
     inference_steps = net.inference_steps
 
-    def recording_steps(x):
-        run_segment, run_head, context = inference_steps(x)
+    def recording_steps(x, *counted):
+        run_segment, run_head, context = inference_steps(x, *counted)
 
         def segment(k, h):
             seen.append(("segment", k, len(h)))
