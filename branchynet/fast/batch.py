@@ -158,11 +158,12 @@ def _conv_then_pool(link, pool, relu, into, classifier=None):
             b = None if link.b is None else link.b.array
             head = None if classifier is None else (
                 classifier.W.array, None if classifier.b is None else classifier.b.array)
-            if counted is None or rows is not None:
-                return conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu,
-                                           into, classifier=head, rows=rows)
-            y, count = conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu,
-                                           into, classifier=head, count_non_finite=True)
+            found = conv_pool.conv_pool(x, link.W.array, b, link.pad, pool.cover_all, relu, into,
+                                        classifier=head, rows=rows,
+                                        count_non_finite=counted is not None)
+            if counted is None:
+                return found
+            y, count = found
             if count is not None:
                 counted.append(count)
             return y

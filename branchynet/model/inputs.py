@@ -68,13 +68,15 @@ def non_finite_count(x):
     return int((~xp.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
 
 
-def warn_non_finite(count, total):
-    """Warns (``NonFiniteInputWarning``) that ``count`` of ``total`` samples are not finite, if
-    any, at the caller's caller (the user's call of an inference method)."""
+def warn_non_finite(x, counts):
+    """Warns (``NonFiniteInputWarning``), at the inference method that calls it, how many samples
+    of x hold NaN or infinite values: as the first kernel of each piece counted them
+    (``counts``), or by one pass over x where a piece was not counted (None)."""
+    count = non_finite_count(x) if None in counts else sum(counts)
     if count:
         warnings.warn("%d of %d samples hold NaN or infinite values: their labels mean nothing "
                       "(they never leave early, and take the last exit's argmax)"
-                      % (count, total), NonFiniteInputWarning, stacklevel=3)
+                      % (count, len(x)), NonFiniteInputWarning, stacklevel=2)
 
 
 def refuse_non_finite(x):

@@ -92,13 +92,6 @@ class BranchyNet(chainer.Chain):
             inputs.refuse_non_finite(x)
         return x if t is None else (x, t)
 
-    @staticmethod
-    def _warn_non_finite(x, counts):
-        """Warns where samples of x hold NaN or infinite values: as the first kernel of each
-        piece counted them (``counts``), or by a pass over x where one piece was not counted."""
-        count = inputs.non_finite_count(x) if None in counts else sum(counts)
-        inputs.warn_non_finite(count, len(x))
-
     def initialize(self, x):
         """Sizes lazily sized layers (``L.Linear(None, 10)``) and checks that samples of x's shape
         fit the layers, by one stock-Chainer forward of x's first sample through every exit,
@@ -202,7 +195,7 @@ class BranchyNet(chainer.Chain):
         thresholds = self._thresholds(thresholds)
         x = self._inputs(x)
         results = [inference.predict(self, chunk, thresholds, rule) for chunk in self._chunks(x)]
-        self._warn_non_finite(x, [r[2] for r in results])
+        inputs.warn_non_finite(x, [r[2] for r in results])
         if not results:
             return numpy.zeros(0, numpy.int32), numpy.zeros(0, numpy.int32)
         if len(results) == 1:
@@ -213,7 +206,7 @@ class BranchyNet(chainer.Chain):
         """Labels of the main (baseline) network, as a numpy int array."""
         x = self._inputs(x)
         results = [inference.predict_main(self, chunk) for chunk in self._chunks(x)]
-        self._warn_non_finite(x, [count for _, count in results])
+        inputs.warn_non_finite(x, [count for _, count in results])
         labels = [labels for labels, _ in results]
         return numpy.concatenate(labels) if labels else numpy.zeros(0, numpy.int32)
 
@@ -229,7 +222,7 @@ class BranchyNet(chainer.Chain):
         if len(x) == 0:
             return inference.empty_logits(self, x)
         results = [inference.exit_logits(self, chunk) for chunk in self._chunks(x)]
-        self._warn_non_finite(x, [count for _, count in results])
+        inputs.warn_non_finite(x, [count for _, count in results])
         pieces = [logits for logits, _ in results]
         return [numpy.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pieces)]
 
